@@ -1,0 +1,123 @@
+"""Run records: one JSON file per run, written atomically, with test probabilities beside it.
+
+A record holds everything needed to trust and reproduce a number: the resolved config, the weights'
+provenance, the data fingerprint, per-epoch history, metrics, timings, latency, and the environment.
+Files are written to a temporary name and renamed, so a killed process never leaves a half-written
+record that a later read could take for a result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import ResultsError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run; its :meth:`key` (with the resolved protocol and versions) identifies the run."""
+
+    backbone: str
+    dataset: str
+    protocol: str
+    seed: int = 0
+    resolution: int = 28
+    epochs: int | tuple[int, ...] | None = None  # overrides the protocol's per-phase epochs
+    resolution_policy: str = "upsize"
+    data_root: str | None = None
+    weights_file: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def stem(self, key: str) -> str:
+        """File stem of the run's record: readable first, unique by the key's prefix."""
+        return f"{self.protocol}-r{self.resolution}-s{self.seed}-{key[:12]}"
+
+
+def config_key(resolved: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a resolved config: equal configs, equal keys."""
+    blob = json.dumps(resolved, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
+
+    Any OS error (read-only folder, disk full) becomes a one-line :class:`ResultsError` naming the
+    path; the temp file is removed and an earlier file at ``path`` is left untouched.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise ResultsError(f"cannot write {path}: {err.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise ResultsError(f"cannot write {path}: {err.strerror}") from None
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN/inf become null (JSON has no NaN); numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, payload: dict) -> None:
+    atomic_write_bytes(path, json.dumps(_jsonable(payload), indent=1, sort_keys=True).encode())
+
+
+def write_probs(path: Path, ids: list[str], labels: np.ndarray, probs: np.ndarray) -> None:
+    """Test-split probabilities, so every metric (and its bootstrap) can be recomputed later."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, ids=np.asarray(ids), labels=labels, probs=probs)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_probs(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in ("ids", "labels", "probs")}
+    except (OSError, KeyError, ValueError) as err:
+        raise ResultsError(f"{path}: unreadable probabilities file ({err})") from None
+
+
+def load_records(results_dir: Path) -> list[dict]:
+    """Every run record under ``results_dir/runs`` (temp files of interrupted writes are ignored)."""
+    records = []
+    for path in sorted((results_dir / "runs").rglob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ResultsError(f"{path}: not a readable run record ({err})") from None
+        if record.get("schema") != SCHEMA_VERSION:
+            raise ResultsError(f"{path}: record schema {record.get('schema')!r}, expected {SCHEMA_VERSION}")
+        record["_path"] = str(path)
+        records.append(record)
+    return records
