@@ -7,12 +7,11 @@ fails with one line naming the file, the line (for syntax errors) and the field 
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
-
-import tomllib
 
 from bench.errors import ConfigError
 

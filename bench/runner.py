@@ -1,0 +1,190 @@
+"""One run, end to end: data, model, training, a single test evaluation, latency, and its record.
+
+A run that fails for a reason the user or the data can explain (diverged loss, out of memory, a bad
+image) is written as a ``failed`` record with that reason, so a sweep goes on and the leaderboard can
+show it as failed rather than missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib.metadata
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from timm.data import resolve_data_config
+
+from bench.data import LoadedDataset, load_dataset
+from bench.errors import BenchError
+from bench.latency import LatencyConfig, device_fingerprint, measure_latency
+from bench.metrics import compute_metrics
+from bench.paths import project_root
+from bench.protocol import get_protocol
+from bench.registry import create_backbone, get_backbone, model_stats, resolve_resolution
+from bench.results import SCHEMA_VERSION, RunSpec, atomic_write_bytes, config_key, write_json, write_probs
+from bench.train import BatchPipeline, fit, predict
+
+# Latency inside a training run is a quick batch-1 figure on the trained model; `bench latency`
+# does the full sweep of batch sizes and precisions.
+RUN_LATENCY = LatencyConfig(batch_sizes=(1,), time_budget_s=3.0, warmup_iters=5, min_iters=20, max_iters=200)
+
+ProgressFn = Callable[[dict], None]
+
+
+def versions() -> dict[str, str]:
+    """Versions of what changes a number: part of every record and of the run key."""
+    names = ["backbone-bench", "torch", "timm", "numpy", "scikit-learn"]
+    return {n: importlib.metadata.version(n) for n in names} | {"python": platform.python_version()}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(project_root()), "describe", "--always", "--dirty", "--abbrev=40"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def resolve(spec: RunSpec) -> dict:
+    """The fully resolved config of ``spec``: what the run key hashes and the record stores."""
+    entry = get_backbone(spec.backbone)
+    protocol = get_protocol(spec.protocol).with_epochs(spec.epochs)
+    effective = resolve_resolution(entry, spec.resolution, spec.resolution_policy)  # type: ignore[arg-type]
+    v = versions()
+    return {
+        "spec": spec.to_dict(),
+        "arch": entry.arch,
+        "protocol": protocol.to_dict(),
+        "effective_resolution": effective,
+        "versions": {k: v[k] for k in ("backbone-bench", "torch", "timm")},
+    }
+
+
+def record_path(results_dir: Path, spec: RunSpec, key: str) -> Path:
+    return results_dir / "runs" / spec.dataset / spec.backbone / f"{spec.stem(key)}.json"
+
+
+def run(spec: RunSpec, results_dir: Path, device: torch.device, progress: ProgressFn | None = None) -> dict:
+    """Run ``spec`` and write its record (``ok`` or ``failed``); returns the record."""
+    resolved = resolve(spec)
+    key = config_key(resolved)
+    path = record_path(results_dir, spec, key)
+    record: dict = {
+        "schema": SCHEMA_VERSION,
+        "key": key,
+        "status": "running",
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **resolved,
+        "environment": {
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "platform": platform.platform(),
+            "device": device_fingerprint(device),
+        },
+        "timings_s": {},
+    }
+    try:
+        _train_and_evaluate(spec, resolved, record, results_dir, device, progress)
+        record["status"] = "ok"
+    except (BenchError, torch.OutOfMemoryError) as err:
+        record["status"] = "failed"
+        record["error"] = f"{type(err).__name__}: {err}".splitlines()[0]
+    write_json(path, record)
+    return record
+
+
+def _train_and_evaluate(
+    spec: RunSpec, resolved: dict, record: dict, results_dir: Path, device: torch.device, progress: ProgressFn | None
+) -> None:
+    path = record_path(results_dir, spec, record["key"])
+    timings = record["timings_s"]
+    protocol = get_protocol(spec.protocol).with_epochs(spec.epochs)
+    resolution = resolved["effective_resolution"]
+
+    t = time.perf_counter()
+    data = load_dataset(spec.dataset, resolution, Path(spec.data_root) if spec.data_root else None)
+    timings["data"] = time.perf_counter() - t
+    record["dataset"] = _dataset_summary(data)
+    _save_split(results_dir, data)
+
+    t = time.perf_counter()
+    torch.manual_seed(spec.seed)
+    np.random.seed(spec.seed)
+    model, provenance = create_backbone(spec.backbone, data.num_classes, protocol.pretrained, spec.weights_file)
+    record["backbone"] = {
+        "name": spec.backbone,
+        "arch": resolved["arch"],
+        "weights": provenance,
+        **model_stats(model, resolution),
+    }
+    model.to(device)
+    cfg = resolve_data_config({}, model=model)
+    pipeline = BatchPipeline(cfg["mean"], cfg["std"], device)
+    timings["build"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if progress is not None:
+        progress({"event": "start", "total_steps": _total_steps(protocol, len(data.train.labels))})
+    fitted = fit(model, protocol, data.train, data.val, data.classes, pipeline, spec.seed, progress)
+    timings["train"] = time.perf_counter() - t
+    record["history"] = [vars(h) for h in fitted.history]
+    record["selection"] = {
+        "on": protocol.select_on,
+        "best_epoch": fitted.best_epoch,
+        "best_score": fitted.best_score,
+        "stopped_early": fitted.stopped_early,
+    }
+    best = next(h for h in fitted.history if h.epoch == fitted.best_epoch)
+    record["val"] = best.val | {"loss": best.val_loss}
+
+    # The one and only look at the test split, after model selection.
+    t = time.perf_counter()
+    probs = predict(model, data.test, pipeline)
+    labels = data.test.labels.numpy()
+    record["test"] = compute_metrics(labels, probs, data.classes)
+    write_probs(path.with_suffix(".probs.npz"), data.test.ids, labels, probs)
+    timings["eval"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    config = dataclasses.replace(RUN_LATENCY, device=str(device))
+    latency = measure_latency(model, (3, resolution, resolution), config, backbone=spec.backbone)
+    record["latency"] = [r.to_dict() for r in latency]
+    timings["latency"] = time.perf_counter() - t
+
+
+def _total_steps(protocol, n_train: int) -> int:
+    steps = -(-n_train // protocol.batch_size)
+    return sum(p.epochs for p in protocol.phases) * steps
+
+
+def _dataset_summary(data: LoadedDataset) -> dict:
+    def counts(split) -> list[int]:
+        return np.bincount(split.labels.numpy(), minlength=data.num_classes).tolist()
+
+    return {
+        "name": data.entry.name,
+        "classes": list(data.classes),
+        "fingerprint": data.fingerprint,
+        "resolution": data.resolution,
+        "class_counts": {"train": counts(data.train), "val": counts(data.val), "test": counts(data.test)},
+        "audit": data.audit,
+    }
+
+
+def _save_split(results_dir: Path, data: LoadedDataset) -> None:
+    """The split assignment, once per data fingerprint, so any run's split can be audited."""
+    path = results_dir / "splits" / f"{data.entry.name}-{data.fingerprint[:12]}.csv"
+    if not path.exists():
+        atomic_write_bytes(path, data.split_assignment().to_csv(index=False).encode())

@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny project folder (BENCH_HOME) with a learnable MedMNIST-style npz dataset."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tiny_npz(path: Path, seed: int = 0) -> None:
+    """28x28 grayscale, two classes told apart by brightness, in the MedMNIST key layout."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", 96), ("val", 32), ("test", 48)):
+        labels = rng.integers(0, 2, size=(n, 1))
+        images = np.where(labels[:, :, None] == 1, 170, 80) + rng.normal(0, 40, size=(n, 28, 28))
+        arrays[f"{split}_images"] = images.clip(0, 255).astype(np.uint8)
+        arrays[f"{split}_labels"] = labels.astype(np.uint8)
+    np.savez_compressed(path, **arrays)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A BENCH_HOME with the real backbone registry and one tiny npz dataset named ``tiny``."""
+    home = tmp_path / "home"
+    shutil.copytree(REPO / "backbones", home / "backbones")
+    shutil.copytree(REPO / "sweeps", home / "sweeps")
+    (home / "datasets").mkdir()
+    (home / "data").mkdir()
+    _tiny_npz(home / "data" / "tiny.npz")
+    (home / "datasets" / "tiny.toml").write_text(
+        'name = "tiny"\ntitle = "tiny"\nlayout = "npz"\npath = "data/tiny.npz"\nclasses = ["dark", "bright"]\n'
+        'task = "binary"\ncolor = "grayscale"\nlicence = "CC0"\ncitation = "synthetic"\n[split]\npolicy = "official"\n'
+    )
+    monkeypatch.setenv("BENCH_HOME", str(home))
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    return home

@@ -1,0 +1,131 @@
+"""Training engine: it learns, it is deterministic, it selects on validation, it fails loudly."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+import timm
+import torch
+
+from bench.data import Split
+from bench.protocol import PRESETS, Augment, Phase, Protocol
+from bench.train import BatchPipeline, DivergedError, _augment, class_weights, fit, predict
+
+CPU = torch.device("cpu")
+CLASSES = ("dark", "bright")
+
+
+def _split(n: int, seed: int, channels: int = 1) -> Split:
+    """A learnable task: bright images are class 1, dark ones class 0, with noise."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=gen)
+    base = torch.where(labels.view(-1, 1, 1, 1) == 1, 170.0, 80.0)
+    images = (base + 40 * torch.randn(n, channels, 16, 16, generator=gen)).clamp(0, 255).to(torch.uint8)
+    return Split(images=images, labels=labels, ids=[f"{seed}/{i}" for i in range(n)])
+
+
+PIPE = BatchPipeline((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), CPU)
+QUICK = Protocol(
+    name="quick", pretrained=False, batch_size=32, phases=(Phase("full", epochs=3, lr=3e-3, trainable=1.0),)
+)
+
+
+def _fit(protocol=QUICK, seed=0, arch="test_resnet"):
+    torch.manual_seed(seed)
+    model = timm.create_model(arch, num_classes=2)
+    result = fit(model, protocol, _split(256, 1), _split(128, 2), CLASSES, PIPE, seed=seed)
+    return model, result
+
+
+def test_it_learns_a_learnable_task():
+    model, result = _fit()
+    probs = predict(model, _split(128, 3), PIPE)
+    accuracy = (probs.argmax(1) == _split(128, 3).labels.numpy()).mean()
+    assert accuracy > 0.9, result.history
+    assert len(result.history) == 3 and result.best_epoch in (1, 2, 3)
+
+
+def test_same_seed_same_history():
+    """CPU runs are bit-for-bit repeatable (timings aside)."""
+    _, a = _fit(seed=5)
+    _, b = _fit(seed=5)
+    strip = [{k: v for k, v in dataclasses.asdict(h).items() if k != "seconds"} for h in a.history]
+    assert strip == [{k: v for k, v in dataclasses.asdict(h).items() if k != "seconds"} for h in b.history]
+
+
+def test_model_ends_with_the_best_validation_weights():
+    model, result = _fit()
+    best = min(result.history, key=lambda h: h.val_loss)
+    assert result.best_epoch == best.epoch and result.best_score == best.val_loss
+    # Re-evaluating the returned model reproduces the best epoch's validation loss.
+    probs = predict(model, _split(128, 2), PIPE)
+    nll = torch.nn.functional.nll_loss(torch.log(torch.from_numpy(probs).clamp(min=1e-12)), _split(128, 2).labels)
+    assert nll.item() == pytest.approx(best.val_loss, rel=1e-6)
+
+
+def test_early_stopping_cuts_a_phase():
+    protocol = dataclasses.replace(QUICK, early_stopping_patience=1,
+                                   phases=(Phase("full", epochs=30, lr=3e-2, trainable=1.0),))
+    _, result = _fit(protocol)
+    assert result.stopped_early == ["full"] and len(result.history) < 30
+
+
+def test_staged_phases_run_in_order():
+    protocol = dataclasses.replace(PRESETS["staged"], pretrained=False, batch_size=64).with_epochs((1, 1, 1))
+    _, result = _fit(protocol)
+    assert [h.phase for h in result.history] == ["head", "top", "full"]
+
+
+def test_nan_loss_raises_diverged():
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = timm.create_model("test_resnet", num_classes=2)
+
+        def forward(self, x):
+            return self.inner(x) * float("nan")
+
+    model = timm.create_model("test_resnet", num_classes=2)
+    model.forward = Broken().forward
+    with pytest.raises(DivergedError, match="loss became nan in phase 'full', epoch 1"):
+        fit(model, QUICK, _split(64, 1), _split(32, 2), CLASSES, PIPE, seed=0)
+
+
+def test_fit_has_no_way_to_receive_test_data():
+    """Model selection can only ever see train and validation."""
+    assert [p for p in inspect.signature(fit).parameters if "test" in p] == []
+
+
+def test_grayscale_feeds_rgb_models():
+    x = PIPE(_split(4, 0, channels=1).images)
+    assert x.shape[1] == 3 and torch.equal(x[:, 0], x[:, 2])
+
+
+def test_normalisation():
+    x = PIPE(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8))
+    assert torch.allclose(x, torch.ones_like(x))
+
+
+@pytest.mark.parametrize("aug", [Augment(hflip=True), Augment(rotation=30), Augment(zoom=0.2),
+                                 Augment(rotation=10, hflip=True, vflip=True, zoom=0.1)])
+def test_augment_keeps_shape_and_changes_pixels(aug):
+    x = torch.randn(8, 3, 16, 16)
+    y = _augment(x, aug, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and not torch.equal(x, y)
+
+
+def test_hflip_only_mirrors_exactly_or_not_at_all():
+    x = torch.randn(16, 3, 8, 8)
+    y = _augment(x, Augment(hflip=True), torch.Generator().manual_seed(1))
+    for a, b in zip(x, y, strict=True):
+        assert torch.allclose(b, a, atol=1e-5) or torch.allclose(b, a.flip(-1), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "labels, k, expected",
+    [([0, 0, 0, 1], 2, [4 / 6, 2.0]), ([0, 1, 2, 2], 3, [4 / 3, 4 / 3, 2 / 3]), ([0, 0], 2, [0.5, 0.0])],
+)
+def test_class_weights(labels, k, expected):
+    assert class_weights(torch.tensor(labels), k).tolist() == pytest.approx(expected)
