@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from timm.data import resolve_data_config
 
+from bench.checkpoint import RunCheckpoint
 from bench.data import LoadedDataset, load_dataset
 from bench.errors import BenchError
 from bench.latency import LatencyConfig, device_fingerprint, measure_latency
@@ -102,6 +103,7 @@ def run(spec: RunSpec, results_dir: Path, device: torch.device, progress: Progre
         record["status"] = "failed"
         record["error"] = f"{type(err).__name__}: {err}".splitlines()[0]
     write_json(path, record)
+    RunCheckpoint(path.with_suffix(".ckpt"), key).remove()  # the record is final: nothing left to resume
     return record
 
 
@@ -137,8 +139,10 @@ def _train_and_evaluate(
     t = time.perf_counter()
     if progress is not None:
         progress({"event": "start", "total_steps": _total_steps(protocol, len(data.train.labels))})
-    fitted = fit(model, protocol, data.train, data.val, data.classes, pipeline, spec.seed, progress)
-    timings["train"] = time.perf_counter() - t
+    ckpt = RunCheckpoint(path.with_suffix(".ckpt"), record["key"])
+    fitted = fit(model, protocol, data.train, data.val, data.classes, pipeline, spec.seed, progress, ckpt)
+    timings["train"] = time.perf_counter() - t  # since the resume point, if resumed
+    record["resumed_at_epoch"] = ckpt.resumed_at_epoch
     record["history"] = [vars(h) for h in fitted.history]
     record["selection"] = {
         "on": protocol.select_on,

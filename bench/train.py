@@ -9,10 +9,12 @@ cost is the model's, not Python's.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol as Protocol_
 
 import numpy as np
 import torch
@@ -135,6 +137,49 @@ def _optimizer(protocol: Protocol, params: list[nn.Parameter], lr: float) -> tor
 ProgressFn = Callable[[dict], None]
 
 
+def train_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    pipeline: BatchPipeline,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    augment: Augment | None,
+    gen: torch.Generator | None,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One optimisation step on a uint8 batch; returns the detached loss without a host sync."""
+    x = pipeline(images, augment, gen)
+    y = labels.to(pipeline.device, non_blocking=True)
+    loss = F.cross_entropy(model(x), y, weight=weight)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.detach()
+
+
+@dataclass
+class FitState:
+    """Where training stands at an epoch boundary: enough to resume exactly after a crash."""
+
+    phase_index: int = 0
+    epochs_done_in_phase: int = 0  # of the phase at phase_index
+    phase_finished: bool = False  # early-stopped or ran all its epochs
+    epoch_no: int = 0
+    best_phase_loss: float = math.inf
+    bad_epochs: int = 0
+    result: FitResult = field(default_factory=FitResult)
+
+
+class Checkpointer(Protocol_):
+    """Saves and restores training at epoch boundaries (:class:`bench.checkpoint.RunCheckpoint`)."""
+
+    def load(self) -> dict | None: ...
+
+    def save(self, payload: dict) -> None: ...
+
+
 def fit(
     model: nn.Module,
     protocol: Protocol,
@@ -144,53 +189,67 @@ def fit(
     pipeline: BatchPipeline,
     seed: int,
     progress: ProgressFn | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> FitResult:
     """Train through the protocol's phases; ``model`` ends holding the best-on-validation weights.
 
     Selection uses ``protocol.select_on`` over every epoch of every phase (loss: lower is better);
     early stopping watches validation loss within a phase. A NaN/inf loss raises :class:`DivergedError`.
+    With a ``checkpoint``, the state is saved after every epoch and a saved state is resumed from,
+    RNG streams included, so an interrupted run ends exactly as an uninterrupted one.
     """
     gen = torch.Generator().manual_seed(seed)
     weight = class_weights(train.labels, len(classes)).to(pipeline.device) if protocol.class_weighted_loss else None
-    result = FitResult()
+    state = FitState()
     best_state = copy.deepcopy(model.state_dict())
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        best_state = saved["best_model"]
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        state = _state_from_dict(saved["state"])
+    result = state.result
     lower_is_better = protocol.select_on == "loss"
     n = len(train.labels)
     steps = math.ceil(n / protocol.batch_size)
-    epoch_no = 0
-    for phase in protocol.phases:
-        if phase.epochs == 0:
+    for phase_index, phase in enumerate(protocol.phases):
+        if phase_index < state.phase_index or phase.epochs == 0:
+            continue
+        resuming = saved is not None and phase_index == state.phase_index
+        if resuming and state.phase_finished:
             continue
         names = set(apply_phase(model, phase))
         params = [p for name, p in model.named_parameters() if name in names]
         opt = _optimizer(protocol, params, phase.lr)
         sched = _scheduler(opt, protocol, phase, steps)
-        best_phase_loss, bad_epochs = math.inf, 0
-        for _ in range(phase.epochs):
-            epoch_no += 1
+        if resuming and state.epochs_done_in_phase:
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+        else:
+            state.phase_index, state.epochs_done_in_phase, state.phase_finished = phase_index, 0, False
+            state.best_phase_loss, state.bad_epochs = math.inf, 0
+        while state.epochs_done_in_phase < phase.epochs:
+            state.epoch_no += 1
             start = time.perf_counter()
             set_train_mode(model, phase)
             order = torch.randperm(n, generator=gen)
             total = torch.zeros((), device=pipeline.device)
             for step, i in enumerate(range(0, n, protocol.batch_size)):
                 idx = order[i : i + protocol.batch_size]
-                x = pipeline(train.images[idx], protocol.augment, gen)
-                y = train.labels[idx].to(pipeline.device, non_blocking=True)
-                loss = F.cross_entropy(model(x), y, weight=weight)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += loss.detach() * len(idx)
+                loss = train_step(
+                    model, opt, sched, pipeline, train.images[idx], train.labels[idx], protocol.augment, gen, weight
+                )
+                total += loss * len(idx)
                 if progress is not None:
-                    progress({"event": "step", "phase": phase.name, "epoch": epoch_no, "step": step + 1})
+                    progress({"event": "step", "phase": phase.name, "epoch": state.epoch_no, "step": step + 1})
             train_loss = total.item() / n
             if not math.isfinite(train_loss):
-                raise DivergedError(f"loss became {train_loss} in phase {phase.name!r}, epoch {epoch_no}")
+                raise DivergedError(f"loss became {train_loss} in phase {phase.name!r}, epoch {state.epoch_no}")
             val_loss, val_metrics = _evaluate(model, val, pipeline, classes, weight)
             log = EpochLog(
                 phase.name,
-                epoch_no,
+                state.epoch_no,
                 opt.param_groups[0]["lr"],
                 train_loss,
                 val_loss,
@@ -201,17 +260,43 @@ def fit(
             score = val_loss if lower_is_better else val_metrics[protocol.select_on]
             improved = score < result.best_score if lower_is_better else score > result.best_score
             if math.isnan(result.best_score) or improved:
-                result.best_score, result.best_epoch = score, epoch_no
+                result.best_score, result.best_epoch = score, state.epoch_no
                 best_state = copy.deepcopy(model.state_dict())
             if progress is not None:
                 progress({"event": "epoch", "log": log})
-            if val_loss < best_phase_loss:
-                best_phase_loss, bad_epochs = val_loss, 0
+            if val_loss < state.best_phase_loss:
+                state.best_phase_loss, state.bad_epochs = val_loss, 0
             else:
-                bad_epochs += 1
+                state.bad_epochs += 1
+            state.epochs_done_in_phase += 1
             patience = protocol.early_stopping_patience
-            if patience is not None and bad_epochs >= patience:
+            stop = patience is not None and state.bad_epochs >= patience and state.epochs_done_in_phase < phase.epochs
+            if stop:
                 result.stopped_early.append(phase.name)
+            state.phase_finished = stop or state.epochs_done_in_phase == phase.epochs
+            if checkpoint is not None:
+                checkpoint.save(
+                    {
+                        "model": model.state_dict(),
+                        "best_model": best_state,
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "generator": gen.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "state": _state_to_dict(state),
+                    }
+                )
+            if stop:
                 break
     model.load_state_dict(best_state)
     return result
+
+
+def _state_to_dict(state: FitState) -> dict:
+    return dataclasses.asdict(state)
+
+
+def _state_from_dict(data: dict) -> FitState:
+    result = data.pop("result")
+    history = [EpochLog(**h) for h in result.pop("history")]
+    return FitState(**data, result=FitResult(history=history, **result))

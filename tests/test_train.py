@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 
 import pytest
 import timm
@@ -51,8 +52,7 @@ def test_same_seed_same_history():
     """CPU runs are bit-for-bit repeatable (timings aside)."""
     _, a = _fit(seed=5)
     _, b = _fit(seed=5)
-    strip = [{k: v for k, v in dataclasses.asdict(h).items() if k != "seconds"} for h in a.history]
-    assert strip == [{k: v for k, v in dataclasses.asdict(h).items() if k != "seconds"} for h in b.history]
+    assert _history(a) == _history(b)
 
 
 def test_model_ends_with_the_best_validation_weights():
@@ -66,8 +66,9 @@ def test_model_ends_with_the_best_validation_weights():
 
 
 def test_early_stopping_cuts_a_phase():
-    protocol = dataclasses.replace(QUICK, early_stopping_patience=1,
-                                   phases=(Phase("full", epochs=30, lr=3e-2, trainable=1.0),))
+    protocol = dataclasses.replace(
+        QUICK, early_stopping_patience=1, phases=(Phase("full", epochs=30, lr=3e-2, trainable=1.0),)
+    )
     _, result = _fit(protocol)
     assert result.stopped_early == ["full"] and len(result.history) < 30
 
@@ -108,8 +109,15 @@ def test_normalisation():
     assert torch.allclose(x, torch.ones_like(x))
 
 
-@pytest.mark.parametrize("aug", [Augment(hflip=True), Augment(rotation=30), Augment(zoom=0.2),
-                                 Augment(rotation=10, hflip=True, vflip=True, zoom=0.1)])
+@pytest.mark.parametrize(
+    "aug",
+    [
+        Augment(hflip=True),
+        Augment(rotation=30),
+        Augment(zoom=0.2),
+        Augment(rotation=10, hflip=True, vflip=True, zoom=0.1),
+    ],
+)
 def test_augment_keeps_shape_and_changes_pixels(aug):
     x = torch.randn(8, 3, 16, 16)
     y = _augment(x, aug, torch.Generator().manual_seed(0))
@@ -129,3 +137,64 @@ def test_hflip_only_mirrors_exactly_or_not_at_all():
 )
 def test_class_weights(labels, k, expected):
     assert class_weights(torch.tensor(labels), k).tolist() == pytest.approx(expected)
+
+
+class _Crash(Exception):
+    pass
+
+
+class MemoryCheckpoint:
+    """Keeps the last saved state; optionally 'crashes' right after the n-th save."""
+
+    def __init__(self, crash_after: int | None = None):
+        self.saved, self.saves, self.crash_after = None, 0, crash_after
+
+    def load(self):
+        return self.saved
+
+    def save(self, payload):
+        import copy
+
+        self.saved = copy.deepcopy(payload)
+        self.saves += 1
+        if self.saves == self.crash_after:
+            raise _Crash
+
+
+def _history(result) -> str:
+    """History without timings, as JSON so that NaN compares equal to NaN."""
+    return json.dumps([{k: v for k, v in dataclasses.asdict(h).items() if k != "seconds"} for h in result.history])
+
+
+@pytest.mark.parametrize("crash_after", [1, 2, 4])  # mid-phase, at a phase boundary, in the last phase
+def test_resume_after_a_crash_equals_an_uninterrupted_run(crash_after):
+    protocol = dataclasses.replace(PRESETS["staged"], pretrained=False, batch_size=64).with_epochs((2, 1, 2))
+    train, val = _split(192, 1), _split(64, 2)
+
+    def fresh():
+        torch.manual_seed(0)
+        return timm.create_model("test_resnet", num_classes=2)
+
+    reference = fit(fresh(), protocol, train, val, CLASSES, PIPE, seed=0)
+    ckpt = MemoryCheckpoint(crash_after=crash_after)
+    with pytest.raises(_Crash):
+        fit(fresh(), protocol, train, val, CLASSES, PIPE, seed=0, checkpoint=ckpt)
+    ckpt.crash_after = None
+    torch.manual_seed(123)  # the resumed process starts with other global RNG state: the checkpoint restores it
+    model = fresh()
+    resumed = fit(model, protocol, train, val, CLASSES, PIPE, seed=0, checkpoint=ckpt)
+    assert _history(resumed) == _history(reference)
+    assert resumed.best_epoch == reference.best_epoch
+    assert ckpt.saves == 5  # one save per epoch overall, none repeated
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    from bench.checkpoint import RunCheckpoint
+    from bench.errors import ResultsError
+
+    RunCheckpoint(tmp_path / "r.ckpt", key="a" * 64).save({"x": torch.zeros(1)})
+    with pytest.raises(ResultsError, match=r"r.ckpt: checkpoint is from a different config \(key aaaaaaaaaaaa"):
+        RunCheckpoint(tmp_path / "r.ckpt", key="b" * 64).load()
+    (tmp_path / "bad.ckpt").write_bytes(b"garbage")
+    with pytest.raises(ResultsError, match="bad.ckpt: unreadable checkpoint"):
+        RunCheckpoint(tmp_path / "bad.ckpt", key="a" * 64).load()
