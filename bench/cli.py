@@ -6,6 +6,7 @@ anything else is a harness bug and keeps its traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -64,10 +65,9 @@ def run(
     results_dir: ResultsDir = Path("results"),
 ) -> None:
     """Train and evaluate a sweep (default: the bundled-data sweep), then print the leaderboards."""
-    from bench import runner
-    from bench.data import get_dataset_entry
+    from bench.executors import LocalExecutor
     from bench.results import load_records
-    from bench.sweep import Group, Sweep, default_sweep_path, finished, load_sweep
+    from bench.sweep import Group, Sweep, default_sweep_path, load_sweep, plan_runs
 
     if backbones or datasets:
         if not (backbones and datasets):
@@ -85,37 +85,36 @@ def run(
     specs = plan.expand(str(data_root) if data_root else None)
     if epochs is not None:
         per_phase = _ints(epochs, "--epochs")
-        specs = [
-            s.__class__(**{**s.to_dict(), "epochs": per_phase[0] if len(per_phase) == 1 else tuple(per_phase)})
-            for s in specs
-        ]
-    dev = _device(device)
-    # Every name is checked before anything trains: a typo fails now, not an hour into the sweep.
-    for name in dict.fromkeys(s.dataset for s in specs):
-        get_dataset_entry(name)
-    keys = {spec: runner.config_key(runner.resolve(spec)) for spec in specs}
-    console.print(f"[bold]{plan.name}[/]: {len(specs)} runs on {dev}, results in {results_dir}/")
+        override = per_phase[0] if len(per_phase) == 1 else tuple(per_phase)
+        specs = [dataclasses.replace(s, epochs=override) for s in specs]
+    planned = plan_runs(specs, results_dir)
+    todo = [p for p in planned if p.status is None or (retry_failed and p.status == "failed")]
+    executor = LocalExecutor(_device(device))
+    console.print(
+        f"[bold]{plan.name}[/]: {len(specs)} runs ({len(todo)} to do) on {executor.device}, results in {results_dir}/"
+    )
     started = time.perf_counter()
-    done = skipped = failed = 0
+    failed = 0
     with _run_progress() as progress:
-        overall = progress.add_task("sweep", total=len(specs), info="")
-        for spec, key in keys.items():
-            path = runner.record_path(results_dir, spec, key)
-            if finished(path) and not (retry_failed and '"failed"' in path.read_text()):
-                skipped += 1
-                progress.advance(overall)
-                continue
-            label = f"{spec.dataset}/{spec.backbone}/{spec.protocol}/s{spec.seed}"
-            task = progress.add_task(label, total=None, info="loading data")
-            record = runner.run(spec, results_dir, dev, _progress_callback(progress, task))
+        overall = progress.add_task("sweep", total=len(specs), completed=len(planned) - len(todo), info="")
+        tasks: dict[str, object] = {}
+
+        def progress_for(item):
+            tasks[item.key] = progress.add_task(item.label, total=None, info="loading data")
+            return _progress_callback(progress, tasks[item.key])
+
+        for record in executor.run(todo, results_dir, progress_for):
+            task = tasks[record["key"]]
             progress.update(task, info=record["status"] + (f": {record.get('error')}" if record.get("error") else ""))
             progress.stop_task(task)
-            done += 1
             failed += record["status"] == "failed"
             progress.advance(overall)
     elapsed = time.perf_counter() - started
-    console.print(f"{done} run(s) done ({failed} failed), {skipped} already finished, in {elapsed:.0f} s")
-    records = [r for r in load_records(results_dir) if r["key"] in set(keys.values())]
+    console.print(
+        f"{len(todo)} run(s) done ({failed} failed), {len(planned) - len(todo)} already finished, in {elapsed:.0f} s"
+    )
+    keys = {p.key for p in planned}
+    records = [r for r in load_records(results_dir) if r["key"] in keys]
     _print_timings(records)
     _print_leaderboards(records, metric, results_dir)
 

@@ -69,9 +69,40 @@ def load_sweep(path: Path | str) -> Sweep:
     return sweep
 
 
-def finished(record_file: Path) -> bool:
-    """A run is finished when its record exists, parses, and says so (ok or failed)."""
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run of a sweep with its key and record path; ``status`` is the finished record's, else None."""
+
+    spec: RunSpec
+    key: str
+    path: Path
+    status: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.dataset}/{self.spec.backbone}/{self.spec.protocol}/s{self.spec.seed}"
+
+
+def plan_runs(specs: list[RunSpec], results_dir: Path) -> list[PlannedRun]:
+    """Resolve every spec up front (a typo fails before anything trains) and find what is finished."""
+    from bench.data import get_dataset_entry
+    from bench.results import config_key
+    from bench.runner import record_path, resolve
+
+    for name in dict.fromkeys(s.dataset for s in specs):
+        get_dataset_entry(name)
+    planned = []
+    for spec in specs:
+        key = config_key(resolve(spec))
+        path = record_path(results_dir, spec, key)
+        planned.append(PlannedRun(spec, key, path, _status(path)))
+    return planned
+
+
+def _status(record_file: Path) -> str | None:
+    """``ok`` or ``failed`` for a finished run; None when its record is absent or unreadable."""
     try:
-        return json.loads(record_file.read_text()).get("status") in ("ok", "failed")
+        status = json.loads(record_file.read_text()).get("status")
     except (OSError, ValueError):
-        return False
+        return None
+    return status if status in ("ok", "failed") else None
