@@ -267,6 +267,210 @@ def latency(
     console.print(f"written: {save_latency_records(results, results_dir)}")
 
 
+@app.command()
+def compare(
+    a: Annotated[str, typer.Argument(help="First backbone.")],
+    b: Annotated[str, typer.Argument(help="Second backbone.")],
+    dataset: Annotated[str, typer.Option(help="Dataset both were tested on.")],
+    metric: Annotated[str, typer.Option(help="accuracy, balanced_accuracy, macro_f1 or auc.")] = "balanced_accuracy",
+    protocol: Annotated[str | None, typer.Option(help="Protocol of A (and of B unless --protocol-b).")] = None,
+    protocol_b: Annotated[str | None, typer.Option(help="Protocol of B, when it differs from A's.")] = None,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    results_dir: ResultsDir = Path("results"),
+) -> None:
+    """Is A better than B? Paired bootstrap over the same test images (seed-averaged) and McNemar per seed."""
+    from bench.compare import compare_backbones
+    from bench.results import load_records
+
+    result = compare_backbones(
+        load_records(results_dir), dataset, a, b, metric, protocol, protocol_b or protocol, n_resamples=resamples
+    )
+    p = result.paired
+    table = Table(title=f"{a} vs {b} on {dataset}: {metric} (paired bootstrap, {p.n_resamples} resamples)")
+    for col in ("backbone", "protocol", "seeds", metric):
+        table.add_column(col)
+    for side, score in ((result.a, p.score_a), (result.b, p.score_b)):
+        table.add_row(side.backbone, side.protocol, ",".join(map(str, side.seeds)), f"{score:.4f}")
+    console.print(table)
+    if result.mcnemar_by_seed:
+        mc = Table(title="McNemar's exact test on accuracy, per seed", header_style="bold")
+        for col in ("seed", f"only {a} right", f"only {b} right", "p"):
+            mc.add_column(col, justify="right")
+        for s, t in result.mcnemar_by_seed.items():
+            mc.add_row(str(s), str(t.only_a_correct), str(t.only_b_correct), f"{t.p_value:.4g}")
+        console.print(mc)
+    verdict = "significant" if result.significant else "not significant"
+    skipped = f" ({p.n_skipped} undefined resamples skipped)" if p.n_skipped else ""
+    console.print(
+        f"difference {a} - {b} = {p.difference:+.4f}, {100 * p.confidence:.0f}% CI [{p.low:+.4f}, {p.high:+.4f}], "
+        f"p = {p.p_value:.4g}: [bold]{verdict}[/] at {1 - p.confidence:.2f}{skipped}"
+    )
+
+
+@app.command("profile")
+def profile_cmd(
+    backbones: Annotated[str, typer.Option(help="Comma-separated backbones.")] = "resnet18,efficientnet_b0",
+    resolutions: Annotated[str, typer.Option(help="Comma-separated input sides in pixels.")] = "28,64",
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 128,
+    rounds: Annotated[int, typer.Option(help="Timed rounds per row (each runs both steps once).")] = 8,
+    warmup: Annotated[int, typer.Option(help="Untimed rounds first.")] = 2,
+    protocol: Annotated[str, typer.Option(help="Protocol whose first phase and augmentation are used.")] = "scratch",
+    channels: Annotated[int, typer.Option(help="Image channels of the fake dataset: 1 (grayscale) or 3.")] = 3,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads while measuring.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+) -> None:
+    """Harness training step vs the bare model step: the overhead ratio and what each harness part costs."""
+    from bench.profile import ProfileConfig, profile, profile_table
+
+    config = ProfileConfig(
+        backbones=tuple(_csv(backbones) or ()),
+        resolutions=tuple(_ints(resolutions, "--resolutions") or ()),
+        batch_size=batch_size,
+        rounds=rounds,
+        warmup=warmup,
+        protocol=protocol,
+        channels=channels,
+        threads=threads,
+        device=str(_device(device)),
+    )
+    console.print(profile_table(profile(config), protocol))
+
+
+Metric = Annotated[str, typer.Option(help="Accuracy metric: accuracy, balanced_accuracy, macro_f1 or auc.")]
+Speed = Annotated[str, typer.Option(help="Speed axis: p50 (batch-1 ms/image, lower is better) or throughput.")]
+
+
+def _stored_records(results_dir: Path) -> list[dict]:
+    from bench.results import load_records
+
+    records = load_records(results_dir)
+    if not records:
+        raise ConfigError(f"no run records under {results_dir}/runs: run `bench run` first")
+    return records
+
+
+@app.command("plot")
+def plot_cmd(
+    metric: Metric = "balanced_accuracy", latency: Speed = "p50", results_dir: ResultsDir = Path("results")
+) -> None:
+    """Accuracy-vs-latency plots per dataset and figures per run, from stored records (no training)."""
+    from bench.plots import plot_all
+
+    started = time.perf_counter()
+    plotted = plot_all(_stored_records(results_dir), metric, latency, results_dir / "plots")
+    for dataset, paths in plotted.tradeoff.items():
+        console.print(
+            f"{dataset}: " + (", ".join(map(str, paths)) or "nothing to plot (no finished run with a latency)")
+        )
+    drawn = sum(f.drawn for f in plotted.runs.values())
+    console.print(
+        f"per-run figures under {results_dir / 'plots' / 'runs'}/: {drawn} drawn, "
+        f"{len(plotted.runs) - drawn} up to date ({time.perf_counter() - started:.1f} s)"
+    )
+
+
+@app.command("report")
+def report_cmd(
+    metric: Metric = "balanced_accuracy", latency: Speed = "p50", results_dir: ResultsDir = Path("results")
+) -> None:
+    """One self-contained HTML page: plots, leaderboards and provenance, from stored records (no training)."""
+    from bench.report import build_report
+
+    started = time.perf_counter()
+    report = build_report(_stored_records(results_dir), results_dir, metric, latency)
+    console.print(
+        f"written: {report.html} ({report.html.stat().st_size / 1e6:.1f} MB, opens offline), "
+        f"{len(report.leaderboards)} leaderboard files under {results_dir / 'leaderboards'}/, "
+        f"plots under {results_dir / 'plots'}/ ({time.perf_counter() - started:.1f} s)"
+    )
+
+
+@app.command("check")
+def check_cmd(
+    results_dir: Annotated[
+        Path | None, typer.Option("--results-dir", help="Compare the records already here instead of rerunning.")
+    ] = None,
+    reference: Annotated[Path, typer.Option(help="The committed reference records.")] = Path("results/reference"),
+    sweep: Annotated[str, typer.Option(help="Sweep file or name the reference was made from.")] = "reference",
+    tolerance: Annotated[
+        float | None, typer.Option(help="Largest metric drop accepted where runs cannot be compared exactly [0.1].")
+    ] = None,
+    device: Annotated[str, typer.Option(help="Device for the rerun (the reference was trained on the CPU).")] = "cpu",
+) -> None:
+    """Accuracy gate: rerun the reference sweep in a temporary folder and compare every test metric (exit 1 on a
+    regression)."""
+    import tempfile
+
+    from bench.check import REFERENCE_COMMAND, TOLERANCE, compare_records, identity, report_table, sweep_records
+    from bench.results import load_records
+    from bench.sweep import load_sweep
+
+    refs = load_records(reference)
+    if not refs:
+        raise ConfigError(f"no reference records under {reference}/runs: create them with `{REFERENCE_COMMAND}`")
+    specs = load_sweep(sweep).expand()
+    if results_dir is None:
+        with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
+            current = _rerun_reference(specs, Path(tmp), refs, _device(device))
+    elif results_dir.resolve() == reference.resolve():
+        raise ConfigError(f"--results-dir {results_dir} is the reference itself: point it at a rerun")
+    else:
+        current = load_records(results_dir)
+    current = sweep_records(current, {identity(s.to_dict()) for s in specs})
+    report = compare_records(refs, current, TOLERANCE if tolerance is None else tolerance)
+    for pairing in report.pairings:
+        console.print(f"[bold]{pairing.label}[/]: {escape(pairing.basis(report.tolerance))}")
+    console.print(report_table(report))
+    for problem in report.problems:
+        console.print(f"[red]x[/] {escape(problem)}", highlight=False)
+    console.print(("[green]" if report.passed else "[red]") + escape(report.summary()), highlight=False)
+    if not report.passed:
+        sys.exit(1)  # not typer.Exit: main() runs click in non-standalone mode, which returns its code
+
+
+def _rerun_reference(specs: list, results_dir: Path, reference: list[dict], device: torch.device) -> list[dict]:
+    """Train ``specs`` into ``results_dir`` with the reference's torch thread count where this machine has it."""
+    from bench.check import reference_threads
+    from bench.executors import LocalExecutor
+    from bench.results import load_records
+    from bench.sweep import plan_runs
+
+    threads = reference_threads(reference)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    planned = plan_runs(specs, results_dir)
+    console.print(f"rerunning {len(planned)} reference run(s) on {device}, {torch.get_num_threads()} torch threads")
+    with _run_progress() as progress:
+        tasks: dict[str, object] = {}
+
+        def progress_for(item):
+            tasks[item.key] = progress.add_task(item.label, total=None, info="loading data")
+            return _progress_callback(progress, tasks[item.key])
+
+        for record in LocalExecutor(device).run(planned, results_dir, progress_for):
+            progress.update(tasks[record["key"]], info=record["status"])
+            progress.stop_task(tasks[record["key"]])
+    return load_records(results_dir)
+
+
+@app.command("check-readme")
+def check_readme_cmd(
+    readme: Annotated[Path, typer.Argument(help="Markdown file with generated blocks.")] = Path("README.md"),
+) -> None:
+    """Docs gate: each `<!-- generated: PATH -->` block equals PATH, and PATH equals what the records give today
+    (exit 1 on drift)."""
+    from bench.check import check_readme
+
+    report = check_readme(readme, readme.resolve().parent)
+    for path in report.checked:
+        console.print(f"checked: {escape(path)}")
+    for problem in report.problems:
+        console.print(f"[red]x[/] {escape(problem)}", highlight=False)
+    console.print(("[red]" if report.problems else "[green]") + escape(report.summary()), highlight=False)
+    if report.problems:
+        sys.exit(1)
+
+
 def main() -> None:
     """Console entry point: user errors become one line and exit status 2."""
     try:

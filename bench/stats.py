@@ -33,7 +33,7 @@ chunk); ``auc`` and custom callables call scikit-learn once per resample, about 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -303,22 +303,39 @@ def _compare(
 
 def paired_bootstrap(
     y_true: np.ndarray,
-    probs_a: np.ndarray,
-    probs_b: np.ndarray,
+    probs_a: np.ndarray | Sequence[np.ndarray],
+    probs_b: np.ndarray | Sequence[np.ndarray],
     metric: str | MetricFn,
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> PairedComparison:
-    """Paired bootstrap of ``metric(a) - metric(b)``: both models rescored on the same resampled images."""
+    """Paired bootstrap of ``metric(a) - metric(b)``: both models rescored on the same resampled images.
+
+    ``probs_a``/``probs_b`` may also be lists, one array per training seed of a backbone: the score of
+    a side is then its mean over seeds, on every resample, so the comparison covers seed-to-seed
+    variation as well as test-set sampling.
+    """
     resolved = _resolve(metric)
     _check_resampling(n_resamples, confidence)
-    y, pa = validate_predictions(y_true, probs_a)
-    _, pb = validate_predictions(y, probs_b, n_classes=pa.shape[1])
-    scores = _resample_scores(resolved, y, [pa, pb], n_resamples, seed)
-    return _compare(
-        resolved.name, resolved.score(y, pa), resolved.score(y, pb), scores[0], scores[1], confidence
-    )
+    side_a = [probs_a] if isinstance(probs_a, np.ndarray) else list(probs_a)
+    side_b = [probs_b] if isinstance(probs_b, np.ndarray) else list(probs_b)
+    if not side_a or not side_b:
+        raise ConfigError("paired_bootstrap needs at least one set of probabilities on each side")
+    y, first = validate_predictions(y_true, side_a[0])
+    probs = [first] + [validate_predictions(y, p, n_classes=first.shape[1])[1] for p in [*side_a[1:], *side_b]]
+    scores = _resample_scores(resolved, y, probs, n_resamples, seed)
+    points = np.array([resolved.score(y, p) for p in probs])
+    na = len(side_a)
+    with np.errstate(invalid="ignore"):
+        return _compare(
+            resolved.name,
+            float(points[:na].mean()),
+            float(points[na:].mean()),
+            scores[:na].mean(axis=0),
+            scores[na:].mean(axis=0),
+            confidence,
+        )
 
 
 def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> McNemarResult:

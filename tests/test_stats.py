@@ -267,3 +267,23 @@ def test_tied_with_leader_refuses_undefined_metric_and_empty_input() -> None:
         tied_with_leader(y, {"a": noisy_model(y, 2, 1.0, 0)}, "auc", n_resamples=10)
     with pytest.raises(ConfigError):
         tied_with_leader(y, {}, "accuracy")
+
+
+def test_paired_bootstrap_over_seeds_averages_each_side():
+    """Lists of per-seed probabilities: each side's score is its mean over seeds, on every resample."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+
+    def model(acc: float, seed: int) -> np.ndarray:
+        right = np.random.default_rng(seed).random(300) < acc
+        pred = np.where(right, y, 1 - y)
+        return np.eye(2)[pred] * 0.8 + 0.1
+
+    a1, a2, b1 = model(0.9, 1), model(0.8, 2), model(0.7, 3)
+    single = paired_bootstrap(y, a1, b1, "accuracy", n_resamples=200, seed=0)
+    as_lists = paired_bootstrap(y, [a1], [b1], "accuracy", n_resamples=200, seed=0)
+    assert (single.low, single.high, single.p_value) == (as_lists.low, as_lists.high, as_lists.p_value)
+    two = paired_bootstrap(y, [a1, a2], [b1], "accuracy", n_resamples=200, seed=0)
+    expected = (np.mean(a1.argmax(1) == y) + np.mean(a2.argmax(1) == y)) / 2
+    assert two.score_a == pytest.approx(expected)
+    assert two.difference == pytest.approx(expected - np.mean(b1.argmax(1) == y))
