@@ -3,14 +3,19 @@
 Built from the stored records alone (no retraining). Failed runs are counted and shown as failed,
 never silently dropped or scored as zero. A ``majority`` row (always predict the most frequent
 training class) anchors every table: a backbone that does not beat it has learned nothing.
+
+Rows on the accuracy-vs-latency Pareto front are marked: those are the only backbones worth picking
+for *some* latency budget; every other row is beaten on both counts by one of them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from rich.table import Table
 
 from bench.errors import ConfigError
@@ -19,6 +24,65 @@ from bench.metrics import compute_metrics
 from bench.results import atomic_write_bytes
 
 GROUP = ["dataset", "backbone", "protocol", "resolution"]
+MAJORITY_PROTOCOL = "baseline"  # the protocol cell of the majority row
+PARETO_MARK = "★"
+PARETO_NOTE = (
+    f"{PARETO_MARK} Pareto-optimal: no other row is at least as accurate and at least as fast, and strictly better "
+    "on one of the two."
+)
+
+
+@dataclass(frozen=True)
+class LatencyAxis:
+    """How inference speed enters the trade-off: the leaderboard column, its label, and its direction."""
+
+    name: str
+    column: str
+    label: str
+    lower_is_better: bool
+
+
+LATENCY_AXES = {
+    "p50": LatencyAxis("p50", "latency_ms", "latency, p50 at batch 1 (ms/image)", lower_is_better=True),
+    "throughput": LatencyAxis("throughput", "throughput", "throughput at batch 1 (images/s)", lower_is_better=False),
+}
+
+
+def latency_axis(name: str) -> LatencyAxis:
+    if name not in LATENCY_AXES:
+        raise ConfigError(f"unknown latency measure {name!r}; choose one of {', '.join(LATENCY_AXES)}")
+    return LATENCY_AXES[name]
+
+
+def pareto_front(score: ArrayLike, cost: ArrayLike) -> np.ndarray:
+    """Boolean mask of the points no other point dominates, maximising ``score`` and minimising ``cost``.
+
+    Point *j* dominates point *i* when ``score[j] >= score[i]`` and ``cost[j] <= cost[i]`` with at
+    least one of the two strict. Hence:
+
+    * exact ties (same score *and* same cost) do not dominate each other: all of them are on the front,
+      since neither is a worse choice than the other;
+    * a tie on one axis is broken by the other: equal score at a higher cost (or equal cost at a lower
+      score) is dominated;
+    * a point with a NaN (a failed backbone, a run without latency) is never on the front and
+      dominates nothing;
+    * a single finite point is the front.
+
+    To maximise a speed such as throughput, pass ``cost=-throughput``. Quadratic in the number of
+    points, which is the number of rows of one leaderboard: a few dozen.
+    """
+    s = np.asarray(score, dtype=float)
+    c = np.asarray(cost, dtype=float)
+    if s.shape != c.shape or s.ndim != 1:
+        raise ValueError(f"score and cost must be 1-d and of one length, got shapes {s.shape} and {c.shape}")
+    valid = np.isfinite(s) & np.isfinite(c)
+    sv, cv = s[valid], c[valid]
+    # [i, j]: does point j dominate point i?
+    no_worse = (sv[None, :] >= sv[:, None]) & (cv[None, :] <= cv[:, None])
+    better = (sv[None, :] > sv[:, None]) | (cv[None, :] < cv[:, None])
+    front = np.zeros(s.shape, dtype=bool)
+    front[valid] = ~(no_worse & better).any(axis=1)
+    return front
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
@@ -42,6 +106,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             b1 = next((lat for lat in r.get("latency", []) if lat.get("batch_size") == 1), None)
             if b1 is not None:
                 row["latency_ms"] = b1.get("ms_per_image_p50")
+                row["throughput"] = b1.get("throughput_img_s")
                 row["latency_device"] = _device_label(b1.get("fingerprint") or r["environment"]["device"])
             row["train_s"] = r["timings_s"].get("train")
         rows.append(row)
@@ -66,7 +131,7 @@ def majority_row(records: list[dict], dataset: str) -> dict | None:
     return {
         "dataset": dataset,
         "backbone": "majority",
-        "protocol": "baseline",
+        "protocol": MAJORITY_PROTOCOL,
         "resolution": rec["dataset"]["resolution"],
         "n": 1,
         "failed": 0,
@@ -75,13 +140,18 @@ def majority_row(records: list[dict], dataset: str) -> dict | None:
     }
 
 
-def leaderboard(records: list[dict], dataset: str, metric: str = "balanced_accuracy") -> pd.DataFrame:
+def leaderboard(
+    records: list[dict], dataset: str, metric: str = "balanced_accuracy", latency: str = "p50"
+) -> pd.DataFrame:
     """The aggregated table for ``dataset``, best mean ``metric`` first, ranked, majority row included.
 
     ``n`` counts the finished seeds behind each mean; std is the sample std (ddof=1), NaN for n < 2.
+    ``pareto`` marks the rows on the front of mean ``metric`` against the ``latency`` measure (a key
+    of :data:`LATENCY_AXES`), among backbone rows that have both numbers.
     """
     if metric not in HEADLINE:
         raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(HEADLINE)}")
+    axis = latency_axis(latency)
     runs = runs_frame(records)
     runs = runs[runs["dataset"] == dataset] if not runs.empty else runs
     if runs.empty:
@@ -94,7 +164,7 @@ def leaderboard(records: list[dict], dataset: str, metric: str = "balanced_accur
             values = ok[m].astype(float) if m in ok else pd.Series(dtype=float)
             row[f"{m}_mean"] = values.mean() if len(values) else np.nan
             row[f"{m}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
-        for col in ("params_m", "gmacs", "latency_ms", "train_s"):
+        for col in ("params_m", "gmacs", "latency_ms", "throughput", "train_s"):
             row[col] = ok[col].mean() if col in ok and len(ok) else np.nan
         devices = sorted(set(ok["latency_device"].dropna())) if "latency_device" in ok else []
         row["latency_device"] = " / ".join(devices)
@@ -104,7 +174,17 @@ def leaderboard(records: list[dict], dataset: str, metric: str = "balanced_accur
     key = f"{metric}_mean"
     table = table.sort_values(key, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     table.insert(0, "rank", table[key].rank(ascending=False, method="min"))
+    table.insert(1, "pareto", _pareto_column(table, key, axis))
     return table
+
+
+def _pareto_column(table: pd.DataFrame, key: str, axis: LatencyAxis) -> np.ndarray:
+    """The Pareto mask over backbone rows; the majority baseline is a reference line, never a choice."""
+    cost = table[axis.column] if axis.lower_is_better else -table[axis.column]
+    candidate = (table["protocol"] != MAJORITY_PROTOCOL).to_numpy()
+    mask = np.zeros(len(table), dtype=bool)
+    mask[candidate] = pareto_front(table.loc[candidate, key], cost[candidate])
+    return mask
 
 
 def latency_devices(table: pd.DataFrame) -> list[str]:
@@ -121,10 +201,11 @@ def _fmt(mean: float, std: float) -> str:
 
 
 def display_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """Human-readable columns: "mean ± std" strings, seeds as n, failures spelled out."""
+    """Human-readable columns: "mean ± std" strings, seeds as n, failures spelled out, ★ after Pareto ranks."""
+    rank = table["rank"].map(lambda r: "" if pd.isna(r) else str(int(r)))
     out = pd.DataFrame(
         {
-            "rank": table["rank"].map(lambda r: "" if pd.isna(r) else str(int(r))),
+            "rank": rank + np.where(table["pareto"], f" {PARETO_MARK}", ""),
             "backbone": table["backbone"],
             "protocol": table["protocol"],
             "res": table["resolution"].astype(int),
@@ -154,12 +235,51 @@ def rich_table(table: pd.DataFrame, title: str) -> Table:
 
 
 def write_leaderboard(table: pd.DataFrame, out_dir: Path, dataset: str) -> list[Path]:
-    """Markdown (for READMEs) and CSV (numeric, for analysis) under ``out_dir``."""
+    """Markdown (for READMEs), CSV (numeric, for analysis) and LaTeX (for papers) under ``out_dir``."""
     md = out_dir / f"{dataset}.md"
     csv = out_dir / f"{dataset}.csv"
-    atomic_write_bytes(md, (display_frame(table).to_markdown(index=False) + "\n").encode())
+    tex = out_dir / f"{dataset}.tex"
+    atomic_write_bytes(md, f"{display_frame(table).to_markdown(index=False)}\n\n{PARETO_NOTE}\n".encode())
     atomic_write_bytes(csv, table.to_csv(index=False).encode())
-    return [md, csv]
+    write_latex(table, tex, dataset)
+    return [md, csv, tex]
+
+
+_LATEX_SPECIALS = str.maketrans(
+    {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    | {c: "\\" + c for c in "&%$#_{}"}
+)
+
+
+def write_latex(table: pd.DataFrame, path: Path, dataset: str) -> None:
+    """A booktabs ``table`` float, pdflatex-safe: ± and ★ become math symbols.
+
+    Needs ``\\usepackage{booktabs}`` and ``\\usepackage{graphicx}``: the table holds every column of the
+    Markdown one, wider than a page, so it is scaled to ``\\linewidth`` (drop columns for larger type).
+    Cells go through pandas' LaTeX escaping first, so backbone names such as ``test_resnet`` survive.
+    """
+    shown = display_frame(table)
+    left = {"backbone", "protocol", "latency device"}
+    latex = (
+        shown.style.hide(axis="index")
+        .format(lambda v: str(v).replace("±", r"$\pm$").replace(PARETO_MARK, r"$\star$"), escape="latex")
+        .format_index(escape="latex", axis=1)
+        .to_latex(
+            hrules=True,
+            column_format="".join("l" if c in left else "r" for c in shown.columns),
+            position_float="centering",
+            caption=(
+                f"{dataset.translate(_LATEX_SPECIALS)}: test split, mean $\\pm$ sample std over the n seeds. "
+                "$\\star$ Pareto-optimal: no other row is at least as accurate and at least as fast, and strictly "
+                "better on one of the two."
+            ),
+            label=f"tab:{dataset}-leaderboard",
+        )
+    )
+    scaled = latex.replace(r"\begin{tabular}", r"\resizebox{\linewidth}{!}{\begin{tabular}").replace(
+        r"\end{tabular}", r"\end{tabular}}"
+    )
+    atomic_write_bytes(path, scaled.encode())
 
 
 def datasets_in(records: list[dict]) -> list[str]:

@@ -25,7 +25,7 @@ SWEEP = (
     "--device",
     "cpu",
 )
-TIMING_COLUMNS = ["latency_ms", "train_s", "latency_device"]
+TIMING_COLUMNS = ["latency_ms", "throughput", "pareto", "train_s", "latency_device"]  # measured, not trained
 
 
 def _bench(*args: str, **kwargs) -> subprocess.Popen:
