@@ -21,7 +21,7 @@ import torch
 from timm.data import resolve_data_config
 
 from bench.checkpoint import RunCheckpoint
-from bench.data import LoadedDataset, load_dataset
+from bench.data import LoadedDataset, Split, load_dataset
 from bench.errors import BenchError
 from bench.latency import LatencyConfig, device_fingerprint, measure_latency
 from bench.metrics import compute_metrics
@@ -29,7 +29,7 @@ from bench.paths import project_root
 from bench.protocol import get_protocol
 from bench.registry import create_backbone, get_backbone, model_stats, resolve_resolution
 from bench.results import SCHEMA_VERSION, RunSpec, atomic_write_bytes, config_key, write_json, write_probs
-from bench.train import BatchPipeline, fit, predict
+from bench.train import BatchPipeline, EngineConfig, engine_for, fit, predict
 
 # Latency inside a training run is a quick batch-1 figure on the trained model; `bench latency`
 # does the full sweep of batch sizes and precisions.
@@ -77,8 +77,18 @@ def record_path(results_dir: Path, spec: RunSpec, key: str) -> Path:
     return results_dir / "runs" / spec.dataset / spec.backbone / f"{spec.stem(key)}.json"
 
 
-def run(spec: RunSpec, results_dir: Path, device: torch.device, progress: ProgressFn | None = None) -> dict:
-    """Run ``spec`` and write its record (``ok`` or ``failed``); returns the record."""
+def run(
+    spec: RunSpec,
+    results_dir: Path,
+    device: torch.device,
+    progress: ProgressFn | None = None,
+    engine: EngineConfig | None = None,
+) -> dict:
+    """Run ``spec`` and write its record (``ok`` or ``failed``); returns the record.
+
+    ``engine`` defaults to :func:`bench.train.engine_for` the device (all off on the CPU); the record says
+    what was used.
+    """
     resolved = resolve(spec)
     key = config_key(resolved)
     path = record_path(results_dir, spec, key)
@@ -97,7 +107,7 @@ def run(spec: RunSpec, results_dir: Path, device: torch.device, progress: Progre
         "timings_s": {},
     }
     try:
-        _train_and_evaluate(spec, resolved, record, results_dir, device, progress)
+        _train_and_evaluate(spec, resolved, record, results_dir, device, progress, engine)
         record["status"] = "ok"
     except (BenchError, torch.OutOfMemoryError) as err:
         record["status"] = "failed"
@@ -108,7 +118,13 @@ def run(spec: RunSpec, results_dir: Path, device: torch.device, progress: Progre
 
 
 def _train_and_evaluate(
-    spec: RunSpec, resolved: dict, record: dict, results_dir: Path, device: torch.device, progress: ProgressFn | None
+    spec: RunSpec,
+    resolved: dict,
+    record: dict,
+    results_dir: Path,
+    device: torch.device,
+    progress: ProgressFn | None,
+    engine: EngineConfig | None,
 ) -> None:
     path = record_path(results_dir, spec, record["key"])
     timings = record["timings_s"]
@@ -120,6 +136,10 @@ def _train_and_evaluate(
     timings["data"] = time.perf_counter() - t
     record["dataset"] = _dataset_summary(data)
     _save_split(results_dir, data)
+    engine = engine or engine_for(device, _image_bytes(data))
+    record["engine"] = engine.to_dict()
+    if engine.data_on_device:
+        data = _on_device(data, device)
 
     t = time.perf_counter()
     torch.manual_seed(spec.seed)
@@ -131,16 +151,16 @@ def _train_and_evaluate(
         "weights": provenance,
         **model_stats(model, resolution),
     }
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last if engine.channels_last else torch.contiguous_format)
     cfg = resolve_data_config({}, model=model)
-    pipeline = BatchPipeline(cfg["mean"], cfg["std"], device)
+    pipeline = BatchPipeline(cfg["mean"], cfg["std"], device, engine.channels_last, engine.pin_memory)
     timings["build"] = time.perf_counter() - t
 
     t = time.perf_counter()
     if progress is not None:
         progress({"event": "start", "total_steps": _total_steps(protocol, len(data.train.labels))})
     ckpt = RunCheckpoint(path.with_suffix(".ckpt"), record["key"])
-    fitted = fit(model, protocol, data.train, data.val, data.classes, pipeline, spec.seed, progress, ckpt)
+    fitted = fit(model, protocol, data.train, data.val, data.classes, pipeline, spec.seed, progress, ckpt, engine)
     timings["train"] = time.perf_counter() - t  # since the resume point, if resumed
     record["resumed_at_epoch"] = ckpt.resumed_at_epoch
     record["history"] = [vars(h) for h in fitted.history]
@@ -155,8 +175,8 @@ def _train_and_evaluate(
 
     # The one and only look at the test split, after model selection.
     t = time.perf_counter()
-    probs = predict(model, data.test, pipeline)
-    labels = data.test.labels.numpy()
+    probs = predict(model, data.test, pipeline, engine.eval_batch_size, engine.amp)
+    labels = data.test.labels.cpu().numpy()
     record["test"] = compute_metrics(labels, probs, data.classes)
     write_probs(path.with_suffix(".probs.npz"), data.test.ids, labels, probs)
     timings["eval"] = time.perf_counter() - t
@@ -171,6 +191,19 @@ def _train_and_evaluate(
 def _total_steps(protocol, n_train: int) -> int:
     steps = -(-n_train // protocol.batch_size)
     return sum(p.epochs for p in protocol.phases) * steps
+
+
+def _image_bytes(data: LoadedDataset) -> int:
+    return sum(s.images.numel() * s.images.element_size() for s in (data.train, data.val, data.test))
+
+
+def _on_device(data: LoadedDataset, device: torch.device) -> LoadedDataset:
+    """The splits' images and labels copied to ``device`` once, so training never copies a batch."""
+
+    def move(split: Split) -> Split:
+        return Split(images=split.images.to(device), labels=split.labels.to(device), ids=split.ids)
+
+    return dataclasses.replace(data, train=move(data.train), val=move(data.val), test=move(data.test))
 
 
 def _dataset_summary(data: LoadedDataset) -> dict:

@@ -8,12 +8,14 @@ cost is the model's, not Python's.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 from typing import Protocol as Protocol_
 
 import numpy as np
@@ -50,32 +52,132 @@ class FitResult:
     stopped_early: list[str] = field(default_factory=list)  # phases cut short by early stopping
 
 
+AmpDtype = Literal["bf16", "fp16"]
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+# A dataset moves to the GPU whole when its uint8 images take at most this share of the free memory:
+# the rest is for the model, its activations and the optimiser.
+DATA_ON_DEVICE_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How training and inference use the device; :func:`engine_for` picks it per device.
+
+    All off is the CPU setting: CPU results then stay bit-for-bit reproducible. On CUDA, reduced precision
+    and NHWC memory are what tensor cores need, and data already on the device (or in pinned memory, so
+    copies overlap compute) keeps the GPU from waiting on the host.
+    """
+
+    amp: AmpDtype | None = None  # autocast dtype of forward passes; fp16 adds a GradScaler
+    channels_last: bool = False  # model and batches in NHWC
+    data_on_device: bool = False  # the uint8 splits live on the device: no per-step host copy at all
+    pin_memory: bool = False  # host batches are pinned and copied asynchronously
+    fused_optimizer: bool = False  # one fused Adam kernel; it also lets GradScaler skip its per-step sync
+    eval_batch_size: int = 512  # the first try; :func:`predict` halves it on out-of-memory
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def engine_for(
+    device: torch.device, data_bytes: int, probe: Callable[[torch.device], tuple[bool, int]] | None = None
+) -> EngineConfig:
+    """The engine settings for ``device`` and a dataset of ``data_bytes`` (uint8 images, all splits).
+
+    ``probe`` returns (bf16 supported, free device bytes); it is the only CUDA call, so tests can fake it.
+    """
+    if device.type != "cuda":
+        return EngineConfig()
+    bf16, free_bytes = (probe or _cuda_probe)(device)
+    on_device = data_bytes <= DATA_ON_DEVICE_SHARE * free_bytes
+    return EngineConfig(
+        amp="bf16" if bf16 else "fp16",
+        channels_last=True,
+        data_on_device=on_device,
+        pin_memory=not on_device,
+        fused_optimizer=True,
+        eval_batch_size=1024,
+    )
+
+
+def _cuda_probe(device: torch.device) -> tuple[bool, int]:
+    with torch.cuda.device(device):
+        return torch.cuda.is_bf16_supported(), torch.cuda.mem_get_info()[0]
+
+
+class Amp:
+    """Autocast around the forward pass and loss, with a GradScaler for fp16; plain fp32 when ``dtype`` is None."""
+
+    def __init__(self, dtype: AmpDtype | None, device: torch.device):
+        self.dtype = dtype
+        self.device_type = device.type
+        self.scaler = torch.amp.GradScaler(device.type) if dtype == "fp16" else None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=_AMP_DTYPES[self.dtype])
+
+    def step(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        """Backward and optimiser step (gradients already zeroed)."""
+        if self.scaler is None:
+            loss.backward()
+            opt.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+
+
 class BatchPipeline:
     """uint8 images -> normalised float batches for a model, with optional batched augmentation.
 
     Single-channel images are expanded to three channels as a view, so grayscale X-rays feed RGB
-    backbones without a stored copy.
+    backbones without a stored copy. Host batches bound for a GPU are pinned first (``pin_memory``), so
+    the copy is asynchronous and the host does not wait for the device.
     """
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+    def __init__(
+        self,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        device: torch.device,
+        channels_last: bool = False,
+        pin_memory: bool = False,
+    ):
         self.device = device
+        self.channels_last = channels_last
+        self.pin_memory = pin_memory
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255.0
         self.inv_std = 1.0 / (torch.tensor(std, device=device).view(1, -1, 1, 1) * 255.0)
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.pin_memory and tensor.device.type == "cpu":
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=True)
 
     def __call__(
         self, images: torch.Tensor, augment: Augment | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        x = images.to(self.device, non_blocking=True)
+        x = self.to_device(images)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         x = (x.float() - self.mean) * self.inv_std
         if augment is not None and augment.enabled:
             x = _augment(x, augment, generator)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return x
 
 
 def _augment(x: torch.Tensor, aug: Augment, gen: torch.Generator | None) -> torch.Tensor:
-    """Random flips, rotation and zoom for a whole batch with one ``affine_grid``/``grid_sample``."""
+    """Random flips, rotation and zoom for a whole batch with one ``affine_grid``/``grid_sample``.
+
+    With flips alone the images are mirrored exactly instead, which is cheaper than resampling; the random
+    draws are the same either way, so the shortcut changes the cost, not which images flip. The draws are
+    made on the host (the generator is checkpointed) and reach the device in one copy that does not wait.
+    """
     n = x.shape[0]
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
@@ -85,13 +187,24 @@ def _augment(x: torch.Tensor, aug: Augment, gen: torch.Generator | None) -> torc
     scale = uniform(1 - aug.zoom, 1 + aug.zoom)
     sx = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0) if aug.hflip else torch.ones(n)
     sy = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0) if aug.vflip else torch.ones(n)
+    if not (aug.rotation or aug.zoom):
+        return _flip(x, sx, sy)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack(
         [torch.stack([cos * sx, -sin * sy, torch.zeros(n)], 1), torch.stack([sin * sx, cos * sy, torch.zeros(n)], 1)],
         1,
-    ).to(x.device, x.dtype)
+    ).to(x.device, x.dtype, non_blocking=True)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def _flip(x: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images whose ``sx`` is -1 and upside down those whose ``sy`` is -1 (host tensors)."""
+    for sign, dim in ((sx, -1), (sy, -2)):
+        flipped = sign < 0
+        if flipped.any():
+            x = torch.where(flipped.view(-1, 1, 1, 1).to(x.device, non_blocking=True), x.flip(dim), x)
+    return x
 
 
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -101,23 +214,47 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, split: Split, pipeline: BatchPipeline, batch_size: int = 512) -> np.ndarray:
-    """Softmax probabilities for every image of ``split`` (eval mode, no augmentation)."""
+def predict(
+    model: nn.Module, split: Split, pipeline: BatchPipeline, batch_size: int = 512, amp: AmpDtype | None = None
+) -> np.ndarray:
+    """Softmax probabilities for every image of ``split`` (eval mode, no augmentation).
+
+    Probabilities stay on the device until the end (one copy back, no sync per batch). Out of memory at a
+    batch size halves it and goes on from the batch that failed, so the batch is the largest that fits.
+    """
     model.eval()
-    out = [
-        torch.softmax(model(pipeline(split.images[i : i + batch_size])).float(), dim=1).cpu()
-        for i in range(0, len(split.labels), batch_size)
-    ]
-    return torch.cat(out).double().numpy()
+    autocast = Amp(amp, pipeline.device).autocast
+    out: list[torch.Tensor] = []
+    start = 0
+    while start < len(split.labels):
+        try:
+            with autocast():
+                logits = model(pipeline(split.images[start : start + batch_size]))
+            out.append(torch.softmax(logits.float(), dim=1))
+            start += batch_size
+            continue
+        except torch.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+        batch_size //= 2  # outside the except block: the failed batch's tensors are freed by now
+        if pipeline.device.type == "cuda":
+            torch.cuda.empty_cache()
+    return torch.cat(out).cpu().double().numpy()
 
 
 def _evaluate(
-    model: nn.Module, split: Split, pipeline: BatchPipeline, classes: tuple[str, ...], weight: torch.Tensor | None
+    model: nn.Module,
+    split: Split,
+    pipeline: BatchPipeline,
+    classes: tuple[str, ...],
+    weight: torch.Tensor | None,
+    engine: EngineConfig,
 ) -> tuple[float, dict]:
-    probs = predict(model, split, pipeline)
+    probs = predict(model, split, pipeline, engine.eval_batch_size, engine.amp)
+    labels = split.labels.cpu()
     logp = torch.from_numpy(np.log(np.clip(probs, 1e-12, None)))
-    loss = F.nll_loss(logp, split.labels, weight=None if weight is None else weight.double().cpu()).item()
-    return loss, compute_metrics(split.labels.numpy(), probs, classes)
+    loss = F.nll_loss(logp, labels, weight=None if weight is None else weight.double().cpu()).item()
+    return loss, compute_metrics(labels.numpy(), probs, classes)
 
 
 def _scheduler(opt: torch.optim.Optimizer, protocol: Protocol, phase: Phase, steps_per_epoch: int):
@@ -129,9 +266,10 @@ def _scheduler(opt: torch.optim.Optimizer, protocol: Protocol, phase: Phase, ste
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
-def _optimizer(protocol: Protocol, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+def _optimizer(protocol: Protocol, params: list[nn.Parameter], lr: float, fused: bool = False) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if protocol.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=lr, weight_decay=protocol.weight_decay)
+    # fused=None keeps torch's default (for-loop on the CPU), which CPU results were recorded with
+    return cls(params, lr=lr, weight_decay=protocol.weight_decay, fused=fused or None)
 
 
 ProgressFn = Callable[[dict], None]
@@ -147,14 +285,20 @@ def train_step(
     augment: Augment | None,
     gen: torch.Generator | None,
     weight: torch.Tensor | None = None,
+    amp: Amp | None = None,
 ) -> torch.Tensor:
-    """One optimisation step on a uint8 batch; returns the detached loss without a host sync."""
-    x = pipeline(images, augment, gen)
-    y = labels.to(pipeline.device, non_blocking=True)
-    loss = F.cross_entropy(model(x), y, weight=weight)
+    """One optimisation step on a uint8 batch; returns the detached loss without a host sync.
+
+    Gradients are released before the forward pass rather than after it, so the last step's gradients
+    and this step's activations are never held together (the same numbers, a lower peak).
+    """
+    amp = amp or Amp(None, pipeline.device)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    x = pipeline(images, augment, gen)
+    y = pipeline.to_device(labels)
+    with amp.autocast():
+        loss = F.cross_entropy(model(x), y, weight=weight)
+    amp.step(loss, opt)
     sched.step()
     return loss.detach()
 
@@ -190,14 +334,18 @@ def fit(
     seed: int,
     progress: ProgressFn | None = None,
     checkpoint: Checkpointer | None = None,
+    engine: EngineConfig | None = None,
 ) -> FitResult:
     """Train through the protocol's phases; ``model`` ends holding the best-on-validation weights.
 
     Selection uses ``protocol.select_on`` over every epoch of every phase (loss: lower is better);
     early stopping watches validation loss within a phase. A NaN/inf loss raises :class:`DivergedError`.
     With a ``checkpoint``, the state is saved after every epoch and a saved state is resumed from,
-    RNG streams included, so an interrupted run ends exactly as an uninterrupted one.
+    RNG streams included, so an interrupted run ends exactly as an uninterrupted one. ``engine`` (default:
+    all off) sets precision and memory format; ``train`` may already live on the device.
     """
+    engine = engine or EngineConfig()
+    amp = Amp(engine.amp, pipeline.device)
     gen = torch.Generator().manual_seed(seed)
     weight = class_weights(train.labels, len(classes)).to(pipeline.device) if protocol.class_weighted_loss else None
     state = FitState()
@@ -208,6 +356,8 @@ def fit(
         best_state = saved["best_model"]
         gen.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
+        if amp.scaler is not None and "scaler" in saved:
+            amp.scaler.load_state_dict(saved["scaler"])
         state = _state_from_dict(saved["state"])
     result = state.result
     lower_is_better = protocol.select_on == "loss"
@@ -221,7 +371,7 @@ def fit(
             continue
         names = set(apply_phase(model, phase))
         params = [p for name, p in model.named_parameters() if name in names]
-        opt = _optimizer(protocol, params, phase.lr)
+        opt = _optimizer(protocol, params, phase.lr, engine.fused_optimizer)
         sched = _scheduler(opt, protocol, phase, steps)
         if resuming and state.epochs_done_in_phase:
             opt.load_state_dict(saved["optimizer"])
@@ -233,20 +383,20 @@ def fit(
             state.epoch_no += 1
             start = time.perf_counter()
             set_train_mode(model, phase)
-            order = torch.randperm(n, generator=gen)
+            # One copy of the order per epoch, so that indexing on-device data never copies per step.
+            order = torch.randperm(n, generator=gen).to(train.images.device)
             total = torch.zeros((), device=pipeline.device)
             for step, i in enumerate(range(0, n, protocol.batch_size)):
                 idx = order[i : i + protocol.batch_size]
-                loss = train_step(
-                    model, opt, sched, pipeline, train.images[idx], train.labels[idx], protocol.augment, gen, weight
-                )
+                images, labels = train.images[idx], train.labels[idx]
+                loss = train_step(model, opt, sched, pipeline, images, labels, protocol.augment, gen, weight, amp)
                 total += loss * len(idx)
                 if progress is not None:
                     progress({"event": "step", "phase": phase.name, "epoch": state.epoch_no, "step": step + 1})
             train_loss = total.item() / n
             if not math.isfinite(train_loss):
                 raise DivergedError(f"loss became {train_loss} in phase {phase.name!r}, epoch {state.epoch_no}")
-            val_loss, val_metrics = _evaluate(model, val, pipeline, classes, weight)
+            val_loss, val_metrics = _evaluate(model, val, pipeline, classes, weight, engine)
             log = EpochLog(
                 phase.name,
                 state.epoch_no,
@@ -275,6 +425,7 @@ def fit(
                 result.stopped_early.append(phase.name)
             state.phase_finished = stop or state.epochs_done_in_phase == phase.epochs
             if checkpoint is not None:
+                scaler = {"scaler": amp.scaler.state_dict()} if amp.scaler is not None else {}
                 checkpoint.save(
                     {
                         "model": model.state_dict(),
@@ -284,6 +435,7 @@ def fit(
                         "generator": gen.get_state(),
                         "torch_rng": torch.get_rng_state(),
                         "state": _state_to_dict(state),
+                        **scaler,
                     }
                 )
             if stop:

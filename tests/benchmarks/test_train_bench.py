@@ -1,0 +1,86 @@
+"""One harness training step and the data pipeline alone, as pytest-benchmark tests so CI can gate on them
+(``--benchmark-compare-fail``). Skipped by default (``--benchmark-skip`` in addopts); run them with
+``pytest tests/benchmarks --benchmark-only``.
+
+Torch runs on one thread, for the reasons given in ``test_latency_bench.py``: a gate compares runs across
+runners, and with several threads a busy neighbour swings the figures far more than a regression would.
+The step is :func:`bench.train.train_step` itself, so a slower conversion, augmentation or optimiser path
+shows up here; ``bench profile`` says how it compares with the bare model step.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from timm.data import resolve_data_config
+
+from bench.latency import device_fingerprint
+from bench.protocol import PRESETS, apply_phase, set_train_mode
+from bench.registry import create_backbone
+from bench.train import BatchPipeline, _optimizer, _scheduler, train_step
+
+THREADS = 1
+BACKBONE, SIDE, BATCH = "resnet18", 28, 32
+PROTOCOL = PRESETS["scratch"]  # rotation, flips and zoom: the full augmentation path
+
+
+@pytest.fixture
+def torch_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield THREADS
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def uint8_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """A grayscale MedMNIST-sized batch, as the dataset layer holds it."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (BATCH, 1, SIDE, SIDE), generator=gen, dtype=torch.uint8)
+    return images, torch.randint(0, 2, (BATCH,), generator=gen)
+
+
+def _info(benchmark, what: str) -> None:
+    benchmark.group = f"cpu-{THREADS}thread-train-{SIDE}px-batch{BATCH}"
+    benchmark.extra_info.update(
+        what=what,
+        backbone=BACKBONE,
+        resolution=SIDE,
+        batch_size=BATCH,
+        unit="seconds per batch",
+        fingerprint=device_fingerprint(torch.device("cpu")),
+    )
+
+
+def test_harness_train_step(benchmark, torch_threads, uint8_batch):
+    torch.manual_seed(0)
+    model, _ = create_backbone(BACKBONE, num_classes=2)
+    phase = PROTOCOL.phases[0]
+    names = set(apply_phase(model, phase))
+    set_train_mode(model, phase)
+    opt = _optimizer(PROTOCOL, [p for n, p in model.named_parameters() if n in names], phase.lr)
+    sched = _scheduler(opt, PROTOCOL, phase, steps_per_epoch=1000)
+    cfg = resolve_data_config({}, model=model)
+    pipeline = BatchPipeline(cfg["mean"], cfg["std"], torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    images, labels = uint8_batch
+
+    def step() -> torch.Tensor:
+        return train_step(model, opt, sched, pipeline, images, labels, PROTOCOL.augment, gen)
+
+    _info(benchmark, "bench.train.train_step: uint8 batch -> augmented float, forward, backward, Adam, scheduler")
+    loss = benchmark.pedantic(step, warmup_rounds=3, rounds=20, iterations=1)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_data_pipeline(benchmark, torch_threads, uint8_batch):
+    pipeline = BatchPipeline((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    images, _ = uint8_batch
+
+    def convert() -> torch.Tensor:
+        return pipeline(images, PROTOCOL.augment, gen)
+
+    _info(benchmark, "BatchPipeline: uint8 batch -> normalised, augmented float batch")
+    x = benchmark.pedantic(convert, warmup_rounds=5, rounds=200, iterations=1)
+    assert x.shape == (BATCH, 3, SIDE, SIDE) and x.dtype == torch.float32
