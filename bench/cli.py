@@ -63,9 +63,19 @@ def run(
     retry_failed: Annotated[bool, typer.Option(help="Re-run runs whose record says failed.")] = False,
     metric: Annotated[str, typer.Option(help="Leaderboard sort metric.")] = "balanced_accuracy",
     results_dir: ResultsDir = Path("results"),
+    executor_kind: Annotated[
+        str, typer.Option("--executor", help="local (this machine; one process per GPU) or ray (a Ray cluster).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="ray: join this cluster, auto or HOST:PORT (default: start a local Ray).")
+    ] = None,
+    cpus_per_task: Annotated[int, typer.Option(help="ray: CPUs (torch threads) each run holds.")] = 1,
+    retries: Annotated[
+        int, typer.Option(help="Re-queue a run whose worker failed or was lost this many times, then record it failed.")
+    ] = 1,
 ) -> None:
     """Train and evaluate a sweep (default: the bundled-data sweep), then print the leaderboards."""
-    from bench.executors import LocalExecutor
+    from bench.executors import LocalExecutor, RayExecutor, visible_devices
     from bench.results import load_records
     from bench.sweep import Group, Sweep, default_sweep_path, load_sweep, plan_runs
 
@@ -89,18 +99,32 @@ def run(
         specs = [dataclasses.replace(s, epochs=override) for s in specs]
     planned = plan_runs(specs, results_dir)
     todo = [p for p in planned if p.status is None or (retry_failed and p.status == "failed")]
-    executor = LocalExecutor(_device(device))
+    if executor_kind not in ("local", "ray"):
+        raise ConfigError(f"--executor takes local or ray, got {executor_kind!r}")
+    if ray_address and executor_kind != "ray":
+        raise ConfigError(f"--ray-address {ray_address} needs --executor ray")
+    if executor_kind == "ray":
+        executor = RayExecutor(ray_address, device, cpus_per_task, retries)
+    else:
+        executor = LocalExecutor(visible_devices(_device(device)), retries)
     console.print(
-        f"[bold]{plan.name}[/]: {len(specs)} runs ({len(todo)} to do) on {executor.device}, results in {results_dir}/"
+        f"[bold]{plan.name}[/]: {len(specs)} runs ({len(todo)} to do) on {executor}, results in {results_dir}/"
     )
     started = time.perf_counter()
-    failed = 0
+    done = failed = 0
     with _run_progress() as progress:
-        overall = progress.add_task("sweep", total=len(specs), completed=len(planned) - len(todo), info="")
         tasks: dict[str, object] = {}
+
+        def counts() -> str:
+            return (
+                f"{done} done, {len(tasks) - done - failed} running, {failed} failed, {len(todo) - len(tasks)} queued"
+            )
+
+        overall = progress.add_task("sweep", total=len(specs), completed=len(planned) - len(todo), info=counts())
 
         def progress_for(item):
             tasks[item.key] = progress.add_task(item.label, total=None, info="loading data")
+            progress.update(overall, info=counts())
             return _progress_callback(progress, tasks[item.key])
 
         for record in executor.run(todo, results_dir, progress_for):
@@ -108,7 +132,8 @@ def run(
             progress.update(task, info=record["status"] + (f": {record.get('error')}" if record.get("error") else ""))
             progress.stop_task(task)
             failed += record["status"] == "failed"
-            progress.advance(overall)
+            done += record["status"] != "failed"
+            progress.update(overall, advance=1, info=counts())
     elapsed = time.perf_counter() - started
     console.print(
         f"{len(todo)} run(s) done ({failed} failed), {len(planned) - len(todo)} already finished, in {elapsed:.0f} s"
@@ -152,16 +177,28 @@ def _progress_callback(progress: Progress, task):
 
 
 def _print_timings(records: list[dict]) -> None:
-    """Where the time went, per stage, over the runs of this sweep."""
+    """Where the time went, per stage, over the runs of this sweep.
+
+    The per-run spread shows one-off costs: the first load of a dataset at a resolution decodes its images,
+    later loads read the decode cache (data: max vs min).
+    """
+    import pandas as pd
+
     stages = ["data", "build", "train", "eval", "latency"]
-    totals = {s: sum(r["timings_s"].get(s, 0.0) for r in records) for s in stages}
-    whole = sum(totals.values()) or 1.0
-    table = Table(title="time per stage (all runs)", header_style="bold")
-    table.add_column("stage")
-    table.add_column("seconds", justify="right")
-    table.add_column("share", justify="right")
+    per_run = pd.DataFrame([r["timings_s"] for r in records], columns=stages)  # NaN: a failed run stopped earlier
+    totals = per_run.sum()
+    whole = totals.sum() or 1.0
+    table = Table(
+        title=f"time per stage ({len(records)} runs)",
+        caption="train includes the per-epoch validation; eval is the one test-split pass",
+        header_style="bold",
+    )
+    for column in ("stage", "seconds", "share", "per run: min", "median", "max"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
     for stage in stages:
-        table.add_row(stage, f"{totals[stage]:.1f}", f"{100 * totals[stage] / whole:.0f}%")
+        runs = per_run[stage].dropna()
+        spread = [f"{v:.2f}" for v in (runs.min(), runs.median(), runs.max())] if len(runs) else ["-"] * 3
+        table.add_row(stage, f"{totals[stage]:.1f}", f"{100 * totals[stage] / whole:.0f}%", *spread)
     console.print(table)
 
 
@@ -316,7 +353,7 @@ def profile_cmd(
     warmup: Annotated[int, typer.Option(help="Untimed rounds first.")] = 2,
     protocol: Annotated[str, typer.Option(help="Protocol whose first phase and augmentation are used.")] = "scratch",
     channels: Annotated[int, typer.Option(help="Image channels of the fake dataset: 1 (grayscale) or 3.")] = 3,
-    threads: Annotated[int | None, typer.Option(help="Torch CPU threads while measuring.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads (1: steadier on a shared machine).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
 ) -> None:
     """Harness training step vs the bare model step: the overhead ratio and what each harness part costs."""
@@ -393,21 +430,21 @@ def check_cmd(
     reference: Annotated[Path, typer.Option(help="The committed reference records.")] = Path("results/reference"),
     sweep: Annotated[str, typer.Option(help="Sweep file or name the reference was made from.")] = "reference",
     tolerance: Annotated[
-        float | None, typer.Option(help="Largest metric drop accepted where runs cannot be compared exactly [0.1].")
+        float | None,
+        typer.Option(help="Largest metric drop accepted where runs cannot be compared exactly (all datasets)."),
     ] = None,
     device: Annotated[str, typer.Option(help="Device for the rerun (the reference was trained on the CPU).")] = "cpu",
 ) -> None:
-    """Accuracy gate: rerun the reference sweep in a temporary folder and compare every test metric (exit 1 on a
-    regression)."""
+    """Accuracy gate: rerun the reference sweep in a temp folder, compare each test metric (exit 1 on a regression)."""
     import tempfile
 
-    from bench.check import REFERENCE_COMMAND, TOLERANCE, compare_records, identity, report_table, sweep_records
+    from bench import check as gate
     from bench.results import load_records
     from bench.sweep import load_sweep
 
     refs = load_records(reference)
     if not refs:
-        raise ConfigError(f"no reference records under {reference}/runs: create them with `{REFERENCE_COMMAND}`")
+        raise ConfigError(f"no reference records under {reference}/runs: create them with `{gate.REFERENCE_COMMAND}`")
     specs = load_sweep(sweep).expand()
     if results_dir is None:
         with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
@@ -416,14 +453,17 @@ def check_cmd(
         raise ConfigError(f"--results-dir {results_dir} is the reference itself: point it at a rerun")
     else:
         current = load_records(results_dir)
-    current = sweep_records(current, {identity(s.to_dict()) for s in specs})
-    report = compare_records(refs, current, TOLERANCE if tolerance is None else tolerance)
+        if not current:
+            raise ConfigError(f"no run records under {results_dir}/runs to compare with the reference")
+    current = gate.sweep_records(current, {gate.identity(s.to_dict()) for s in specs})
+    limits = gate.load_tolerance(reference) if tolerance is None else gate.Tolerance(tolerance)
+    report = gate.compare_records(refs, current, limits)
     for pairing in report.pairings:
-        console.print(f"[bold]{pairing.label}[/]: {escape(pairing.basis(report.tolerance))}")
-    console.print(report_table(report))
+        console.print(f"[bold]{pairing.label}[/]: {escape(pairing.basis())}", soft_wrap=True)
+    console.print(gate.report_table(report))
     for problem in report.problems:
-        console.print(f"[red]x[/] {escape(problem)}", highlight=False)
-    console.print(("[green]" if report.passed else "[red]") + escape(report.summary()), highlight=False)
+        console.print(f"[red]x[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    console.print(("[green]" if report.passed else "[red]") + escape(report.summary()), highlight=False, soft_wrap=True)
     if not report.passed:
         sys.exit(1)  # not typer.Exit: main() runs click in non-standalone mode, which returns its code
 
@@ -447,7 +487,7 @@ def _rerun_reference(specs: list, results_dir: Path, reference: list[dict], devi
             tasks[item.key] = progress.add_task(item.label, total=None, info="loading data")
             return _progress_callback(progress, tasks[item.key])
 
-        for record in LocalExecutor(device).run(planned, results_dir, progress_for):
+        for record in LocalExecutor([device]).run(planned, results_dir, progress_for):
             progress.update(tasks[record["key"]], info=record["status"])
             progress.stop_task(tasks[record["key"]])
     return load_records(results_dir)
@@ -457,16 +497,17 @@ def _rerun_reference(specs: list, results_dir: Path, reference: list[dict], devi
 def check_readme_cmd(
     readme: Annotated[Path, typer.Argument(help="Markdown file with generated blocks.")] = Path("README.md"),
 ) -> None:
-    """Docs gate: each `<!-- generated: PATH -->` block equals PATH, and PATH equals what the records give today
-    (exit 1 on drift)."""
+    """Docs gate: each `<!-- generated: PATH -->` block equals PATH, re-derived from records (exit 1 on drift)."""
     from bench.check import check_readme
 
     report = check_readme(readme, readme.resolve().parent)
     for path in report.checked:
         console.print(f"checked: {escape(path)}")
     for problem in report.problems:
-        console.print(f"[red]x[/] {escape(problem)}", highlight=False)
-    console.print(("[red]" if report.problems else "[green]") + escape(report.summary()), highlight=False)
+        console.print(f"[red]x[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    console.print(
+        ("[red]" if report.problems else "[green]") + escape(report.summary()), highlight=False, soft_wrap=True
+    )
     if report.problems:
         sys.exit(1)
 
