@@ -515,7 +515,9 @@ def check_readme_cmd(
 def main() -> None:
     """Console entry point: user errors become one line and exit status 2."""
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)  # typer.Exit(n) comes back as n, not as an exception
+        if isinstance(status, int) and status:
+            sys.exit(status)
     except BenchError as err:
         err_console.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         sys.exit(2)
