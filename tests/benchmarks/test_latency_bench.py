@@ -16,18 +16,8 @@ import torch
 from bench.latency import device_fingerprint
 from bench.registry import create_backbone
 
-THREADS = 1
-
 # (backbone, input side): small enough for a 2-core CI runner, large enough to be compute-bound
 CASES = [("resnet18", 64), ("efficientnet_b0", 64)]
-
-
-@pytest.fixture
-def torch_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield THREADS
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("name, side", CASES, ids=[c[0] for c in CASES])

@@ -19,17 +19,8 @@ from bench.protocol import PRESETS, apply_phase, set_train_mode
 from bench.registry import create_backbone
 from bench.train import BatchPipeline, _optimizer, _scheduler, train_step
 
-THREADS = 1
 BACKBONE, SIDE, BATCH = "resnet18", 28, 32
 PROTOCOL = PRESETS["scratch"]  # rotation, flips and zoom: the full augmentation path
-
-
-@pytest.fixture
-def torch_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield THREADS
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -41,7 +32,7 @@ def uint8_batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _info(benchmark, what: str) -> None:
-    benchmark.group = f"cpu-{THREADS}thread-train-{SIDE}px-batch{BATCH}"
+    benchmark.group = f"cpu-{torch.get_num_threads()}thread-train-{SIDE}px-batch{BATCH}"
     benchmark.extra_info.update(
         what=what,
         backbone=BACKBONE,
