@@ -26,7 +26,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from bench.leaderboard import MAJORITY_PROTOCOL, LatencyAxis, datasets_in, latency_axis, latency_devices, leaderboard
@@ -102,6 +102,8 @@ def tradeoff_figure(table: pd.DataFrame, dataset: str, metric: str, axis: Latenc
         _majority_line(ax, table, mean)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        # Within one decade matplotlib labels minor ticks, by default as "4.2x10^0": plain numbers instead.
+        ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
         ax.margins(x=0.2, y=0.15)
         ax.set_xlabel(axis.label + ("" if axis.lower_is_better else " (higher is better)"))
         ax.set_ylabel(f"test {metric} (mean ± std over seeds)")
