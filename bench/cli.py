@@ -218,12 +218,7 @@ def leaderboard_cmd(
     results_dir: ResultsDir = Path("results"),
 ) -> None:
     """Print and write the leaderboards from stored records (no training)."""
-    from bench.results import load_records
-
-    records = load_records(results_dir)
-    if not records:
-        raise ConfigError(f"no run records under {results_dir}/runs: run `bench run` first")
-    _print_leaderboards(records, metric, results_dir)
+    _print_leaderboards(_stored_records(results_dir), metric, results_dir)
 
 
 @list_app.command("backbones")
