@@ -452,7 +452,7 @@ def _nvml_fingerprint(index: int | None, torch_uuid: object) -> dict[str, Any]:
     except Exception as err:  # no NVML library or driver: say so in the record
         return {"nvml_error": f"{type(err).__name__}: {err}"}
     try:
-        handle = _nvml_handle(pynvml, index, torch_uuid)
+        handle = nvml_handle(pynvml, index, torch_uuid)
         clock = pynvml.nvmlDeviceGetClockInfo
         max_clock = pynvml.nvmlDeviceGetMaxClockInfo
         power_mw = _guard(pynvml.nvmlDeviceGetPowerManagementLimit, handle)
@@ -470,7 +470,7 @@ def _nvml_fingerprint(index: int | None, torch_uuid: object) -> dict[str, Any]:
         _guard(pynvml.nvmlShutdown)
 
 
-def _nvml_handle(pynvml: Any, index: int | None, torch_uuid: object) -> Any:
+def nvml_handle(pynvml: Any, index: int | None, torch_uuid: object) -> Any:
     """NVML's handle for torch's device, matched by UUID: NVML ignores ``CUDA_VISIBLE_DEVICES`` and may
     order GPUs differently from CUDA, so index ``i`` in torch is not always index ``i`` in NVML."""
     if torch_uuid is not None:

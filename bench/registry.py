@@ -35,6 +35,7 @@ class BackboneEntry:
     family: str = ""
     timm_name: str = ""
     min_input_size: int | None = None
+    small_input_stem: bool = False
     registered: bool = True
 
     @property
@@ -89,14 +90,40 @@ def create_backbone(
     the layout they were saved for.
     """
     entry = get_backbone(name)
+    if entry.small_input_stem and pretrained:
+        raise ConfigError(
+            f"backbone {name!r} replaces the ImageNet stem (small_input_stem), so no ImageNet weights fit it: "
+            "use a protocol that trains from scratch"
+        )
     if not pretrained:
-        return timm.create_model(entry.arch, num_classes=num_classes), {"source": "random-init"}
+        model = timm.create_model(entry.arch, num_classes=num_classes)
+        if entry.small_input_stem:
+            replace_stem(model, name)
+        return model, {"source": "random-init"}
     from bench.weights import load_pretrained
 
     model = timm.create_model(entry.arch, pretrained=False)
     provenance = load_pretrained(model, entry.arch, weights_file)
     model.reset_classifier(num_classes)
     return model, provenance
+
+
+def replace_stem(model: nn.Module, name: str) -> None:
+    """Swap a ResNet-style ImageNet stem (7x7 conv, stride 2, then a stride-2 max-pool) for one 3x3 conv of stride 1.
+
+    The ImageNet stem shrinks a 28 px image to 7 px before the first residual stage; the CIFAR-style stem
+    keeps all 28, which is how MedMNIST v2 built its "ResNet-18 (28)" baseline (Yang et al. 2023, after
+    kuangliu/pytorch-cifar). It costs 16x the MACs at the same input size. The rest of the timm model, its
+    ``group_matcher`` and ``reset_classifier`` included, is untouched.
+    """
+    conv, pool = getattr(model, "conv1", None), getattr(model, "maxpool", None)
+    if not isinstance(conv, nn.Conv2d) or not isinstance(pool, nn.Module):
+        raise ConfigError(
+            f"backbone {name!r}: small_input_stem needs a ResNet-style model with 'conv1' and 'maxpool' "
+            f"(timm {type(model).__name__} has none)"
+        )
+    model.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
 
 
 def min_input_size(entry: BackboneEntry) -> int:

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 from typing import Protocol as Protocol_
 
 import numpy as np
@@ -27,6 +27,7 @@ from bench.data import Split
 from bench.errors import BenchError
 from bench.metrics import compute_metrics
 from bench.protocol import Augment, Phase, Protocol, apply_phase, set_train_mode
+from bench.utilisation import GpuUtilisation
 
 
 class DivergedError(BenchError):
@@ -41,7 +42,13 @@ class EpochLog:
     train_loss: float
     val_loss: float
     val: dict
-    seconds: float
+    seconds: float  # the whole epoch: training and validation
+    train_seconds: float | None = None  # the training steps alone
+    images_per_s: float | None = None  # training images per second of train_seconds
+    gpu_util_pct: float | None = None  # mean NVML utilisation during the training steps (CUDA only)
+
+    # The fields that differ between two otherwise identical runs.
+    TIMINGS: ClassVar[frozenset[str]] = frozenset({"seconds", "train_seconds", "images_per_s", "gpu_util_pct"})
 
 
 @dataclass
@@ -386,14 +393,16 @@ def fit(
             # One copy of the order per epoch, so that indexing on-device data never copies per step.
             order = torch.randperm(n, generator=gen).to(train.images.device)
             total = torch.zeros((), device=pipeline.device)
-            for step, i in enumerate(range(0, n, protocol.batch_size)):
-                idx = order[i : i + protocol.batch_size]
-                images, labels = train.images[idx], train.labels[idx]
-                loss = train_step(model, opt, sched, pipeline, images, labels, protocol.augment, gen, weight, amp)
-                total += loss * len(idx)
-                if progress is not None:
-                    progress({"event": "step", "phase": phase.name, "epoch": state.epoch_no, "step": step + 1})
-            train_loss = total.item() / n
+            with GpuUtilisation(pipeline.device) as busy:
+                for step, i in enumerate(range(0, n, protocol.batch_size)):
+                    idx = order[i : i + protocol.batch_size]
+                    images, labels = train.images[idx], train.labels[idx]
+                    loss = train_step(model, opt, sched, pipeline, images, labels, protocol.augment, gen, weight, amp)
+                    total += loss * len(idx)
+                    if progress is not None:
+                        progress({"event": "step", "phase": phase.name, "epoch": state.epoch_no, "step": step + 1})
+                train_loss = total.item() / n  # the epoch's one host-device sync, so the time below is real
+            train_seconds = time.perf_counter() - start
             if not math.isfinite(train_loss):
                 raise DivergedError(f"loss became {train_loss} in phase {phase.name!r}, epoch {state.epoch_no}")
             val_loss, val_metrics = _evaluate(model, val, pipeline, classes, weight, engine)
@@ -405,6 +414,9 @@ def fit(
                 val_loss,
                 val_metrics,
                 time.perf_counter() - start,
+                train_seconds,
+                n / train_seconds,
+                busy.mean_pct,
             )
             result.history.append(log)
             score = val_loss if lower_is_better else val_metrics[protocol.select_on]

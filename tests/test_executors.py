@@ -24,6 +24,7 @@ from bench.cli import main
 from bench.executors import LocalExecutor, RayExecutor
 from bench.results import RunSpec, load_records, read_probs
 from bench.sweep import plan_runs
+from bench.train import EpochLog
 
 SWEEP = """name = "four"
 [[group]]
@@ -103,7 +104,7 @@ def one_thread(monkeypatch):
 
 def _comparable(record: dict) -> dict:
     out = {k: v for k, v in record.items() if k not in VOLATILE}
-    out["history"] = [{k: v for k, v in h.items() if k != "seconds"} for h in record["history"]]
+    out["history"] = [{k: v for k, v in h.items() if k not in EpochLog.TIMINGS} for h in record["history"]]
     return out
 
 

@@ -105,3 +105,30 @@ def test_entry_with_unknown_timm_name(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_HOME", str(tmp_path))
     with pytest.raises(ConfigError, match=r"typo.toml: field 'timm_name' 'resnet_18' is not a timm model"):
         list_backbones()
+
+
+def test_small_input_stem_keeps_a_28px_image_whole():
+    """MedMNIST's ResNet-18 (28): 3x3/1 stem, no max-pool, so layer1 sees 28x28 (timm's resnet18: 7x7)."""
+    seen = {}
+    for name in ("resnet18_cifar_stem", "resnet18"):
+        model, _ = create_backbone(name, num_classes=2)
+        model.layer1.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.shape[-1]))
+        with torch.inference_mode():
+            model.eval()(torch.zeros(1, 3, 28, 28))
+    assert seen == {"resnet18_cifar_stem": 28, "resnet18": 7}
+    assert model_stats(create_backbone("resnet18_cifar_stem", 2)[0], 28)["gmacs"] == pytest.approx(0.457, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    "toml, pretrained, message",
+    [
+        ('timm_name = "resnet18"', True, r"replaces the ImageNet stem .* use a protocol that trains from scratch"),
+        ('timm_name = "vgg16"', False, r"'x': small_input_stem needs a ResNet-style model .*VGG"),
+    ],
+)
+def test_small_input_stem_errors(tmp_path, monkeypatch, toml, pretrained, message):
+    (tmp_path / "backbones").mkdir()
+    (tmp_path / "backbones" / "x.toml").write_text(f'name = "x"\n{toml}\nsmall_input_stem = true\n')
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match=message):
+        create_backbone("x", num_classes=2, pretrained=pretrained)

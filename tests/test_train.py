@@ -12,7 +12,7 @@ import torch
 
 from bench.data import Split
 from bench.protocol import PRESETS, Augment, Phase, Protocol
-from bench.train import BatchPipeline, DivergedError, _augment, class_weights, fit, predict
+from bench.train import BatchPipeline, DivergedError, EpochLog, _augment, class_weights, fit, predict
 
 CPU = torch.device("cpu")
 CLASSES = ("dark", "bright")
@@ -53,6 +53,14 @@ def test_same_seed_same_history():
     _, a = _fit(seed=5)
     _, b = _fit(seed=5)
     assert _history(a) == _history(b)
+
+
+def test_epochs_log_training_throughput():
+    _, result = _fit()
+    for h in result.history:
+        assert 0 < h.train_seconds < h.seconds
+        assert h.images_per_s == pytest.approx(256 / h.train_seconds)
+        assert h.gpu_util_pct is None  # a CPU run has nothing to sample
 
 
 def test_model_ends_with_the_best_validation_weights():
@@ -163,7 +171,8 @@ class MemoryCheckpoint:
 
 def _history(result) -> str:
     """History without timings, as JSON so that NaN compares equal to NaN."""
-    return json.dumps([{k: v for k, v in dataclasses.asdict(h).items() if k != "seconds"} for h in result.history])
+    timeless = [{k: v for k, v in dataclasses.asdict(h).items() if k not in EpochLog.TIMINGS} for h in result.history]
+    return json.dumps(timeless)
 
 
 @pytest.mark.parametrize("crash_after", [1, 2, 4])  # mid-phase, at a phase boundary, in the last phase
