@@ -23,11 +23,11 @@ import pandas as pd
 
 from bench.leaderboard import (
     MAJORITY_PROTOCOL,
-    PARETO_NOTE,
     _device_label,
     display_frame,
     latency_axis,
     latency_devices,
+    table_notes,
     write_leaderboard,
 )
 from bench.plots import Plotted, RunFigures, plot_all
@@ -76,7 +76,8 @@ def render_html(records: list[dict], plotted: Plotted, metric: str, latency: str
     axis = latency_axis(latency)
     body = [
         "<h1>backbone-bench report</h1>",
-        f'<p class="sub">Test {_e(metric)} against {_e(axis.label)}, mean ± sample std over seeds.</p>',
+        f'<p class="sub">Test {_e(metric)} against {_e(axis.label)}, mean ± sample std over seeds; the tables '
+        "add its 95% CI over test images and mark the rows tied with rank 1.</p>",
         _provenance(records),
         *(_dataset_section(d, t, records, plotted, metric) for d, t in plotted.tables.items()),
     ]
@@ -133,7 +134,8 @@ def _dataset_section(dataset: str, table: pd.DataFrame, records: list[dict], plo
     parts.append(
         f'<div class="wide">{display_frame(table).to_html(index=False, border=0, classes="leaderboard")}</div>'
     )
-    parts.append(f'<p class="note">{_e(PARETO_NOTE)} Sorted by {_e(metric)}.</p>')
+    parts.append(f'<p class="note">Sorted by {_e(metric)}.</p>')
+    parts.extend(f'<p class="note">{_e(note)}</p>' for note in table_notes(table))
     parts.append(_failures(dataset, records))
     parts.append(_run_figures(table, records, plotted.runs, metric))
     return "\n".join(parts)

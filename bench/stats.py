@@ -11,6 +11,10 @@ number on it without retraining anything.
   comparing two separate CIs.
 * :func:`mcnemar` -- exact McNemar test on hard predictions (accuracy only, no resampling).
 * :func:`tied_with_leader` -- which backbones a leaderboard should mark as tied with the best.
+* :func:`resample_models` -- the engine under all of them: several models, each given as one or more
+  training seeds' probabilities, rescored on the *same* resamples for several metrics at once. A
+  leaderboard reads every row's CI and every comparison with its leader off the :class:`Resampled` it
+  returns, paying for the resampling once per dataset.
 
 Metrics are named as in :func:`bench.metrics.compute_metrics` (see :data:`METRIC_NAMES`) and follow
 its rules, including NaN when a class of the task is absent; any ``(y_true, probs) -> float``
@@ -27,20 +31,23 @@ Why not ``scipy.stats.bootstrap``: the paired test and :func:`tied_with_leader` 
 resampled indices for every model (scipy draws its own), undefined resamples must be skipped and
 counted (scipy propagates NaN into the interval), and scipy gives no p-value. Resampling is seeded
 (``numpy.random.default_rng(seed)``), so equal seeds give equal indices for equal ``N`` and
-``n_resamples``. The confusion-matrix metrics are vectorised over resamples (one ``bincount`` per
-chunk); ``auc`` and custom callables call scikit-learn once per resample, about 1-5 ms each.
+``n_resamples``. Every built-in metric is vectorised over resamples: the confusion-matrix ones share one
+``bincount`` per model and chunk of resamples, and ``auc`` is the Mann-Whitney statistic weighted by how
+often each image was drawn (one sort per class, then sums), equal to scikit-learn's trapezoidal area.
+Custom callables are called once per resample (scikit-learn's AUC costs 1-5 ms a call).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.stats import binomtest
 
 from bench.errors import ConfigError, DataError
-from bench.metrics import roc_auc, validate_predictions
+from bench.metrics import validate_predictions
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 """A score from ``(y_true int labels (N,), probs (N, K))``, higher is better."""
@@ -118,34 +125,95 @@ def _confusion_matrices(y: np.ndarray, pred: np.ndarray, k: int, idx: np.ndarray
     return np.bincount(cells.ravel(), minlength=b * k * k).reshape(b, k, k)
 
 
+def _draw_counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """How often each of the N images is drawn in each resample: ``(B, N)`` from the indices ``(B, N)``."""
+    b = idx.shape[0]
+    return np.bincount((idx + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n)
+
+
+def _weighted_binary_auc(counts: np.ndarray, score: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """ROC AUC ``(B,)`` of resamples given as draw counts ``(B, N)``: P(a positive outscores a negative).
+
+    The Mann-Whitney form with ties counting 1/2 is the trapezoidal area scikit-learn computes. Negatives
+    are sorted by score once; per resample, a running sum of their counts gives, for every positive, the
+    drawn negatives below its score and those equal to it. NaN for a resample without a positive or
+    without a negative image.
+    """
+    negatives = np.flatnonzero(~positive)
+    negatives = negatives[np.argsort(score[negatives], kind="stable")]
+    positives = np.flatnonzero(positive)
+    below = np.searchsorted(score[negatives], score[positives], side="left")
+    up_to = np.searchsorted(score[negatives], score[positives], side="right")
+    cumulative = np.zeros((counts.shape[0], negatives.size + 1), dtype=np.int64)
+    np.cumsum(counts[:, negatives], axis=1, out=cumulative[:, 1:])
+    drawn = counts[:, positives]
+    twice_wins = (drawn * (cumulative[:, below] + cumulative[:, up_to])).sum(axis=1)  # a tie counts 1 of 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return twice_wins / (2.0 * drawn.sum(axis=1) * cumulative[:, -1])
+
+
+def _weighted_auc(y: np.ndarray, probs: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """:func:`bench.metrics.roc_auc` of each resample: column 1 if binary, else the macro one-vs-rest mean.
+
+    A class missing from a resample makes its one-vs-rest AUC, hence the mean, NaN: the absent-class rule.
+    """
+    if probs.shape[1] == 2:
+        return _weighted_binary_auc(counts, probs[:, 1], y == 1)
+    return np.mean([_weighted_binary_auc(counts, probs[:, c], y == c) for c in range(probs.shape[1])], axis=0)
+
+
 @dataclass(frozen=True)
 class _Metric:
-    """A resolved metric: a confusion-matrix formula (vectorised) or a per-resample function."""
+    """A resolved metric, with the cheapest way it has to score a block of resamples."""
 
     name: str
-    formula: Callable[[np.ndarray], np.ndarray] | None
-    fn: MetricFn | None
-
-    def on_resamples(self, y: np.ndarray, probs: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """Scores ``(B,)`` of the resamples ``idx`` ``(B, N)`` of validated ``y``, ``probs``."""
-        if self.formula is not None:
-            cm = _confusion_matrices(y, probs.argmax(axis=1), probs.shape[1], idx)
-            return np.asarray(self.formula(cm), dtype=np.float64)
-        assert self.fn is not None
-        return np.array([self.fn(y[row], probs[row]) for row in idx], dtype=np.float64)
+    formula: Callable[[np.ndarray], np.ndarray] | None = None
+    """Of stacked confusion matrices ``(B, K, K)``."""
+    weighted: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+    """Of ``(y, probs, draw counts (B, N))``."""
+    fn: MetricFn | None = None
+    """Called on each resample in turn."""
 
     def score(self, y: np.ndarray, probs: np.ndarray) -> float:
         """The score on the whole (validated) test set."""
-        return float(self.on_resamples(y, probs, np.arange(y.shape[0])[None, :])[0])
+        return float(_Draws(y, np.arange(y.shape[0])[None, :]).scores([self], probs)[0, 0])
+
+
+class _Draws:
+    """A block of resamples ``idx`` ``(B, N)`` of one test set; what metrics derive from it is made once."""
+
+    def __init__(self, y: np.ndarray, idx: np.ndarray) -> None:
+        self.y = y
+        self.idx = idx
+
+    @cached_property
+    def counts(self) -> np.ndarray:
+        return _draw_counts(self.idx, self.y.shape[0])
+
+    def scores(self, metrics: Sequence[_Metric], probs: np.ndarray) -> np.ndarray:
+        """Scores ``(len(metrics), B)`` of one model; its confusion matrices are counted once for all formulas."""
+        out = np.empty((len(metrics), self.idx.shape[0]))
+        cm = None
+        for j, metric in enumerate(metrics):
+            if metric.formula is not None:
+                if cm is None:
+                    cm = _confusion_matrices(self.y, probs.argmax(axis=1), probs.shape[1], self.idx)
+                out[j] = metric.formula(cm)
+            elif metric.weighted is not None:
+                out[j] = metric.weighted(self.y, probs, self.counts)
+            else:
+                assert metric.fn is not None
+                out[j] = [metric.fn(self.y[row], probs[row]) for row in self.idx]
+        return out
 
 
 def _resolve(metric: str | MetricFn) -> _Metric:
     if callable(metric):
-        return _Metric(getattr(metric, "__name__", "metric"), None, metric)
+        return _Metric(getattr(metric, "__name__", "metric"), fn=metric)
     if metric == "auc":
-        return _Metric("auc", None, roc_auc)
+        return _Metric("auc", weighted=_weighted_auc)
     if metric in _COUNT_FORMULAS:
-        return _Metric(metric, _COUNT_FORMULAS[metric], None)
+        return _Metric(metric, formula=_COUNT_FORMULAS[metric])
     raise ConfigError(f"unknown metric {metric!r}; known: {', '.join(METRIC_NAMES)}")
 
 
@@ -207,26 +275,29 @@ class McNemarResult:
     p_value: float
 
 
-def _check_resampling(n_resamples: int, confidence: float) -> None:
+def _check_count(n_resamples: int) -> None:
     if n_resamples < 1:
         raise ConfigError(f"n_resamples must be at least 1, got {n_resamples}")
+
+
+def _check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise ConfigError(f"confidence must lie strictly between 0 and 1, got {confidence}")
 
 
 def _resample_scores(
-    metric: _Metric, y: np.ndarray, probs: list[np.ndarray], n_resamples: int, seed: int
+    metrics: Sequence[_Metric], y: np.ndarray, probs: list[np.ndarray], n_resamples: int, seed: int
 ) -> np.ndarray:
-    """Scores ``(M, n_resamples)`` of M models, all rescored on the same resampled images."""
+    """Scores ``(len(metrics), M, n_resamples)`` of M models, all rescored on the same resampled images."""
     n = y.shape[0]
     rng = np.random.default_rng(seed)
     chunk = max(1, _CELLS_PER_CHUNK // n)
-    scores = np.empty((len(probs), n_resamples))
+    scores = np.empty((len(metrics), len(probs), n_resamples))
     for start in range(0, n_resamples, chunk):
         stop = min(start + chunk, n_resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
+        draws = _Draws(y, rng.integers(0, n, size=(stop - start, n)))
         for m, p in enumerate(probs):
-            scores[m, start:stop] = metric.on_resamples(y, p, idx)
+            scores[:, m, start:stop] = draws.scores(metrics, p)
     return scores
 
 
@@ -236,32 +307,6 @@ def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
         return float("nan"), float("nan")
     low, high = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(low), float(high)
-
-
-def bootstrap_ci(
-    y_true: np.ndarray,
-    probs: np.ndarray,
-    metric: str | MetricFn,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> BootstrapCI:
-    """Percentile-bootstrap CI of ``metric`` over test images; resamples where it is NaN are skipped."""
-    resolved = _resolve(metric)
-    _check_resampling(n_resamples, confidence)
-    y, p = validate_predictions(y_true, probs)
-    scores = _resample_scores(resolved, y, [p], n_resamples, seed)[0]
-    defined = scores[~np.isnan(scores)]
-    low, high = _interval(defined, confidence)
-    return BootstrapCI(
-        metric=resolved.name,
-        point=resolved.score(y, p),
-        low=low,
-        high=high,
-        confidence=confidence,
-        n_resamples=n_resamples,
-        n_skipped=n_resamples - defined.size,
-    )
 
 
 def _compare(
@@ -301,6 +346,97 @@ def _compare(
     )
 
 
+@dataclass(frozen=True, eq=False)
+class Resampled:
+    """Models scored on the whole test set and on the same bootstrap resamples of it, for one metric.
+
+    A model given as several seeds' probabilities scores their mean, on the whole set and on every
+    resample: its CI is then the test-set uncertainty of the seed-averaged score (the spread between
+    seeds is a separate number, the leaderboard's std). Intervals and comparisons are read off these
+    arrays, so any number of them costs no further resampling.
+    """
+
+    metric: str
+    names: tuple[str, ...]
+    points: np.ndarray
+    """``(M,)``: each model's score on the whole test set, averaged over its seeds."""
+    scores: np.ndarray
+    """``(M, B)``: the same on each resample; NaN where the metric is undefined there."""
+
+    def _index(self, name: str) -> int:
+        if name not in self.names:
+            raise ConfigError(f"no model {name!r} was resampled; models: {', '.join(self.names)}")
+        return self.names.index(name)
+
+    def ci(self, name: str, confidence: float = 0.95) -> BootstrapCI:
+        """Percentile CI of ``name``'s score; undefined resamples skipped and counted."""
+        _check_confidence(confidence)
+        i = self._index(name)
+        defined = self.scores[i][~np.isnan(self.scores[i])]
+        low, high = _interval(defined, confidence)
+        n = self.scores.shape[1]
+        return BootstrapCI(self.metric, float(self.points[i]), low, high, confidence, n, n - defined.size)
+
+    def paired(self, a: str, b: str, confidence: float = 0.95) -> PairedComparison:
+        """Paired comparison of ``a - b`` (see :func:`paired_bootstrap`)."""
+        _check_confidence(confidence)
+        i, j = self._index(a), self._index(b)
+        return _compare(self.metric, float(self.points[i]), float(self.points[j]), *self.scores[[i, j]], confidence)
+
+
+def resample_models(
+    y_true: np.ndarray,
+    probs_by_model: Mapping[str, np.ndarray | Sequence[np.ndarray]],
+    metrics: Sequence[str | MetricFn],
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Resampled]:
+    """Every model, for every metric, rescored on the same ``n_resamples`` resamples of the test images.
+
+    ``probs_by_model`` maps a name to one ``(N, K)`` array, or to a list of them (one per training seed),
+    all predictions on the images of ``y_true`` in its order. One draw of indices serves every model and
+    metric: that is what makes comparisons paired and a leaderboard's rows resampled alike. Returns one
+    :class:`Resampled` per metric, keyed by its name.
+    """
+    resolved = [_resolve(m) for m in metrics]
+    _check_count(n_resamples)
+    if not probs_by_model:
+        raise ConfigError("nothing to resample: no models given")
+    sides = {name: [p] if isinstance(p, np.ndarray) else list(p) for name, p in probs_by_model.items()}
+    if empty := [name for name, side in sides.items() if not side]:
+        raise ConfigError(f"model {empty[0]!r} has no probabilities: give one (N, K) array per seed")
+    y, first = validate_predictions(y_true, next(iter(sides.values()))[0])
+    probs = [validate_predictions(y, p, n_classes=first.shape[1])[1] for side in sides.values() for p in side]
+    resampled = _resample_scores(resolved, y, probs, n_resamples, seed)
+    whole = _Draws(y, np.arange(y.shape[0])[None, :])
+    points = np.stack([whole.scores(resolved, p)[:, 0] for p in probs], axis=1)  # (metrics, runs)
+    bounds = np.cumsum([0, *map(len, sides.values())])
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    return {
+        metric.name: Resampled(
+            metric.name,
+            tuple(sides),
+            np.array([points[j, lo:hi].mean() for lo, hi in spans]),
+            np.stack([resampled[j, lo:hi].mean(axis=0) for lo, hi in spans]),
+        )
+        for j, metric in enumerate(resolved)
+    }
+
+
+def bootstrap_ci(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    metric: str | MetricFn,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapCI:
+    """Percentile-bootstrap CI of ``metric`` over test images; resamples where it is NaN are skipped."""
+    _check_confidence(confidence)
+    (resampled,) = resample_models(y_true, {"model": probs}, [metric], n_resamples, seed).values()
+    return resampled.ci("model", confidence)
+
+
 def paired_bootstrap(
     y_true: np.ndarray,
     probs_a: np.ndarray | Sequence[np.ndarray],
@@ -316,26 +452,9 @@ def paired_bootstrap(
     a side is then its mean over seeds, on every resample, so the comparison covers seed-to-seed
     variation as well as test-set sampling.
     """
-    resolved = _resolve(metric)
-    _check_resampling(n_resamples, confidence)
-    side_a = [probs_a] if isinstance(probs_a, np.ndarray) else list(probs_a)
-    side_b = [probs_b] if isinstance(probs_b, np.ndarray) else list(probs_b)
-    if not side_a or not side_b:
-        raise ConfigError("paired_bootstrap needs at least one set of probabilities on each side")
-    y, first = validate_predictions(y_true, side_a[0])
-    probs = [first] + [validate_predictions(y, p, n_classes=first.shape[1])[1] for p in [*side_a[1:], *side_b]]
-    scores = _resample_scores(resolved, y, probs, n_resamples, seed)
-    points = np.array([resolved.score(y, p) for p in probs])
-    na = len(side_a)
-    with np.errstate(invalid="ignore"):
-        return _compare(
-            resolved.name,
-            float(points[:na].mean()),
-            float(points[na:].mean()),
-            scores[:na].mean(axis=0),
-            scores[na:].mean(axis=0),
-            confidence,
-        )
+    _check_confidence(confidence)
+    (resampled,) = resample_models(y_true, {"a": probs_a, "b": probs_b}, [metric], n_resamples, seed).values()
+    return resampled.paired("a", "b", confidence)
 
 
 def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> McNemarResult:
@@ -359,7 +478,7 @@ def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> McNem
 
 def tied_with_leader(
     y_true: np.ndarray,
-    probs_by_backbone: Mapping[str, np.ndarray],
+    probs_by_backbone: Mapping[str, np.ndarray | Sequence[np.ndarray]],
     metric: str | MetricFn,
     alpha: float = 0.05,
     n_resamples: int = 1000,
@@ -367,34 +486,25 @@ def tied_with_leader(
 ) -> list[str]:
     """Backbones not significantly worse than the best one: the leader first, then by score, descending.
 
-    The leader has the highest ``metric`` on the full test set (the first listed wins an exact tie).
-    Each other backbone is compared with it by :func:`paired_bootstrap` (all on the same resamples)
-    and is tied when ``p >= alpha``. The comparisons are not corrected for multiplicity: each is a
-    plain test at level ``alpha``, which marks *fewer* backbones as tied than a corrected procedure
-    would. Raises :class:`DataError` if the metric is undefined (NaN) for some backbone, since
-    there is then no ranking to make.
+    A backbone is one ``(N, K)`` array or a list of them, one per training seed (scored as their mean,
+    as in :func:`paired_bootstrap`). The leader has the highest ``metric`` on the full test set (the
+    first listed wins an exact tie). Each other backbone is compared with it by the paired bootstrap
+    (all on the same resamples) and is tied when ``p >= alpha``. The comparisons are not corrected for
+    multiplicity: each is a plain test at level ``alpha``, which marks *fewer* backbones as tied than a
+    corrected procedure would. Raises :class:`DataError` if the metric is undefined (NaN) for some
+    backbone, since there is then no ranking to make.
     """
-    if not probs_by_backbone:
-        raise ConfigError("tied_with_leader needs at least one backbone")
-    resolved = _resolve(metric)
-    _check_resampling(n_resamples, 1 - alpha)
-    names = list(probs_by_backbone)
-    y, first = validate_predictions(y_true, probs_by_backbone[names[0]])
-    probs = [first] + [
-        validate_predictions(y, probs_by_backbone[name], n_classes=first.shape[1])[1] for name in names[1:]
-    ]
-    points = [resolved.score(y, p) for p in probs]
+    _check_confidence(1 - alpha)
+    (resampled,) = resample_models(y_true, probs_by_backbone, [metric], n_resamples, seed).values()
+    names, points = resampled.names, resampled.points
     for name, point in zip(names, points, strict=True):
         if np.isnan(point):
-            raise DataError(f"{resolved.name} is undefined for {name!r} on this test set (a class absent?)")
-    leader = int(np.argmax(points))
-    scores = _resample_scores(resolved, y, probs, n_resamples, seed)
+            raise DataError(f"{resampled.metric} is undefined for {name!r} on this test set (a class absent?)")
+    leader = names[int(np.argmax(points))]
     tied = [
         i
-        for i in range(len(names))
-        if i != leader
-        and _compare(resolved.name, points[leader], points[i], scores[leader], scores[i], 1 - alpha).p_value
-        >= alpha
+        for i, name in enumerate(names)
+        if name != leader and resampled.paired(leader, name, 1 - alpha).p_value >= alpha
     ]
     tied.sort(key=lambda i: -points[i])
-    return [names[leader]] + [names[i] for i in tied]
+    return [leader] + [names[i] for i in tied]

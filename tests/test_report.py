@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import re
 import shutil
@@ -12,13 +13,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from test_plots import SWEEP, make_record, store
 
 from bench.cli import main
-from bench.leaderboard import leaderboard
+from bench.leaderboard import ci_column, leaderboard, table_notes
 from bench.report import median_runs
+from bench.results import load_records, write_probs
 
 XRAY = [make_record("tiny_net", 0, acc=0.6, ms=0.5, dataset="xray"), make_record("big_net", 0, acc=0.7, dataset="xray")]
 OK_ROWS = {"derm": 4, "xray": 2}  # backbone rows with a finished run: one median run's two figures each
@@ -62,6 +65,19 @@ class Page(HTMLParser):
             self._heading = False
 
 
+def save_probs(records: list[dict]) -> None:
+    """Test probabilities beside each finished run, right on its accuracy's share of the 20 test images."""
+    for r in records:
+        if r["status"] == "ok":
+            labels = np.random.default_rng(0).permutation(np.repeat([0, 1, 2], r["dataset"]["class_counts"]["test"]))
+            right = np.arange(labels.size) < round(r["test"]["accuracy"] * labels.size)
+            probs = np.full((labels.size, 3), 0.1)
+            probs[np.arange(labels.size), np.where(right, labels, (labels + 1) % 3)] = 0.8
+            write_probs(
+                Path(r["_path"]).with_suffix(".probs.npz"), [f"i{i}" for i in range(labels.size)], labels, probs
+            )
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     """`bench report`, in-process, over two datasets' stored records (one failed run among them).
@@ -69,7 +85,7 @@ def report(tmp_path_factory) -> Path:
     Module-scoped: drawing the figures is the slow part, and the tests only read what it wrote.
     """
     results = tmp_path_factory.mktemp("report") / "results"
-    store(results, [*SWEEP, *XRAY])
+    save_probs(store(results, [*SWEEP, *XRAY]))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "argv", ["bench", "report", "--results-dir", str(results)])
         main()
@@ -115,6 +131,28 @@ def test_report_shows_every_leaderboard_and_provenance(report):
     assert {row[1] for row in xray[1:]} == {"tiny_net", "big_net", "majority"}
     assert "DivergedError: loss became nan" in report.read_text()  # the failed run's reason is shown
     assert "not comparable" not in report.read_text()  # one device
+
+
+def test_report_shows_the_test_image_ci_and_the_ties_of_the_leaderboard_files(report):
+    """The page's table carries the same CI cells, ≈ marks and notes as the Markdown/CSV leaderboards."""
+    page = Page(report.read_text())
+    header, *rows = page.tables[1]  # derm
+    ci = header.index(ci_column("balanced_accuracy"))
+    csv = pd.read_csv(report.parent / "leaderboards" / "derm.csv").set_index("backbone")
+    for row in rows:
+        expected = csv.loc[row[1]]
+        assert ("≈" in row[0]) == expected["tied"], row
+        if np.isnan(expected["balanced_accuracy_ci95_low"]):
+            assert row[ci] == "n/a"
+        else:
+            assert (
+                row[ci]
+                == f"[{expected['balanced_accuracy_ci95_low']:.3f}, {expected['balanced_accuracy_ci95_high']:.3f}]"
+            )
+    assert csv["tied"].any() and not csv["tied"].all()  # the case shows both
+    table = leaderboard(load_records(report.parent), "derm")
+    for note in table_notes(table):
+        assert html.escape(note) in report.read_text()
 
 
 def test_report_warns_about_mixed_latency_devices(tmp_path, monkeypatch):

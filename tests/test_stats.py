@@ -6,15 +6,17 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from bench.errors import ConfigError, DataError
-from bench.metrics import compute_metrics
+from bench.metrics import compute_metrics, validate_predictions
 from bench.stats import (
     METRIC_NAMES,
     bootstrap_ci,
     get_metric,
     mcnemar,
     paired_bootstrap,
+    resample_models,
     tied_with_leader,
 )
 
@@ -287,3 +289,76 @@ def test_paired_bootstrap_over_seeds_averages_each_side():
     expected = (np.mean(a1.argmax(1) == y) + np.mean(a2.argmax(1) == y)) / 2
     assert two.score_a == pytest.approx(expected)
     assert two.difference == pytest.approx(expected - np.mean(b1.argmax(1) == y))
+
+
+def tied_scores(y: np.ndarray, k: int, decimals: int, seed: int) -> np.ndarray:
+    """Validated probabilities rounded to ``decimals``: many exact ties between images."""
+    probs = np.round(noisy_model(y, k, 0.8, seed), decimals) + 1e-9
+    return validate_predictions(y, probs / probs.sum(axis=1, keepdims=True))[1]
+
+
+def sklearn_auc(y: np.ndarray, probs: np.ndarray) -> float:
+    """scikit-learn's AUC under the module's absent-class rule, on probabilities used as they are."""
+    k = probs.shape[1]
+    if np.unique(y).size < k:
+        return math.nan
+    if k == 2:
+        return float(roc_auc_score(y, probs[:, 1]))
+    return float(roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=list(range(k))))
+
+
+Y_TIES = np.random.default_rng(9).integers(0, 4, 150)
+# (id, y_true, probs): the vectorised AUC must equal scikit-learn's trapezoid, ties and missing classes included.
+AUC_CASES = [
+    ("binary, scores tied in tenths", Y_TIES % 2, tied_scores(Y_TIES % 2, 2, 1, seed=1)),
+    ("binary, two distinct scores", Y_TIES % 2, tied_scores(Y_TIES % 2, 2, 0, seed=2)),
+    ("four classes, ties", Y_TIES, tied_scores(Y_TIES, 4, 1, seed=3)),
+    (
+        "a class of 2 images: resamples miss it",
+        np.r_[Y_TIES[:60] % 3, 3, 3],
+        tied_scores(np.r_[Y_TIES[:60] % 3, 3, 3], 4, 2, 4),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case_id", "y", "probs"), AUC_CASES, ids=[c[0] for c in AUC_CASES])
+def test_vectorised_auc_equals_sklearn_on_every_resample(case_id: str, y: np.ndarray, probs: np.ndarray) -> None:
+    fast = bootstrap_ci(y, probs, "auc", n_resamples=150, seed=2)
+    slow = bootstrap_ci(y, probs, sklearn_auc, n_resamples=150, seed=2)
+    assert tuple(fast) == pytest.approx(tuple(slow), abs=1e-12), case_id
+    assert fast.n_skipped == slow.n_skipped
+
+
+def test_resample_models_shares_resamples_across_models_and_metrics() -> None:
+    """One call for several models and metrics gives exactly what separate calls give: nothing leaks between them."""
+    y = Y7
+    probs = {"a": noisy_model(y, 7, 1.0, seed=1), "b": [noisy_model(y, 7, 2.0, seed=2), noisy_model(y, 7, 0.5, seed=3)]}
+    metrics = ["accuracy", "macro_f1", "auc"]
+    together = resample_models(y, probs, metrics, n_resamples=200, seed=7)
+    assert list(together) == metrics
+    for name in metrics:
+        alone = bootstrap_ci(y, probs["a"], name, n_resamples=200, seed=7)
+        assert together[name].ci("a") == alone
+        paired = paired_bootstrap(y, probs["a"], probs["b"], name, n_resamples=200, seed=7)
+        assert together[name].paired("a", "b") == paired
+        single = resample_models(y, {"b": probs["b"]}, [name], n_resamples=200, seed=7)[name]
+        assert np.array_equal(single.scores[0], together[name].scores[1])
+
+
+def test_resampled_names_are_checked() -> None:
+    resampled = resample_models(Y7, {"a": noisy_model(Y7, 7, 1.0, seed=1)}, ["accuracy"], n_resamples=10)["accuracy"]
+    with pytest.raises(ConfigError, match="no model 'b' was resampled; models: a"):
+        resampled.ci("b")
+    with pytest.raises(ConfigError, match="model 'c' has no probabilities"):
+        resample_models(Y7, {"c": []}, ["accuracy"])
+
+
+def test_tied_with_leader_over_seeds_ranks_and_tests_seed_averages() -> None:
+    """A backbone with one lucky seed is not the leader when its seed average is lower."""
+    y, probs = leaderboard()
+    rng = np.random.default_rng(12)
+    lucky = [binary_right_with(y, rng.random(400) < 0.95), binary_right_with(y, rng.random(400) < 0.6)]
+    by_seed = {"lucky": lucky, "best": [probs["best"]], "close": [probs["close"], probs["close"]]}
+    tied = tied_with_leader(y, by_seed, "accuracy", n_resamples=500)
+    assert tied == ["best", "close"]  # lucky averages ~0.775 < best's 0.9, and is significantly worse
+    assert paired_bootstrap(y, by_seed["best"], lucky, "accuracy", n_resamples=500).p_value < 0.05
