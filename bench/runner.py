@@ -41,7 +41,15 @@ ProgressFn = Callable[[dict], None]
 def versions() -> dict[str, str]:
     """Versions of what changes a number: part of every record and of the run key."""
     names = ["backbone-bench", "torch", "timm", "numpy", "scikit-learn"]
-    return {n: importlib.metadata.version(n) for n in names} | {"python": platform.python_version()}
+    return {n: _version(n) for n in names} | {"python": platform.python_version()}
+
+
+def _version(distribution: str) -> str:
+    """The installed version; a source checkout on ``PYTHONPATH`` has no metadata and still runs."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def git_commit() -> str | None:
