@@ -19,6 +19,7 @@ leaderboards are rebuilt with the ``bench leaderboard`` code path into a tempora
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import re
@@ -32,6 +33,7 @@ from rich.table import Table
 from bench.config import from_mapping, load_toml
 from bench.errors import BenchError, ConfigError, ResultsError
 from bench.metrics import HEADLINE_METRICS
+from bench.results import atomic_write_bytes
 
 REFERENCE_DIR = Path("results/reference")
 REFERENCE_COMMAND = "bench run --sweep reference --results-dir results/reference --device cpu"
@@ -352,7 +354,49 @@ def regenerate_leaderboard(path: str, root: Path) -> str | None:
     return first
 
 
-REGENERATORS: tuple[Callable[[str, Path], str | None], ...] = (regenerate_leaderboard,)
+LATENCY_FILE = re.compile(r"(?P<dir>.+/latency)/(?P<stem>latency-[^/]+)\.md")
+COMPARISON_FILE = re.compile(r"(?P<dir>.+)/comparison\.md")
+COMMAND_LINE = re.compile(r"^Command: `bench reproduction --sweep (?P<sweep>\S+) --results-dir (?P<dir>\S+)`$", re.M)
+
+
+def regenerate_latency(path: str, root: Path) -> str | None:
+    """The Markdown summary of a ``bench latency`` record, from the JSON beside it."""
+    from bench.latency import latency_markdown
+
+    match = LATENCY_FILE.fullmatch(path)
+    if match is None:
+        return None
+    source = root / match["dir"] / f"{match['stem']}.json"
+    try:
+        records = json.loads(source.read_text())["records"]
+    except (OSError, ValueError, KeyError) as err:
+        raise ResultsError(f"{source}: no readable latency records ({type(err).__name__})") from None
+    return latency_markdown(records)
+
+
+def regenerate_comparison(path: str, root: Path) -> str | None:
+    """``bench reproduction``'s published-vs-measured table, rebuilt with the command its last line names."""
+    from bench.reproduction import COMMAND, sweep_table, write_reproduction
+    from bench.results import load_records
+    from bench.sweep import load_sweep
+
+    match = COMPARISON_FILE.fullmatch(path)
+    if match is None:
+        return None
+    command = COMMAND_LINE.search((root / path).read_text()) if (root / path).is_file() else None
+    if command is None:
+        raise ResultsError(f"{path}: no `Command: bench reproduction ...` line to rebuild it with")
+    table = sweep_table(load_records(root / command["dir"]), load_sweep(command["sweep"]))
+    with tempfile.TemporaryDirectory(prefix="bench-docs-") as tmp:
+        line = COMMAND.format(sweep=command["sweep"], results_dir=command["dir"])
+        return write_reproduction(table, Path(tmp) / "comparison.md", line).read_text()
+
+
+REGENERATORS: tuple[Callable[[str, Path], str | None], ...] = (
+    regenerate_leaderboard,
+    regenerate_latency,
+    regenerate_comparison,
+)
 """Functions that rebuild a file under results/ from the records (None: not theirs to rebuild)."""
 
 
@@ -377,6 +421,29 @@ def _first_difference(expected: str, actual: str) -> str:
             start = max(0, col - 10)
             return f"line {i}, column {col + 1}: {y[start : col + 20]!r}, expected {x[start : col + 20]!r}"
     return f"{len(b)} lines, expected {len(a)}"
+
+
+def refresh_readme(readme: Path, root: Path) -> list[str]:
+    """Copy each generated block's file into the block (the file itself comes from its bench command).
+
+    Returns the paths whose block changed. A block whose file is missing is left alone; the check reports it.
+    """
+    text = readme.read_text()
+    changed = []
+
+    def fill(match: re.Match) -> str:
+        target = root / match["path"]
+        if not target.is_file():
+            return match[0]
+        body = target.read_text().strip("\n") + "\n"
+        if body.strip("\n") != match["body"].strip("\n"):
+            changed.append(match["path"])
+        return f"<!-- generated: {match['path']} -->\n{body}<!-- end generated -->"
+
+    updated = BLOCK.sub(fill, text)
+    if changed:
+        atomic_write_bytes(readme, updated.encode())
+    return changed
 
 
 def check_readme(readme: Path, root: Path) -> DocsReport:

@@ -417,6 +417,30 @@ def report_cmd(
     )
 
 
+@app.command("reproduction")
+def reproduction_cmd(
+    sweep: Annotated[str, typer.Option(help="Sweep TOML file or name whose [[published]] results to compare.")],
+    results_dir: ResultsDir = Path("results"),
+) -> None:
+    """Published vs measured (seed mean ± std) for a sweep that reproduces a paper, from stored records."""
+    from bench.reproduction import COMMAND, display_frame, sweep_table, write_reproduction
+    from bench.sweep import load_sweep
+
+    plan = load_sweep(sweep)
+    table = sweep_table(_stored_records(results_dir), plan)
+    if table.empty:
+        raise ConfigError(f"no finished runs of sweep {plan.name!r} under {results_dir}/runs")
+    shown = display_frame(table)
+    rich = Table(title=f"{plan.name}: published vs measured (test split)", header_style="bold")
+    for col in shown.columns:
+        rich.add_column(str(col), justify="left" if col in ("dataset", "backbone") else "right")
+    for row in shown.itertuples(index=False):
+        rich.add_row(*map(str, row))
+    console.print(rich)
+    command = COMMAND.format(sweep=sweep, results_dir=results_dir)
+    console.print(f"written: {write_reproduction(table, results_dir / 'comparison.md', command)}")
+
+
 @app.command("check")
 def check_cmd(
     results_dir: Annotated[
@@ -491,9 +515,14 @@ def _rerun_reference(specs: list, results_dir: Path, reference: list[dict], devi
 @app.command("check-readme")
 def check_readme_cmd(
     readme: Annotated[Path, typer.Argument(help="Markdown file with generated blocks.")] = Path("README.md"),
+    write: Annotated[bool, typer.Option("--write", help="First copy each block's file into the block.")] = False,
 ) -> None:
     """Docs gate: each `<!-- generated: PATH -->` block equals PATH, re-derived from records (exit 1 on drift)."""
-    from bench.check import check_readme
+    from bench.check import check_readme, refresh_readme
+
+    if write:
+        for path in refresh_readme(readme, readme.resolve().parent):
+            console.print(f"refreshed: {escape(path)}")
 
     report = check_readme(readme, readme.resolve().parent)
     for path in report.checked:

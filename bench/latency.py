@@ -43,7 +43,7 @@ from torch import nn
 
 from bench.errors import ConfigError
 from bench.registry import create_backbone, get_backbone, resolve_resolution
-from bench.results import write_json
+from bench.results import atomic_write_bytes, write_json
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -778,4 +778,46 @@ def save_latency_records(results: Sequence[LatencyResult], out_dir: Path) -> Pat
         "records": [r.to_dict() for r in results],
     }
     write_json(path, payload)
+    atomic_write_bytes(path.with_suffix(".md"), latency_markdown(payload["records"]).encode())
     return path
+
+
+def latency_markdown(records: Sequence[dict]) -> str:
+    """The Markdown summary written beside a latency JSON (and quoted in the README): one row per setting.
+
+    Built from the stored dicts, so ``bench check-readme`` can re-derive it from the JSON alone.
+    """
+    rows = [
+        {
+            "backbone": r["backbone"],
+            "res": r["resolution"],
+            "batch": r["batch_size"]
+            if r.get("batch_size_run") in (None, r["batch_size"])
+            else f"{r['batch_size_run']} (asked {r['batch_size']})",
+            "precision": r["precision"],
+            "format": r["memory_format"] + (" +compile" if r.get("compiled") else ""),
+            "p50 ms/batch": _ms(r.get("ms_per_batch_p50")),
+            "p50 ms/image": _ms(r.get("ms_per_image_p50")),
+            "img/s": f"{r['throughput_img_s']:,.0f}" if r.get("throughput_img_s") is not None else "-",
+            "CV": f"{r['cv']:.3f}" if r.get("cv") is not None else "-",
+            "peak mem": _mib(r.get("peak_memory_bytes")),
+            "notes": "; ".join(
+                ([f"skipped: {r['skipped']}"] if r.get("skipped") else [])
+                + ([f"noisy: {r['noisy_reason']}"] if r.get("noisy") else [])
+            ),
+        }
+        for r in records
+    ]
+    fp = records[0]["fingerprint"] if records else {}
+    if fp.get("device_kind") == "cuda":
+        device = (
+            f"{fp.get('gpu_name')} (driver {fp.get('driver_version')}, CUDA {fp.get('cuda_version')}, "
+            f"cuDNN {fp.get('cudnn_version')}, power limit {fp.get('power_limit_w')} W)"
+        )
+    else:
+        device = f"{fp.get('cpu_model')}, {fp.get('torch_threads')} threads"
+    table = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+    return (
+        f"{table}\n\n{device}, torch {fp.get('torch_version')}. ms/batch: one forward pass of the whole batch; "
+        "ms/image = ms/batch / batch; img/s: batch / mean ms/batch.\n"
+    )

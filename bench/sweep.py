@@ -15,6 +15,7 @@ from pathlib import Path
 from bench.config import from_mapping, load_toml
 from bench.errors import ConfigError
 from bench.paths import project_root
+from bench.reproduction import Published
 from bench.results import RunSpec
 
 
@@ -35,6 +36,7 @@ class Sweep:
     name: str
     description: str = ""
     group: tuple[Group, ...] = field(default_factory=tuple)
+    published: tuple[Published, ...] = ()  # a paper's figures this sweep reproduces (`bench reproduction`)
 
     def expand(self, data_root: str | None = None) -> list[RunSpec]:
         specs = [

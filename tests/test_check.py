@@ -19,6 +19,7 @@ from bench.check import (
     generated_blocks,
     load_tolerance,
     reference_threads,
+    refresh_readme,
 )
 from bench.cli import main
 from bench.errors import ConfigError
@@ -323,6 +324,65 @@ def test_check_reruns_the_sweep_and_catches_a_planted_regression(project, tmp_pa
     monkeypatch.setattr(runner, "compute_metrics", lambda y, p, c: real(1 - y, p, c))  # labels swapped
     code, out = bench(monkeypatch, capsys, *args)
     assert code == 1 and "accuracy regression: tiny/test_resnet/scratch/r28/s0 " in out
+
+
+LATENCY_RECORD = {
+    "backbone": "resnet18", "resolution": 224, "batch_size": 1, "batch_size_run": 1, "precision": "fp16",
+    "memory_format": "channels_last", "compiled": False, "ms_per_batch_p50": 1.35, "ms_per_image_p50": 1.35,
+    "throughput_img_s": 718.0, "cv": 0.1, "peak_memory_bytes": 2**20, "noisy": False, "skipped": None,
+    "fingerprint": {"device_kind": "cuda", "gpu_name": "GPU-X", "torch_version": "2.11"},
+}  # fmt: skip
+
+
+def _latency_project(root: Path) -> str:
+    from bench.latency import latency_markdown
+
+    folder = root / "results" / "latency"
+    write_json(folder / "latency-1.json", {"schema": 1, "records": [LATENCY_RECORD]})
+    text = latency_markdown([LATENCY_RECORD])
+    (folder / "latency-1.md").write_text(text)
+    return f"<!-- generated: results/latency/latency-1.md -->\n{text}<!-- end generated -->\n"
+
+
+def _comparison_project(root: Path) -> str:
+    from bench.reproduction import COMMAND, sweep_table, write_reproduction
+    from bench.sweep import load_sweep
+
+    rec = record(dataset="pneumoniamnist", seed=0, accuracy=0.85, auc=0.95)
+    rec["spec"] |= {"protocol": "medmnist-v2", "backbone": "resnet18"}
+    _write_runs(root / "results" / "repro", [rec])
+    table = sweep_table(load_records(root / "results" / "repro"), load_sweep("medmnist-v2"))
+    command = COMMAND.format(sweep="medmnist-v2", results_dir="results/repro")
+    path = write_reproduction(table, root / "results" / "repro" / "comparison.md", command)
+    return f"<!-- generated: results/repro/comparison.md -->\n{path.read_text()}<!-- end generated -->\n"
+
+
+@pytest.mark.parametrize(
+    "make, target, old, new, problem",
+    [
+        (_latency_project, "results/latency/latency-1.json", "718.0", "719.0", "differs from what the records give"),
+        (_latency_project, "results/latency/latency-1.json", "records", "rows", "no readable latency records"),
+        (_comparison_project, "results/repro/runs/pneumoniamnist/resnet18/r0.json", "0.85", "0.86", "differs from"),
+        (_comparison_project, "results/repro/comparison.md", "Command:", "Made by:", "no `Command: bench reproduction"),
+    ],
+)
+def test_latency_and_reproduction_blocks_are_re_derived(tmp_path, make, target, old, new, problem):
+    (tmp_path / "README.md").write_text(make(tmp_path))
+    assert check_readme(tmp_path / "README.md", tmp_path).problems == []
+    (tmp_path / target).write_text((tmp_path / target).read_text().replace(old, new, 1))
+    problems = check_readme(tmp_path / "README.md", tmp_path).problems
+    assert problems and problem in problems[-1], problems
+
+
+def test_write_copies_each_file_into_its_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(_docs_project(tmp_path))
+    board = tmp_path / "results" / "leaderboards" / "d.md"
+    _record_changed(tmp_path, "")
+    write_leaderboard(leaderboard(load_records(tmp_path / "results"), "d"), board.parent, "d")
+    assert check_readme(readme, tmp_path).problems  # the README still quotes the old table
+    assert refresh_readme(readme, tmp_path) == ["results/leaderboards/d.md"]
+    assert check_readme(readme, tmp_path).problems == [] and refresh_readme(readme, tmp_path) == []
 
 
 def test_check_readme_command(tmp_path, monkeypatch, capsys):

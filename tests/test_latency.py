@@ -603,7 +603,11 @@ def test_records_round_trip_one_file_per_invocation(monkeypatch, tmp_path):
     first = save_latency_records(results, tmp_path)
     second = save_latency_records(results, tmp_path)
     assert first != second and first.parent == tmp_path / "latency"
-    assert sorted(p.name for p in (tmp_path / "latency").iterdir()) == sorted([first.name, second.name])
+    stems = sorted([first.stem, second.stem])
+    files = sorted(p.name for p in (tmp_path / "latency").iterdir())
+    assert files == [f"{s}.{x}" for s in stems for x in ("json", "md")]
+    summary = first.with_suffix(".md").read_text()  # the Markdown beside the JSON, for READMEs
+    assert "| 8 (asked 32) |" in summary and "Fake GPU" in summary and "ms/batch: one forward pass" in summary
     payload = json.loads(first.read_text())
     assert payload["schema"] == latency.RECORD_SCHEMA
     assert payload["records"][1]["oom_backoff"] == [32, 16] and payload["records"][1]["batch_size_run"] == 8
