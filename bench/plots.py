@@ -47,12 +47,17 @@ class RunFigures:
 
 
 def save(fig: Figure, stem: Path, formats: tuple[str, ...] = ("png",), dpi: int = 100) -> list[Path]:
-    """Write ``fig`` as ``stem.<format>`` for each format; returns the paths."""
+    """Write ``fig`` as ``stem.<format>`` for each format; returns the paths.
+
+    Byte-reproducible, so regenerating unchanged results leaves git clean: no creation date in the
+    file's metadata, and SVG element ids from a fixed salt instead of random ones.
+    """
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context(STYLE | {"svg.hashsalt": "backbone-bench"}):
         for path in paths:
-            fig.savefig(path, dpi=dpi, bbox_inches="tight")
+            metadata = {"Date": None} if path.suffix in (".svg", ".pdf") else {}
+            fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=metadata)
     return paths
 
 

@@ -6,12 +6,13 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from PIL import Image
 
 from bench.leaderboard import LATENCY_AXES, leaderboard
-from bench.plots import confusion_figure, curves_figure, plot_all, plot_run, plot_tradeoff, tradeoff_figure
+from bench.plots import confusion_figure, curves_figure, plot_all, plot_run, plot_tradeoff, save, tradeoff_figure
 from bench.results import load_records, write_json
 
 CLASSES = ["benign", "malignant", "other"]
@@ -200,3 +201,14 @@ def test_plot_all_writes_every_file_and_redraws_only_stale_runs(tmp_path):
     later = plotted.runs[stale["key"]].curves.stat().st_mtime + 10
     os.utime(stale["_path"], (later, later))
     assert plot_run(stale, tmp_path / "plots").drawn
+
+
+def test_saved_figures_are_byte_reproducible(tmp_path):
+    """Regenerating unchanged results must not dirty git: no dates, no random SVG ids."""
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [3, 1, 2], label="x")
+    ax.legend()
+    first = save(fig, tmp_path / "a" / "f", ("svg", "png"))
+    second = save(fig, tmp_path / "b" / "f", ("svg", "png"))
+    plt.close(fig)
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
