@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 import pandas as pd
@@ -24,14 +24,9 @@ from bench.errors import DataError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
-RESAMPLING = {
-    "nearest": Image.Resampling.NEAREST,
-    "box": Image.Resampling.BOX,
-    "bilinear": Image.Resampling.BILINEAR,
-    "hamming": Image.Resampling.HAMMING,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-}
+Resize = Literal["nearest", "box", "bilinear", "hamming", "bicubic", "lanczos"]  # PIL filters, by lower-case name
+Crop = Literal["none", "center"]
+RESAMPLING = {name: Image.Resampling[name.upper()] for name in get_args(Resize)}
 # PIL decodes and resizes with the GIL released, so threads give real parallelism without the pickling
 # cost of processes; two matches the machines this harness is developed on.
 DECODE_WORKERS = 2
@@ -43,8 +38,8 @@ class ImageSpec:
 
     resolution: int
     grayscale: bool
-    resize: str  # a key of RESAMPLING; PIL antialiases when it shrinks
-    crop: str  # "none" squashes to a square (as MedMNIST did for DermaMNIST); "center" crops the short edge
+    resize: Resize  # PIL antialiases when it shrinks
+    crop: Crop  # "none" squashes to a square (as MedMNIST did for DermaMNIST); "center" crops the short edge
 
     @property
     def channels(self) -> int:
@@ -264,15 +259,19 @@ def _visible_dirs(folder: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class MetadataOptions:
-    """Where a metadata-CSV dataset keeps its table, images and (optionally) a published split."""
+    """Where a metadata-CSV dataset keeps its table, images and (optionally) a published split.
 
-    file: str
+    The ``[metadata_csv]`` table of a dataset entry, read by :func:`bench.config.from_mapping`; paths are
+    relative to the entry's ``path``. Image ``i`` is ``<image_dir>/<i><image_suffix>``.
+    """
+
+    file: str  # one row per image
     image_dir: str
-    image_suffix: str
     id_column: str
     label_column: str
-    group_column: str | None
-    split_file: str | None
+    image_suffix: str = ""
+    group_column: str | None = None  # lesion/patient: splits keep groups whole, the audit counts leaks
+    split_file: str | None = None  # a published split: columns split, <id_column> [, index]
 
 
 def read_metadata_csv(root: Path, classes: Sequence[str], opts: MetadataOptions) -> Items:

@@ -1,12 +1,14 @@
-"""Reading the declarative TOML files (backbones, datasets, sweeps) into typed dataclasses.
+"""Reading the declarative TOML files (backbones, datasets, protocols, sweeps) into typed dataclasses.
 
 Registry entries are data, never code: nothing in a file is imported or executed. A malformed file
-fails with one line naming the file, the line (for syntax errors) and the field at fault.
+fails with one line naming the file, the line (for syntax errors) and the field at fault, nested fields
+by their dotted path (``split.seed``, ``group[1].epochs``), so every registry reads its files the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
 import types
 import typing
@@ -16,6 +18,30 @@ from typing import Any, TypeVar
 from bench.errors import ConfigError
 
 T = TypeVar("T")
+_ONLY_FOR = "bench.config.only_for"  # the field metadata key of only_for()
+
+
+class FieldError(ConfigError):
+    """A dataclass's ``__post_init__`` rejecting one of its fields.
+
+    The dataclass knows its rules but not which file it came from or where it sits in it; from_mapping adds
+    both, so each rule is written once, beside its field, and still reads ``<file>: field 'split.seed' ...``.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"field {field!r} {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def only_for(field: str, *values: Any, default: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that applies only while the earlier field ``field`` has one of ``values``.
+
+    Where it applies, a file that leaves it out gets ``default``, or, with no default, is told it is missing;
+    elsewhere a file may not set it (it is None), because a setting that silently does nothing is a bug
+    waiting to happen: split fractions under a published split, one layout's table under another layout.
+    """
+    return dataclasses.field(default=None, metadata={_ONLY_FOR: (field, values, default)})
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -25,33 +51,90 @@ def load_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: cannot read: not UTF-8 ({err.reason} at byte {err.start})") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
 
 
-def from_mapping(cls: type[T], data: dict[str, Any], source: str) -> T:
+def from_mapping(cls: type[T], data: dict[str, Any], source: str, /, **given: Any) -> T:
     """Build dataclass ``cls`` from ``data``, naming ``source`` and the field on any mismatch.
 
-    Checks unknown keys, missing required fields and the basic type of each value (str, int, float,
-    bool, lists/tuples of those, nested dataclasses), which is all a declarative entry needs.
+    Checks unknown keys (suggesting the closest known one), missing required fields, the basic type of each
+    value (str, int, float, bool, Path, Literal choices, lists/tuples, tables, nested dataclasses) and
+    :func:`only_for` conditions; a :class:`FieldError` from ``__post_init__`` gets the file and dotted path.
+    ``given`` are fields the caller supplies (such as the file an entry was read from): a file cannot set them.
     """
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{source}: unknown field {unknown[0]!r} (known: {', '.join(sorted(fields))})")
+    return _build(cls, data, source, "", given)
+
+
+def _build(cls: type[T], data: dict[str, Any], source: str, prefix: str, given: dict[str, Any]) -> T:
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in given}
+    _reject_unknown(data, fields, source, prefix)
     hints = typing.get_type_hints(cls)
-    kwargs = {}
+    kwargs = dict(given)
     for name, field in fields.items():
-        if name not in data:
-            required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-            if required:
-                raise ConfigError(f"{source}: missing required field {name!r}")
+        path = f"{prefix}{name}"
+        if not _applies(field, kwargs, source, path, set_in_file=name in data):
             continue
-        kwargs[name] = _coerce(hints[name], data[name], f"{source}: field {name!r}")
-    return cls(**kwargs)
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], source, path)
+        elif (default := _default(field)) is not dataclasses.MISSING:
+            kwargs[name] = default
+        else:
+            raise ConfigError(f"{source}: field {path!r} is missing{_needs(field, hints[name], kwargs)}")
+    try:
+        return cls(**kwargs)
+    except FieldError as err:
+        raise ConfigError(f"{source}: field '{prefix}{err.field}' {err.problem}") from None
 
 
-def _coerce(hint: Any, value: Any, where: str) -> Any:
+def _reject_unknown(data: dict[str, Any], fields: dict[str, dataclasses.Field], source: str, prefix: str) -> None:
+    unknown = [key for key in data if key not in fields]
+    if not unknown:
+        return
+    close = difflib.get_close_matches(unknown[0], list(fields), n=1)
+    hint = f"did you mean '{prefix}{close[0]}'?" if close else f"known: {', '.join(sorted(fields))}"
+    raise ConfigError(f"{source}: unknown field '{prefix}{unknown[0]}' ({hint})")
+
+
+def _applies(field: dataclasses.Field, kwargs: dict[str, Any], source: str, path: str, set_in_file: bool) -> bool:
+    """Whether ``field`` applies given the fields read so far; an :func:`only_for` field set where not is an error."""
+    if _ONLY_FOR not in field.metadata:
+        return True
+    on, values, _ = field.metadata[_ONLY_FOR]
+    current = kwargs.get(on)  # read already (declared earlier), defaults included
+    if current in values:
+        return True
+    if set_in_file:
+        choices = " or ".join(map(repr, values))
+        raise ConfigError(f"{source}: field {path!r} is only for {on} {choices}, not {current!r}")
+    return False
+
+
+def _default(field: dataclasses.Field) -> Any:
+    """What a file that leaves out an applicable ``field`` gets (MISSING: the file must set it)."""
+    if _ONLY_FOR in field.metadata:
+        return field.metadata[_ONLY_FOR][2]
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def _needs(field: dataclasses.Field, hint: Any, kwargs: dict[str, Any]) -> str:
+    """What a missing field should hold (a nested table's required fields), and which choice needs it."""
+    tables = [a for a in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(a)]
+    fields = dataclasses.fields(tables[0]) if tables else ()
+    required = [repr(f.name) for f in fields if f.init and _default(f) is dataclasses.MISSING]
+    what = f"a table with at least {', '.join(required)}" if required else "it"
+    if _ONLY_FOR in field.metadata:
+        on = field.metadata[_ONLY_FOR][0]
+        return f" ({on} {kwargs[on]!r} needs {what})"
+    return f" ({what})" if required else ""
+
+
+def _coerce(hint: Any, value: Any, source: str, path: str) -> Any:
+    where = f"{source}: field {path!r}"
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -60,19 +143,19 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _coerce(arg, value, where)
+                return _coerce(arg, value, source, path)
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0])
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{where} is {value!r}, expected one of {', '.join(map(repr, args))}")
+            raise ConfigError(f"{where} is {value!r}; expected one of {', '.join(map(repr, args))}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where} must be a list, got {value!r}")
         item = args[0] if args else Any
-        items = [_coerce(item, v, where) for v in value]
+        items = [_coerce(item, v, source, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
@@ -81,7 +164,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a table, got {value!r}")
-        return from_mapping(hint, value, where)
+        return _build(hint, value, source, f"{path}.", {})
     if hint is Any:
         return value
     if hint is Path:

@@ -14,7 +14,8 @@ every split as uint8 tensors at the asked resolution, plus the facts a compariso
 Decoding is the slow part, so decoded tensors are cached on disk keyed by the image files' sizes and
 mtimes and the image spec; a second load reads one file.
 
-Entry schema (unknown keys are errors, so typos do not pass silently)::
+Entry schema, read into :class:`DatasetEntry` by :func:`bench.config.from_mapping` like every registry file
+(unknown keys are errors, so typos do not pass silently)::
 
     name = "mydata"                  # required, equals the file name
     title = "..."                    # required, one line for `bench list datasets`
@@ -58,12 +59,11 @@ import os
 import pickle
 import re
 import tempfile
-import tomllib
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import pandas as pd
@@ -72,29 +72,24 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from bench._layouts import (
-    RESAMPLING,
     SPLITS,
+    Crop,
     ImageSpec,
     Items,
     MetadataOptions,
+    Resize,
     read_class_folders,
     read_metadata_csv,
     read_npz,
 )
+from bench.config import FieldError, from_mapping, load_toml, only_for
 from bench.errors import ConfigError, DataError
 from bench.paths import cache_dir, project_root
 
-LAYOUTS = ("npz", "class_folders", "metadata_csv")
-TASKS = ("binary", "multiclass")
-COLORS = ("rgb", "grayscale")
-CROPS = ("none", "center")
-POLICIES = ("official", "carve_val", "stratified")
-# Keys each policy accepts in [split], with their defaults.
-_POLICY_DEFAULTS: dict[str, dict[str, float | int]] = {
-    "official": {},
-    "carve_val": {"val": 0.1, "seed": 0},
-    "stratified": {"train": 0.7, "val": 0.1, "test": 0.2, "seed": 0},
-}
+Layout = Literal["npz", "class_folders", "metadata_csv"]
+Task = Literal["binary", "multiclass"]
+Color = Literal["rgb", "grayscale"]
+Policy = Literal["official", "carve_val", "stratified"]
 _CACHE_FORMAT = 1  # bump when the cached payload or the decoding changes meaning
 
 
@@ -107,35 +102,53 @@ class SplitSpec:
       merged into train first, as PneumoniaMNIST did with Kermany's 16-image val folder).
     * ``stratified``: everything pooled and split train/val/test by class.
 
-    Carving and stratified splits are grouped (no group in two splits) when the layout has groups.
+    Carving and stratified splits are grouped (no group in two splits) when the layout has groups. A
+    setting is None under a policy that does not use it; where it is used, reading the ``[split]`` table
+    (:func:`bench.config.from_mapping`) fills in the default the file leaves out.
     """
 
-    policy: str
-    seed: int | None = None
-    train: float | None = None
-    val: float | None = None
-    test: float | None = None
+    policy: Policy
+    seed: int | None = only_for("policy", "carve_val", "stratified", default=0)
+    train: float | None = only_for("policy", "stratified", default=0.7)
+    val: float | None = only_for("policy", "carve_val", "stratified", default=0.1)
+    test: float | None = only_for("policy", "stratified", default=0.2)
+
+    def __post_init__(self) -> None:
+        if self.seed is not None and self.seed < 0:
+            raise FieldError("seed", f"is {self.seed}; a seed must be 0 or more")
+        for name in ("train", "val", "test"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value < 1.0:
+                raise FieldError(name, f"is {value}; a fraction must be between 0 and 1")
+        if self.policy == "stratified" and abs(self.train + self.val + self.test - 1.0) > 1e-6:
+            raise FieldError("train", "+ val + test must sum to 1")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatasetEntry:
-    """One ``datasets/*.toml`` file, validated. ``path`` is absolute (relative paths are from the repo)."""
+    """One ``datasets/*.toml`` file, validated (schema: this module's docstring). ``path`` is absolute."""
 
     name: str
     title: str
-    layout: str
+    layout: Layout
     path: Path
     classes: tuple[str, ...]
-    task: str
-    color: str
-    resize: str
-    crop: str
+    task: Task
+    color: Color = "rgb"
+    resize: Resize = "bilinear"
+    crop: Crop = "none"
     split: SplitSpec
     licence: str
     citation: str
-    shares_source_with: str
-    metadata: MetadataOptions | None
+    shares_source_with: str = ""
+    metadata_csv: MetadataOptions | None = only_for("layout", "metadata_csv")
     source_file: Path
+
+    def __post_init__(self) -> None:
+        if self.name != self.source_file.stem:
+            raise FieldError("name", f"is '{self.name}' but must equal the file name '{self.source_file.stem}'")
+        _check_classes(self.classes, self.task)
+        _check_split_file(self.metadata_csv, self.split.policy)
 
     @property
     def grayscale(self) -> bool:
@@ -144,6 +157,31 @@ class DatasetEntry:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+def _check_classes(classes: tuple[str, ...], task: str) -> None:
+    if not classes or not all(classes):
+        raise FieldError("classes", "must be a non-empty list of class names")
+    if len(set(classes)) != len(classes):
+        raise FieldError("classes", "has duplicate names")
+    if task == "binary" and len(classes) != 2:
+        raise FieldError(
+            "classes", f"must have 2 names for task 'binary' (classes[1] is positive), not {len(classes)}"
+        )
+    if task == "multiclass" and len(classes) < 3:
+        raise FieldError("classes", "must have at least 3 names for task 'multiclass'; use task = 'binary' for 2")
+
+
+def _check_split_file(metadata: MetadataOptions | None, policy: str) -> None:
+    """A published split file is what the official and carve_val policies start from; stratified ignores one."""
+    if metadata is None:
+        return
+    has_split_file = metadata.split_file is not None
+    if has_split_file == (policy == "stratified"):
+        need = "does not use" if has_split_file else "needs"
+        raise FieldError(
+            "metadata_csv.split_file", f"is {'set' if has_split_file else 'missing'}: policy '{policy}' {need} it"
+        )
 
 
 @dataclass
@@ -223,164 +261,9 @@ def get_dataset_entry(name: str) -> DatasetEntry:
 
 def parse_entry(file: Path) -> DatasetEntry:
     """Read and validate one dataset TOML; every mistake is a ConfigError naming file and field."""
-    try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{file}: invalid TOML: {err}") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{file}: cannot read: {err}") from err
-    top = _Table(file, raw, _TOP_KEYS)
-    name = top.get("name", str)
-    if name != file.stem:
-        raise ConfigError(f"{file}: field 'name' is '{name}' but must equal the file name '{file.stem}'")
-    layout = top.get("layout", str, choices=LAYOUTS)
-    task = top.get("task", str, choices=TASKS)
-    classes = _classes(top, task)
-    metadata = _metadata_options(top, layout)
-    raw_path = Path(top.get("path", str)).expanduser()
-    return DatasetEntry(
-        name=name,
-        title=top.get("title", str),
-        layout=layout,
-        path=raw_path if raw_path.is_absolute() else project_root() / raw_path,
-        classes=classes,
-        task=task,
-        color=top.get("color", str, default="rgb", choices=COLORS),
-        resize=top.get("resize", str, default="bilinear", choices=tuple(RESAMPLING)),
-        crop=top.get("crop", str, default="none", choices=CROPS),
-        split=_split_spec(top, metadata),
-        licence=top.get("licence", str),
-        citation=top.get("citation", str),
-        shares_source_with=top.get("shares_source_with", str, default=""),
-        metadata=metadata,
-        source_file=file,
-    )
-
-
-_TOP_KEYS = (
-    *("name", "title", "layout", "path", "classes", "task", "color", "resize", "crop"),
-    *("licence", "citation", "shares_source_with", "split", "metadata_csv"),
-)
-_SPLIT_KEYS = ("policy", "seed", "train", "val", "test")
-_METADATA_KEYS = (
-    "file",
-    "image_dir",
-    "image_suffix",
-    "id_column",
-    "label_column",
-    "group_column",
-    "split_file",
-)
-_REQUIRED: Any = object()
-_TYPE_NAMES = {
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    bool: "a boolean",
-    list: "a list",
-    dict: "a table",
-}
-
-
-class _Table:
-    """Typed access to one TOML table; errors name the file and the dotted field."""
-
-    def __init__(self, file: Path, data: dict, allowed: tuple[str, ...] | list[str], prefix: str = ""):
-        self.file, self.data, self.prefix = file, data, prefix
-        for key in data:
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-                raise ConfigError(f"{file}: unknown field '{prefix}{key}'{hint}")
-
-    def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.file}: field '{self.prefix}{key}' {problem}")
-
-    def get(self, key: str, kind: type, default: Any = _REQUIRED, choices: tuple | None = None) -> Any:
-        if key not in self.data:
-            if default is _REQUIRED:
-                raise self.fail(key, "is missing")
-            return default
-        value = self.data[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.fail(key, f"must be {_TYPE_NAMES[kind]}, not {_TYPE_NAMES.get(type(value), 'that')}")
-        if choices is not None and value not in choices:
-            raise self.fail(key, f"is '{value}'; expected one of {', '.join(map(str, choices))}")
-        return value
-
-    def table(self, key: str, allowed: tuple[str, ...]) -> _Table | None:
-        if key not in self.data:
-            return None
-        return _Table(self.file, self.get(key, dict), allowed, prefix=f"{self.prefix}{key}.")
-
-
-def _classes(top: _Table, task: str) -> tuple[str, ...]:
-    classes = top.get("classes", list)
-    if not classes or not all(isinstance(c, str) and c for c in classes):
-        raise top.fail("classes", "must be a non-empty list of class names")
-    if len(set(classes)) != len(classes):
-        raise top.fail("classes", "has duplicate names")
-    if task == "binary" and len(classes) != 2:
-        raise top.fail(
-            "classes", f"must have 2 names for task 'binary' (classes[1] is positive), not {len(classes)}"
-        )
-    if task == "multiclass" and len(classes) < 3:
-        raise top.fail(
-            "classes", "must have at least 3 names for task 'multiclass'; use task = 'binary' for 2"
-        )
-    return tuple(classes)
-
-
-def _metadata_options(top: _Table, layout: str) -> MetadataOptions | None:
-    table = top.table("metadata_csv", _METADATA_KEYS)
-    if layout != "metadata_csv":
-        if table is not None:
-            raise top.fail("metadata_csv", f"is only for layout 'metadata_csv', not '{layout}'")
-        return None
-    if table is None:
-        raise top.fail(
-            "metadata_csv", "is missing (layout 'metadata_csv' needs file, image_dir, id/label columns)"
-        )
-    return MetadataOptions(
-        file=table.get("file", str),
-        image_dir=table.get("image_dir", str),
-        image_suffix=table.get("image_suffix", str, default=""),
-        id_column=table.get("id_column", str),
-        label_column=table.get("label_column", str),
-        group_column=table.get("group_column", str, default=None),
-        split_file=table.get("split_file", str, default=None),
-    )
-
-
-def _split_spec(top: _Table, metadata: MetadataOptions | None) -> SplitSpec:
-    table = top.table("split", _SPLIT_KEYS)
-    if table is None:
-        raise top.fail("split", "is missing (a table with at least 'policy')")
-    policy = table.get("policy", str, choices=POLICIES)
-    defaults = _POLICY_DEFAULTS[policy]
-    for key in table.data:
-        if key != "policy" and key not in defaults:
-            raise table.fail(
-                key, f"has no effect with policy '{policy}' (allowed: {', '.join(defaults) or 'none'})"
-            )
-    values = {k: table.get(k, int if k == "seed" else float, default=v) for k, v in defaults.items()}
-    if values.get("seed", 0) < 0:
-        raise table.fail("seed", f"is {values['seed']}; a seed must be 0 or more")
-    for key, value in values.items():
-        if key != "seed" and not 0.0 < value < 1.0:
-            raise table.fail(key, f"is {value}; a fraction must be between 0 and 1")
-    if policy == "stratified" and abs(values["train"] + values["val"] + values["test"] - 1.0) > 1e-6:
-        raise table.fail("train", "+ val + test must sum to 1")
-    has_split_file = metadata is not None and metadata.split_file is not None
-    if metadata is not None and has_split_file == (policy == "stratified"):
-        need = "does not use" if has_split_file else "needs"
-        raise top.fail(
-            "metadata_csv.split_file",
-            f"is {'set' if has_split_file else 'missing'}: policy '{policy}' {need} it",
-        )
-    return SplitSpec(policy=policy, **values)
+    entry = from_mapping(DatasetEntry, load_toml(file), str(file), source_file=file)
+    path = entry.path.expanduser()
+    return replace(entry, path=path if path.is_absolute() else project_root() / path)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -401,7 +284,7 @@ def _read_items(entry: DatasetEntry, data_root: Path | None) -> Items:
     readers: dict[str, Callable[[], Items]] = {
         "npz": lambda: read_npz(root, entry.classes),
         "class_folders": lambda: read_class_folders(root, entry.classes),
-        "metadata_csv": lambda: read_metadata_csv(root, entry.classes, entry.metadata),
+        "metadata_csv": lambda: read_metadata_csv(root, entry.classes, entry.metadata_csv),
     }
     items = readers[entry.layout]()
     if items.table.empty:
@@ -537,7 +420,7 @@ def audit_splits(entry: DatasetEntry, table: pd.DataFrame, splits: np.ndarray) -
 
 
 def _group_audit(entry: DatasetEntry, table: pd.DataFrame, splits: np.ndarray) -> dict:
-    group_column = entry.metadata.group_column if entry.metadata else None
+    group_column = entry.metadata_csv.group_column if entry.metadata_csv else None
     if group_column is None:
         return {"group_column": None, "groups_in_multiple_splits": None}
     present = pd.crosstab(table["group"], splits).reindex(columns=list(SPLITS), fill_value=0) > 0

@@ -461,6 +461,15 @@ GOOD = dedent(
     policy = "stratified"
     """
 )
+CSV_GOOD = GOOD.replace('"class_folders"', '"metadata_csv"') + dedent(
+    """\
+    [metadata_csv]
+    file = "meta.csv"
+    image_dir = "images"
+    id_column = "image_id"
+    label_column = "dx"
+    """
+)
 
 
 def test_good_entry_parses_with_defaults(home: Path) -> None:
@@ -471,6 +480,27 @@ def test_good_entry_parses_with_defaults(home: Path) -> None:
     assert (entry.split.train, entry.split.val, entry.split.test, entry.split.seed) == (0.7, 0.1, 0.2, 0)
     assert entry.source_file == home / "datasets" / "bad.toml"
     assert [e.name for e in list_datasets()] == ["bad"]
+    (home / "datasets" / "bad.toml").write_text(CSV_GOOD)
+    csv = get_dataset_entry("bad").metadata_csv
+    assert (csv.file, csv.image_dir, csv.id_column, csv.label_column) == ("meta.csv", "images", "image_id", "dx")
+    assert (csv.image_suffix, csv.group_column, csv.split_file) == ("", None, None)
+
+
+@pytest.mark.parametrize(
+    ("policy", "settings", "split"),
+    [
+        ("official", "", (None, None, None, None)),
+        ("carve_val", "", (None, 0.1, None, 0)),
+        ("carve_val", "val = 0.25\nseed = 4\n", (None, 0.25, None, 4)),
+        ("stratified", "train = 0.6\ntest = 0.3\n", (0.6, 0.1, 0.3, 0)),
+    ],
+)
+def test_split_defaults_follow_the_policy(home: Path, policy: str, settings: str, split: tuple) -> None:
+    """A setting the policy does not use stays None (the split cache key and the audit's split_seed say so)."""
+    (home / "datasets" / "bad.toml").write_text(GOOD.replace('"stratified"', f'"{policy}"') + settings)
+    spec = get_dataset_entry("bad").split
+    assert (spec.train, spec.val, spec.test, spec.seed) == split
+    assert all(isinstance(v, float) for v in (spec.train, spec.val, spec.test) if v is not None)
 
 
 @pytest.mark.parametrize(
@@ -488,16 +518,29 @@ def test_good_entry_parses_with_defaults(home: Path) -> None:
             r"field 'classes' must have 2 names for task 'binary'",
         ),
         (GOOD.replace('["a", "b"]', '["a", "a"]'), r"field 'classes' has duplicate names"),
+        (GOOD.replace('["a", "b"]', '["a", ""]'), r"field 'classes' must be a non-empty list of class names"),
+        (GOOD.replace('["a", "b"]', '["a", 2]'), r"field 'classes\[1\]' must be str, got 2"),
+        (GOOD.replace('"somewhere"', "3"), r"field 'path' must be a path string, got 3"),
+        (GOOD + "sed = 1\n", r"unknown field 'split.sed' \(did you mean 'split.seed'\?\)"),
+        ('source_file = "x"\n' + GOOD, r"unknown field 'source_file'"),
+        (GOOD.replace('[split]\npolicy = "stratified"\n', ""), r"'split' is missing \(a table with at least 'policy'"),
+        (GOOD + "val = 1\n", r"field 'split.val' is 1.0; a fraction must be between 0 and 1"),
         (GOOD.replace('name = "bad"', 'name = "other"'), r"field 'name' is 'other' but must equal"),
         (GOOD + "train = 0.5\n", r"field 'split.train' \+ val \+ test must sum to 1"),
         (GOOD + "seed = -1\n", r"field 'split.seed' is -1; a seed must be 0 or more"),
-        (GOOD + "seed = 1.5\n", r"field 'split.seed' must be an integer, not a number"),
+        (GOOD + "seed = 1.5\n", r"field 'split.seed' must be int, got 1.5"),
         (
             GOOD.replace('"stratified"', '"official"') + "seed = 1\n",
-            r"'split.seed' has no effect with policy",
+            r"field 'split.seed' is only for policy 'carve_val' or 'stratified', not 'official'",
         ),
         (GOOD + "[metadata_csv]\nfile = 'x'\n", r"field 'metadata_csv' is only for layout 'metadata_csv'"),
         (GOOD.replace('"class_folders"', '"metadata_csv"'), r"field 'metadata_csv' is missing"),
+        (CSV_GOOD.replace('image_dir = "images"\n', ""), r"field 'metadata_csv.image_dir' is missing"),
+        (CSV_GOOD + 'split_file = "s.csv"\n', r"'metadata_csv.split_file' is set: policy 'stratified' does not use it"),
+        (
+            CSV_GOOD.replace('"stratified"', '"official"'),
+            r"field 'metadata_csv.split_file' is missing: policy 'official' needs it",
+        ),
     ],
 )
 def test_malformed_entries(home: Path, body: str, match: str) -> None:
