@@ -79,7 +79,7 @@ IDENTITY = ("dataset", "backbone", "protocol", "resolution", "seed")
 
 def identity(spec: dict) -> tuple:
     """What a run *is* across versions: its key changes with torch or timm, this does not."""
-    return tuple(spec[k] for k in IDENTITY)
+    return (*(spec[k] for k in IDENTITY), spec.get("precision", "auto"))
 
 
 def run_label(spec: dict) -> str:

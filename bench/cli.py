@@ -60,6 +60,13 @@ def run(
     epochs: Annotated[str | None, typer.Option(help="Epochs per phase: one number, or one per phase.")] = None,
     data_root: Annotated[Path | None, typer.Option(help="Read the dataset from this folder (full download).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (CUDA: bf16 autocast, fp16 without bf16; CPU: fp32), fp32, or bf16 or fp16 (CUDA only). "
+            "Overrides the sweep's (default: auto); not auto is part of the run key."
+        ),
+    ] = None,
     retry_failed: Annotated[bool, typer.Option(help="Re-run runs whose record says failed.")] = False,
     metric: Annotated[str, typer.Option(help="Leaderboard sort metric.")] = "balanced_accuracy",
     results_dir: ResultsDir = Path("results"),
@@ -76,8 +83,9 @@ def run(
 ) -> None:
     """Train and evaluate a sweep (default: the bundled-data sweep), then print the leaderboards."""
     from bench.executors import LocalExecutor, RayExecutor, visible_devices
-    from bench.results import load_records
+    from bench.results import PRECISIONS, load_records
     from bench.sweep import Group, Sweep, default_sweep_path, load_sweep, plan_runs
+    from bench.train import check_precision
 
     if backbones or datasets:
         if not (backbones and datasets):
@@ -97,6 +105,10 @@ def run(
         per_phase = _ints(epochs, "--epochs")
         override = per_phase[0] if len(per_phase) == 1 else tuple(per_phase)
         specs = [dataclasses.replace(s, epochs=override) for s in specs]
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"--precision takes {', '.join(PRECISIONS)}, got {precision!r}")
+        specs = [dataclasses.replace(s, precision=precision) for s in specs]
     planned = plan_runs(specs, results_dir)
     todo = [p for p in planned if p.status is None or (retry_failed and p.status == "failed")]
     if executor_kind not in ("local", "ray"):
@@ -105,8 +117,13 @@ def run(
         raise ConfigError(f"--ray-address {ray_address} needs --executor ray")
     if executor_kind == "ray":
         executor = RayExecutor(ray_address, device, cpus_per_task, retries)
+        here = [torch.device("cpu")] if device == "cpu" else []  # Ray's GPUs are on its nodes: each run checks its own
     else:
-        executor = LocalExecutor(visible_devices(_device(device)), retries)
+        here = visible_devices(_device(device))
+        executor = LocalExecutor(here, retries)
+    for requested in dict.fromkeys(s.precision for s in specs):
+        for each in here:
+            check_precision(each, requested)
     console.print(
         f"[bold]{plan.name}[/]: {len(specs)} runs ({len(todo)} to do) on {executor}, results in {results_dir}/"
     )

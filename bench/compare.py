@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import ConfigError, DataError
-from bench.results import read_probs
+from bench.results import protocol_label, read_probs
 from bench.stats import BootstrapCI, McNemarResult, PairedComparison, bootstrap_ci, mcnemar, paired_bootstrap
 
 
@@ -55,7 +55,7 @@ def select_side(records: list[dict], dataset: str, backbone: str, protocol: str 
     runs = [
         r for r in records
         if r["status"] == "ok" and r["spec"]["dataset"] == dataset and r["spec"]["backbone"] == backbone
-        and (protocol is None or r["spec"]["protocol"] == protocol)
+        and (protocol is None or protocol_label(r["spec"]) == protocol)
     ]  # fmt: skip
     if not runs:
         known = sorted({r["spec"]["backbone"] for r in records if r["spec"]["dataset"] == dataset})
@@ -63,7 +63,7 @@ def select_side(records: list[dict], dataset: str, backbone: str, protocol: str 
         raise ConfigError(
             f"no finished runs of {what} on {dataset!r} (backbones with runs: {', '.join(known) or 'none'})"
         )
-    settings = sorted({(r["spec"]["protocol"], r["effective_resolution"]) for r in runs})
+    settings = sorted({(protocol_label(r["spec"]), r["effective_resolution"]) for r in runs})
     if len(settings) > 1:
         listed = ", ".join(f"{p} at {res} px" for p, res in settings)
         raise ConfigError(f"{backbone!r} on {dataset!r} has runs under several settings ({listed}): pass --protocol")

@@ -42,7 +42,7 @@ from rich.table import Table
 from bench.errors import ConfigError, DataError, ResultsError
 from bench.metrics import HEADLINE_METRICS as HEADLINE
 from bench.metrics import compute_metrics, validate_predictions
-from bench.results import atomic_write_bytes, read_probs
+from bench.results import atomic_write_bytes, protocol_label, read_probs
 from bench.stats import resample_models
 
 GROUP = ["dataset", "backbone", "protocol", "resolution"]
@@ -125,7 +125,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
         row = {
             "dataset": spec["dataset"],
             "backbone": spec["backbone"],
-            "protocol": spec["protocol"],
+            "protocol": protocol_label(spec),
             "resolution": r["effective_resolution"],
             "seed": spec["seed"],
             "status": r["status"],

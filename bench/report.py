@@ -31,7 +31,7 @@ from bench.leaderboard import (
     write_leaderboard,
 )
 from bench.plots import Plotted, RunFigures, plot_all
-from bench.results import atomic_write_bytes
+from bench.results import atomic_write_bytes, protocol_label
 from bench.runner import git_commit
 
 CSS = """
@@ -182,7 +182,7 @@ def median_runs(records: list[dict], table: pd.DataFrame, metric: str) -> list[d
 def _row_of(record: dict) -> tuple:
     """The leaderboard row (its GROUP key) a run belongs to."""
     spec = record["spec"]
-    return spec["dataset"], spec["backbone"], spec["protocol"], record["effective_resolution"]
+    return spec["dataset"], spec["backbone"], protocol_label(spec), record["effective_resolution"]
 
 
 def _run_figures(table: pd.DataFrame, records: list[dict], figures: dict[str, RunFigures], metric: str) -> str:

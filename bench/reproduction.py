@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.errors import ConfigError
 from bench.metrics import HEADLINE_METRICS
-from bench.results import atomic_write_bytes
+from bench.results import atomic_write_bytes, protocol_label
 
 if TYPE_CHECKING:
     from bench.sweep import Sweep
@@ -44,11 +44,11 @@ class Published:
 
 def sweep_table(records: list[dict], sweep: Sweep) -> pd.DataFrame:
     """:func:`reproduction_table` over the records of ``sweep``'s own runs (other runs in the folder are ignored)."""
-    wanted = {(s.backbone, s.dataset, s.protocol, s.seed, s.resolution) for s in sweep.expand()}
+    wanted = {(s.backbone, s.dataset, protocol_label(s.to_dict()), s.seed, s.resolution) for s in sweep.expand()}
 
     def identity(r: dict) -> tuple:
         spec = r["spec"]
-        return spec["backbone"], spec["dataset"], spec["protocol"], spec["seed"], spec["resolution"]
+        return spec["backbone"], spec["dataset"], protocol_label(spec), spec["seed"], spec["resolution"]
 
     return reproduction_table([r for r in records if identity(r) in wanted], sweep.published)
 

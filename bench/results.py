@@ -17,18 +17,26 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from bench.errors import ResultsError
+from bench.errors import ConfigError, ResultsError
 
 SCHEMA_VERSION = 1
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What to run; its :meth:`key` (with the resolved protocol and versions) identifies the run."""
+    """What to run; its resolved config's :func:`config_key` (with the protocol and versions) identifies the run.
+
+    ``precision`` is what the user asked of the engine (:func:`bench.train.engine_for`): ``auto`` picks by
+    device, the others are kept to or refused. It enters the key only when it is not ``auto``, so the keys
+    of records made before it existed (which ran ``auto``) stay valid.
+    """
 
     backbone: str
     dataset: str
@@ -39,13 +47,39 @@ class RunSpec:
     resolution_policy: str = "upsize"
     data_root: str | None = None
     weights_file: str | None = None
+    precision: Precision = "auto"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The spec as records store and keys hash it: ``precision`` only when it is not ``auto``."""
+        spec = dataclasses.asdict(self)
+        if self.precision == "auto":
+            del spec["precision"]
+        return spec
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> RunSpec:
+        """The spec of a record (a record made before ``precision`` existed ran ``auto``)."""
+        epochs = spec.get("epochs")
+        return cls(**{**spec, "epochs": tuple(epochs) if isinstance(epochs, list) else epochs})
 
     def stem(self, key: str) -> str:
         """File stem of the run's record: readable first, unique by the key's prefix."""
-        return f"{self.protocol}-r{self.resolution}-s{self.seed}-{key[:12]}"
+        precision = "" if self.precision == "auto" else f"-{self.precision}"
+        return f"{self.protocol}-r{self.resolution}-s{self.seed}{precision}-{key[:12]}"
+
+
+def protocol_label(spec: dict) -> str:
+    """The protocol as tables and comparisons name it: with the precision when one was asked for.
+
+    An fp32 run of a config is another experiment than its auto-precision run, so it is another row
+    (``scratch@fp32``), never averaged in with it.
+    """
+    precision = spec.get("precision", "auto")
+    return spec["protocol"] if precision == "auto" else f"{spec['protocol']}@{precision}"
 
 
 def config_key(resolved: dict[str, Any]) -> str:
@@ -116,7 +150,10 @@ def read_probs(path: Path) -> dict[str, np.ndarray]:
 
 
 def load_records(results_dir: Path) -> list[dict]:
-    """Every run record under ``results_dir/runs`` (temp files of interrupted writes are ignored)."""
+    """Every run record under ``results_dir/runs`` (temp files of interrupted writes are ignored).
+
+    Each record's ``spec`` says its ``precision``: records store it only when it is not ``auto``.
+    """
     records = []
     for path in sorted((results_dir / "runs").rglob("*.json")):
         try:
@@ -125,6 +162,7 @@ def load_records(results_dir: Path) -> list[dict]:
             raise ResultsError(f"{path}: not a readable run record ({err})") from None
         if record.get("schema") != SCHEMA_VERSION:
             raise ResultsError(f"{path}: record schema {record.get('schema')!r}, expected {SCHEMA_VERSION}")
+        record["spec"] = {"precision": "auto", **record["spec"]}
         record["_path"] = str(path)
         records.append(record)
     return records

@@ -94,8 +94,8 @@ def run(
 ) -> dict:
     """Run ``spec`` and write its record (``ok`` or ``failed``); returns the record.
 
-    ``engine`` defaults to :func:`bench.train.engine_for` the device (all off on the CPU); the record says
-    what was used.
+    ``engine`` defaults to :func:`bench.train.engine_for` the device and ``spec.precision`` (all off on the
+    CPU); the record says what was asked (``spec.precision``, when not auto) and what ran (``engine``).
     """
     resolved = resolve(spec)
     key = config_key(resolved)
@@ -144,7 +144,7 @@ def _train_and_evaluate(
     timings["data"] = time.perf_counter() - t
     record["dataset"] = _dataset_summary(data)
     _save_split(results_dir, data)
-    engine = engine or engine_for(device, _image_bytes(data))
+    engine = engine or engine_for(device, _image_bytes(data), precision=spec.precision)
     record["engine"] = engine.to_dict()
     if engine.data_on_device:
         data = _on_device(data, device)

@@ -16,7 +16,7 @@ from bench.config import from_mapping, load_toml
 from bench.errors import ConfigError
 from bench.paths import project_root
 from bench.reproduction import Published
-from bench.results import RunSpec
+from bench.results import Precision, RunSpec
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Group:
     epochs: int | tuple[int, ...] | None = None
     resolution_policy: str = "upsize"
     weights_file: str | None = None
+    precision: Precision = "auto"  # of training and evaluation on CUDA; see bench.train.engine_for
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Sweep:
                 resolution_policy=g.resolution_policy,
                 data_root=data_root,
                 weights_file=g.weights_file,
+                precision=g.precision,
             )
             for g in self.group
             for d, b, p, s in itertools.product(g.datasets, g.backbones, g.protocols, g.seeds)

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.data import Split
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
 from bench.metrics import compute_metrics
 from bench.protocol import Augment, Phase, Protocol, apply_phase, set_train_mode
+from bench.results import Precision
 from bench.utilisation import GpuUtilisation
 
 
@@ -69,7 +70,7 @@ DATA_ON_DEVICE_SHARE = 0.25
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How training and inference use the device; :func:`engine_for` picks it per device.
+    """How training and inference use the device; :func:`engine_for` picks it per device and requested precision.
 
     All off is the CPU setting: CPU results then stay bit-for-bit reproducible. On CUDA, reduced precision
     and NHWC memory are what tensor cores need, and data already on the device (or in pinned memory, so
@@ -88,18 +89,25 @@ class EngineConfig:
 
 
 def engine_for(
-    device: torch.device, data_bytes: int, probe: Callable[[torch.device], tuple[bool, int]] | None = None
+    device: torch.device,
+    data_bytes: int,
+    probe: Callable[[torch.device], tuple[bool, int]] | None = None,
+    precision: Precision = "auto",
 ) -> EngineConfig:
-    """The engine settings for ``device`` and a dataset of ``data_bytes`` (uint8 images, all splits).
+    """The engine settings for ``device``, a dataset of ``data_bytes`` (uint8 images, all splits) and ``precision``.
 
-    ``probe`` returns (bf16 supported, free device bytes); it is the only CUDA call, so tests can fake it.
+    ``auto`` is bf16 autocast on CUDA (fp16 with a GradScaler where bf16 is missing) and fp32 on the CPU;
+    ``fp32`` turns autocast off and leaves the rest of the GPU settings on, which change speed, not numbers.
+    A precision the device cannot run is refused (:func:`check_precision`). ``probe`` returns (bf16
+    supported, free device bytes); it is the only CUDA call, so tests can fake it.
     """
     if device.type != "cuda":
+        _amp(device, precision, bf16=False)
         return EngineConfig()
     bf16, free_bytes = (probe or _cuda_probe)(device)
     on_device = data_bytes <= DATA_ON_DEVICE_SHARE * free_bytes
     return EngineConfig(
-        amp="bf16" if bf16 else "fp16",
+        amp=_amp(device, precision, bf16),
         channels_last=True,
         data_on_device=on_device,
         pin_memory=not on_device,
@@ -108,9 +116,42 @@ def engine_for(
     )
 
 
+def check_precision(device: torch.device, precision: Precision) -> None:
+    """Refuse a precision ``device`` cannot run before a sweep starts, rather than as one failed record per run.
+
+    It only reads device properties (:func:`native_bf16`), so a driver can check the GPUs its workers will use
+    without allocating on them.
+    """
+    _amp(device, precision, bf16=device.type == "cuda" and native_bf16(device))
+
+
+def _amp(device: torch.device, precision: Precision, bf16: bool) -> AmpDtype | None:
+    """The autocast dtype ``precision`` means on ``device`` (``bf16``: whether it has bf16); ConfigError if it can't."""
+    if device.type != "cuda":
+        if precision in _AMP_DTYPES:
+            raise ConfigError(
+                f"--precision {precision} needs a CUDA device, not {device}: autocast on the CPU is slow, "
+                "use auto or fp32 there"
+            )
+        return None
+    if precision == "bf16" and not bf16:
+        raise ConfigError(f"--precision bf16: {device} has no native bf16 (before Ampere): use fp16 or fp32")
+    if precision == "auto":
+        return "bf16" if bf16 else "fp16"
+    return None if precision == "fp32" else precision
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: compute capability 8 (Ampere) or later, or any ROCm GPU.
+
+    Older GPUs emulate bf16 slowly (``torch.cuda.is_bf16_supported()`` counts that as support): fp16 is the
+    precision to pick there, and a bf16 request is refused.
+    """
+    return bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def _cuda_probe(device: torch.device) -> tuple[bool, int]:
-    with torch.cuda.device(device):
-        return torch.cuda.is_bf16_supported(), torch.cuda.mem_get_info()[0]
+    return native_bf16(device), torch.cuda.mem_get_info(device)[0]
 
 
 class Amp:

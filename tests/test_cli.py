@@ -82,6 +82,14 @@ def test_leaderboard_from_records_alone(project, tmp_path):
         (("run", "--sweep", "missing.toml"), "missing.toml: cannot read"),
         (("run", "--backbones", "resnet18", "--datasets", "tiny", "--protocol", "nope"), "unknown protocol 'nope'"),
         (("leaderboard", "--results-dir", "empty"), "no run records under empty/runs"),
+        (
+            ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--precision", "fp8"),
+            "--precision takes auto, fp32, bf16, fp16, got 'fp8'",
+        ),
+        (
+            ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--device", "cpu", "--precision", "bf16"),
+            "--precision bf16 needs a CUDA device, not cpu",
+        ),
     ],
 )
 def test_user_errors_are_one_line(project, args, message, monkeypatch, capsys):
@@ -111,3 +119,56 @@ def test_sweep_file(project, tmp_path):
     bench("run", "--sweep", str(sweep))
     (record,) = load_records(tmp_path / "results")
     assert record["spec"]["seed"] == 3 and json.loads(json.dumps(record["protocol"]))["name"] == "scratch"
+
+
+def _in_process(monkeypatch, capsys, *args: str) -> str:
+    monkeypatch.setattr(sys, "argv", ["bench", *args])
+    main()
+    return capsys.readouterr().out
+
+
+def test_precision_is_a_run_of_its_own_unless_auto(project, tmp_path, monkeypatch, capsys):
+    """fp32 is another run than auto (on the CPU, the same numbers); --precision auto finds the plain run done."""
+    adhoc = ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--epochs", "1", "--device", "cpu")
+    assert "1 run(s) done (0 failed), 0 already finished" in _in_process(monkeypatch, capsys, *adhoc)
+    out = _in_process(monkeypatch, capsys, *adhoc, "--precision", "fp32")
+    assert "1 run(s) done (0 failed), 0 already finished" in out
+    out = _in_process(monkeypatch, capsys, *adhoc, "--precision", "auto")
+    assert "0 run(s) done (0 failed), 1 already finished" in out
+    records = {r["spec"]["precision"]: r for r in load_records(tmp_path / "results")}
+    assert records.keys() == {"auto", "fp32"} and records["auto"]["key"] != records["fp32"]["key"]
+    assert records["fp32"]["test"] == records["auto"]["test"]  # autocast is off on the CPU either way
+    assert [r["engine"]["amp"] for r in records.values()] == [None, None]
+
+
+@pytest.mark.parametrize(
+    "line, precision, refused_on_cpu",
+    [
+        ("", "auto", None),
+        ('precision = "fp32"', "fp32", None),
+        ('precision = "bf16"', "bf16", "--precision bf16 needs a CUDA device, not cpu"),
+        ('precision = "fp16"', "fp16", "--precision fp16 needs a CUDA device, not cpu"),
+    ],
+)
+def test_sweep_group_precision(line, precision, refused_on_cpu, project, tmp_path, monkeypatch, capsys):
+    from bench.sweep import load_sweep
+
+    sweep = tmp_path / "mine.toml"
+    sweep.write_text(f'name = "mine"\n[[group]]\nbackbones = ["test_resnet"]\ndatasets = ["tiny"]\n{line}\n')
+    assert [s.precision for s in load_sweep(sweep).expand()] == [precision]
+    if refused_on_cpu:
+        with pytest.raises(SystemExit) as exit_info:
+            _in_process(monkeypatch, capsys, "run", "--sweep", str(sweep), "--device", "cpu")
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and refused_on_cpu in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "results").exists()
+
+
+def test_sweep_group_precision_is_checked(project, tmp_path):
+    from bench.errors import ConfigError
+    from bench.sweep import load_sweep
+
+    sweep = tmp_path / "mine.toml"
+    sweep.write_text('name = "mine"\n[[group]]\nbackbones = ["r"]\ndatasets = ["d"]\nprecision = "fp8"\n')
+    with pytest.raises(ConfigError, match=r"mine.toml: .*precision.* 'fp8'.*'auto', 'fp32', 'bf16', 'fp16'"):
+        load_sweep(sweep)

@@ -28,10 +28,17 @@ from bench.train import EpochLog
 
 SWEEP = """name = "four"
 [[group]]
-backbones = ["test_resnet", "test_efficientnet"]
+backbones = ["test_resnet"]
 datasets = ["tiny"]
 seeds = [0, 1]
 epochs = 1
+
+[[group]]  # a requested precision travels with its spec (a worker that lost it would resolve another key)
+backbones = ["test_efficientnet"]
+datasets = ["tiny"]
+seeds = [0, 1]
+epochs = 1
+precision = "fp32"
 """
 VOLATILE = ("created", "timings_s", "latency", "environment", "_path")  # where and how fast, not what
 TIMING_COLUMNS = ["latency_ms", "throughput", "train_s", "latency_device", "pareto"]  # and what they decide
@@ -134,6 +141,7 @@ def test_ray_gives_the_records_and_leaderboard_of_a_local_run(project, tmp_path,
     assert len(reference) == 4 and {r["status"] for r in reference.values()} == {"ok"}
     records = {r["key"]: r for r in load_records(tmp_path / "ray")}
     assert records.keys() == reference.keys()
+    assert sorted(r["spec"]["precision"] for r in records.values()) == ["auto", "auto", "fp32", "fp32"]
     for key, record in records.items():
         assert _comparable(record) == _comparable(reference[key]), record["spec"]
         probs = read_probs(Path(record["_path"]).with_suffix(".probs.npz"))
@@ -216,6 +224,16 @@ def test_a_killed_worker_is_retried_or_recorded_failed(kind, retries, status, pr
     assert {r["key"]: r["status"] for r in load_records(tmp_path / "results")} == {
         key: r["status"] for key, r in by_key.items()
     }
+
+
+def test_a_requested_precision_reaches_a_worker_process(project, tmp_path, one_thread):
+    """Specs are pickled to the spawned workers of a multi-device run; the record is under the driver's key."""
+    planned = plan_runs([RunSpec("test_resnet", "tiny", "scratch", epochs=1, precision="fp32")], tmp_path / "results")
+    executor = LocalExecutor([torch.device("cpu")] * 2, retries=0)
+    (record,) = executor.run(planned, tmp_path / "results", lambda item: None)
+    assert record["status"] == "ok", record.get("error")
+    assert record["key"] == planned[0].key and record["spec"]["precision"] == "fp32"
+    assert record["environment"]["executor"]["name"] == "local" and planned[0].path.exists()
 
 
 @pytest.mark.parametrize(

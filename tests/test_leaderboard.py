@@ -92,6 +92,16 @@ def test_mean_std_n_over_seeds():
     assert r["latency_ms"] == pytest.approx(3.0)
 
 
+def test_a_precision_asked_for_is_its_own_row():
+    """An fp32 run of a config is another experiment than its auto-precision run: never averaged in."""
+    fp32 = record("resnet18", 0, 0.70)
+    fp32["spec"]["precision"] = "fp32"
+    table = leaderboard([record("resnet18", 0, 0.80), fp32], "d", "accuracy")
+    rows = table[table["backbone"] == "resnet18"].set_index("protocol")
+    assert rows["n"].to_dict() == {"scratch": 1, "scratch@fp32": 1}
+    assert rows.loc["scratch@fp32", "accuracy_mean"] == pytest.approx(0.70)
+
+
 def test_failed_runs_are_counted_not_dropped_or_zero():
     table = leaderboard(RECORDS, "d", "accuracy").set_index("backbone")
     assert (table.loc["vgg16", "n"], table.loc["vgg16", "failed"]) == (1, 1)

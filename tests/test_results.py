@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.errors import ResultsError
+from bench.errors import ConfigError, ResultsError
 from bench.results import (
+    PRECISIONS,
     SCHEMA_VERSION,
     RunSpec,
     atomic_write_bytes,
@@ -29,9 +31,52 @@ def test_config_key_is_order_independent_and_sensitive():
     assert config_key(a) != config_key({**a, "x": [2, 1]})
 
 
-def test_stem_is_readable_and_keyed():
-    spec = RunSpec("resnet18", "pneumoniamnist", "scratch", seed=2, resolution=28)
-    assert spec.stem("abcdef0123456789") == "scratch-r28-s2-abcdef012345"
+@pytest.mark.parametrize(
+    "precision, stem",
+    [
+        ("auto", "scratch-r28-s2-abcdef012345"),  # as before precision existed: old record files keep their names
+        ("fp32", "scratch-r28-s2-fp32-abcdef012345"),
+        ("bf16", "scratch-r28-s2-bf16-abcdef012345"),
+    ],
+)
+def test_stem_is_readable_and_keyed(precision, stem):
+    spec = RunSpec("resnet18", "pneumoniamnist", "scratch", seed=2, resolution=28, precision=precision)
+    assert spec.stem("abcdef0123456789") == stem
+
+
+@pytest.mark.parametrize(
+    "spec, stored",
+    [
+        (RunSpec("resnet18", "d", "scratch"), {}),  # auto is not stored: the dict (and key) of older records
+        (RunSpec("resnet18", "d", "scratch", precision="fp32"), {"precision": "fp32"}),
+        (RunSpec("resnet18", "d", "staged", epochs=(1, 2, 3), precision="fp16"), {"precision": "fp16"}),
+    ],
+)
+def test_spec_stores_precision_only_when_asked_for(spec, stored):
+    as_dict = spec.to_dict()
+    assert {k: v for k, v in as_dict.items() if k == "precision"} == stored
+    assert RunSpec.from_dict(json.loads(json.dumps(as_dict))) == spec  # through a record's JSON and back
+
+
+def test_precision_is_part_of_the_key_unless_auto():
+    keys = {p: config_key({"spec": RunSpec("resnet18", "d", "scratch", precision=p).to_dict()}) for p in PRECISIONS}
+    assert len(set(keys.values())) == len(PRECISIONS)
+    legacy = {k: v for k, v in RunSpec("resnet18", "d", "scratch").to_dict().items() if k != "precision"}
+    assert keys["auto"] == config_key({"spec": legacy})
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ConfigError, match="precision 'fp8' is not one of auto, fp32, bf16, fp16"):
+        RunSpec("resnet18", "d", "scratch", precision="fp8")
+
+
+def test_loaded_records_say_their_precision(tmp_path):
+    """Records store precision only when not auto (older ones never): loading fills in auto."""
+    for name, precision in (("old", "auto"), ("new", "fp32")):
+        spec = RunSpec("resnet18", "d", "scratch", precision=precision).to_dict()
+        write_json(tmp_path / "runs" / "d" / f"{name}.json", {"schema": SCHEMA_VERSION, "spec": spec})
+    loaded = {Path(r["_path"]).stem: r["spec"]["precision"] for r in load_records(tmp_path)}
+    assert loaded == {"old": "auto", "new": "fp32"}
 
 
 def test_record_round_trip(tmp_path):

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 import torch
 
 import bench.runner
 import bench.train
-from bench.results import RunSpec
-from bench.runner import run
+from bench.results import RunSpec, config_key
+from bench.runner import record_path, resolve, run
 from bench.train import EpochLog
+
+REPO = Path(__file__).resolve().parents[1]
+# Every committed record: CI's regression gate, `bench check` and `bench run`'s skip logic find them by key.
+COMMITTED = sorted((REPO / "results").glob("**/runs/*/*/*.json"))
 
 SPEC = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", seed=0, epochs=2)
 CPU = torch.device("cpu")
@@ -58,3 +64,44 @@ def test_record_has_provenance(project, tmp_path):
     record = run(SPEC, tmp_path / "r", CPU)
     for field in ("backbone", "dataset", "test", "val", "history", "selection", "environment", "versions"):
         assert record[field], field
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(REPO / "results")))
+def test_committed_records_keep_their_keys(path, monkeypatch):
+    """A committed record's spec still resolves to its stored key, and so to its own file name.
+
+    The key hashes the torch, timm and harness versions, and records made elsewhere (a GPU's) have others:
+    each is resolved with the versions it was made with, so what is checked is everything else in the key.
+    """
+    record = json.loads(path.read_text())
+    monkeypatch.setenv("BENCH_HOME", str(REPO))
+    monkeypatch.setattr(bench.runner, "versions", lambda: record["environment"]["versions"])
+    spec = RunSpec.from_dict(record["spec"])
+    key = config_key(resolve(spec))
+    assert key == record["key"]
+    assert record_path(path.parents[3], spec, key) == path
+
+
+def test_committed_records_are_found():
+    """The records the gates compare with are among them (an empty parameter list would pass unseen)."""
+    assert {p.relative_to(REPO / "results").parts[0] for p in COMMITTED} >= {"runs", "reference"}
+
+
+@pytest.mark.parametrize(
+    "precision, error",
+    [
+        ("fp32", None),  # the CPU's own precision: it runs, under a key and file of its own
+        ("bf16", "ConfigError: --precision bf16 needs a CUDA device, not cpu"),  # e.g. a Ray worker without a GPU
+        ("fp16", "ConfigError: --precision fp16 needs a CUDA device, not cpu"),
+    ],
+)
+def test_a_requested_precision_is_recorded_or_refused(precision, error, project, tmp_path):
+    spec = RunSpec(**{**SPEC.to_dict(), "epochs": 1, "precision": precision})
+    record = run(spec, tmp_path / "results", CPU)
+    assert record["spec"]["precision"] == precision and record["status"] == ("failed" if error else "ok")
+    assert record["key"] != config_key(resolve(RunSpec(**{**SPEC.to_dict(), "epochs": 1})))
+    assert record_path(tmp_path / "results", spec, record["key"]).name.startswith(f"scratch-r28-s0-{precision}-")
+    if error:
+        assert record["error"].startswith(error) and "\n" not in record["error"]
+    else:
+        assert record["engine"]["amp"] is None and record["test"]

@@ -5,14 +5,29 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import re
 
 import pytest
 import timm
 import torch
 
+import bench.train
 from bench.data import Split
+from bench.errors import ConfigError
 from bench.protocol import PRESETS, Augment, Phase, Protocol
-from bench.train import BatchPipeline, DivergedError, EpochLog, _augment, class_weights, fit, predict
+from bench.train import (
+    BatchPipeline,
+    DivergedError,
+    EngineConfig,
+    EpochLog,
+    _augment,
+    check_precision,
+    class_weights,
+    engine_for,
+    fit,
+    native_bf16,
+    predict,
+)
 
 CPU = torch.device("cpu")
 CLASSES = ("dark", "bright")
@@ -207,3 +222,72 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
     (tmp_path / "bad.ckpt").write_bytes(b"garbage")
     with pytest.raises(ResultsError, match="bad.ckpt: unreadable checkpoint"):
         RunCheckpoint(tmp_path / "bad.ckpt", key="a" * 64).load()
+
+
+# ------------------------------------------------------------------------------------------ requested precision
+
+
+def _gpu(bf16: bool):
+    """A faked CUDA probe: bf16 support as given, 80 GB free (so the data goes on the device)."""
+
+    def probe(device):
+        assert device.type == "cuda"
+        return bf16, 80 * 2**30
+
+    return probe
+
+
+@pytest.mark.parametrize(
+    "device, bf16, precision, amp",
+    [
+        ("cuda", True, "auto", "bf16"),
+        ("cuda", False, "auto", "fp16"),  # pre-Ampere: fp16 with a GradScaler
+        ("cuda", True, "fp32", None),  # autocast off, e.g. to reproduce a paper's fp32 numbers
+        ("cuda:1", False, "fp32", None),
+        ("cuda", True, "bf16", "bf16"),
+        ("cuda", True, "fp16", "fp16"),  # asked for: kept although bf16 is there
+        ("cuda", False, "fp16", "fp16"),
+    ],
+)
+def test_cuda_engine_keeps_to_the_requested_precision(device, bf16, precision, amp):
+    """Only autocast follows the request: NHWC, fused Adam and data placement change speed, not numbers."""
+    engine = engine_for(torch.device(device), 2**20, _gpu(bf16), precision)
+    assert engine == EngineConfig(amp, True, True, False, fused_optimizer=True, eval_batch_size=1024)
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp32"])
+def test_cpu_engine_is_fp32_for_auto_and_fp32(precision):
+    def probe(device):
+        raise AssertionError("the CUDA probe ran for a CPU device")
+
+    assert engine_for(CPU, 2**20, probe, precision) == EngineConfig()
+    check_precision(CPU, precision)
+
+
+@pytest.mark.parametrize(
+    "device, bf16, precision, message",
+    [
+        ("cpu", None, "bf16", "--precision bf16 needs a CUDA device, not cpu"),
+        ("cpu", None, "fp16", "--precision fp16 needs a CUDA device, not cpu"),
+        ("cuda:1", False, "bf16", "--precision bf16: cuda:1 has no native bf16 (before Ampere): use fp16 or fp32"),
+    ],
+)
+def test_a_precision_the_device_cannot_run_is_refused(device, bf16, precision, message, monkeypatch):
+    """In one line, by the engine (a run) and by the check a sweep makes before it starts."""
+    monkeypatch.setattr(bench.train, "native_bf16", lambda d: bf16)
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}") as by_engine:
+        engine_for(torch.device(device), 2**20, _gpu(bf16), precision)
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}") as by_check:
+        check_precision(torch.device(device), precision)
+    assert "\n" not in str(by_engine.value) + str(by_check.value)
+
+
+@pytest.mark.parametrize(
+    "hip, capability, expected",
+    [(None, (7, 0), False), (None, (7, 5), False), (None, (8, 0), True), (None, (9, 0), True), ("6.2", (9, 4), True)],
+)
+def test_native_bf16_is_ampere_or_later(hip, capability, expected, monkeypatch):
+    """Volta and Turing emulate bf16 (slowly): that is no bf16 to pick or to accept a request for."""
+    monkeypatch.setattr(torch.version, "hip", hip)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: capability)
+    assert native_bf16(torch.device("cuda:0")) is expected
