@@ -368,15 +368,14 @@ def regenerate_latency(path: str, root: Path) -> str | None:
         return None
     source = root / match["dir"] / f"{match['stem']}.json"
     try:
-        records = json.loads(source.read_text())["records"]
-    except (OSError, ValueError, KeyError) as err:
+        return latency_markdown(json.loads(source.read_text())["records"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise ResultsError(f"{source}: no readable latency records ({type(err).__name__})") from None
-    return latency_markdown(records)
 
 
 def regenerate_comparison(path: str, root: Path) -> str | None:
     """``bench reproduction``'s published-vs-measured table, rebuilt with the command its last line names."""
-    from bench.reproduction import COMMAND, sweep_table, write_reproduction
+    from bench.reproduction import COMMAND, reproduction_markdown, sweep_table
     from bench.results import load_records
     from bench.sweep import load_sweep
 
@@ -387,9 +386,7 @@ def regenerate_comparison(path: str, root: Path) -> str | None:
     if command is None:
         raise ResultsError(f"{path}: no `Command: bench reproduction ...` line to rebuild it with")
     table = sweep_table(load_records(root / command["dir"]), load_sweep(command["sweep"]))
-    with tempfile.TemporaryDirectory(prefix="bench-docs-") as tmp:
-        line = COMMAND.format(sweep=command["sweep"], results_dir=command["dir"])
-        return write_reproduction(table, Path(tmp) / "comparison.md", line).read_text()
+    return reproduction_markdown(table, COMMAND.format(sweep=command["sweep"], results_dir=command["dir"]))
 
 
 REGENERATORS: tuple[Callable[[str, Path], str | None], ...] = (

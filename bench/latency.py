@@ -785,28 +785,25 @@ def save_latency_records(results: Sequence[LatencyResult], out_dir: Path) -> Pat
 def latency_markdown(records: Sequence[dict]) -> str:
     """The Markdown summary written beside a latency JSON (and quoted in the README): one row per setting.
 
-    Built from the stored dicts, so ``bench check-readme`` can re-derive it from the JSON alone.
+    Built from the stored dicts, so ``bench check-readme`` can re-derive it from the JSON alone; the cells
+    are :func:`latency_table`'s.
     """
+    results = [LatencyResult(**r) for r in records]
     rows = [
         {
-            "backbone": r["backbone"],
-            "res": r["resolution"],
-            "batch": r["batch_size"]
-            if r.get("batch_size_run") in (None, r["batch_size"])
-            else f"{r['batch_size_run']} (asked {r['batch_size']})",
-            "precision": r["precision"],
-            "format": r["memory_format"] + (" +compile" if r.get("compiled") else ""),
-            "p50 ms/batch": _ms(r.get("ms_per_batch_p50")),
-            "p50 ms/image": _ms(r.get("ms_per_image_p50")),
-            "img/s": f"{r['throughput_img_s']:,.0f}" if r.get("throughput_img_s") is not None else "-",
-            "CV": f"{r['cv']:.3f}" if r.get("cv") is not None else "-",
-            "peak mem": _mib(r.get("peak_memory_bytes")),
-            "notes": "; ".join(
-                ([f"skipped: {r['skipped']}"] if r.get("skipped") else [])
-                + ([f"noisy: {r['noisy_reason']}"] if r.get("noisy") else [])
-            ),
+            "backbone": r.backbone,
+            "res": r.resolution,
+            "batch": _batch_cell(r),
+            "precision": r.precision,
+            "format": r.memory_format + (" +compile" if r.compiled else ""),
+            "p50 ms/batch": _ms(r.ms_per_batch_p50),
+            "p50 ms/image": _ms(r.ms_per_image_p50),
+            "img/s": f"{r.throughput_img_s:,.0f}" if r.throughput_img_s is not None else "-",
+            "CV": f"{r.cv:.3f}" if r.cv is not None else "-",
+            "peak mem": _mib(r.peak_memory_bytes),
+            "notes": _notes(r),
         }
-        for r in records
+        for r in results
     ]
     fp = records[0]["fingerprint"] if records else {}
     if fp.get("device_kind") == "cuda":

@@ -380,7 +380,8 @@ def latency_devices(table: pd.DataFrame) -> list[str]:
     )
 
 
-def _fmt(mean: float, std: float) -> str:
+def format_mean_std(mean: float, std: float) -> str:
+    """ "0.850 ± 0.010"; the mean alone when there is no std (one seed); "n/a" without a mean."""
     if pd.isna(mean):
         return "n/a"
     return f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
@@ -418,7 +419,9 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
         }
     )
     for m in HEADLINE:
-        out[seeds_column(m)] = [_fmt(a, b) for a, b in zip(table[f"{m}_mean"], table[f"{m}_std"], strict=True)]
+        out[seeds_column(m)] = [
+            format_mean_std(a, b) for a, b in zip(table[f"{m}_mean"], table[f"{m}_std"], strict=True)
+        ]
         if m == metric:
             bounds = zip(table[f"{m}_ci95_low"], table[f"{m}_ci95_high"], strict=True)
             out[ci_column(m)] = [_fmt_ci(low, high) for low, high in bounds]

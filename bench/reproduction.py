@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import ConfigError
+from bench.leaderboard import format_mean_std
 from bench.metrics import HEADLINE_METRICS
-from bench.results import atomic_write_bytes, protocol_label
+from bench.results import atomic_write_bytes
 
 if TYPE_CHECKING:
     from bench.sweep import Sweep
@@ -44,13 +45,10 @@ class Published:
 
 def sweep_table(records: list[dict], sweep: Sweep) -> pd.DataFrame:
     """:func:`reproduction_table` over the records of ``sweep``'s own runs (other runs in the folder are ignored)."""
-    wanted = {(s.backbone, s.dataset, protocol_label(s.to_dict()), s.seed, s.resolution) for s in sweep.expand()}
+    from bench.check import identity, sweep_records
 
-    def identity(r: dict) -> tuple:
-        spec = r["spec"]
-        return spec["backbone"], spec["dataset"], protocol_label(spec), spec["seed"], spec["resolution"]
-
-    return reproduction_table([r for r in records if identity(r) in wanted], sweep.published)
+    wanted = {identity(s.to_dict()) for s in sweep.expand()}
+    return reproduction_table(sweep_records(records, wanted), sweep.published)
 
 
 def reproduction_table(records: list[dict], published: tuple[Published, ...]) -> pd.DataFrame:
@@ -97,7 +95,7 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
     out = table[["dataset", "backbone", "n"]].copy()
     for m in metrics:
         out[m] = [
-            f"{mean:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}") + f" ({pub:.3f}, Δ {delta:+.3f})"
+            f"{format_mean_std(mean, std)} ({pub:.3f}, Δ {delta:+.3f})"
             for mean, std, pub, delta in zip(
                 table[f"{m}_mean"], table[f"{m}_std"], table[f"{m}_published"], table[f"{m}_delta"], strict=True
             )
@@ -109,15 +107,19 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_reproduction(table: pd.DataFrame, path: Path, command: str) -> Path:
-    """The Markdown comparison (for the README, ending with the ``command`` that wrote it) and a CSV beside it."""
+def reproduction_markdown(table: pd.DataFrame, command: str) -> str:
+    """The comparison for the README, ending with the ``command`` that wrote it."""
     anchors = table.drop_duplicates(["published_model", "source"])
     sources = "; ".join(f"{m}: {s}" for m, s in zip(anchors["published_model"], anchors["source"], strict=True))
     shown = display_frame(table).to_markdown(index=False, disable_numparse=True)  # keep "+0.028" as written
-    text = (
+    return (
         f"{shown}\n\nCells: measured test-split mean ± sample std over the n seeds (published value, Δ = measured "
         f"mean - published). Published: {sources}.\n\nCommand: `{command}`\n"
     )
-    atomic_write_bytes(path, text.encode())
+
+
+def write_reproduction(table: pd.DataFrame, path: Path, command: str) -> Path:
+    """:func:`reproduction_markdown` at ``path`` and the numeric table as a CSV beside it."""
+    atomic_write_bytes(path, reproduction_markdown(table, command).encode())
     atomic_write_bytes(path.with_suffix(".csv"), table.to_csv(index=False).encode())
     return path

@@ -327,7 +327,8 @@ def test_check_reruns_the_sweep_and_catches_a_planted_regression(project, tmp_pa
 
 
 LATENCY_RECORD = {
-    "backbone": "resnet18", "resolution": 224, "batch_size": 1, "batch_size_run": 1, "precision": "fp16",
+    "backbone": "resnet18", "resolution": 224, "input_size": [3, 224, 224], "device_kind": "cuda",
+    "batch_size": 1, "batch_size_run": 1, "precision": "fp16",
     "memory_format": "channels_last", "compiled": False, "ms_per_batch_p50": 1.35, "ms_per_image_p50": 1.35,
     "throughput_img_s": 718.0, "cv": 0.1, "peak_memory_bytes": 2**20, "noisy": False, "skipped": None,
     "fingerprint": {"device_kind": "cuda", "gpu_name": "GPU-X", "torch_version": "2.11"},
