@@ -1,6 +1,6 @@
 """bench.config: the one TOML validator every registry (backbones, datasets, protocols, sweeps) reads through.
 
-A toy schema exercises each rule from_mapping enforces; tests/test_data.py and tests/test_registry.py
+A toy schema exercises each rule from_mapping enforces; tests/data/test_data.py and tests/models/test_registry.py
 check the same rules through the real entries.
 """
 

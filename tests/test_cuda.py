@@ -10,11 +10,11 @@ import pytest
 import timm
 import torch
 
-from bench.latency import LatencyConfig, measure_latency
-from bench.results import RunSpec
-from bench.runner import run
-from bench.train import BatchPipeline, engine_for
-from bench.utilisation import GpuUtilisation
+from bench.latency.measure import LatencyConfig, measure_latency
+from bench.runs.record import RunSpec
+from bench.runs.runner import run
+from bench.train.loop import BatchPipeline, engine_for
+from bench.train.utilisation import GpuUtilisation
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")

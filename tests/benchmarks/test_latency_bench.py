@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.latency import device_fingerprint
-from bench.registry import create_backbone
+from bench.latency.measure import device_fingerprint
+from bench.models.registry import create_backbone
 
 # (backbone, input side): small enough for a 2-core CI runner, large enough to be compute-bound
 CASES = [("resnet18", 64), ("efficientnet_b0", 64)]

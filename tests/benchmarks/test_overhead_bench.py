@@ -1,7 +1,7 @@
 """The harness's training overhead as a ratio measured within one run: a speed gate that holds under load and
 across machines. Skipped by default (``--benchmark-skip``); ``nox -s bench`` runs it.
 
-Absolute times move with the machine and its neighbours. :func:`bench.profile.profile` times the harness
+Absolute times move with the machine and its neighbours. :func:`bench.train.profile.profile` times the harness
 training step and the bare model step in interleaved rounds, so a busy neighbour slows both alike and their
 ratio stays put (on the shared 2-core CI machines, load average 7-16: within 0.87-1.10 over 25 measurements, while
 the wall-clock step time moved by 2x). A harness change that makes a training step 25% dearer than the
@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 
-from bench.profile import ProfileConfig, ProfileResult, profile
+from bench.train.profile import ProfileConfig, ProfileResult, profile
 
 MAX_RATIO = 1.25
 REPEATS = 3

@@ -4,7 +4,7 @@
 
 Torch runs on one thread, for the reasons given in ``test_latency_bench.py``: a gate compares runs across
 runners, and with several threads a busy neighbour swings the figures far more than a regression would.
-The step is :func:`bench.train.train_step` itself, so a slower conversion, augmentation or optimiser path
+The step is :func:`bench.train.loop.train_step` itself, so a slower conversion, augmentation or optimiser path
 shows up here; ``bench profile`` says how it compares with the bare model step.
 """
 
@@ -14,10 +14,10 @@ import pytest
 import torch
 from timm.data import resolve_data_config
 
-from bench.latency import device_fingerprint
-from bench.protocol import PRESETS, apply_phase, set_train_mode
-from bench.registry import create_backbone
-from bench.train import BatchPipeline, _optimizer, _scheduler, train_step
+from bench.latency.measure import device_fingerprint
+from bench.models.registry import create_backbone
+from bench.protocol.spec import PRESETS, apply_phase, set_train_mode
+from bench.train.loop import BatchPipeline, _optimizer, _scheduler, train_step
 
 BACKBONE, SIDE, BATCH = "resnet18", 28, 32
 PROTOCOL = PRESETS["scratch"]  # rotation, flips and zoom: the full augmentation path
@@ -59,7 +59,7 @@ def test_harness_train_step(benchmark, torch_threads, uint8_batch):
     def step() -> torch.Tensor:
         return train_step(model, opt, sched, pipeline, images, labels, PROTOCOL.augment, gen)
 
-    _info(benchmark, "bench.train.train_step: uint8 batch -> augmented float, forward, backward, Adam, scheduler")
+    _info(benchmark, "bench.train.loop.train_step: uint8 batch -> augmented float, forward, backward, Adam, scheduler")
     loss = benchmark.pedantic(step, warmup_rounds=3, rounds=20, iterations=1)
     assert loss.ndim == 0 and torch.isfinite(loss)
 

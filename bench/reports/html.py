@@ -1,0 +1,204 @@
+"""``bench report``: one self-contained HTML page with every dataset's trade-off plot and leaderboard.
+
+Self-contained means it opens from disk, offline, years later and anywhere it is mailed: figures are
+embedded as base64 PNG ``data:`` URIs, the CSS is inline, and there is no script, font, or link to
+fetch. The page is rebuilt from the stored records alone, as are the figures
+(:func:`bench.reports.plots.plot_all`) and the Markdown/CSV/LaTeX leaderboards it writes on the way.
+
+Per-run figures would make the page grow with every seed, so it carries one run per leaderboard row
+(the median seed on the chosen metric: a typical run, not the luckiest); all of them are on disk under
+``plots/runs/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.environment import git_commit
+from bench.reports.leaderboard import (
+    MAJORITY_PROTOCOL,
+    _device_label,
+    display_frame,
+    latency_axis,
+    latency_devices,
+    table_notes,
+    write_leaderboard,
+)
+from bench.reports.plots import Plotted, RunFigures, plot_all
+from bench.runs.record import atomic_write_bytes, protocol_label
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 1200px;
+       padding: 0 1rem; color: #222; line-height: 1.4; }
+h1 { margin-bottom: 0.2rem; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #ccc; padding-bottom: 0.2rem; }
+.sub { color: #555; margin-top: 0; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.8rem 0; }
+th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: right; white-space: nowrap; }
+th { background: #f2f2f2; }
+td:nth-child(2), td:nth-child(3), td:last-child { text-align: left; }
+table.provenance td, table.provenance th { text-align: left; white-space: normal; }
+img { max-width: 100%; height: auto; }
+.wide { overflow-x: auto; }
+.note { color: #555; font-size: 0.85rem; }
+.warning { color: #b00; font-weight: bold; }
+.runs { display: flex; flex-wrap: wrap; gap: 1rem; }
+.runs figure { margin: 0; max-width: 100%; }
+.runs img.confusion { width: 320px; } .runs img.curves { width: 720px; }
+figcaption { font-size: 0.8rem; color: #555; }
+"""
+
+
+@dataclass(frozen=True)
+class Report:
+    html: Path
+    leaderboards: list[Path]
+    plotted: Plotted
+
+
+def build_report(records: list[dict], results_dir: Path, metric: str, latency: str) -> Report:
+    """Figures, leaderboard files and ``results_dir/report.html`` from ``records``."""
+    plotted = plot_all(records, metric, latency, results_dir / "plots")
+    tables_dir = results_dir / "leaderboards"
+    written = [p for d, t in plotted.tables.items() for p in write_leaderboard(t, tables_dir, d)]
+    path = results_dir / "report.html"
+    atomic_write_bytes(path, render_html(records, plotted, metric, latency).encode())
+    return Report(path, written, plotted)
+
+
+def render_html(records: list[dict], plotted: Plotted, metric: str, latency: str) -> str:
+    axis = latency_axis(latency)
+    body = [
+        "<h1>backbone-bench report</h1>",
+        f'<p class="sub">Test {_e(metric)} against {_e(axis.label)}, mean ± sample std over seeds; the tables '
+        "add its 95% CI over test images and mark the rows tied with rank 1.</p>",
+        _provenance(records),
+        *(_dataset_section(d, t, records, plotted, metric) for d, t in plotted.tables.items()),
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>backbone-bench report</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+def _img(path: Path, alt: str, css_class: str = "") -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img class="{css_class}" alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _provenance(records: list[dict]) -> str:
+    """Where the numbers come from: code, machines, library versions, dates."""
+    env = [r["environment"] for r in records]
+    versions = sorted({f"torch {e['versions']['torch']}, timm {e['versions']['timm']}" for e in env})
+    created = sorted(r["created"] for r in records)
+    failed = sum(r["status"] == "failed" for r in records)
+    rows = {
+        "report generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "harness commit (now)": git_commit() or "unknown",
+        "commits behind the runs": ", ".join(sorted({e.get("git_commit") or "unknown" for e in env})),
+        "runs": f"{len(records)} ({failed} failed)",
+        "runs recorded": f"{created[0]} to {created[-1]}",
+        "devices that ran them": ", ".join(sorted({_device_label(e["device"]) for e in env})),
+        "library versions": "; ".join(versions),
+    }
+    cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows.items())
+    return f'<h2>Provenance</h2>\n<table class="provenance">{cells}</table>'
+
+
+def _dataset_section(dataset: str, table: pd.DataFrame, records: list[dict], plotted: Plotted, metric: str) -> str:
+    parts = [f'<h2 id="{_e(dataset)}">{_e(dataset)}</h2>']
+    devices = latency_devices(table)
+    if len(devices) > 1:
+        parts.append(
+            f'<p class="warning">Latencies come from different devices ({_e(" / ".join(devices))}): '
+            "they are not comparable.</p>"
+        )
+    tradeoff = [p for p in plotted.tradeoff[dataset] if p.suffix == ".png"]
+    if tradeoff:
+        parts.append(_img(tradeoff[0], f"{dataset}: test {metric} against latency", "tradeoff"))
+    else:
+        parts.append('<p class="note">No finished run with a latency: nothing to plot.</p>')
+    parts.append(
+        f'<div class="wide">{display_frame(table).to_html(index=False, border=0, classes="leaderboard")}</div>'
+    )
+    parts.append(f'<p class="note">Sorted by {_e(metric)}.</p>')
+    parts.extend(f'<p class="note">{_e(note)}</p>' for note in table_notes(table))
+    parts.append(_failures(dataset, records))
+    parts.append(_run_figures(table, records, plotted.runs, metric))
+    return "\n".join(parts)
+
+
+def _failures(dataset: str, records: list[dict]) -> str:
+    failed = [r for r in records if r["spec"]["dataset"] == dataset and r["status"] == "failed"]
+    if not failed:
+        return ""
+    items = "".join(
+        f"<li>{_e(r['spec']['backbone'])} ({_e(r['spec']['protocol'])}, seed {r['spec']['seed']}): "
+        f"{_e(r.get('error'))}</li>"
+        for r in failed
+    )
+    return f'<p class="note">Failed runs:</p><ul class="note">{items}</ul>'
+
+
+def score(record: dict, metric: str) -> float:
+    """A run's test ``metric``; NaN where undefined (stored as null, since JSON has no NaN)."""
+    value = record["test"].get(metric)
+    return math.nan if value is None else float(value)
+
+
+def median_runs(records: list[dict], table: pd.DataFrame, metric: str) -> list[dict]:
+    """Per backbone row of ``table``, in its order, the finished run with the median test ``metric``.
+
+    With an even number of seeds the lower of the two middle runs is taken; NaN scores sort last.
+    """
+    chosen = []
+    for row in table[table["protocol"] != MAJORITY_PROTOCOL].itertuples():
+        runs = sorted(
+            (
+                r
+                for r in records
+                if r["status"] == "ok" and _row_of(r) == (row.dataset, row.backbone, row.protocol, row.resolution)
+            ),
+            key=lambda r: (math.isnan(score(r, metric)), score(r, metric)),
+        )
+        if runs:
+            chosen.append(runs[(len(runs) - 1) // 2])
+    return chosen
+
+
+def _row_of(record: dict) -> tuple:
+    """The leaderboard row (its GROUP key) a run belongs to."""
+    spec = record["spec"]
+    return spec["dataset"], spec["backbone"], protocol_label(spec), record["effective_resolution"]
+
+
+def _run_figures(table: pd.DataFrame, records: list[dict], figures: dict[str, RunFigures], metric: str) -> str:
+    runs = median_runs(records, table, metric)
+    if not runs:
+        return ""
+    blocks = []
+    for r in runs:
+        spec, figs = r["spec"], figures[r["key"]]
+        caption = f"{spec['backbone']} · {spec['protocol']} · seed {spec['seed']} ({metric} {score(r, metric):.3f})"
+        blocks.append(
+            f"<figure>{_img(figs.confusion, f'confusion matrix, {caption}', 'confusion')}"
+            f"{_img(figs.curves, f'training curves, {caption}', 'curves')}"
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
+        )
+    return (
+        "<details><summary>Per-run figures: confusion matrix and training curves of the median seed of each row"
+        f'</summary><div class="runs">{"".join(blocks)}</div></details>'
+    )

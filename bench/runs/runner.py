@@ -1,0 +1,205 @@
+"""One run, end to end: data, model, training, a single test evaluation, latency, and its record.
+
+A run that fails for a reason the user or the data can explain (diverged loss, out of memory, a bad
+image) is written as a ``failed`` record with that reason, so a sweep goes on and the leaderboard can
+show it as failed rather than missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from timm.data import resolve_data_config
+
+from bench.data.dataset import LoadedDataset, Split, load_dataset
+from bench.environment import git_commit, versions
+from bench.errors import BenchError
+from bench.evaluation.metrics import compute_metrics
+from bench.latency.measure import LatencyConfig, device_fingerprint, measure_latency
+from bench.models.registry import create_backbone, get_backbone, model_stats, resolve_resolution
+from bench.protocol.spec import get_protocol
+from bench.runs.record import SCHEMA_VERSION, RunSpec, atomic_write_bytes, config_key, write_json, write_probs
+from bench.train.checkpoint import RunCheckpoint
+from bench.train.loop import BatchPipeline, EngineConfig, engine_for, fit, predict
+
+# Latency inside a training run is a quick batch-1 figure on the trained model; `bench latency`
+# does the full sweep of batch sizes and precisions.
+RUN_LATENCY = LatencyConfig(batch_sizes=(1,), time_budget_s=3.0, warmup_iters=5, min_iters=20, max_iters=200)
+
+ProgressFn = Callable[[dict], None]
+
+
+def resolve(spec: RunSpec) -> dict:
+    """The fully resolved config of ``spec``: what the run key hashes and the record stores."""
+    entry = get_backbone(spec.backbone)
+    protocol = get_protocol(spec.protocol).with_epochs(spec.epochs)
+    effective = resolve_resolution(entry, spec.resolution, spec.resolution_policy)  # type: ignore[arg-type]
+    v = versions()
+    return {
+        "spec": spec.to_dict(),
+        "arch": entry.arch,
+        "protocol": protocol.to_dict(),
+        "effective_resolution": effective,
+        "versions": {k: v[k] for k in ("backbone-bench", "torch", "timm")},
+    }
+
+
+def record_path(results_dir: Path, spec: RunSpec, key: str) -> Path:
+    return results_dir / "runs" / spec.dataset / spec.backbone / f"{spec.stem(key)}.json"
+
+
+def run(
+    spec: RunSpec,
+    results_dir: Path,
+    device: torch.device,
+    progress: ProgressFn | None = None,
+    engine: EngineConfig | None = None,
+) -> dict:
+    """Run ``spec`` and write its record (``ok`` or ``failed``); returns the record.
+
+    ``engine`` defaults to :func:`bench.train.loop.engine_for` the device and ``spec.precision`` (all off on the
+    CPU); the record says what was asked (``spec.precision``, when not auto) and what ran (``engine``).
+    """
+    resolved = resolve(spec)
+    key = config_key(resolved)
+    path = record_path(results_dir, spec, key)
+    record: dict = {
+        "schema": SCHEMA_VERSION,
+        "key": key,
+        "status": "running",
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **resolved,
+        "environment": {
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "platform": platform.platform(),
+            "device": device_fingerprint(device),
+        },
+        "timings_s": {},
+    }
+    try:
+        _train_and_evaluate(spec, resolved, record, results_dir, device, progress, engine)
+        record["status"] = "ok"
+    except (BenchError, torch.OutOfMemoryError) as err:
+        record["status"] = "failed"
+        record["error"] = f"{type(err).__name__}: {err}".splitlines()[0]
+    write_json(path, record)
+    RunCheckpoint(path.with_suffix(".ckpt"), key).remove()  # the record is final: nothing left to resume
+    return record
+
+
+def _train_and_evaluate(
+    spec: RunSpec,
+    resolved: dict,
+    record: dict,
+    results_dir: Path,
+    device: torch.device,
+    progress: ProgressFn | None,
+    engine: EngineConfig | None,
+) -> None:
+    path = record_path(results_dir, spec, record["key"])
+    timings = record["timings_s"]
+    protocol = get_protocol(spec.protocol).with_epochs(spec.epochs)
+    resolution = resolved["effective_resolution"]
+
+    t = time.perf_counter()
+    data = load_dataset(spec.dataset, resolution, Path(spec.data_root) if spec.data_root else None)
+    timings["data"] = time.perf_counter() - t
+    record["dataset"] = _dataset_summary(data)
+    _save_split(results_dir, data)
+    engine = engine or engine_for(device, _image_bytes(data), precision=spec.precision)
+    record["engine"] = engine.to_dict()
+    if engine.data_on_device:
+        data = _on_device(data, device)
+
+    t = time.perf_counter()
+    torch.manual_seed(spec.seed)
+    np.random.seed(spec.seed)
+    model, provenance = create_backbone(spec.backbone, data.num_classes, protocol.pretrained, spec.weights_file)
+    record["backbone"] = {
+        "name": spec.backbone,
+        "arch": resolved["arch"],
+        "weights": provenance,
+        **model_stats(model, resolution),
+    }
+    model.to(device, memory_format=torch.channels_last if engine.channels_last else torch.contiguous_format)
+    cfg = resolve_data_config({}, model=model)
+    pipeline = BatchPipeline(cfg["mean"], cfg["std"], device, engine.channels_last, engine.pin_memory)
+    timings["build"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if progress is not None:
+        progress({"event": "start", "total_steps": _total_steps(protocol, len(data.train.labels))})
+    ckpt = RunCheckpoint(path.with_suffix(".ckpt"), record["key"])
+    fitted = fit(model, protocol, data.train, data.val, data.classes, pipeline, spec.seed, progress, ckpt, engine)
+    timings["train"] = time.perf_counter() - t  # since the resume point, if resumed
+    record["resumed_at_epoch"] = ckpt.resumed_at_epoch
+    record["history"] = [vars(h) for h in fitted.history]
+    record["selection"] = {
+        "on": protocol.select_on,
+        "best_epoch": fitted.best_epoch,
+        "best_score": fitted.best_score,
+        "stopped_early": fitted.stopped_early,
+    }
+    best = next(h for h in fitted.history if h.epoch == fitted.best_epoch)
+    record["val"] = best.val | {"loss": best.val_loss}
+
+    # The one and only look at the test split, after model selection.
+    t = time.perf_counter()
+    probs = predict(model, data.test, pipeline, engine.eval_batch_size, engine.amp)
+    labels = data.test.labels.cpu().numpy()
+    record["test"] = compute_metrics(labels, probs, data.classes)
+    write_probs(path.with_suffix(".probs.npz"), data.test.ids, labels, probs)
+    timings["eval"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    config = dataclasses.replace(RUN_LATENCY, device=str(device))
+    latency = measure_latency(model, (3, resolution, resolution), config, backbone=spec.backbone)
+    record["latency"] = [r.to_dict() for r in latency]
+    timings["latency"] = time.perf_counter() - t
+
+
+def _total_steps(protocol, n_train: int) -> int:
+    steps = -(-n_train // protocol.batch_size)
+    return sum(p.epochs for p in protocol.phases) * steps
+
+
+def _image_bytes(data: LoadedDataset) -> int:
+    return sum(s.images.numel() * s.images.element_size() for s in (data.train, data.val, data.test))
+
+
+def _on_device(data: LoadedDataset, device: torch.device) -> LoadedDataset:
+    """The splits' images and labels copied to ``device`` once, so training never copies a batch."""
+
+    def move(split: Split) -> Split:
+        return Split(images=split.images.to(device), labels=split.labels.to(device), ids=split.ids)
+
+    return dataclasses.replace(data, train=move(data.train), val=move(data.val), test=move(data.test))
+
+
+def _dataset_summary(data: LoadedDataset) -> dict:
+    def counts(split) -> list[int]:
+        return np.bincount(split.labels.numpy(), minlength=data.num_classes).tolist()
+
+    return {
+        "name": data.entry.name,
+        "classes": list(data.classes),
+        "fingerprint": data.fingerprint,
+        "resolution": data.resolution,
+        "class_counts": {"train": counts(data.train), "val": counts(data.val), "test": counts(data.test)},
+        "audit": data.audit,
+    }
+
+
+def _save_split(results_dir: Path, data: LoadedDataset) -> None:
+    """The split assignment, once per data fingerprint, so any run's split can be audited."""
+    path = results_dir / "splits" / f"{data.entry.name}-{data.fingerprint[:12]}.csv"
+    if not path.exists():
+        atomic_write_bytes(path, data.split_assignment().to_csv(index=False).encode())

@@ -1,0 +1,174 @@
+"""The ``bench`` command end to end on a tiny dataset: run, resume, leaderboard, and user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli.commands import main
+from bench.runs.record import load_records
+
+
+def bench(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real console entry point, as a user would."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from bench.cli.commands import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"bench {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+RUN = (
+    "run",
+    "--backbones",
+    "test_resnet",
+    "--datasets",
+    "tiny",
+    "--seeds",
+    "0,1",
+    "--epochs",
+    "2",
+    "--results-dir",
+    "results",
+    "--device",
+    "cpu",
+)
+
+
+def test_run_trains_records_and_ranks(project, tmp_path):
+    out = bench(*RUN).stdout
+    assert "2 run(s) done (0 failed)" in out
+    assert "tiny: test split" in out and "majority" in out
+    records = load_records(tmp_path / "results")
+    assert len(records) == 2 and {r["status"] for r in records} == {"ok"}
+    rec = records[0]
+    # Provenance a reader needs to trust the number.
+    assert rec["backbone"]["weights"] == {"source": "random-init"} and rec["backbone"]["params"] > 0
+    assert rec["dataset"]["fingerprint"] and rec["environment"]["versions"]["torch"]
+    assert len(rec["history"]) == 2 and rec["test"]["confusion_matrix"]
+    assert rec["latency"][0]["batch_size"] == 1
+    assert (tmp_path / "results" / "leaderboards" / "tiny.md").exists()
+    assert list((tmp_path / "results" / "splits").glob("tiny-*.csv"))
+    assert len(list((tmp_path / "results" / "runs").rglob("*.probs.npz"))) == 2
+
+    # Resume: the same sweep again finds everything finished and writes no duplicate.
+    again = bench(*RUN).stdout
+    assert "0 run(s) done (0 failed), 2 already finished" in again
+    assert len(load_records(tmp_path / "results")) == 2
+
+
+def test_leaderboard_from_records_alone(project, tmp_path):
+    bench(*RUN[:-4], "--seeds", "0", "--epochs", "1", "--results-dir", "results")
+    out = bench("leaderboard", "--results-dir", "results", "--metric", "auc").stdout
+    assert "sorted by auc" in out and "test_resnet" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("run", "--backbones", "resnet181", "--datasets", "tiny"), "unknown backbone 'resnet181'"),
+        (("run", "--backbones", "resnet18", "--datasets", "tiny2"), "unknown dataset 'tiny2'"),
+        (("run", "--backbones", "resnet18"), "needs both --backbones and --datasets"),
+        (("run", "--backbones", "resnet18", "--datasets", "tiny", "--seeds", "a"), "--seeds takes"),
+        (("run", "--sweep", "missing.toml"), "missing.toml: cannot read"),
+        (("run", "--backbones", "resnet18", "--datasets", "tiny", "--protocol", "nope"), "unknown protocol 'nope'"),
+        (("leaderboard", "--results-dir", "empty"), "no run records under empty/runs"),
+        (
+            ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--precision", "fp8"),
+            "--precision takes auto, fp32, bf16, fp16, got 'fp8'",
+        ),
+        (
+            ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--device", "cpu", "--precision", "bf16"),
+            "--precision bf16 needs a CUDA device, not cpu",
+        ),
+    ],
+)
+def test_user_errors_are_one_line(project, args, message, monkeypatch, capsys):
+    """In-process (the subprocess path is covered above): exit status 2 and exactly one line."""
+    monkeypatch.setattr(sys, "argv", ["bench", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out = capsys.readouterr()
+    assert exit_info.value.code == 2, out
+    assert message in out.err and "Traceback" not in out.out + out.err
+    assert len(out.err.strip().splitlines()) == 1, out.err
+
+
+def test_pretrained_unavailable_is_a_failed_run_not_a_random_model(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    bench("run", "--backbones", "test_resnet", "--datasets", "tiny", "--protocol", "linear", "--epochs", "1")
+    (record,) = load_records(tmp_path / "results")
+    assert record["status"] == "failed" and "WeightsError" in record["error"]
+    assert "test" not in record
+
+
+def test_sweep_file(project, tmp_path):
+    sweep = tmp_path / "mine.toml"
+    sweep.write_text(
+        'name = "mine"\n[[group]]\nbackbones = ["test_resnet"]\ndatasets = ["tiny"]\nseeds = [3]\nepochs = 1\n'
+    )
+    bench("run", "--sweep", str(sweep))
+    (record,) = load_records(tmp_path / "results")
+    assert record["spec"]["seed"] == 3 and json.loads(json.dumps(record["protocol"]))["name"] == "scratch"
+
+
+def _in_process(monkeypatch, capsys, *args: str) -> str:
+    monkeypatch.setattr(sys, "argv", ["bench", *args])
+    main()
+    return capsys.readouterr().out
+
+
+def test_precision_is_a_run_of_its_own_unless_auto(project, tmp_path, monkeypatch, capsys):
+    """fp32 is another run than auto (on the CPU, the same numbers); --precision auto finds the plain run done."""
+    adhoc = ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--epochs", "1", "--device", "cpu")
+    assert "1 run(s) done (0 failed), 0 already finished" in _in_process(monkeypatch, capsys, *adhoc)
+    out = _in_process(monkeypatch, capsys, *adhoc, "--precision", "fp32")
+    assert "1 run(s) done (0 failed), 0 already finished" in out
+    out = _in_process(monkeypatch, capsys, *adhoc, "--precision", "auto")
+    assert "0 run(s) done (0 failed), 1 already finished" in out
+    records = {r["spec"]["precision"]: r for r in load_records(tmp_path / "results")}
+    assert records.keys() == {"auto", "fp32"} and records["auto"]["key"] != records["fp32"]["key"]
+    assert records["fp32"]["test"] == records["auto"]["test"]  # autocast is off on the CPU either way
+    assert [r["engine"]["amp"] for r in records.values()] == [None, None]
+
+
+@pytest.mark.parametrize(
+    "line, precision, refused_on_cpu",
+    [
+        ("", "auto", None),
+        ('precision = "fp32"', "fp32", None),
+        ('precision = "bf16"', "bf16", "--precision bf16 needs a CUDA device, not cpu"),
+        ('precision = "fp16"', "fp16", "--precision fp16 needs a CUDA device, not cpu"),
+    ],
+)
+def test_sweep_group_precision(line, precision, refused_on_cpu, project, tmp_path, monkeypatch, capsys):
+    from bench.runs.sweep import load_sweep
+
+    sweep = tmp_path / "mine.toml"
+    sweep.write_text(f'name = "mine"\n[[group]]\nbackbones = ["test_resnet"]\ndatasets = ["tiny"]\n{line}\n')
+    assert [s.precision for s in load_sweep(sweep).expand()] == [precision]
+    if refused_on_cpu:
+        with pytest.raises(SystemExit) as exit_info:
+            _in_process(monkeypatch, capsys, "run", "--sweep", str(sweep), "--device", "cpu")
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and refused_on_cpu in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "results").exists()
+
+
+def test_sweep_group_precision_is_checked(project, tmp_path):
+    from bench.errors import ConfigError
+    from bench.runs.sweep import load_sweep
+
+    sweep = tmp_path / "mine.toml"
+    sweep.write_text('name = "mine"\n[[group]]\nbackbones = ["r"]\ndatasets = ["d"]\nprecision = "fp8"\n')
+    with pytest.raises(ConfigError, match=r"mine.toml: .*precision.* 'fp8'.*'auto', 'fp32', 'bf16', 'fp16'"):
+        load_sweep(sweep)

@@ -1,0 +1,133 @@
+"""Which parameters train in which phase, for every preset and a spread of architectures."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from bench.errors import ConfigError
+from bench.protocol.spec import PRESETS, Phase, apply_phase, get_protocol, layer_groups, set_train_mode
+
+ARCHS = ["resnet18", "tf_efficientnet_lite0", "densenet121", "convnext_tiny", "vgg16"]
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def model(request) -> nn.Module:
+    return timm.create_model(request.param, num_classes=3)
+
+
+def _head_names(model: nn.Module) -> set[str]:
+    head = {id(p) for p in model.get_classifier().parameters()}
+    return {n for n, p in model.named_parameters() if id(p) in head}
+
+
+def _trainable(model: nn.Module) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_head_only_trains_exactly_the_classifier(model):
+    apply_phase(model, Phase("head", epochs=1, lr=1e-3, trainable=0.0))
+    assert _trainable(model) == _head_names(model)
+
+
+def test_full_phase_trains_everything(model):
+    apply_phase(model, Phase("full", epochs=1, lr=1e-3, trainable=1.0))
+    assert _trainable(model) == {n for n, _ in model.named_parameters()}
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.75])
+def test_top_fraction_is_the_top_groups(model, fraction):
+    groups = layer_groups(model)
+    apply_phase(model, Phase("top", epochs=1, lr=1e-3, trainable=fraction))
+    n_top = math.ceil(fraction * len(groups))
+    expected = {n for g in groups[-n_top:] for n in g} | _head_names(model)
+    assert _trainable(model) == expected
+    bottom = {n for g in groups[: len(groups) - n_top] for n in g}
+    assert not bottom & _trainable(model), "a lower group trains"
+
+
+def test_freeze_bn_holds_statistics_and_affine(model):
+    phase = Phase("top", epochs=1, lr=1e-3, trainable=1.0, freeze_bn=True)
+    apply_phase(model, phase)
+    set_train_mode(model, phase)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        assert not bn.training
+        assert not any(p.requires_grad for p in bn.parameters())
+    if bns:  # running stats must not move in a training forward pass
+        before = bns[0].running_mean.clone()
+        model(torch.randn(2, 3, 32, 32))
+        assert torch.equal(before, bns[0].running_mean)
+
+
+def test_frozen_bottom_batchnorm_is_in_eval_mode():
+    model = timm.create_model("resnet18", num_classes=2)
+    phase = Phase("top", epochs=1, lr=1e-3, trainable=0.3, freeze_bn=False)
+    apply_phase(model, phase)
+    set_train_mode(model, phase)
+    assert not model.bn1.training  # stem: frozen
+    assert model.layer4[1].bn2.training  # top group: trains with live statistics
+
+
+@pytest.mark.parametrize(
+    "name, phases, pretrained",
+    [
+        ("scratch", 1, False),
+        ("linear", 1, True),
+        ("staged", 3, True),
+        ("staged-s1", 3, True),
+        ("medmnist-v2", 1, False),
+    ],
+)
+def test_presets(name, phases, pretrained):
+    protocol = get_protocol(name)
+    assert len(protocol.phases) == phases and protocol.pretrained is pretrained
+
+
+def test_staged_presets_follow_the_seed_protocols():
+    s0, s1 = PRESETS["staged"], PRESETS["staged-s1"]
+    assert [p.trainable for p in s0.phases] == [0.0, 0.3, 1.0]
+    assert [p.epochs for p in s1.phases] == [5, 25, 5] and s1.phases[1].trainable == 0.75
+    assert s0.phases[2].lr < s0.phases[1].lr < s0.phases[0].lr
+
+
+def test_medmnist_v2_setting():
+    p = PRESETS["medmnist-v2"]
+    assert (p.phases[0].epochs, p.phases[0].lr, p.batch_size) == (100, 1e-3, 128)
+    assert (p.schedule, p.milestones) == ("step", (50, 75))
+    assert not p.augment.enabled and p.select_on == "auc"
+
+
+@pytest.mark.parametrize("epochs, expected", [(2, (2, 2, 2)), ((1, 2, 3), (1, 2, 3))])
+def test_with_epochs(epochs, expected):
+    assert tuple(p.epochs for p in PRESETS["staged"].with_epochs(epochs).phases) == expected
+
+
+def test_with_epochs_wrong_count():
+    with pytest.raises(ConfigError, match="3 phases, got 2"):
+        PRESETS["staged"].with_epochs((1, 2))
+
+
+def test_protocol_from_toml(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        'name = "mine"\npretrained = false\nbatch_size = 64\n'
+        '[[phases]]\nname = "full"\nepochs = 3\nlr = 0.01\ntrainable = 1.0\n'
+    )
+    protocol = get_protocol(str(path))
+    assert protocol.batch_size == 64 and protocol.phases[0].epochs == 3
+
+
+@pytest.mark.parametrize("name, match", [("nonsense", "unknown protocol 'nonsense'"), ("bad.toml", "cannot read")])
+def test_unknown_protocol(name, match):
+    with pytest.raises(ConfigError, match=match):
+        get_protocol(name)
+
+
+def test_bad_phase_fraction():
+    with pytest.raises(ConfigError, match="trainable must be in"):
+        Phase("x", epochs=1, lr=1e-3, trainable=1.5)
