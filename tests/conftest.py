@@ -29,6 +29,7 @@ def project(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "home"
     shutil.copytree(REPO / "backbones", home / "backbones")
     shutil.copytree(REPO / "sweeps", home / "sweeps")
+    shutil.copytree(REPO / "protocols", home / "protocols")
     (home / "datasets").mkdir()
     (home / "data").mkdir()
     _tiny_npz(home / "data" / "tiny.npz")

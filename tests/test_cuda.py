@@ -10,10 +10,12 @@ import pytest
 import timm
 import torch
 
-from bench.latency.measure import LatencyConfig, measure_latency
+from bench.latency.measure import measure_latency
+from bench.latency.timing import LatencyConfig
 from bench.runs.record import RunSpec
 from bench.runs.runner import run
-from bench.train.loop import BatchPipeline, engine_for
+from bench.train.engine import engine_for
+from bench.train.pipeline import BatchPipeline
 from bench.train.utilisation import GpuUtilisation
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bench.environment.device import resolve_device
 from bench.errors import BenchError, ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0] if __doc__ else None)
@@ -39,14 +40,6 @@ def _ints(value: str | None, option: str) -> list[int] | None:
         return [int(v) for v in _csv(value)] if value else None
     except ValueError:
         raise ConfigError(f"{option} takes comma-separated integers, got {value!r}") from None
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: no CUDA device is visible on this machine")
-    return torch.device(name)
 
 
 @app.command()
@@ -82,10 +75,11 @@ def run(
     ] = 1,
 ) -> None:
     """Train and evaluate a sweep (default: the bundled-data sweep), then print the leaderboards."""
+    from bench.precision import PRECISIONS
     from bench.runs.executors import LocalExecutor, RayExecutor, visible_devices
-    from bench.runs.record import PRECISIONS, load_records
+    from bench.runs.record import load_records
     from bench.runs.sweep import Group, Sweep, default_sweep_path, load_sweep, plan_runs
-    from bench.train.loop import check_precision
+    from bench.train.engine import check_precision
 
     if backbones or datasets:
         if not (backbones and datasets):
@@ -119,7 +113,7 @@ def run(
         executor = RayExecutor(ray_address, device, cpus_per_task, retries)
         here = [torch.device("cpu")] if device == "cpu" else []  # Ray's GPUs are on its nodes: each run checks its own
     else:
-        here = visible_devices(_device(device))
+        here = visible_devices(resolve_device(device))
         executor = LocalExecutor(here, retries)
     for requested in dict.fromkeys(s.precision for s in specs):
         for each in here:
@@ -266,7 +260,8 @@ def list_backbones_cmd(
 @list_app.command("datasets")
 def list_datasets_cmd() -> None:
     """Registered datasets with classes and split sizes (from metadata, without decoding images)."""
-    from bench.data.dataset import describe_dataset, list_datasets
+    from bench.data.entries import list_datasets
+    from bench.data.loading import describe_dataset
 
     table = Table(title="datasets", header_style="bold")
     for col in ("name", "classes", "train", "val", "test", "groups in >1 split", "shares source with"):
@@ -297,7 +292,9 @@ def latency(
     results_dir: ResultsDir = Path("results"),
 ) -> None:
     """Inference latency per backbone: p50/p90/p99, throughput, CV and peak memory, with a device fingerprint."""
-    from bench.latency.measure import LatencyConfig, benchmark_backbones, latency_table, save_latency_records
+    from bench.latency.measure import benchmark_backbones
+    from bench.latency.report import latency_table, save_latency_records
+    from bench.latency.timing import LatencyConfig
     from bench.models.registry import get_backbone, list_backbones
 
     names = _csv(backbones) or [e.name for e in list_backbones()]
@@ -309,7 +306,7 @@ def latency(
         channels_last=channels_last,
         compile=compile,
         time_budget_s=budget,
-        device=str(_device(device)),
+        device=str(resolve_device(device)),
     )
     results = benchmark_backbones(names, resolution, config)
     console.print(latency_table(results))
@@ -380,7 +377,7 @@ def profile_cmd(
         protocol=protocol,
         channels=channels,
         threads=threads,
-        device=str(_device(device)),
+        device=str(resolve_device(device)),
     )
     console.print(profile_table(profile(config), protocol))
 
@@ -484,7 +481,7 @@ def check_cmd(
     specs = load_sweep(sweep).expand()
     if results_dir is None:
         with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
-            current = _rerun_reference(specs, Path(tmp), refs, _device(device))
+            current = _rerun_reference(specs, Path(tmp), refs, resolve_device(device))
     elif results_dir.resolve() == reference.resolve():
         raise ConfigError(f"--results-dir {results_dir} is the reference itself: point it at a rerun")
     else:

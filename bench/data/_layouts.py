@@ -2,8 +2,8 @@
 
 A reader turns a folder or file into :class:`Items`: one row per image (id, label index, optional group
 such as a lesion, optional published split) plus an :class:`ImageSource` that can decode those images.
-Splitting, caching and auditing happen in :mod:`bench.data.dataset` on top of this table, so every layout gets
-the same split policies and the same checks. Reading a table never decodes an image, which keeps
+Splitting, caching and auditing happen on top of this table (:mod:`bench.data.splits`, :mod:`bench.data.loading`),
+so every layout gets the same split policies and the same checks. Reading a table never decodes an image, which keeps
 ``bench list datasets`` fast even for the full-size downloads.
 """
 

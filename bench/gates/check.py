@@ -361,7 +361,7 @@ COMMAND_LINE = re.compile(r"^Command: `bench reproduction --sweep (?P<sweep>\S+)
 
 def regenerate_latency(path: str, root: Path) -> str | None:
     """The Markdown summary of a ``bench latency`` record, from the JSON beside it."""
-    from bench.latency.measure import latency_markdown
+    from bench.latency.report import latency_markdown
 
     match = LATENCY_FILE.fullmatch(path)
     if match is None:

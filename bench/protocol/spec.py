@@ -1,25 +1,24 @@
-"""The shared transfer-learning protocol: typed config, presets, and layer freezing.
+"""The shared transfer-learning protocol: a typed config read from ``protocols/<name>.toml`` or any TOML file.
 
-One protocol is a list of phases. Each phase says how much of the network trains (a fraction of
-timm's layer groups, counted from the top; 0 means the classifier head alone), for how many epochs,
-at which learning rate, and whether BatchNorm stays frozen. The layer groups come from each model's
-own ``group_matcher``, so "unfreeze the top 30%" means the same thing for every architecture without
-per-architecture code.
+One protocol is a list of phases. Each phase says how much of the network trains (a fraction of timm's
+layer groups, counted from the top; 0 means the classifier head alone; :mod:`bench.protocol.finetune`), for
+how many epochs, at which learning rate, and whether BatchNorm stays frozen. The presets are data, like the
+backbone and dataset registries: adding one is adding a file ``protocols/<name>.toml``, whose ``name``
+equals the file name. A file holds :class:`Protocol`'s fields, phases as ``[[phases]]`` tables and the
+augmentation as an ``[augment]`` table; ``early_stopping_patience = false`` turns early stopping off (TOML
+has no null).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from timm.models import group_parameters
-from torch import nn
-
 from bench.config import from_mapping, load_toml
 from bench.errors import ConfigError
+from bench.paths import project_root
 
 
 @dataclass(frozen=True)
@@ -87,114 +86,34 @@ class Protocol:
         return dataclasses.asdict(self)
 
 
-_FLIP_ROT_ZOOM = Augment(rotation=15.0, hflip=True, vflip=True, zoom=0.1)
+def protocols_dir() -> Path:
+    return project_root() / "protocols"
 
-PRESETS: dict[str, Protocol] = {
-    "scratch": Protocol(
-        name="scratch",
-        pretrained=False,
-        phases=(Phase("full", epochs=20, lr=1e-3, trainable=1.0),),
-        augment=_FLIP_ROT_ZOOM,
-    ),
-    "linear": Protocol(
-        name="linear",
-        pretrained=True,
-        phases=(Phase("head", epochs=20, lr=1e-3, trainable=0.0),),
-        augment=_FLIP_ROT_ZOOM,
-    ),
-    # S0: head only, then the top 30% of layer groups with BatchNorm frozen, then everything at a low lr.
-    "staged": Protocol(
-        name="staged",
-        pretrained=True,
-        optimizer="adamw",
-        weight_decay=1e-4,
-        phases=(
-            Phase("head", epochs=5, lr=1e-3, trainable=0.0),
-            Phase("top", epochs=5, lr=1e-4, trainable=0.3, freeze_bn=True),
-            Phase("full", epochs=5, lr=1e-5, trainable=1.0, freeze_bn=True),
-        ),
-        augment=_FLIP_ROT_ZOOM,
-    ),
-    # S1: the longer variant, three quarters of the network unfrozen in the middle phase.
-    "staged-s1": Protocol(
-        name="staged-s1",
-        pretrained=True,
-        optimizer="adamw",
-        weight_decay=1e-4,
-        phases=(
-            Phase("head", epochs=5, lr=1e-3, trainable=0.0),
-            Phase("top", epochs=25, lr=1e-4, trainable=0.75, freeze_bn=True),
-            Phase("full", epochs=5, lr=1e-5, trainable=1.0, freeze_bn=True),
-        ),
-        augment=_FLIP_ROT_ZOOM,
-    ),
-    # MedMNIST v2 (Yang et al. 2023): 100 epochs, Adam 1e-3 decayed x0.1 at 50 and 75, batch 128,
-    # no augmentation, model chosen on validation AUC; no early stopping.
-    "medmnist-v2": Protocol(
-        name="medmnist-v2",
-        pretrained=False,
-        phases=(Phase("full", epochs=100, lr=1e-3, trainable=1.0),),
-        schedule="step",
-        milestones=(50, 75),
-        early_stopping_patience=None,
-        select_on="auc",
-    ),
-}
+
+def list_protocols() -> list[str]:
+    """The preset names: the files in ``protocols/``, sorted."""
+    return sorted(p.stem for p in protocols_dir().glob("*.toml"))
 
 
 def get_protocol(name_or_path: str) -> Protocol:
-    """A preset by name, or a protocol TOML file (same fields as :class:`Protocol`)."""
-    if name_or_path in PRESETS:
-        return PRESETS[name_or_path]
+    """A preset by name (``protocols/<name>.toml``), or a protocol TOML file given by its path."""
+    preset = protocols_dir() / f"{name_or_path}.toml"
+    if Path(name_or_path).name == name_or_path and preset.is_file():
+        protocol = read_protocol(preset)
+        if protocol.name != preset.stem:
+            problem = f"is '{protocol.name}' but must equal the file name '{preset.stem}'"
+            raise ConfigError(f"{preset}: field 'name' {problem}")
+        return protocol
     path = Path(name_or_path)
     if path.suffix == ".toml":
-        return from_mapping(Protocol, load_toml(path), str(path))
-    raise ConfigError(f"unknown protocol {name_or_path!r}; presets: {', '.join(PRESETS)} (or a path to a .toml file)")
+        return read_protocol(path)
+    presets = ", ".join(list_protocols()) or f"none in {protocols_dir()}"
+    raise ConfigError(f"unknown protocol {name_or_path!r}; presets: {presets} (or a path to a .toml file)")
 
 
-def layer_groups(model: nn.Module) -> list[list[str]]:
-    """Parameter names of the model's body, grouped bottom to top by timm's ``group_matcher``.
-
-    The classifier (``get_classifier()``) is left out: it always trains.
-    """
-    head = {id(p) for p in model.get_classifier().parameters()}
-    names = {id(p): n for n, p in model.named_parameters()}
-    head_names = {names[i] for i in head}
-    groups = group_parameters(model, model.group_matcher(coarse=False))
-    body = [[n for n in names_ if n not in head_names] for _, names_ in sorted(groups.items())]
-    return [g for g in body if g]
-
-
-def apply_phase(model: nn.Module, phase: Phase) -> list[str]:
-    """Set ``requires_grad`` for ``phase``; returns the names of the parameters that train.
-
-    The top ``ceil(trainable * n)`` body groups and the head train. With ``freeze_bn``, BatchNorm
-    affine parameters stay fixed too (their running statistics are held by :func:`set_train_mode`).
-    """
-    groups = layer_groups(model)
-    n_top = math.ceil(phase.trainable * len(groups))
-    trainable = {n for g in groups[len(groups) - n_top :] for n in g}
-    trainable |= {n for n, p in model.named_parameters() if _is_head(model, p)}
-    bn_params = {f"{m_name}.{p_name}" for m_name, m in _batchnorms(model) for p_name, _ in m.named_parameters()}
-    if phase.freeze_bn:
-        trainable -= bn_params
-    for name, param in model.named_parameters():
-        param.requires_grad_(name in trainable)
-    return sorted(trainable)
-
-
-def set_train_mode(model: nn.Module, phase: Phase) -> None:
-    """``model.train()``, except BatchNorm layers that must keep their statistics (frozen or ``freeze_bn``)."""
-    model.train()
-    for _, module in _batchnorms(model):
-        frozen = not any(p.requires_grad for p in module.parameters())
-        if phase.freeze_bn or frozen:
-            module.eval()
-
-
-def _is_head(model: nn.Module, param: nn.Parameter) -> bool:
-    return any(param is p for p in model.get_classifier().parameters())
-
-
-def _batchnorms(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+def read_protocol(path: Path) -> Protocol:
+    """Read and validate one protocol TOML; every mistake is a ConfigError naming the file and field."""
+    data = load_toml(path)
+    if data.get("early_stopping_patience") is False:
+        data["early_stopping_patience"] = None
+    return from_mapping(Protocol, data, str(path))

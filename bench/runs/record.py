@@ -17,23 +17,21 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 
 from bench.errors import ConfigError, ResultsError
+from bench.precision import PRECISIONS, Precision
 
 SCHEMA_VERSION = 1
-
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """What to run; its resolved config's :func:`config_key` (with the protocol and versions) identifies the run.
 
-    ``precision`` is what the user asked of the engine (:func:`bench.train.loop.engine_for`): ``auto`` picks by
+    ``precision`` is what the user asked of the engine (:func:`bench.train.engine.engine_for`): ``auto`` picks by
     device, the others are kept to or refused. It enters the key only when it is not ``auto``, so the keys
     of records made before it existed (which ran ``auto``) stay valid.
     """

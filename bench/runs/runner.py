@@ -11,29 +11,30 @@ import dataclasses
 import datetime as dt
 import platform
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from timm.data import resolve_data_config
 
-from bench.data.dataset import LoadedDataset, Split, load_dataset
+from bench.data.loading import LoadedDataset, Split, load_dataset
 from bench.environment import git_commit, versions
+from bench.environment.device import device_fingerprint
 from bench.errors import BenchError
 from bench.evaluation.metrics import compute_metrics
-from bench.latency.measure import LatencyConfig, device_fingerprint, measure_latency
+from bench.latency.measure import measure_latency
+from bench.latency.timing import LatencyConfig
 from bench.models.registry import create_backbone, get_backbone, model_stats, resolve_resolution
 from bench.protocol.spec import get_protocol
+from bench.runs.checkpoint import RunCheckpoint
 from bench.runs.record import SCHEMA_VERSION, RunSpec, atomic_write_bytes, config_key, write_json, write_probs
-from bench.train.checkpoint import RunCheckpoint
-from bench.train.loop import BatchPipeline, EngineConfig, engine_for, fit, predict
+from bench.train.engine import EngineConfig, engine_for
+from bench.train.loop import ProgressFn, fit, predict
+from bench.train.pipeline import BatchPipeline
 
 # Latency inside a training run is a quick batch-1 figure on the trained model; `bench latency`
 # does the full sweep of batch sizes and precisions.
 RUN_LATENCY = LatencyConfig(batch_sizes=(1,), time_budget_s=3.0, warmup_iters=5, min_iters=20, max_iters=200)
-
-ProgressFn = Callable[[dict], None]
 
 
 def resolve(spec: RunSpec) -> dict:
@@ -64,7 +65,7 @@ def run(
 ) -> dict:
     """Run ``spec`` and write its record (``ok`` or ``failed``); returns the record.
 
-    ``engine`` defaults to :func:`bench.train.loop.engine_for` the device and ``spec.precision`` (all off on the
+    ``engine`` defaults to :func:`bench.train.engine.engine_for` the device and ``spec.precision`` (all off on the
     CPU); the record says what was asked (``spec.precision``, when not auto) and what ran (``engine``).
     """
     resolved = resolve(spec)

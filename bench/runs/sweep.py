@@ -15,8 +15,9 @@ from pathlib import Path
 from bench.config import from_mapping, load_toml
 from bench.errors import ConfigError
 from bench.paths import project_root
+from bench.precision import Precision
 from bench.reports.reproduction import Published
-from bench.runs.record import Precision, RunSpec
+from bench.runs.record import RunSpec
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Group:
     epochs: int | tuple[int, ...] | None = None
     resolution_policy: str = "upsize"
     weights_file: str | None = None
-    precision: Precision = "auto"  # of training and evaluation on CUDA; see bench.train.loop.engine_for
+    precision: Precision = "auto"  # of training and evaluation on CUDA; see bench.train.engine.engine_for
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class PlannedRun:
 
 def plan_runs(specs: list[RunSpec], results_dir: Path) -> list[PlannedRun]:
     """Resolve every spec up front (a typo fails before anything trains) and find what is finished."""
-    from bench.data.dataset import get_dataset_entry
+    from bench.data.entries import get_dataset_entry
     from bench.runs.record import config_key
     from bench.runs.runner import record_path, resolve
 

@@ -1,21 +1,19 @@
-"""The training engine: phases, epochs, early stopping and model selection on validation data.
+"""The training loop: epochs through the protocol's phases, early stopping, model selection on validation.
 
 It sees only the train and validation splits (:func:`fit` has no parameter through which test data
-could arrive); the runner evaluates the selected model on test once, afterwards. Images stay uint8
-tensors in memory; each batch is converted, augmented and normalised as a batch, so the per-step
-cost is the model's, not Python's.
+could arrive); the runner evaluates the selected model on test once, afterwards. How batches are made is
+:mod:`bench.train.pipeline`; precision and memory format are :mod:`bench.train.engine`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar
 from typing import Protocol as Protocol_
 
 import numpy as np
@@ -23,12 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data.dataset import Split
-from bench.errors import BenchError, ConfigError
+from bench.data.loading import Split
+from bench.errors import BenchError
 from bench.evaluation.metrics import compute_metrics
-from bench.protocol.spec import Augment, Phase, Protocol, apply_phase, set_train_mode
-from bench.runs.record import Precision
+from bench.precision import AmpDtype
+from bench.protocol.finetune import apply_phase, set_train_mode
+from bench.protocol.spec import Augment, Phase, Protocol
+from bench.train.engine import Amp, EngineConfig
+from bench.train.pipeline import BatchPipeline
 from bench.train.utilisation import GpuUtilisation
+
+ProgressFn = Callable[[dict], None]  # receives the step and epoch events of a run (and the runner's start event)
 
 
 class DivergedError(BenchError):
@@ -58,201 +61,6 @@ class FitResult:
     best_epoch: int = 0
     best_score: float = math.nan
     stopped_early: list[str] = field(default_factory=list)  # phases cut short by early stopping
-
-
-AmpDtype = Literal["bf16", "fp16"]
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-# A dataset moves to the GPU whole when its uint8 images take at most this share of the free memory:
-# the rest is for the model, its activations and the optimiser.
-DATA_ON_DEVICE_SHARE = 0.25
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """How training and inference use the device; :func:`engine_for` picks it per device and requested precision.
-
-    All off is the CPU setting: CPU results then stay bit-for-bit reproducible. On CUDA, reduced precision
-    and NHWC memory are what tensor cores need, and data already on the device (or in pinned memory, so
-    copies overlap compute) keeps the GPU from waiting on the host.
-    """
-
-    amp: AmpDtype | None = None  # autocast dtype of forward passes; fp16 adds a GradScaler
-    channels_last: bool = False  # model and batches in NHWC
-    data_on_device: bool = False  # the uint8 splits live on the device: no per-step host copy at all
-    pin_memory: bool = False  # host batches are pinned and copied asynchronously
-    fused_optimizer: bool = False  # one fused Adam kernel; it also lets GradScaler skip its per-step sync
-    eval_batch_size: int = 512  # the first try; :func:`predict` halves it on out-of-memory
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def engine_for(
-    device: torch.device,
-    data_bytes: int,
-    probe: Callable[[torch.device], tuple[bool, int]] | None = None,
-    precision: Precision = "auto",
-) -> EngineConfig:
-    """The engine settings for ``device``, a dataset of ``data_bytes`` (uint8 images, all splits) and ``precision``.
-
-    ``auto`` is bf16 autocast on CUDA (fp16 with a GradScaler where bf16 is missing) and fp32 on the CPU;
-    ``fp32`` turns autocast off and leaves the rest of the GPU settings on, which change speed, not numbers.
-    A precision the device cannot run is refused (:func:`check_precision`). ``probe`` returns (bf16
-    supported, free device bytes); it is the only CUDA call, so tests can fake it.
-    """
-    if device.type != "cuda":
-        _amp(device, precision, bf16=False)
-        return EngineConfig()
-    bf16, free_bytes = (probe or _cuda_probe)(device)
-    on_device = data_bytes <= DATA_ON_DEVICE_SHARE * free_bytes
-    return EngineConfig(
-        amp=_amp(device, precision, bf16),
-        channels_last=True,
-        data_on_device=on_device,
-        pin_memory=not on_device,
-        fused_optimizer=True,
-        eval_batch_size=1024,
-    )
-
-
-def check_precision(device: torch.device, precision: Precision) -> None:
-    """Refuse a precision ``device`` cannot run before a sweep starts, rather than as one failed record per run.
-
-    It only reads device properties (:func:`native_bf16`), so a driver can check the GPUs its workers will use
-    without allocating on them.
-    """
-    _amp(device, precision, bf16=device.type == "cuda" and native_bf16(device))
-
-
-def _amp(device: torch.device, precision: Precision, bf16: bool) -> AmpDtype | None:
-    """The autocast dtype ``precision`` means on ``device`` (``bf16``: whether it has bf16); ConfigError if it can't."""
-    if device.type != "cuda":
-        if precision in _AMP_DTYPES:
-            raise ConfigError(
-                f"--precision {precision} needs a CUDA device, not {device}: autocast on the CPU is slow, "
-                "use auto or fp32 there"
-            )
-        return None
-    if precision == "bf16" and not bf16:
-        raise ConfigError(f"--precision bf16: {device} has no native bf16 (before Ampere): use fp16 or fp32")
-    if precision == "auto":
-        return "bf16" if bf16 else "fp16"
-    return None if precision == "fp32" else precision
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 natively: compute capability 8 (Ampere) or later, or any ROCm GPU.
-
-    Older GPUs emulate bf16 slowly (``torch.cuda.is_bf16_supported()`` counts that as support): fp16 is the
-    precision to pick there, and a bf16 request is refused.
-    """
-    return bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
-
-
-def _cuda_probe(device: torch.device) -> tuple[bool, int]:
-    return native_bf16(device), torch.cuda.mem_get_info(device)[0]
-
-
-class Amp:
-    """Autocast around the forward pass and loss, with a GradScaler for fp16; plain fp32 when ``dtype`` is None."""
-
-    def __init__(self, dtype: AmpDtype | None, device: torch.device):
-        self.dtype = dtype
-        self.device_type = device.type
-        self.scaler = torch.amp.GradScaler(device.type) if dtype == "fp16" else None
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=_AMP_DTYPES[self.dtype])
-
-    def step(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
-        """Backward and optimiser step (gradients already zeroed)."""
-        if self.scaler is None:
-            loss.backward()
-            opt.step()
-            return
-        self.scaler.scale(loss).backward()
-        self.scaler.step(opt)
-        self.scaler.update()
-
-
-class BatchPipeline:
-    """uint8 images -> normalised float batches for a model, with optional batched augmentation.
-
-    Single-channel images are expanded to three channels as a view, so grayscale X-rays feed RGB
-    backbones without a stored copy. Host batches bound for a GPU are pinned first (``pin_memory``), so
-    the copy is asynchronous and the host does not wait for the device.
-    """
-
-    def __init__(
-        self,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        device: torch.device,
-        channels_last: bool = False,
-        pin_memory: bool = False,
-    ):
-        self.device = device
-        self.channels_last = channels_last
-        self.pin_memory = pin_memory
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255.0
-        self.inv_std = 1.0 / (torch.tensor(std, device=device).view(1, -1, 1, 1) * 255.0)
-
-    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.pin_memory and tensor.device.type == "cpu":
-            tensor = tensor.pin_memory()
-        return tensor.to(self.device, non_blocking=True)
-
-    def __call__(
-        self, images: torch.Tensor, augment: Augment | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        x = self.to_device(images)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = (x.float() - self.mean) * self.inv_std
-        if augment is not None and augment.enabled:
-            x = _augment(x, augment, generator)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-
-def _augment(x: torch.Tensor, aug: Augment, gen: torch.Generator | None) -> torch.Tensor:
-    """Random flips, rotation and zoom for a whole batch with one ``affine_grid``/``grid_sample``.
-
-    With flips alone the images are mirrored exactly instead, which is cheaper than resampling; the random
-    draws are the same either way, so the shortcut changes the cost, not which images flip. The draws are
-    made on the host (the generator is checkpointed) and reach the device in one copy that does not wait.
-    """
-    n = x.shape[0]
-
-    def uniform(lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(n, generator=gen)
-
-    angle = torch.deg2rad(uniform(-aug.rotation, aug.rotation))
-    scale = uniform(1 - aug.zoom, 1 + aug.zoom)
-    sx = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0) if aug.hflip else torch.ones(n)
-    sy = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0) if aug.vflip else torch.ones(n)
-    if not (aug.rotation or aug.zoom):
-        return _flip(x, sx, sy)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack(
-        [torch.stack([cos * sx, -sin * sy, torch.zeros(n)], 1), torch.stack([sin * sx, cos * sy, torch.zeros(n)], 1)],
-        1,
-    ).to(x.device, x.dtype, non_blocking=True)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-
-def _flip(x: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
-    """Mirror left-right the images whose ``sx`` is -1 and upside down those whose ``sy`` is -1 (host tensors)."""
-    for sign, dim in ((sx, -1), (sy, -2)):
-        flipped = sign < 0
-        if flipped.any():
-            x = torch.where(flipped.view(-1, 1, 1, 1).to(x.device, non_blocking=True), x.flip(dim), x)
-    return x
 
 
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -290,7 +98,7 @@ def predict(
     return torch.cat(out).cpu().double().numpy()
 
 
-def _evaluate(
+def evaluate(
     model: nn.Module,
     split: Split,
     pipeline: BatchPipeline,
@@ -298,6 +106,7 @@ def _evaluate(
     weight: torch.Tensor | None,
     engine: EngineConfig,
 ) -> tuple[float, dict]:
+    """Loss (class-weighted like training's) and metrics of ``model`` on ``split``: what selection looks at."""
     probs = predict(model, split, pipeline, engine.eval_batch_size, engine.amp)
     labels = split.labels.cpu()
     logp = torch.from_numpy(np.log(np.clip(probs, 1e-12, None)))
@@ -305,7 +114,8 @@ def _evaluate(
     return loss, compute_metrics(labels.numpy(), probs, classes)
 
 
-def _scheduler(opt: torch.optim.Optimizer, protocol: Protocol, phase: Phase, steps_per_epoch: int):
+def scheduler_for(opt: torch.optim.Optimizer, protocol: Protocol, phase: Phase, steps_per_epoch: int):
+    """The protocol's learning-rate schedule over one phase, stepped once per optimisation step."""
     if protocol.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, phase.epochs * steps_per_epoch))
     if protocol.schedule == "step":
@@ -314,13 +124,13 @@ def _scheduler(opt: torch.optim.Optimizer, protocol: Protocol, phase: Phase, ste
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
-def _optimizer(protocol: Protocol, params: list[nn.Parameter], lr: float, fused: bool = False) -> torch.optim.Optimizer:
+def optimizer_for(
+    protocol: Protocol, params: list[nn.Parameter], lr: float, fused: bool = False
+) -> torch.optim.Optimizer:
+    """The protocol's optimiser over ``params`` (a phase's trainable parameters) at ``lr``."""
     cls = torch.optim.AdamW if protocol.optimizer == "adamw" else torch.optim.Adam
     # fused=None keeps torch's default (for-loop on the CPU), which CPU results were recorded with
     return cls(params, lr=lr, weight_decay=protocol.weight_decay, fused=fused or None)
-
-
-ProgressFn = Callable[[dict], None]
 
 
 def train_step(
@@ -351,6 +161,39 @@ def train_step(
     return loss.detach()
 
 
+def train_one_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    pipeline: BatchPipeline,
+    train: Split,
+    protocol: Protocol,
+    gen: torch.Generator,
+    weight: torch.Tensor | None = None,
+    amp: Amp | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> tuple[float, float | None]:
+    """One pass over ``train`` in a fresh random order; returns the mean loss and the mean GPU utilisation.
+
+    The loss is summed on the device and read once at the end: the epoch's one host-device sync, so the
+    time the caller measures around it is real. ``on_step`` gets each step's number, from 1.
+    """
+    n = len(train.labels)
+    # One copy of the order per epoch, so that indexing on-device data never copies per step.
+    order = torch.randperm(n, generator=gen).to(train.images.device)
+    total = torch.zeros((), device=pipeline.device)
+    with GpuUtilisation(pipeline.device) as busy:
+        for step, i in enumerate(range(0, n, protocol.batch_size)):
+            idx = order[i : i + protocol.batch_size]
+            images, labels = train.images[idx], train.labels[idx]
+            loss = train_step(model, opt, sched, pipeline, images, labels, protocol.augment, gen, weight, amp)
+            total += loss * len(idx)
+            if on_step is not None:
+                on_step(step + 1)
+        train_loss = total.item() / n
+    return train_loss, busy.mean_pct
+
+
 @dataclass
 class FitState:
     """Where training stands at an epoch boundary: enough to resume exactly after a crash."""
@@ -363,13 +206,47 @@ class FitState:
     bad_epochs: int = 0
     result: FitResult = field(default_factory=FitResult)
 
+    def begin_phase(self, index: int) -> None:
+        self.phase_index, self.epochs_done_in_phase, self.phase_finished = index, 0, False
+        self.best_phase_loss, self.bad_epochs = math.inf, 0
+
+    def end_epoch(self, val_loss: float, phase: Phase, patience: int | None) -> bool:
+        """Count the epoch against early stopping (validation loss within the phase); True: stop the phase now."""
+        if val_loss < self.best_phase_loss:
+            self.best_phase_loss, self.bad_epochs = val_loss, 0
+        else:
+            self.bad_epochs += 1
+        self.epochs_done_in_phase += 1
+        stop = patience is not None and self.bad_epochs >= patience and self.epochs_done_in_phase < phase.epochs
+        if stop:
+            self.result.stopped_early.append(phase.name)
+        self.phase_finished = stop or self.epochs_done_in_phase == phase.epochs
+        return stop
+
 
 class Checkpointer(Protocol_):
-    """Saves and restores training at epoch boundaries (:class:`bench.train.checkpoint.RunCheckpoint`)."""
+    """Saves and restores training at epoch boundaries (:class:`bench.runs.checkpoint.RunCheckpoint`)."""
 
     def load(self) -> dict | None: ...
 
     def save(self, payload: dict) -> None: ...
+
+
+@dataclass
+class _Fit:
+    """What every epoch of one :func:`fit` shares."""
+
+    model: nn.Module
+    protocol: Protocol
+    train: Split
+    val: Split
+    classes: tuple[str, ...]
+    pipeline: BatchPipeline
+    engine: EngineConfig
+    amp: Amp
+    gen: torch.Generator
+    weight: torch.Tensor | None
+    progress: ProgressFn | None
 
 
 def fit(
@@ -393,112 +270,124 @@ def fit(
     all off) sets precision and memory format; ``train`` may already live on the device.
     """
     engine = engine or EngineConfig()
+    weight = class_weights(train.labels, len(classes)).to(pipeline.device) if protocol.class_weighted_loss else None
     amp = Amp(engine.amp, pipeline.device)
     gen = torch.Generator().manual_seed(seed)
-    weight = class_weights(train.labels, len(classes)).to(pipeline.device) if protocol.class_weighted_loss else None
-    state = FitState()
-    best_state = copy.deepcopy(model.state_dict())
+    run = _Fit(model, protocol, train, val, classes, pipeline, engine, amp, gen, weight, progress)
     saved = checkpoint.load() if checkpoint is not None else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        best_state = saved["best_model"]
-        gen.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        if amp.scaler is not None and "scaler" in saved:
-            amp.scaler.load_state_dict(saved["scaler"])
-        state = _state_from_dict(saved["state"])
-    result = state.result
-    lower_is_better = protocol.select_on == "loss"
-    n = len(train.labels)
-    steps = math.ceil(n / protocol.batch_size)
+    state, best_model = _resume(run, saved) if saved is not None else (FitState(), copy.deepcopy(model.state_dict()))
+    steps_per_epoch = math.ceil(len(train.labels) / protocol.batch_size)
     for phase_index, phase in enumerate(protocol.phases):
-        if phase_index < state.phase_index or phase.epochs == 0:
-            continue
         resuming = saved is not None and phase_index == state.phase_index
-        if resuming and state.phase_finished:
+        if phase_index < state.phase_index or phase.epochs == 0 or (resuming and state.phase_finished):
             continue
         names = set(apply_phase(model, phase))
         params = [p for name, p in model.named_parameters() if name in names]
-        opt = _optimizer(protocol, params, phase.lr, engine.fused_optimizer)
-        sched = _scheduler(opt, protocol, phase, steps)
+        opt = optimizer_for(protocol, params, phase.lr, engine.fused_optimizer)
+        sched = scheduler_for(opt, protocol, phase, steps_per_epoch)
         if resuming and state.epochs_done_in_phase:
             opt.load_state_dict(saved["optimizer"])
             sched.load_state_dict(saved["scheduler"])
         else:
-            state.phase_index, state.epochs_done_in_phase, state.phase_finished = phase_index, 0, False
-            state.best_phase_loss, state.bad_epochs = math.inf, 0
+            state.begin_phase(phase_index)
         while state.epochs_done_in_phase < phase.epochs:
-            state.epoch_no += 1
-            start = time.perf_counter()
-            set_train_mode(model, phase)
-            # One copy of the order per epoch, so that indexing on-device data never copies per step.
-            order = torch.randperm(n, generator=gen).to(train.images.device)
-            total = torch.zeros((), device=pipeline.device)
-            with GpuUtilisation(pipeline.device) as busy:
-                for step, i in enumerate(range(0, n, protocol.batch_size)):
-                    idx = order[i : i + protocol.batch_size]
-                    images, labels = train.images[idx], train.labels[idx]
-                    loss = train_step(model, opt, sched, pipeline, images, labels, protocol.augment, gen, weight, amp)
-                    total += loss * len(idx)
-                    if progress is not None:
-                        progress({"event": "step", "phase": phase.name, "epoch": state.epoch_no, "step": step + 1})
-                train_loss = total.item() / n  # the epoch's one host-device sync, so the time below is real
-            train_seconds = time.perf_counter() - start
-            if not math.isfinite(train_loss):
-                raise DivergedError(f"loss became {train_loss} in phase {phase.name!r}, epoch {state.epoch_no}")
-            val_loss, val_metrics = _evaluate(model, val, pipeline, classes, weight, engine)
-            log = EpochLog(
-                phase.name,
-                state.epoch_no,
-                opt.param_groups[0]["lr"],
-                train_loss,
-                val_loss,
-                val_metrics,
-                time.perf_counter() - start,
-                train_seconds,
-                n / train_seconds,
-                busy.mean_pct,
-            )
-            result.history.append(log)
-            score = val_loss if lower_is_better else val_metrics[protocol.select_on]
-            improved = score < result.best_score if lower_is_better else score > result.best_score
-            if math.isnan(result.best_score) or improved:
-                result.best_score, result.best_epoch = score, state.epoch_no
-                best_state = copy.deepcopy(model.state_dict())
+            log = _epoch(run, phase, opt, sched, state)
+            if _select(state.result, log, protocol.select_on):
+                best_model = copy.deepcopy(model.state_dict())
             if progress is not None:
                 progress({"event": "epoch", "log": log})
-            if val_loss < state.best_phase_loss:
-                state.best_phase_loss, state.bad_epochs = val_loss, 0
-            else:
-                state.bad_epochs += 1
-            state.epochs_done_in_phase += 1
-            patience = protocol.early_stopping_patience
-            stop = patience is not None and state.bad_epochs >= patience and state.epochs_done_in_phase < phase.epochs
-            if stop:
-                result.stopped_early.append(phase.name)
-            state.phase_finished = stop or state.epochs_done_in_phase == phase.epochs
+            stop = state.end_epoch(log.val_loss, phase, protocol.early_stopping_patience)
             if checkpoint is not None:
-                scaler = {"scaler": amp.scaler.state_dict()} if amp.scaler is not None else {}
-                checkpoint.save(
-                    {
-                        "model": model.state_dict(),
-                        "best_model": best_state,
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "generator": gen.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "state": _state_to_dict(state),
-                        **scaler,
-                    }
-                )
+                checkpoint.save(_checkpoint_payload(run, best_model, opt, sched, state))
             if stop:
                 break
-    model.load_state_dict(best_state)
-    return result
+    model.load_state_dict(best_model)
+    return state.result
 
 
-def _state_to_dict(state: FitState) -> dict:
-    return dataclasses.asdict(state)
+def _epoch(
+    run: _Fit, phase: Phase, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler, state: FitState
+) -> EpochLog:
+    """Train one epoch of ``phase`` and validate; the log is in ``state.result.history`` on return."""
+    state.epoch_no += 1
+    epoch_no = state.epoch_no
+
+    def on_step(step: int) -> None:
+        run.progress({"event": "step", "phase": phase.name, "epoch": epoch_no, "step": step})
+
+    start = time.perf_counter()
+    set_train_mode(run.model, phase)
+    train_loss, gpu_util_pct = train_one_epoch(
+        run.model,
+        opt,
+        sched,
+        run.pipeline,
+        run.train,
+        run.protocol,
+        run.gen,
+        weight=run.weight,
+        amp=run.amp,
+        on_step=on_step if run.progress is not None else None,
+    )
+    train_seconds = time.perf_counter() - start
+    if not math.isfinite(train_loss):
+        raise DivergedError(f"loss became {train_loss} in phase {phase.name!r}, epoch {epoch_no}")
+    val_loss, val_metrics = evaluate(run.model, run.val, run.pipeline, run.classes, run.weight, run.engine)
+    log = EpochLog(
+        phase=phase.name,
+        epoch=epoch_no,
+        lr=opt.param_groups[0]["lr"],
+        train_loss=train_loss,
+        val_loss=val_loss,
+        val=val_metrics,
+        seconds=time.perf_counter() - start,
+        train_seconds=train_seconds,
+        images_per_s=len(run.train.labels) / train_seconds,
+        gpu_util_pct=gpu_util_pct,
+    )
+    state.result.history.append(log)
+    return log
+
+
+def _select(result: FitResult, log: EpochLog, select_on: str) -> bool:
+    """Whether ``log``'s epoch is the best so far on ``select_on`` (loss: lower is better); if so it is noted."""
+    lower_is_better = select_on == "loss"
+    score = log.val_loss if lower_is_better else log.val[select_on]
+    improved = score < result.best_score if lower_is_better else score > result.best_score
+    if math.isnan(result.best_score) or improved:
+        result.best_score, result.best_epoch = score, log.epoch
+        return True
+    return False
+
+
+def _resume(run: _Fit, saved: dict) -> tuple[FitState, dict]:
+    """Put the model, RNG streams and grad scaler back as ``saved`` has them; returns the state and best weights."""
+    run.model.load_state_dict(saved["model"])
+    run.gen.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    if run.amp.scaler is not None and "scaler" in saved:
+        run.amp.scaler.load_state_dict(saved["scaler"])
+    return _state_from_dict(saved["state"]), saved["best_model"]
+
+
+def _checkpoint_payload(
+    run: _Fit,
+    best_model: dict,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    state: FitState,
+) -> dict:
+    scaler = {"scaler": run.amp.scaler.state_dict()} if run.amp.scaler is not None else {}
+    return {
+        "model": run.model.state_dict(),
+        "best_model": best_model,
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "generator": run.gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "state": dataclasses.asdict(state),
+        **scaler,
+    }
 
 
 def _state_from_dict(data: dict) -> FitState:

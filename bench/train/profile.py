@@ -27,11 +27,16 @@ from rich.table import Table
 from timm.data import resolve_data_config
 from torch import nn
 
+from bench.environment.device import device_fingerprint, resolve_device
 from bench.errors import ConfigError
-from bench.latency.measure import Backend, device_fingerprint, median_ci95, resolve_device, select_backend
+from bench.latency.backends import Backend, select_backend
+from bench.latency.timing import median_ci95
 from bench.models.registry import create_backbone, get_backbone, resolve_resolution
-from bench.protocol.spec import Protocol, apply_phase, get_protocol, set_train_mode
-from bench.train.loop import Amp, BatchPipeline, EngineConfig, _augment, _optimizer, _scheduler, engine_for, train_step
+from bench.protocol.finetune import apply_phase, set_train_mode
+from bench.protocol.spec import Protocol, get_protocol
+from bench.train.engine import Amp, EngineConfig, engine_for
+from bench.train.loop import optimizer_for, scheduler_for, train_step
+from bench.train.pipeline import BatchPipeline, augment_batch
 
 TARGET_RATIO = 1.10  # the issue's target: the harness step costs at most 10% more than the bare step
 PARTS = ("data", "augment", "schedule")
@@ -96,7 +101,7 @@ def paired_ratios(numerator_ms: Sequence[float], denominator_ms: Sequence[float]
 
 
 @dataclass
-class _Steps:
+class Steps:
     """The two steps and the parts, as zero-argument callables over shared state."""
 
     harness: Callable[[], object]
@@ -106,7 +111,7 @@ class _Steps:
 
 def _build_steps(
     model: nn.Module, side: int, protocol: Protocol, config: ProfileConfig, engine: EngineConfig, device: torch.device
-) -> _Steps:
+) -> Steps:
     """Both steps on one model (the same parameters train), each with its own optimiser state."""
     phase = protocol.phases[0]
     names = set(apply_phase(model, phase))
@@ -121,9 +126,9 @@ def _build_steps(
     cfg = resolve_data_config({}, model=model)
     pipeline = BatchPipeline(cfg["mean"], cfg["std"], device, engine.channels_last, engine.pin_memory)
     amp = Amp(engine.amp, device)
-    harness_opt = _optimizer(protocol, params, phase.lr, engine.fused_optimizer)
-    sched = _scheduler(harness_opt, protocol, phase, steps_per_epoch=config.pool)
-    bare_opt = _optimizer(protocol, params, phase.lr, engine.fused_optimizer)
+    harness_opt = optimizer_for(protocol, params, phase.lr, engine.fused_optimizer)
+    sched = scheduler_for(harness_opt, protocol, phase, steps_per_epoch=config.pool)
+    bare_opt = optimizer_for(protocol, params, phase.lr, engine.fused_optimizer)
     idx = torch.randperm(n, generator=gen)[: config.batch_size].to(images.device)
     x = pipeline(images[idx])  # the bare step's pre-made float batch
     y = pipeline.to_device(labels[idx])
@@ -148,12 +153,12 @@ def _build_steps(
         return pipeline(images[idx])
 
     def augment() -> object:
-        return _augment(x, protocol.augment, gen) if protocol.augment.enabled else x
+        return augment_batch(x, protocol.augment, gen) if protocol.augment.enabled else x
 
-    return _Steps(harness, bare, {"data": data, "augment": augment, "schedule": schedule})
+    return Steps(harness, bare, {"data": data, "augment": augment, "schedule": schedule})
 
 
-def measure(steps: _Steps, rounds: int, warmup: int, backend: Backend) -> tuple[list[float], list[float], dict]:
+def measure(steps: Steps, rounds: int, warmup: int, backend: Backend) -> tuple[list[float], list[float], dict]:
     """Interleaved timings: per round the harness and bare steps (alternating which goes first), then the parts.
 
     Returns the harness and bare milliseconds per round and each part's milliseconds per round.
@@ -174,7 +179,7 @@ def profile_backbone(
     name: str, resolution: int, config: ProfileConfig, backend: Backend | None = None
 ) -> ProfileResult:
     """The ratio and the part costs of one backbone at ``resolution`` (upsized to its minimum if needed)."""
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "profile device")
     backend = backend or select_backend(device)
     protocol = get_protocol(config.protocol)
     side = resolve_resolution(get_backbone(name), resolution, "upsize")

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from bench.latency.measure import nvml_handle
+from bench.environment.device import nvml_handle
 
 POLL_S = 0.1  # NVML refreshes the figure every 1/6 s to 1 s depending on the GPU
 

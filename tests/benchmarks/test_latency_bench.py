@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.latency.measure import device_fingerprint
+from bench.environment.device import device_fingerprint
 from bench.models.registry import create_backbone
 
 # (backbone, input side): small enough for a 2-core CI runner, large enough to be compute-bound

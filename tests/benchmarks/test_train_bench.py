@@ -14,13 +14,15 @@ import pytest
 import torch
 from timm.data import resolve_data_config
 
-from bench.latency.measure import device_fingerprint
+from bench.environment.device import device_fingerprint
 from bench.models.registry import create_backbone
-from bench.protocol.spec import PRESETS, apply_phase, set_train_mode
-from bench.train.loop import BatchPipeline, _optimizer, _scheduler, train_step
+from bench.protocol.finetune import apply_phase, set_train_mode
+from bench.protocol.spec import get_protocol
+from bench.train.loop import optimizer_for, scheduler_for, train_step
+from bench.train.pipeline import BatchPipeline
 
 BACKBONE, SIDE, BATCH = "resnet18", 28, 32
-PROTOCOL = PRESETS["scratch"]  # rotation, flips and zoom: the full augmentation path
+PROTOCOL = get_protocol("scratch")  # rotation, flips and zoom: the full augmentation path
 
 
 @pytest.fixture
@@ -49,8 +51,8 @@ def test_harness_train_step(benchmark, torch_threads, uint8_batch):
     phase = PROTOCOL.phases[0]
     names = set(apply_phase(model, phase))
     set_train_mode(model, phase)
-    opt = _optimizer(PROTOCOL, [p for n, p in model.named_parameters() if n in names], phase.lr)
-    sched = _scheduler(opt, PROTOCOL, phase, steps_per_epoch=1000)
+    opt = optimizer_for(PROTOCOL, [p for n, p in model.named_parameters() if n in names], phase.lr)
+    sched = scheduler_for(opt, PROTOCOL, phase, steps_per_epoch=1000)
     cfg = resolve_data_config({}, model=model)
     pipeline = BatchPipeline(cfg["mean"], cfg["std"], torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)

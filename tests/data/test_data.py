@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 
 from bench.data._layouts import FileImages
-from bench.data.dataset import describe_dataset, get_dataset_entry, list_datasets, load_dataset
+from bench.data.entries import get_dataset_entry, list_datasets
+from bench.data.loading import describe_dataset, load_dataset
 from bench.errors import ConfigError, DataError
 from bench.paths import project_root
 

@@ -336,7 +336,7 @@ LATENCY_RECORD = {
 
 
 def _latency_project(root: Path) -> str:
-    from bench.latency.measure import latency_markdown
+    from bench.latency.report import latency_markdown
 
     folder = root / "results" / "latency"
     write_json(folder / "latency-1.json", {"schema": 1, "records": [LATENCY_RECORD]})

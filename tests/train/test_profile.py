@@ -13,12 +13,14 @@ import torch
 from rich.console import Console
 
 import bench.train.profile as profile_mod
-from bench.data.dataset import Split
+from bench.data.loading import Split
 from bench.errors import ConfigError
 from bench.protocol.spec import Augment
 from bench.runs.record import RunSpec, load_records
-from bench.train.loop import DATA_ON_DEVICE_SHARE, Amp, BatchPipeline, EngineConfig, _augment, engine_for, predict
-from bench.train.profile import PARTS, ProfileConfig, ProfileResult, _Steps, measure, paired_ratios, profile_table
+from bench.train.engine import DATA_ON_DEVICE_SHARE, Amp, EngineConfig, engine_for
+from bench.train.loop import predict
+from bench.train.pipeline import BatchPipeline, augment_batch
+from bench.train.profile import PARTS, ProfileConfig, ProfileResult, Steps, measure, paired_ratios, profile_table
 
 CPU = torch.device("cpu")
 GIB = 2**30
@@ -58,7 +60,7 @@ class ScriptedBackend:
 
 
 def test_measure_interleaves_and_drops_warmup():
-    steps = _Steps(
+    steps = Steps(
         harness=lambda: "harness",
         bare=lambda: "bare",
         parts={name: (lambda n=name: n) for name in PARTS},
@@ -233,9 +235,9 @@ def test_pipeline_channels_last():
 def test_flip_only_shortcut_matches_resampling(aug):
     """Flips without rotation/zoom skip grid_sample; the same draws through grid_sample give the same images."""
     x = torch.randn(32, 3, 12, 12)
-    fast = _augment(x, aug, torch.Generator().manual_seed(4))
+    fast = augment_batch(x, aug, torch.Generator().manual_seed(4))
     # a rotation too small to move a pixel forces the grid_sample path with the same random stream
-    resampled = _augment(x, dataclasses.replace(aug, rotation=1e-30), torch.Generator().manual_seed(4))
+    resampled = augment_batch(x, dataclasses.replace(aug, rotation=1e-30), torch.Generator().manual_seed(4))
     assert torch.allclose(fast, resampled, atol=1e-5) and not torch.equal(fast, x)
 
 
@@ -269,7 +271,7 @@ def test_predict_halves_the_batch_on_out_of_memory():
 def quick_latency(monkeypatch):
     """The runs below are about the engine; the latency stage only has to run, not to be precise."""
     import bench.runs.runner
-    from bench.latency.measure import LatencyConfig
+    from bench.latency.timing import LatencyConfig
 
     quick = LatencyConfig(batch_sizes=(1,), warmup_iters=1, min_iters=2, max_iters=3, time_budget_s=0.2)
     monkeypatch.setattr(bench.runs.runner, "RUN_LATENCY", quick)

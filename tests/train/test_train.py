@@ -11,23 +11,13 @@ import pytest
 import timm
 import torch
 
-import bench.train.loop
-from bench.data.dataset import Split
+import bench.train.engine
+from bench.data.loading import Split
 from bench.errors import ConfigError
-from bench.protocol.spec import PRESETS, Augment, Phase, Protocol
-from bench.train.loop import (
-    BatchPipeline,
-    DivergedError,
-    EngineConfig,
-    EpochLog,
-    _augment,
-    check_precision,
-    class_weights,
-    engine_for,
-    fit,
-    native_bf16,
-    predict,
-)
+from bench.protocol.spec import Augment, Phase, Protocol, get_protocol
+from bench.train.engine import EngineConfig, check_precision, engine_for, native_bf16
+from bench.train.loop import DivergedError, EpochLog, class_weights, fit, predict
+from bench.train.pipeline import BatchPipeline, augment_batch
 
 CPU = torch.device("cpu")
 CLASSES = ("dark", "bright")
@@ -97,7 +87,7 @@ def test_early_stopping_cuts_a_phase():
 
 
 def test_staged_phases_run_in_order():
-    protocol = dataclasses.replace(PRESETS["staged"], pretrained=False, batch_size=64).with_epochs((1, 1, 1))
+    protocol = dataclasses.replace(get_protocol("staged"), pretrained=False, batch_size=64).with_epochs((1, 1, 1))
     _, result = _fit(protocol)
     assert [h.phase for h in result.history] == ["head", "top", "full"]
 
@@ -143,13 +133,13 @@ def test_normalisation():
 )
 def test_augment_keeps_shape_and_changes_pixels(aug):
     x = torch.randn(8, 3, 16, 16)
-    y = _augment(x, aug, torch.Generator().manual_seed(0))
+    y = augment_batch(x, aug, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and not torch.equal(x, y)
 
 
 def test_hflip_only_mirrors_exactly_or_not_at_all():
     x = torch.randn(16, 3, 8, 8)
-    y = _augment(x, Augment(hflip=True), torch.Generator().manual_seed(1))
+    y = augment_batch(x, Augment(hflip=True), torch.Generator().manual_seed(1))
     for a, b in zip(x, y, strict=True):
         assert torch.allclose(b, a, atol=1e-5) or torch.allclose(b, a.flip(-1), atol=1e-5)
 
@@ -192,7 +182,7 @@ def _history(result) -> str:
 
 @pytest.mark.parametrize("crash_after", [1, 2, 4])  # mid-phase, at a phase boundary, in the last phase
 def test_resume_after_a_crash_equals_an_uninterrupted_run(crash_after):
-    protocol = dataclasses.replace(PRESETS["staged"], pretrained=False, batch_size=64).with_epochs((2, 1, 2))
+    protocol = dataclasses.replace(get_protocol("staged"), pretrained=False, batch_size=64).with_epochs((2, 1, 2))
     train, val = _split(192, 1), _split(64, 2)
 
     def fresh():
@@ -214,7 +204,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(crash_after):
 
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     from bench.errors import ResultsError
-    from bench.train.checkpoint import RunCheckpoint
+    from bench.runs.checkpoint import RunCheckpoint
 
     RunCheckpoint(tmp_path / "r.ckpt", key="a" * 64).save({"x": torch.zeros(1)})
     with pytest.raises(ResultsError, match=r"r.ckpt: checkpoint is from a different config \(key aaaaaaaaaaaa"):
@@ -274,7 +264,7 @@ def test_cpu_engine_is_fp32_for_auto_and_fp32(precision):
 )
 def test_a_precision_the_device_cannot_run_is_refused(device, bf16, precision, message, monkeypatch):
     """In one line, by the engine (a run) and by the check a sweep makes before it starts."""
-    monkeypatch.setattr(bench.train.loop, "native_bf16", lambda d: bf16)
+    monkeypatch.setattr(bench.train.engine, "native_bf16", lambda d: bf16)
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}") as by_engine:
         engine_for(torch.device(device), 2**20, _gpu(bf16), precision)
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}") as by_check:

@@ -1,7 +1,7 @@
-"""Facts about the environment a number was measured in: package versions and the harness commit.
+"""The software a number was made with: package versions and the harness commit.
 
-Kept apart from measurement and reporting (as optimum-benchmark keeps ``system_utils`` apart), so that an
-HTML report can name the commit without importing torch, training or data code.
+Apart from the device facts (:mod:`bench.environment.device`), so that an HTML report can name the commit
+without importing torch, training or data code.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def _version(distribution: str) -> str:
 
 
 def git_commit() -> str | None:
+    """The checkout's commit (``-dirty`` when it has changes), or None outside a git checkout."""
     try:
         out = subprocess.run(
             ["git", "-C", str(project_root()), "describe", "--always", "--dirty", "--abbrev=40"],

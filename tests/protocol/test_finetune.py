@@ -1,4 +1,4 @@
-"""Which parameters train in which phase, for every preset and a spread of architectures."""
+"""Which parameters train in which phase, for a spread of architectures."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import timm
 import torch
 from torch import nn
 
-from bench.errors import ConfigError
-from bench.protocol.spec import PRESETS, Phase, apply_phase, get_protocol, layer_groups, set_train_mode
+from bench.protocol.finetune import apply_phase, layer_groups, set_train_mode
+from bench.protocol.spec import Phase
 
 ARCHS = ["resnet18", "tf_efficientnet_lite0", "densenet121", "convnext_tiny", "vgg16"]
 
@@ -71,63 +71,3 @@ def test_frozen_bottom_batchnorm_is_in_eval_mode():
     set_train_mode(model, phase)
     assert not model.bn1.training  # stem: frozen
     assert model.layer4[1].bn2.training  # top group: trains with live statistics
-
-
-@pytest.mark.parametrize(
-    "name, phases, pretrained",
-    [
-        ("scratch", 1, False),
-        ("linear", 1, True),
-        ("staged", 3, True),
-        ("staged-s1", 3, True),
-        ("medmnist-v2", 1, False),
-    ],
-)
-def test_presets(name, phases, pretrained):
-    protocol = get_protocol(name)
-    assert len(protocol.phases) == phases and protocol.pretrained is pretrained
-
-
-def test_staged_presets_follow_the_seed_protocols():
-    s0, s1 = PRESETS["staged"], PRESETS["staged-s1"]
-    assert [p.trainable for p in s0.phases] == [0.0, 0.3, 1.0]
-    assert [p.epochs for p in s1.phases] == [5, 25, 5] and s1.phases[1].trainable == 0.75
-    assert s0.phases[2].lr < s0.phases[1].lr < s0.phases[0].lr
-
-
-def test_medmnist_v2_setting():
-    p = PRESETS["medmnist-v2"]
-    assert (p.phases[0].epochs, p.phases[0].lr, p.batch_size) == (100, 1e-3, 128)
-    assert (p.schedule, p.milestones) == ("step", (50, 75))
-    assert not p.augment.enabled and p.select_on == "auc"
-
-
-@pytest.mark.parametrize("epochs, expected", [(2, (2, 2, 2)), ((1, 2, 3), (1, 2, 3))])
-def test_with_epochs(epochs, expected):
-    assert tuple(p.epochs for p in PRESETS["staged"].with_epochs(epochs).phases) == expected
-
-
-def test_with_epochs_wrong_count():
-    with pytest.raises(ConfigError, match="3 phases, got 2"):
-        PRESETS["staged"].with_epochs((1, 2))
-
-
-def test_protocol_from_toml(tmp_path):
-    path = tmp_path / "mine.toml"
-    path.write_text(
-        'name = "mine"\npretrained = false\nbatch_size = 64\n'
-        '[[phases]]\nname = "full"\nepochs = 3\nlr = 0.01\ntrainable = 1.0\n'
-    )
-    protocol = get_protocol(str(path))
-    assert protocol.batch_size == 64 and protocol.phases[0].epochs == 3
-
-
-@pytest.mark.parametrize("name, match", [("nonsense", "unknown protocol 'nonsense'"), ("bad.toml", "cannot read")])
-def test_unknown_protocol(name, match):
-    with pytest.raises(ConfigError, match=match):
-        get_protocol(name)
-
-
-def test_bad_phase_fraction():
-    with pytest.raises(ConfigError, match="trainable must be in"):
-        Phase("x", epochs=1, lr=1e-3, trainable=1.5)

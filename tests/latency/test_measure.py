@@ -1,13 +1,11 @@
-"""Latency harness: statistics on known durations, the stopping rule, the CUDA path behind a fake backend
-(events, OOM back-off), fingerprints with NVML faked, records and table, and one cross-check of a real CPU
+"""Latency measurement: the CUDA path behind a fake backend (events, OOM back-off), the CPU timer, skipped
+settings, the model restored, records and table from measured results, and one cross-check of a real CPU
 measurement against ``torch.utils.benchmark``."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -19,21 +17,10 @@ from torch import nn
 
 import bench.latency.measure as latency
 from bench.errors import ConfigError, ResultsError
-from bench.latency.measure import (
-    CpuBackend,
-    CudaBackend,
-    LatencyConfig,
-    LatencyResult,
-    benchmark_backbones,
-    device_fingerprint,
-    latency_frame,
-    latency_stats,
-    latency_table,
-    measure_latency,
-    median_ci95,
-    save_latency_records,
-    stop_reason,
-)
+from bench.latency.backends import CpuBackend, CudaBackend
+from bench.latency.measure import benchmark_backbones, measure_latency
+from bench.latency.report import RECORD_SCHEMA, latency_table, save_latency_records
+from bench.latency.timing import LatencyConfig, LatencyResult
 
 FAST = dict(warmup_iters=2, min_iters=20, max_iters=500, time_budget_s=10.0, device="cpu")
 
@@ -120,116 +107,10 @@ def use_backend(monkeypatch, backend) -> None:
     monkeypatch.setattr(latency, "select_backend", lambda device: backend)
 
 
-# ------------------------------------------------------------------------------------------------ config
-
-BAD_CONFIGS = [
-    (dict(batch_sizes=()), "batch sizes"),
-    (dict(batch_sizes=(0, 8)), "batch sizes"),
-    (dict(precisions=("fp8",)), "precision 'fp8' is unknown"),
-    (dict(precisions=()), "at least one precision"),
-    (dict(warmup_iters=0), "warmup_iters"),
-    (dict(min_iters=50, max_iters=10), "min_iters <= max_iters"),
-    (dict(time_budget_s=0.0), "time_budget_s"),
-    (dict(cv_target=0.0), "cv_target"),
-    (dict(device="tpu"), "device 'tpu'"),
-]
-
-
-@pytest.mark.parametrize("kwargs, message", BAD_CONFIGS)
-def test_bad_config_names_the_field(kwargs, message):
-    with pytest.raises(ConfigError, match=message):
-        LatencyConfig(**kwargs)
-
-
-def test_config_lists_become_tuples():
-    config = LatencyConfig(batch_sizes=[1, 8], precisions=["fp32", "bf16"])
-    assert config.batch_sizes == (1, 8) and config.precisions == ("fp32", "bf16")
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_without_cuda_is_a_config_error():
     with pytest.raises(ConfigError, match="CUDA is not available"):
         measure_latency(tiny_model(), (3, 16, 16), LatencyConfig(device="cuda"))
-
-
-# ------------------------------------------------------------------------------------------------ statistics
-
-# (per-iteration batch times in ms, batch, expected figures), all computable by hand.
-STATS_CASES = [
-    (
-        [10.0] * 4,
-        1,
-        dict(ms_per_batch_p50=10, ms_per_batch_mean=10, ms_per_image_p50=10, throughput_img_s=100, cv=0),
-    ),
-    (
-        [8.0, 12.0],
-        4,
-        dict(
-            ms_per_batch_p50=10,
-            ms_per_batch_mean=10,
-            ms_per_image_p50=2.5,
-            throughput_img_s=400,
-            cv=0.2828427,
-        ),
-    ),
-    (
-        [float(i) for i in range(1, 101)],
-        32,
-        dict(
-            ms_per_batch_p50=50.5,
-            ms_per_batch_p90=90.1,
-            ms_per_batch_p99=99.01,
-            ms_per_batch_mean=50.5,
-            ms_per_image_p50=50.5 / 32,
-            throughput_img_s=32_000 / 50.5,
-            cv=29.011492 / 50.5,
-            ms_per_batch_p50_ci95=(40.0, 61.0),
-            n_iters=100,
-        ),
-    ),
-    (
-        [7.0],
-        8,
-        dict(ms_per_batch_p50=7, ms_per_batch_p99=7, cv=0, ms_per_batch_p50_ci95=(7.0, 7.0), n_iters=1),
-    ),
-]
-
-
-@pytest.mark.parametrize("times, batch, expected", STATS_CASES)
-def test_latency_stats_on_known_durations(times, batch, expected):
-    stats = latency_stats(times, batch)
-    for key, value in expected.items():
-        assert stats[key] == pytest.approx(value, rel=1e-6), key
-
-
-# n, expected 1-based ranks of the median's 95% interval (n/2 -+ 1.96 sqrt(n)/2, rounded outwards)
-CI_CASES = [(1, (1, 1)), (5, (1, 5)), (20, (5, 16)), (100, (40, 61))]
-
-
-@pytest.mark.parametrize("n, ranks", CI_CASES)
-def test_median_ci95_ranks(n, ranks):
-    assert median_ci95([float(i) for i in range(1, n + 1)]) == ranks
-
-
-def test_median_ci95_ignores_order_and_outliers():
-    times = [10.0] * 18 + [500.0, 900.0]
-    assert median_ci95(times[::-1]) == (10.0, 10.0)
-
-
-STOP_CASES = [
-    ("constant: cv 0 at min_iters", [5.0] * 20, dict(), "cv"),
-    ("one short of min_iters", [5.0] * 19, dict(), None),
-    ("rare outliers: cv high but p50 pinned", ([10.0] * 4 + [100.0]) * 4, dict(), "p50_ci"),
-    ("bimodal: p50 between the modes", [10.0, 30.0] * 20, dict(), None),
-    ("bimodal at max_iters", [10.0, 30.0] * 15, dict(max_iters=30), "max_iters"),
-    ("bimodal, budget spent", [10.0, 30.0] * 25, dict(time_budget_s=1.0), "budget"),
-    ("budget spent before min_iters", [400.0] * 3, dict(time_budget_s=1.0), "budget"),
-]
-
-
-@pytest.mark.parametrize("case, times, overrides, expected", STOP_CASES, ids=[c[0] for c in STOP_CASES])
-def test_stop_reason(case, times, overrides, expected):
-    assert stop_reason(times, LatencyConfig(**{**FAST, **overrides})) == expected
 
 
 # ------------------------------------------------------------------------------------------------ measurement
@@ -469,109 +350,6 @@ def test_cpu_backend_times_with_perf_counter_ns():
     assert backend.time_ms(lambda: None) == 3.25
 
 
-# ------------------------------------------------------------------------------------------------ fingerprint
-
-
-def test_cpu_fingerprint():
-    fp = device_fingerprint(torch.device("cpu"))
-    assert fp["device_kind"] == "cpu" and fp["cpu_model"]
-    assert fp["torch_threads"] == torch.get_num_threads() and fp["torch_version"] == torch.__version__
-    assert fp["logical_cores"] >= 1 and "gpu_name" not in fp
-    json.dumps(fp)
-
-
-def fake_pynvml(fail: frozenset[str] = frozenset()):
-    """A pynvml module whose calls named in ``fail`` raise, as NVML does for unsupported queries."""
-    values = {
-        "nvmlInit": None,
-        "nvmlShutdown": None,
-        "nvmlDeviceGetHandleByUUID": "handle-by-uuid",
-        "nvmlDeviceGetHandleByIndex": "handle-by-index",
-        "nvmlDeviceGetName": b"NVIDIA H100 80GB HBM3",
-        "nvmlSystemGetDriverVersion": "580.65.06",
-        "nvmlDeviceGetClockInfo": 1980,
-        "nvmlDeviceGetMaxClockInfo": 1980,
-        "nvmlDeviceGetPowerManagementLimit": 700_000,
-        "nvmlDeviceGetTemperature": 41,
-    }
-    module = types.SimpleNamespace(NVML_CLOCK_SM=1, NVML_CLOCK_MEM=2, NVML_TEMPERATURE_GPU=0, calls=[])
-
-    def make(name, value):
-        def call(*args):
-            module.calls.append((name, args))
-            if name in fail:
-                raise RuntimeError(f"NVMLError_NotSupported: {name}")
-            return value
-
-        return call
-
-    for name, value in values.items():
-        setattr(module, name, make(name, value))
-    return module
-
-
-def fake_device_properties(index):
-    return types.SimpleNamespace(name="torch-name", major=9, minor=0, total_memory=80 * 2**30, uuid="abcd-1234")
-
-
-# (case, NVML calls that fail, expected fields)
-NVML_CASES = [
-    (
-        "all calls work",
-        frozenset(),
-        dict(
-            gpu_name="NVIDIA H100 80GB HBM3",
-            driver_version="580.65.06",
-            sm_clock_mhz=1980,
-            power_limit_w=700.0,
-            temperature_c=41,
-        ),
-    ),
-    (
-        "temperature unsupported",
-        frozenset({"nvmlDeviceGetTemperature"}),
-        dict(temperature_c=None, sm_clock_mhz=1980),
-    ),
-    ("power query fails", frozenset({"nvmlDeviceGetPowerManagementLimit"}), dict(power_limit_w=None)),
-    ("NVML cannot start", frozenset({"nvmlInit"}), dict(gpu_name="torch-name", nvml_error=...)),
-]
-
-
-@pytest.mark.parametrize("case, fail, expected", NVML_CASES, ids=[c[0] for c in NVML_CASES])
-def test_cuda_fingerprint_with_fake_nvml(monkeypatch, case, fail, expected):
-    nvml = fake_pynvml(fail)
-    monkeypatch.setitem(sys.modules, "pynvml", nvml)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", fake_device_properties)
-    fp = device_fingerprint(torch.device("cuda", 0))
-    assert fp["device_kind"] == "cuda" and fp["gpu_index"] == 0 and fp["compute_capability"] == "9.0"
-    assert fp["cuda_version"] == torch.version.cuda and "torch_threads" in fp
-    for key, value in expected.items():
-        assert (fp[key] is not None) if value is ... else fp[key] == value, key
-    if "nvmlInit" not in fail:
-        assert ("nvmlDeviceGetHandleByUUID", ("GPU-abcd-1234",)) in nvml.calls  # matched by UUID, not index
-        assert nvml.calls[-1][0] == "nvmlShutdown"
-    json.dumps(fp)
-
-
-def test_cuda_fingerprint_without_pynvml_or_gpu(monkeypatch):
-    def no_gpu(index):
-        raise RuntimeError("Found no NVIDIA driver on your system")
-
-    monkeypatch.setitem(sys.modules, "pynvml", None)  # the import fails
-    monkeypatch.setattr(torch.cuda, "get_device_properties", no_gpu)
-    fp = device_fingerprint(torch.device("cuda"))
-    assert fp["nvml_error"].startswith("ModuleNotFoundError") and fp["gpu_name"] is None
-    assert fp["compute_capability"] is None and fp["cuda_version"] == torch.version.cuda
-
-
-def test_nvml_falls_back_to_index_when_uuid_unknown(monkeypatch):
-    nvml = fake_pynvml(frozenset({"nvmlDeviceGetHandleByUUID"}))
-    monkeypatch.setitem(sys.modules, "pynvml", nvml)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", fake_device_properties)
-    fp = device_fingerprint(torch.device("cuda", 1))
-    assert ("nvmlDeviceGetHandleByIndex", (1,)) in nvml.calls and fp["gpu_name"] == "NVIDIA H100 80GB HBM3"
-
-
 # ------------------------------------------------------------------------------------------------ reporting
 
 
@@ -593,11 +371,6 @@ def test_table_labels_batch_and_image(monkeypatch):
     assert "8 (asked 32)" in text and "OOM at 32, 16" in text and "Fake GPU" in text
 
 
-def test_frame_has_one_row_per_result(monkeypatch):
-    frame = latency_frame(_fake_results(monkeypatch))
-    assert len(frame) == 2 and {"ms_per_batch_p50", "ms_per_image_p50", "fingerprint.gpu_name"} <= set(frame)
-
-
 def test_records_round_trip_one_file_per_invocation(monkeypatch, tmp_path):
     results = _fake_results(monkeypatch)
     first = save_latency_records(results, tmp_path)
@@ -609,7 +382,7 @@ def test_records_round_trip_one_file_per_invocation(monkeypatch, tmp_path):
     summary = first.with_suffix(".md").read_text()  # the Markdown beside the JSON, for READMEs
     assert "| 8 (asked 32) |" in summary and "Fake GPU" in summary and "ms/batch: one forward pass" in summary
     payload = json.loads(first.read_text())
-    assert payload["schema"] == latency.RECORD_SCHEMA
+    assert payload["schema"] == RECORD_SCHEMA
     assert payload["records"][1]["oom_backoff"] == [32, 16] and payload["records"][1]["batch_size_run"] == 8
     assert payload["records"][0]["fingerprint"]["gpu_name"] == "Fake GPU"
 

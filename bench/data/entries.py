@@ -1,0 +1,177 @@
+"""The dataset registry: one TOML file ``datasets/<name>.toml`` per dataset, read into a typed entry.
+
+Adding data needs no code. The split seed lives in the entry, not in the run, so every backbone and every
+training seed of a comparison sees the same test images (paired tests need that). How the entry's split
+policy is carried out is :mod:`bench.data.splits`; decoding and caching is :mod:`bench.data.loading`.
+
+Entry schema, read into :class:`DatasetEntry` by :func:`bench.config.from_mapping` like every registry file
+(unknown keys are errors, so typos do not pass silently)::
+
+    name = "mydata"                  # required, equals the file name
+    title = "..."                    # required, one line for `bench list datasets`
+    layout = "class_folders"         # required: npz | class_folders | metadata_csv
+    path = "data/mydata"             # required: relative to the project root, or absolute (npz: the file)
+    classes = ["benign", "malignant"]  # required, ordered: index = label; binary => classes[1] positive
+    task = "binary"                  # required: binary (2 classes) | multiclass (3 or more)
+    color = "rgb"                    # rgb | grayscale (1 channel; X-rays)            default rgb
+    resize = "bilinear"              # PIL filter: nearest|box|bilinear|hamming|bicubic|lanczos (antialiased)
+    crop = "none"                    # none (squash to square) | center (crop short edge first)
+    licence = "..."                  # required
+    citation = "..."                 # required
+    shares_source_with = "..."       # which other entries come from the same images/patients
+
+    [split]
+    policy = "stratified"            # official | carve_val | stratified
+    train = 0.7                      # stratified only: train/val/test fractions (sum 1)
+    val = 0.1                        # carve_val: fraction of the published train moved to val
+    test = 0.2
+    seed = 0                         # carve_val / stratified
+
+    [metadata_csv]                   # layout metadata_csv only
+    file = "meta.csv"                # one row per image
+    image_dir = "images"             # image = <image_dir>/<id><image_suffix>
+    image_suffix = ".jpg"
+    id_column = "image_id"
+    label_column = "dx"
+    group_column = "lesion_id"       # optional: splits keep groups whole; audit counts groups across splits
+    split_file = "split.csv"         # optional, official/carve_val: columns split, <id_column> [, index]
+
+Layouts: ``npz`` holds MedMNIST keys ``{train,val,test}_{images,labels}``; ``class_folders`` is
+``<path>/<class>/*`` (no published split) or ``<path>/{train,test[,val]}/<class>/*``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from bench.config import FieldError, from_mapping, load_toml, only_for
+from bench.data._layouts import Crop, MetadataOptions, Resize
+from bench.errors import ConfigError
+from bench.paths import project_root
+
+Layout = Literal["npz", "class_folders", "metadata_csv"]
+Task = Literal["binary", "multiclass"]
+Color = Literal["rgb", "grayscale"]
+Policy = Literal["official", "carve_val", "stratified"]
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How train/val/test are formed.
+
+    * ``official``: the split the data ships with (npz keys, ``train|val|test`` folders, a split file).
+    * ``carve_val``: published train/test kept; validation carved from train (a published val is
+      merged into train first, as PneumoniaMNIST did with Kermany's 16-image val folder).
+    * ``stratified``: everything pooled and split train/val/test by class.
+
+    Carving and stratified splits are grouped (no group in two splits) when the layout has groups. A
+    setting is None under a policy that does not use it; where it is used, reading the ``[split]`` table
+    (:func:`bench.config.from_mapping`) fills in the default the file leaves out.
+    """
+
+    policy: Policy
+    seed: int | None = only_for("policy", "carve_val", "stratified", default=0)
+    train: float | None = only_for("policy", "stratified", default=0.7)
+    val: float | None = only_for("policy", "carve_val", "stratified", default=0.1)
+    test: float | None = only_for("policy", "stratified", default=0.2)
+
+    def __post_init__(self) -> None:
+        if self.seed is not None and self.seed < 0:
+            raise FieldError("seed", f"is {self.seed}; a seed must be 0 or more")
+        for name in ("train", "val", "test"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value < 1.0:
+                raise FieldError(name, f"is {value}; a fraction must be between 0 and 1")
+        if self.policy == "stratified" and abs(self.train + self.val + self.test - 1.0) > 1e-6:
+            raise FieldError("train", "+ val + test must sum to 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetEntry:
+    """One ``datasets/*.toml`` file, validated (schema: this module's docstring). ``path`` is absolute."""
+
+    name: str
+    title: str
+    layout: Layout
+    path: Path
+    classes: tuple[str, ...]
+    task: Task
+    color: Color = "rgb"
+    resize: Resize = "bilinear"
+    crop: Crop = "none"
+    split: SplitSpec
+    licence: str
+    citation: str
+    shares_source_with: str = ""
+    metadata_csv: MetadataOptions | None = only_for("layout", "metadata_csv")
+    source_file: Path
+
+    def __post_init__(self) -> None:
+        if self.name != self.source_file.stem:
+            raise FieldError("name", f"is '{self.name}' but must equal the file name '{self.source_file.stem}'")
+        _check_classes(self.classes, self.task)
+        _check_split_file(self.metadata_csv, self.split.policy)
+
+    @property
+    def grayscale(self) -> bool:
+        return self.color == "grayscale"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _check_classes(classes: tuple[str, ...], task: str) -> None:
+    if not classes or not all(classes):
+        raise FieldError("classes", "must be a non-empty list of class names")
+    if len(set(classes)) != len(classes):
+        raise FieldError("classes", "has duplicate names")
+    if task == "binary" and len(classes) != 2:
+        raise FieldError("classes", f"must have 2 names for task 'binary' (classes[1] is positive), not {len(classes)}")
+    if task == "multiclass" and len(classes) < 3:
+        raise FieldError("classes", "must have at least 3 names for task 'multiclass'; use task = 'binary' for 2")
+
+
+def _check_split_file(metadata: MetadataOptions | None, policy: str) -> None:
+    """A published split file is what the official and carve_val policies start from; stratified ignores one."""
+    if metadata is None:
+        return
+    has_split_file = metadata.split_file is not None
+    if has_split_file == (policy == "stratified"):
+        need = "does not use" if has_split_file else "needs"
+        raise FieldError(
+            "metadata_csv.split_file", f"is {'set' if has_split_file else 'missing'}: policy '{policy}' {need} it"
+        )
+
+
+def datasets_dir() -> Path:
+    return project_root() / "datasets"
+
+
+def list_datasets() -> list[DatasetEntry]:
+    """Every entry in ``datasets/``, sorted by name; a malformed file raises ConfigError naming it."""
+    folder = datasets_dir()
+    if not folder.is_dir():
+        raise ConfigError(f"no datasets folder at {folder} (set BENCH_HOME to your project folder)")
+    return [parse_entry(file) for file in sorted(folder.glob("*.toml"))]
+
+
+def get_dataset_entry(name: str) -> DatasetEntry:
+    """The entry ``datasets/<name>.toml``; an unknown name suggests the closest known ones."""
+    file = datasets_dir() / f"{name}.toml"
+    if file.is_file():
+        return parse_entry(file)
+    known = sorted(p.stem for p in datasets_dir().glob("*.toml"))
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    raise ConfigError(f"unknown dataset '{name}'; {hint}(known: {', '.join(known) or 'none'})")
+
+
+def parse_entry(file: Path) -> DatasetEntry:
+    """Read and validate one dataset TOML; every mistake is a ConfigError naming file and field."""
+    entry = from_mapping(DatasetEntry, load_toml(file), str(file), source_file=file)
+    path = entry.path.expanduser()
+    return replace(entry, path=path if path.is_absolute() else project_root() / path)

@@ -1,0 +1,207 @@
+"""Loading a dataset: every split as uint8 tensors at the asked resolution, with what a run must record.
+
+* ``fingerprint`` hashes what a run saw (classes, image spec, and id/split/label of every image), so
+  two results can be checked for having used the same split. It leaves pixels out, so a bundled copy
+  and a full download agree; ``audit["pixels_sha256"]`` tells them apart.
+* Decoding is the slow part, so decoded tensors are cached on disk keyed by the image files' sizes and
+  mtimes and the image spec; a second load reads one file.
+
+The entry says where the files are and how they are laid out (:mod:`bench.data.entries`); the readers of
+each layout are :mod:`bench.data._layouts`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.data._cache import CACHE_FORMAT, write_cache_file
+from bench.data._layouts import SPLITS, ImageSpec, Items, read_class_folders, read_metadata_csv, read_npz
+from bench.data.entries import DatasetEntry, get_dataset_entry
+from bench.data.splits import assign_splits, audit_splits
+from bench.errors import ConfigError, DataError
+from bench.paths import cache_dir
+
+
+@dataclass
+class Split:
+    """One split: ``images`` uint8 (N, C, R, R) with C = 1 for grayscale entries, ``labels`` int64 (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class LoadedDataset:
+    """A dataset decoded at one resolution, with what a run must record to be auditable."""
+
+    entry: DatasetEntry
+    resolution: int
+    train: Split
+    val: Split
+    test: Split
+    fingerprint: str
+    audit: dict
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.entry.classes
+
+    @property
+    def num_classes(self) -> int:
+        return self.entry.num_classes
+
+    @property
+    def in_chans(self) -> int:
+        return 1 if self.entry.grayscale else 3
+
+    def split_assignment(self) -> pd.DataFrame:
+        """Columns ``id, split, label``: saved with every run so its test set can be re-checked."""
+        parts = {"train": self.train, "val": self.val, "test": self.test}
+        return pd.concat(
+            [
+                pd.DataFrame({"id": part.ids, "split": name, "label": part.labels.numpy()})
+                for name, part in parts.items()
+            ],
+            ignore_index=True,
+        )
+
+
+def read_items(entry: DatasetEntry, data_root: Path | None) -> Items:
+    root = Path(data_root).expanduser().absolute() if data_root is not None else entry.path
+    if not root.exists():
+        hint = (
+            "check --data-root"
+            if data_root is not None
+            else f"download the data and pass --data-root, or fix 'path' in {entry.source_file}"
+        )
+        raise DataError(f"dataset '{entry.name}': path {root} does not exist; {hint}")
+    if entry.layout != "npz" and not root.is_dir():
+        raise DataError(f"dataset '{entry.name}': {root} is a file; layout '{entry.layout}' needs a folder")
+    readers: dict[str, Callable[[], Items]] = {
+        "npz": lambda: read_npz(root, entry.classes),
+        "class_folders": lambda: read_class_folders(root, entry.classes),
+        "metadata_csv": lambda: read_metadata_csv(root, entry.classes, entry.metadata_csv),
+    }
+    items = readers[entry.layout]()
+    if items.table.empty:
+        raise DataError(f"dataset '{entry.name}': no images found under {root}")
+    return items
+
+
+def describe_dataset(entry: DatasetEntry, data_root: Path | None = None) -> dict:
+    """Classes, split sizes, class counts and leakage of an entry, without decoding any image."""
+    items = read_items(entry, data_root)
+    splits = assign_splits(entry, items.table)
+    return {
+        "name": entry.name,
+        "title": entry.title,
+        "task": entry.task,
+        "layout": entry.layout,
+        "path": str(data_root if data_root is not None else entry.path),
+        "classes": list(entry.classes),
+        "shares_source_with": entry.shares_source_with,
+        "licence": entry.licence,
+        **audit_splits(entry, items.table, splits),
+    }
+
+
+def load_dataset(name_or_entry: str | DatasetEntry, resolution: int, data_root: Path | None = None) -> LoadedDataset:
+    """Decode (or read from cache) every split at ``resolution`` x ``resolution``.
+
+    ``data_root`` replaces the entry's path, e.g. to point the same entry at a full-size download.
+    """
+    entry = name_or_entry if isinstance(name_or_entry, DatasetEntry) else get_dataset_entry(name_or_entry)
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8:
+        raise ConfigError(f"resolution must be an integer of at least 8 pixels, not {resolution!r}")
+    items = read_items(entry, data_root)
+    splits = assign_splits(entry, items.table)
+    spec = ImageSpec(resolution=resolution, grayscale=entry.grayscale, resize=entry.resize, crop=entry.crop)
+    images, pixels_sha256 = _cached_images(items, spec)
+    labels = torch.tensor(items.table["label"].to_numpy(), dtype=torch.int64)
+    ids = items.table["id"].to_numpy(dtype=object)
+    parts = {}
+    for split in SPLITS:
+        mask = splits == split
+        index = torch.from_numpy(np.flatnonzero(mask))
+        parts[split] = Split(images=images[index], labels=labels[index], ids=list(ids[mask]))
+    return LoadedDataset(
+        entry=entry,
+        resolution=resolution,
+        fingerprint=_fingerprint(entry, spec, items.table, splits),
+        audit={**audit_splits(entry, items.table, splits), "pixels_sha256": pixels_sha256},
+        **parts,
+    )
+
+
+def _fingerprint(entry: DatasetEntry, spec: ImageSpec, table: pd.DataFrame, splits: np.ndarray) -> str:
+    """sha256 of what a run saw: classes, image spec, and (id, split, label) of every image, in order.
+
+    File mtimes and absolute paths are left out on purpose: two clones of the same data agree.
+    """
+    payload = {
+        "classes": list(entry.classes),
+        "image": asdict(spec),
+        "rows": [[i, s, int(label)] for i, s, label in zip(table["id"], splits, table["label"], strict=True)],
+    }
+    return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+
+
+def _cached_images(items: Items, spec: ImageSpec) -> tuple[torch.Tensor, str]:
+    """All images of ``items`` in table order, decoded once and then read from the cache.
+
+    The cache holds the images of the sorted set of keys, so entries that share image files (dermamnist
+    and ham10000) share one cache file whatever their row order. Also returns the sha256 of those
+    pixels, which tells a bundled copy from a full download at the same resolution.
+    """
+    keys = sorted(set(items.table["key"]))
+    signature = json.dumps([CACHE_FORMAT, asdict(spec), items.source.signature(keys)])
+    digest = hashlib.sha256(signature.encode()).hexdigest()[:24]
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", items.source.label)
+    path = cache_dir() / f"{label}-{spec.resolution}px-{digest}.pt"
+    payload = _read_cache(path, keys, spec)
+    if payload is None:
+        images = torch.from_numpy(items.source.decode(keys, spec))
+        payload = {"keys": keys, "images": images, "sha256": hashlib.sha256(images.numpy()).hexdigest()}
+        write_cache_file(path, lambda fh: torch.save(payload, fh))
+    position = {key: i for i, key in enumerate(keys)}
+    order = torch.tensor([position[k] for k in items.table["key"]], dtype=torch.long)
+    return payload["images"].index_select(0, order), payload["sha256"]
+
+
+def _read_cache(path: Path, keys: list[str], spec: ImageSpec) -> dict | None:
+    """The cached payload, or None (with a warning if a file was there but unusable)."""
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        warnings.warn(f"ignoring unreadable image cache {path}: {err}", stacklevel=3)
+        return None
+    expected = (len(keys), spec.channels, spec.resolution, spec.resolution)
+    images = payload.get("images") if isinstance(payload, dict) else None
+    matches = (
+        isinstance(images, torch.Tensor)
+        and images.dtype == torch.uint8
+        and tuple(images.shape) == expected
+        and payload.get("keys") == keys
+        and isinstance(payload.get("sha256"), str)
+    )
+    if not matches:
+        warnings.warn(f"ignoring image cache {path}: it does not match the data", stacklevel=3)
+        return None
+    return payload

@@ -1,0 +1,13 @@
+"""Facts about the environment a number was measured in, kept apart from measurement and reporting (as
+optimum-benchmark keeps ``system_utils`` apart).
+
+* :mod:`bench.environment.software`: package versions and the harness commit (no torch);
+* :mod:`bench.environment.device`: which device a ``--device`` value means, and the device's fingerprint
+  (host, GPU, NVML).
+
+The package exports the torch-free part, so ``from bench.environment import git_commit`` costs no torch import.
+"""
+
+from bench.environment.software import git_commit, versions
+
+__all__ = ["git_commit", "versions"]

@@ -1,0 +1,195 @@
+"""What a latency figure is, and when timing may stop: settings, results, statistics, stopping rules.
+
+No torch here: the figures are computed from per-iteration milliseconds, so records can be read and
+re-rendered (``bench check-readme``) without loading a model runtime. The measurement itself is
+:mod:`bench.latency.measure`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.errors import ConfigError
+from bench.precision import MEASURED_PRECISIONS
+
+_Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """What to measure and how long to insist. Every (batch size, precision) pair is one setting.
+
+    ``warmup_iters`` counts the first call, which is timed apart (``first_call_ms``). Timing stops at the
+    first of: the p50 is stable (after at least ``min_iters`` iterations the coefficient of variation is
+    at most ``cv_target``, or the 95% confidence interval of the p50 is within +-``cv_target`` of it),
+    ``max_iters`` iterations, or ``time_budget_s`` of timed forward passes (warm-up not counted).
+    """
+
+    batch_sizes: tuple[int, ...] = (1, 32)
+    precisions: tuple[str, ...] = ("fp32",)
+    channels_last: bool = False
+    compile: bool = False
+    warmup_iters: int = 10
+    min_iters: int = 20
+    max_iters: int = 500
+    time_budget_s: float = 10.0
+    cv_target: float = 0.05
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        # The CLI hands in lists; tuples keep the frozen config hashable and its records uniform.
+        object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
+        object.__setattr__(self, "precisions", tuple(self.precisions))
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise ConfigError(f"latency batch sizes must be positive integers, got {list(self.batch_sizes)}")
+        if not self.precisions:
+            raise ConfigError("latency needs at least one precision")
+        for precision in self.precisions:
+            if precision not in MEASURED_PRECISIONS:
+                raise ConfigError(
+                    f"latency precision {precision!r} is unknown (known: {', '.join(MEASURED_PRECISIONS)})"
+                )
+        if self.warmup_iters < 1:
+            raise ConfigError("latency warmup_iters must be at least 1: the first call is never representative")
+        if not 1 <= self.min_iters <= self.max_iters:
+            raise ConfigError(f"latency needs 1 <= min_iters <= max_iters, got {self.min_iters} and {self.max_iters}")
+        if self.time_budget_s <= 0 or self.cv_target <= 0:
+            raise ConfigError("latency time_budget_s and cv_target must be positive")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"latency device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
+
+
+@dataclass
+class LatencyResult:
+    """One (batch size, precision, memory format) setting: what ran, the figures, and on what machine.
+
+    ``ms_per_batch_*`` are the time of one forward pass of the whole batch; ``ms_per_image_p50`` divides
+    the batch p50 by the batch that ran; ``throughput_img_s`` is the sustained rate, images over the mean
+    batch time (as timm computes it). p99 is an interpolation near the maximum below ~100 iterations.
+
+    ``peak_memory_bytes`` depends on the device, hence ``peak_memory_kind``: on CUDA
+    ``torch.cuda.max_memory_allocated`` over warm-up and timing (tensors only, weights included, the
+    allocator's cache excluded); on Linux CPUs the growth of the process's peak RSS over its RSS before
+    warm-up (activations and workspaces; weights already resident are not counted); ``None`` elsewhere.
+    ``skipped`` is the reason when the setting could not run (fp16 unsupported on this CPU, out of memory
+    even at batch 1, compilation failed); its figures are then ``None``.
+    """
+
+    backbone: str | None
+    resolution: int | None
+    input_size: tuple[int, int, int]
+    batch_size: int
+    batch_size_run: int | None
+    precision: str
+    memory_format: str
+    compiled: bool
+    device_kind: str
+    ms_per_batch_p50: float | None = None
+    ms_per_batch_p50_ci95: tuple[float, float] | None = None
+    ms_per_batch_p90: float | None = None
+    ms_per_batch_p99: float | None = None
+    ms_per_batch_mean: float | None = None
+    ms_per_image_p50: float | None = None
+    throughput_img_s: float | None = None
+    cv: float | None = None
+    n_iters: int = 0
+    stop_reason: str | None = None
+    noisy: bool = False
+    noisy_reason: str | None = None
+    first_call_ms: float | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_kind: str | None = None
+    oom_backoff: list[int] = field(default_factory=list)
+    skipped: str | None = None
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def latency_stats(times_ms: Sequence[float], batch: int) -> dict[str, Any]:
+    """The figures of a setting from its per-iteration batch times, keyed as in :class:`LatencyResult`."""
+    times = np.asarray(times_ms, dtype=float)
+    p50, p90, p99 = np.percentile(times, [50, 90, 99])
+    mean = float(times.mean())
+    low, high = median_ci95(times)
+    return {
+        "ms_per_batch_p50": float(p50),
+        "ms_per_batch_p50_ci95": (low, high),
+        "ms_per_batch_p90": float(p90),
+        "ms_per_batch_p99": float(p99),
+        "ms_per_batch_mean": mean,
+        "ms_per_image_p50": float(p50) / batch,
+        "throughput_img_s": 1000.0 * batch / mean,
+        "cv": coefficient_of_variation(times),
+        "n_iters": len(times),
+    }
+
+
+def coefficient_of_variation(times_ms: Sequence[float]) -> float:
+    """Sample standard deviation over mean; 0 for a single iteration."""
+    times = np.asarray(times_ms, dtype=float)
+    return float(times.std(ddof=1) / times.mean()) if len(times) > 1 else 0.0
+
+
+def median_ci95(times_ms: Sequence[float]) -> tuple[float, float]:
+    """Distribution-free 95% confidence interval of the median, from order statistics.
+
+    Latencies are skewed and have outliers (a shared CPU, a GPU clock change), so a normal-theory interval
+    would mislead; ranks n/2 -+ 1.96 sqrt(n)/2, rounded outwards, hold for any continuous distribution.
+    """
+    ordered = np.sort(np.asarray(times_ms, dtype=float))
+    n = len(ordered)
+    spread = _Z95 * math.sqrt(n) / 2
+    low = max(1, math.floor(n / 2 - spread))
+    high = min(n, math.ceil(1 + n / 2 + spread))
+    return float(ordered[low - 1]), float(ordered[high - 1])
+
+
+def p50_ci_halfwidth(times_ms: Sequence[float]) -> float:
+    """Half the width of the p50's 95% confidence interval, relative to the p50."""
+    low, high = median_ci95(times_ms)
+    return (high - low) / (2 * float(np.median(times_ms)))
+
+
+def stop_reason(times_ms: Sequence[float], config: LatencyConfig) -> str | None:
+    """Why timing should stop now (``cv``, ``p50_ci``, ``max_iters``, ``budget``), or ``None`` to go on.
+
+    Two stability tests: a small cv means every iteration agrees; a narrow confidence interval of the p50
+    means the p50 is pinned even when rare outliers (another process on a shared CPU) inflate the cv. The
+    interval also refuses a bimodal run, whose p50 merely sits between the modes. The budget counts timed
+    passes only, so that it is deterministic under a fake timer.
+    """
+    n = len(times_ms)
+    if n >= config.min_iters:
+        if coefficient_of_variation(times_ms) <= config.cv_target:
+            return "cv"
+        if p50_ci_halfwidth(times_ms) <= config.cv_target:
+            return "p50_ci"
+    if n >= config.max_iters:
+        return "max_iters"
+    if sum(times_ms) >= config.time_budget_s * 1000:
+        return "budget"
+    return None
+
+
+def noisy_reason(times_ms: Sequence[float], reason: str, config: LatencyConfig) -> str | None:
+    """The one-line explanation for a run that stopped without a stable p50, else ``None``."""
+    if reason in ("cv", "p50_ci"):
+        return None
+    n = len(times_ms)
+    if n < config.min_iters:
+        budget = f"{config.time_budget_s:g} s"
+        return f"time budget of {budget} ran out after {n} iterations (< min_iters {config.min_iters})"
+    limit = f"within the {config.time_budget_s:g} s budget" if reason == "budget" else f"after {n} iterations"
+    return (
+        f"p50 not stable {limit}: cv {coefficient_of_variation(times_ms):.3f}, "
+        f"p50 95% CI +-{p50_ci_halfwidth(times_ms):.1%} (target {config.cv_target:.1%})"
+    )

@@ -1,0 +1,39 @@
+"""The numeric precisions the harness knows, in one place: what a run may ask for and what autocast runs.
+
+A run asks for a :data:`Precision`; ``auto`` is resolved per device by :func:`bench.train.engine.engine_for`.
+A latency setting measures one of the :data:`MEASURED_PRECISIONS`, never ``auto``, because a latency figure
+must say which precision it is. Records, sweeps and reports name precisions without running anything, so
+this module does not import torch at import time: reading a record or rendering a report stays torch-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Literal, get_args
+
+if TYPE_CHECKING:
+    import torch
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+AmpDtype = Literal["bf16", "fp16"]  # the precisions that mean autocast
+AMP_DTYPES: tuple[str, ...] = get_args(AmpDtype)
+
+MEASURED_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")  # what one latency setting runs
+
+
+def autocast_dtype(precision: AmpDtype) -> torch.dtype:
+    """The torch dtype autocast computes in for ``precision`` (bf16 or fp16)."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast(precision: str | None, device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast to ``precision`` on ``device_type``; ``None`` or ``fp32`` is plain fp32 (no context at all)."""
+    if precision is None or precision == "fp32":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast(device_type=device_type, dtype=autocast_dtype(precision))

@@ -1,0 +1,130 @@
+"""How training and inference use the device: precision (autocast, GradScaler), memory format, data placement.
+
+:func:`engine_for` decides once per run, from the device and the precision asked for, and refuses what the
+device cannot run; the loop (:mod:`bench.train.loop`) only follows the settings, so the precision rules are
+read in one place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from bench.errors import ConfigError
+from bench.precision import AMP_DTYPES, AmpDtype, Precision, autocast
+
+# A dataset moves to the GPU whole when its uint8 images take at most this share of the free memory:
+# the rest is for the model, its activations and the optimiser.
+DATA_ON_DEVICE_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How training and inference use the device; :func:`engine_for` picks it per device and requested precision.
+
+    All off is the CPU setting: CPU results then stay bit-for-bit reproducible. On CUDA, reduced precision
+    and NHWC memory are what tensor cores need, and data already on the device (or in pinned memory, so
+    copies overlap compute) keeps the GPU from waiting on the host.
+    """
+
+    amp: AmpDtype | None = None  # autocast dtype of forward passes; fp16 adds a GradScaler
+    channels_last: bool = False  # model and batches in NHWC
+    data_on_device: bool = False  # the uint8 splits live on the device: no per-step host copy at all
+    pin_memory: bool = False  # host batches are pinned and copied asynchronously
+    fused_optimizer: bool = False  # one fused Adam kernel; it also lets GradScaler skip its per-step sync
+    eval_batch_size: int = 512  # the first try; bench.train.loop.predict halves it on out-of-memory
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def engine_for(
+    device: torch.device,
+    data_bytes: int,
+    probe: Callable[[torch.device], tuple[bool, int]] | None = None,
+    precision: Precision = "auto",
+) -> EngineConfig:
+    """The engine settings for ``device``, a dataset of ``data_bytes`` (uint8 images, all splits) and ``precision``.
+
+    ``auto`` is bf16 autocast on CUDA (fp16 with a GradScaler where bf16 is missing) and fp32 on the CPU;
+    ``fp32`` turns autocast off and leaves the rest of the GPU settings on, which change speed, not numbers.
+    A precision the device cannot run is refused (:func:`check_precision`). ``probe`` returns (bf16
+    supported, free device bytes); it is the only CUDA call, so tests can fake it.
+    """
+    if device.type != "cuda":
+        _amp(device, precision, bf16=False)
+        return EngineConfig()
+    bf16, free_bytes = (probe or _cuda_probe)(device)
+    on_device = data_bytes <= DATA_ON_DEVICE_SHARE * free_bytes
+    return EngineConfig(
+        amp=_amp(device, precision, bf16),
+        channels_last=True,
+        data_on_device=on_device,
+        pin_memory=not on_device,
+        fused_optimizer=True,
+        eval_batch_size=1024,
+    )
+
+
+def check_precision(device: torch.device, precision: Precision) -> None:
+    """Refuse a precision ``device`` cannot run before a sweep starts, rather than as one failed record per run.
+
+    It only reads device properties (:func:`native_bf16`), so a driver can check the GPUs its workers will use
+    without allocating on them.
+    """
+    _amp(device, precision, bf16=device.type == "cuda" and native_bf16(device))
+
+
+def _amp(device: torch.device, precision: Precision, bf16: bool) -> AmpDtype | None:
+    """The autocast dtype ``precision`` means on ``device`` (``bf16``: whether it has bf16); ConfigError if it can't."""
+    if device.type != "cuda":
+        if precision in AMP_DTYPES:
+            raise ConfigError(
+                f"--precision {precision} needs a CUDA device, not {device}: autocast on the CPU is slow, "
+                "use auto or fp32 there"
+            )
+        return None
+    if precision == "bf16" and not bf16:
+        raise ConfigError(f"--precision bf16: {device} has no native bf16 (before Ampere): use fp16 or fp32")
+    if precision == "auto":
+        return "bf16" if bf16 else "fp16"
+    return None if precision == "fp32" else precision
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: compute capability 8 (Ampere) or later, or any ROCm GPU.
+
+    Older GPUs emulate bf16 slowly (``torch.cuda.is_bf16_supported()`` counts that as support): fp16 is the
+    precision to pick there, and a bf16 request is refused.
+    """
+    return bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def _cuda_probe(device: torch.device) -> tuple[bool, int]:
+    return native_bf16(device), torch.cuda.mem_get_info(device)[0]
+
+
+class Amp:
+    """Autocast around the forward pass and loss, with a GradScaler for fp16; plain fp32 when ``dtype`` is None."""
+
+    def __init__(self, dtype: AmpDtype | None, device: torch.device):
+        self.dtype = dtype
+        self.device_type = device.type
+        self.scaler = torch.amp.GradScaler(device.type) if dtype == "fp16" else None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.dtype, self.device_type)
+
+    def step(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        """Backward and optimiser step (gradients already zeroed)."""
+        if self.scaler is None:
+            loss.backward()
+            opt.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
