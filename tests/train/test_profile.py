@@ -1,32 +1,20 @@
-"""``bench profile`` and the engine's device options: the ratio is computed from interleaved pairs, the table
-says what each part costs, and the GPU settings are chosen right for each device (the CUDA probe faked)."""
+"""``bench profile``: the ratio is computed from interleaved pairs, the table says what each part costs;
+and bench run's stage table."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
-import numpy as np
 import pytest
-import timm
 import torch
 from rich.console import Console
 
 import bench.train.profile as profile_mod
-from bench.data.loading import Split
 from bench.errors import ConfigError
-from bench.protocol.spec import Augment
-from bench.runs.record import RunSpec, load_records
-from bench.train.engine import DATA_ON_DEVICE_SHARE, Amp, EngineConfig, engine_for
-from bench.train.loop import predict
-from bench.train.pipeline import BatchPipeline, augment_batch
+from bench.train.engine import EngineConfig
 from bench.train.profile import PARTS, ProfileConfig, ProfileResult, Steps, measure, paired_ratios, profile_table
 
 CPU = torch.device("cpu")
-GIB = 2**30
-
-
-# ---------------------------------------------------------------------------------------------- the ratio
 
 
 @pytest.mark.parametrize(
@@ -156,152 +144,6 @@ def test_table_shows_ratio_parts_and_flags_a_miss():
 def test_profile_config_refuses_nonsense(field, value):
     with pytest.raises(ConfigError, match=field):
         ProfileConfig(**{field: value})
-
-
-# ---------------------------------------------------------------------------------------------- device options
-
-
-def _probe(bf16: bool, free_gib: float):
-    def probe(device):
-        assert device.type == "cuda"
-        return bf16, int(free_gib * GIB)
-
-    return probe
-
-
-def _cuda(amp: str, on_device: bool) -> EngineConfig:
-    """What a CUDA device gets: everything on, the data either on the device or pinned."""
-    return EngineConfig(amp, True, on_device, not on_device, fused_optimizer=True, eval_batch_size=1024)
-
-
-@pytest.mark.parametrize(
-    "device, data_gib, probe, expected",
-    [
-        ("cpu", 0.1, None, EngineConfig()),
-        (
-            "cuda",
-            0.1,
-            _probe(True, 70),
-            _cuda("bf16", on_device=True),
-        ),
-        (
-            "cuda:1",
-            30,
-            _probe(True, 70),  # more than DATA_ON_DEVICE_SHARE of free memory: pinned host memory instead
-            _cuda("bf16", on_device=False),
-        ),
-        (
-            "cuda",
-            0.1,
-            _probe(False, 10),  # pre-Ampere: fp16 with a GradScaler
-            _cuda("fp16", on_device=True),
-        ),
-    ],
-)
-def test_engine_for_device(device, data_gib, probe, expected):
-    assert engine_for(torch.device(device), int(data_gib * GIB), probe=probe) == expected
-
-
-def test_data_on_device_threshold_is_a_share_of_free_memory():
-    free = 8 * GIB
-    at = int(DATA_ON_DEVICE_SHARE * free)
-    assert engine_for(torch.device("cuda"), at, _probe(True, 8)).data_on_device
-    assert not engine_for(torch.device("cuda"), at + 1, _probe(True, 8)).data_on_device
-
-
-def test_cpu_engine_never_touches_cuda():
-    def probe(device):
-        raise AssertionError("the CUDA probe ran for a CPU device")
-
-    assert engine_for(CPU, 10**12, probe=probe) == EngineConfig()
-
-
-@pytest.mark.parametrize("dtype, expected", [(None, torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)])
-def test_amp_autocasts_the_forward_pass(dtype, expected):
-    amp = Amp(dtype, CPU)
-    with amp.autocast():
-        out = torch.nn.Linear(4, 2)(torch.randn(3, 4))
-    assert out.dtype == expected
-    assert (amp.scaler is not None) == (dtype == "fp16")
-
-
-def test_pipeline_channels_last():
-    pipe = BatchPipeline((0.5,) * 3, (0.5,) * 3, CPU, channels_last=True)
-    x = pipe(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), Augment(rotation=10), torch.Generator().manual_seed(0))
-    assert x.is_contiguous(memory_format=torch.channels_last) and x.shape == (2, 3, 8, 8)
-
-
-@pytest.mark.parametrize("aug", [Augment(hflip=True), Augment(vflip=True), Augment(hflip=True, vflip=True)])
-def test_flip_only_shortcut_matches_resampling(aug):
-    """Flips without rotation/zoom skip grid_sample; the same draws through grid_sample give the same images."""
-    x = torch.randn(32, 3, 12, 12)
-    fast = augment_batch(x, aug, torch.Generator().manual_seed(4))
-    # a rotation too small to move a pixel forces the grid_sample path with the same random stream
-    resampled = augment_batch(x, dataclasses.replace(aug, rotation=1e-30), torch.Generator().manual_seed(4))
-    assert torch.allclose(fast, resampled, atol=1e-5) and not torch.equal(fast, x)
-
-
-class OomAbove(torch.nn.Module):
-    """A model that runs out of memory on batches larger than ``limit``."""
-
-    def __init__(self, limit: int):
-        super().__init__()
-        self.limit, self.seen = limit, []
-        self.inner = timm.create_model("test_resnet", num_classes=2)
-
-    def forward(self, x):
-        self.seen.append(len(x))
-        if len(x) > self.limit:
-            raise torch.OutOfMemoryError("CUDA out of memory (faked)")
-        return self.inner(x)
-
-
-def test_predict_halves_the_batch_on_out_of_memory():
-    gen = torch.Generator().manual_seed(0)
-    split = Split(torch.randint(0, 256, (40, 1, 16, 16), dtype=torch.uint8, generator=gen), torch.zeros(40), [""] * 40)
-    pipe = BatchPipeline((0.5,) * 3, (0.5,) * 3, CPU)
-    torch.manual_seed(0)
-    model = OomAbove(limit=8)
-    probs = predict(model, split, pipe, batch_size=32)
-    assert probs.shape == (40, 2) and model.seen[:3] == [32, 16, 8] and max(model.seen[3:]) == 8
-    np.testing.assert_allclose(probs, predict(model.inner, split, pipe, batch_size=8), rtol=1e-6)
-
-
-@pytest.fixture
-def quick_latency(monkeypatch):
-    """The runs below are about the engine; the latency stage only has to run, not to be precise."""
-    import bench.runs.runner
-    from bench.latency.timing import LatencyConfig
-
-    quick = LatencyConfig(batch_sizes=(1,), warmup_iters=1, min_iters=2, max_iters=3, time_budget_s=0.2)
-    monkeypatch.setattr(bench.runs.runner, "RUN_LATENCY", quick)
-
-
-@pytest.mark.parametrize(
-    "engine, expected",
-    [
-        (None, EngineConfig()),  # the CPU default: all off, so CPU results stay bit-identical
-        *[
-            (e, e)
-            for e in (
-                EngineConfig("bf16", channels_last=True, data_on_device=True, fused_optimizer=True, eval_batch_size=16),
-                EngineConfig("fp16", channels_last=True, fused_optimizer=True),
-            )
-        ],
-    ],
-    ids=["cpu-default", "bf16-nhwc-on-device", "fp16-scaler"],
-)
-def test_a_run_records_the_engine_it_used(project, tmp_path, quick_latency, engine, expected):
-    """Every setting the GPU path uses also runs on the CPU (autocast, NHWC, fused Adam, GradScaler)."""
-    from bench.runs.runner import run
-
-    spec = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", epochs=1)
-    record = run(spec, tmp_path / "r", CPU, engine=engine)
-    assert record["status"] == "ok", record.get("error")
-    assert load_records(tmp_path / "r")[0]["engine"] == expected.to_dict()
-
-
-# ---------------------------------------------------------------------------------------------- bench run's stage table
 
 
 def test_stage_table_shows_totals_and_the_per_run_spread(capsys, monkeypatch):

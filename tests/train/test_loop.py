@@ -1,25 +1,25 @@
-"""Training engine: it learns, it is deterministic, it selects on validation, it fails loudly."""
+"""The training loop: it learns, it is deterministic, it selects on validation, it resumes exactly, it fails
+loudly; predict backs off on out-of-memory."""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
 import json
-import re
 
+import numpy as np
 import pytest
 import timm
 import torch
 
-import bench.train.engine
 from bench.data.loading import Split
-from bench.errors import ConfigError
-from bench.protocol.spec import Augment, Phase, Protocol, get_protocol
-from bench.train.engine import EngineConfig, check_precision, engine_for, native_bf16
+from bench.protocol.spec import Phase, Protocol, get_protocol
 from bench.train.loop import DivergedError, EpochLog, class_weights, fit, predict
-from bench.train.pipeline import BatchPipeline, augment_batch
+from bench.train.pipeline import BatchPipeline
 
 CPU = torch.device("cpu")
+
+
 CLASSES = ("dark", "bright")
 
 
@@ -33,6 +33,8 @@ def _split(n: int, seed: int, channels: int = 1) -> Split:
 
 
 PIPE = BatchPipeline((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), CPU)
+
+
 QUICK = Protocol(
     name="quick", pretrained=False, batch_size=32, phases=(Phase("full", epochs=3, lr=3e-3, trainable=1.0),)
 )
@@ -112,38 +114,6 @@ def test_fit_has_no_way_to_receive_test_data():
     assert [p for p in inspect.signature(fit).parameters if "test" in p] == []
 
 
-def test_grayscale_feeds_rgb_models():
-    x = PIPE(_split(4, 0, channels=1).images)
-    assert x.shape[1] == 3 and torch.equal(x[:, 0], x[:, 2])
-
-
-def test_normalisation():
-    x = PIPE(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8))
-    assert torch.allclose(x, torch.ones_like(x))
-
-
-@pytest.mark.parametrize(
-    "aug",
-    [
-        Augment(hflip=True),
-        Augment(rotation=30),
-        Augment(zoom=0.2),
-        Augment(rotation=10, hflip=True, vflip=True, zoom=0.1),
-    ],
-)
-def test_augment_keeps_shape_and_changes_pixels(aug):
-    x = torch.randn(8, 3, 16, 16)
-    y = augment_batch(x, aug, torch.Generator().manual_seed(0))
-    assert y.shape == x.shape and not torch.equal(x, y)
-
-
-def test_hflip_only_mirrors_exactly_or_not_at_all():
-    x = torch.randn(16, 3, 8, 8)
-    y = augment_batch(x, Augment(hflip=True), torch.Generator().manual_seed(1))
-    for a, b in zip(x, y, strict=True):
-        assert torch.allclose(b, a, atol=1e-5) or torch.allclose(b, a.flip(-1), atol=1e-5)
-
-
 @pytest.mark.parametrize(
     "labels, k, expected",
     [([0, 0, 0, 1], 2, [4 / 6, 2.0]), ([0, 1, 2, 2], 3, [4 / 3, 4 / 3, 2 / 3]), ([0, 0], 2, [0.5, 0.0])],
@@ -214,70 +184,27 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
         RunCheckpoint(tmp_path / "bad.ckpt", key="a" * 64).load()
 
 
-# ------------------------------------------------------------------------------------------ requested precision
+class OomAbove(torch.nn.Module):
+    """A model that runs out of memory on batches larger than ``limit``."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit, self.seen = limit, []
+        self.inner = timm.create_model("test_resnet", num_classes=2)
+
+    def forward(self, x):
+        self.seen.append(len(x))
+        if len(x) > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (faked)")
+        return self.inner(x)
 
 
-def _gpu(bf16: bool):
-    """A faked CUDA probe: bf16 support as given, 80 GB free (so the data goes on the device)."""
-
-    def probe(device):
-        assert device.type == "cuda"
-        return bf16, 80 * 2**30
-
-    return probe
-
-
-@pytest.mark.parametrize(
-    "device, bf16, precision, amp",
-    [
-        ("cuda", True, "auto", "bf16"),
-        ("cuda", False, "auto", "fp16"),  # pre-Ampere: fp16 with a GradScaler
-        ("cuda", True, "fp32", None),  # autocast off, e.g. to reproduce a paper's fp32 numbers
-        ("cuda:1", False, "fp32", None),
-        ("cuda", True, "bf16", "bf16"),
-        ("cuda", True, "fp16", "fp16"),  # asked for: kept although bf16 is there
-        ("cuda", False, "fp16", "fp16"),
-    ],
-)
-def test_cuda_engine_keeps_to_the_requested_precision(device, bf16, precision, amp):
-    """Only autocast follows the request: NHWC, fused Adam and data placement change speed, not numbers."""
-    engine = engine_for(torch.device(device), 2**20, _gpu(bf16), precision)
-    assert engine == EngineConfig(amp, True, True, False, fused_optimizer=True, eval_batch_size=1024)
-
-
-@pytest.mark.parametrize("precision", ["auto", "fp32"])
-def test_cpu_engine_is_fp32_for_auto_and_fp32(precision):
-    def probe(device):
-        raise AssertionError("the CUDA probe ran for a CPU device")
-
-    assert engine_for(CPU, 2**20, probe, precision) == EngineConfig()
-    check_precision(CPU, precision)
-
-
-@pytest.mark.parametrize(
-    "device, bf16, precision, message",
-    [
-        ("cpu", None, "bf16", "--precision bf16 needs a CUDA device, not cpu"),
-        ("cpu", None, "fp16", "--precision fp16 needs a CUDA device, not cpu"),
-        ("cuda:1", False, "bf16", "--precision bf16: cuda:1 has no native bf16 (before Ampere): use fp16 or fp32"),
-    ],
-)
-def test_a_precision_the_device_cannot_run_is_refused(device, bf16, precision, message, monkeypatch):
-    """In one line, by the engine (a run) and by the check a sweep makes before it starts."""
-    monkeypatch.setattr(bench.train.engine, "native_bf16", lambda d: bf16)
-    with pytest.raises(ConfigError, match=f"^{re.escape(message)}") as by_engine:
-        engine_for(torch.device(device), 2**20, _gpu(bf16), precision)
-    with pytest.raises(ConfigError, match=f"^{re.escape(message)}") as by_check:
-        check_precision(torch.device(device), precision)
-    assert "\n" not in str(by_engine.value) + str(by_check.value)
-
-
-@pytest.mark.parametrize(
-    "hip, capability, expected",
-    [(None, (7, 0), False), (None, (7, 5), False), (None, (8, 0), True), (None, (9, 0), True), ("6.2", (9, 4), True)],
-)
-def test_native_bf16_is_ampere_or_later(hip, capability, expected, monkeypatch):
-    """Volta and Turing emulate bf16 (slowly): that is no bf16 to pick or to accept a request for."""
-    monkeypatch.setattr(torch.version, "hip", hip)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: capability)
-    assert native_bf16(torch.device("cuda:0")) is expected
+def test_predict_halves_the_batch_on_out_of_memory():
+    gen = torch.Generator().manual_seed(0)
+    split = Split(torch.randint(0, 256, (40, 1, 16, 16), dtype=torch.uint8, generator=gen), torch.zeros(40), [""] * 40)
+    pipe = BatchPipeline((0.5,) * 3, (0.5,) * 3, CPU)
+    torch.manual_seed(0)
+    model = OomAbove(limit=8)
+    probs = predict(model, split, pipe, batch_size=32)
+    assert probs.shape == (40, 2) and model.seen[:3] == [32, 16, 8] and max(model.seen[3:]) == 8
+    np.testing.assert_allclose(probs, predict(model.inner, split, pipe, batch_size=8), rtol=1e-6)
