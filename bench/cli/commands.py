@@ -10,7 +10,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 import typer
@@ -20,6 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bench.errors import BenchError, ConfigError
+
+if TYPE_CHECKING:
+    from bench.runs.record import RunRecord
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0] if __doc__ else None)
 list_app = typer.Typer(help="List registered backbones or datasets.")
@@ -82,7 +85,7 @@ def run(
     ] = 1,
 ) -> None:
     """Train and evaluate a sweep (default: the bundled-data sweep), then print the leaderboards."""
-    from bench.runs.executors import LocalExecutor, RayExecutor, visible_devices
+    from bench.runs.executors import Executor, LocalExecutor, RayExecutor, visible_devices
     from bench.runs.record import PRECISIONS, load_records
     from bench.runs.sweep import Group, Sweep, default_sweep_path, load_sweep, plan_runs
     from bench.train.loop import check_precision
@@ -115,6 +118,7 @@ def run(
         raise ConfigError(f"--executor takes local or ray, got {executor_kind!r}")
     if ray_address and executor_kind != "ray":
         raise ConfigError(f"--ray-address {ray_address} needs --executor ray")
+    executor: Executor
     if executor_kind == "ray":
         executor = RayExecutor(ray_address, device, cpus_per_task, retries)
         here = [torch.device("cpu")] if device == "cpu" else []  # Ray's GPUs are on its nodes: each run checks its own
@@ -145,18 +149,18 @@ def run(
             return _progress_callback(progress, tasks[item.key])
 
         for record in executor.run(todo, results_dir, progress_for):
-            task = tasks[record["key"]]
-            progress.update(task, info=record["status"] + (f": {record.get('error')}" if record.get("error") else ""))
+            task = tasks[record.key]
+            progress.update(task, info=record.status + (f": {record.error}" if record.error else ""))
             progress.stop_task(task)
-            failed += record["status"] == "failed"
-            done += record["status"] != "failed"
+            failed += record.status == "failed"
+            done += record.status != "failed"
             progress.update(overall, advance=1, info=counts())
     elapsed = time.perf_counter() - started
     console.print(
         f"{len(todo)} run(s) done ({failed} failed), {len(planned) - len(todo)} already finished, in {elapsed:.0f} s"
     )
     keys = {p.key for p in planned}
-    records = [r for r in load_records(results_dir) if r["key"] in keys]
+    records = [r for r in load_records(results_dir) if r.key in keys]
     _print_timings(records)
     _print_leaderboards(records, metric, results_dir)
 
@@ -193,7 +197,7 @@ def _progress_callback(progress: Progress, task):
     return callback
 
 
-def _print_timings(records: list[dict]) -> None:
+def _print_timings(records: list[RunRecord]) -> None:
     """Where the time went, per stage, over the runs of this sweep.
 
     The per-run spread shows one-off costs: the first load of a dataset at a resolution decodes its images,
@@ -202,7 +206,7 @@ def _print_timings(records: list[dict]) -> None:
     import pandas as pd
 
     stages = ["data", "build", "train", "eval", "latency"]
-    per_run = pd.DataFrame([r["timings_s"] for r in records], columns=stages)  # NaN: a failed run stopped earlier
+    per_run = pd.DataFrame([r.timings_s for r in records], columns=stages)  # NaN: a failed run stopped earlier
     totals = per_run.sum()
     whole = totals.sum() or 1.0
     table = Table(
@@ -219,8 +223,9 @@ def _print_timings(records: list[dict]) -> None:
     console.print(table)
 
 
-def _print_leaderboards(records: list[dict], metric: str, results_dir: Path) -> None:
-    from bench.reports.leaderboard import datasets_in, leaderboard, rich_table, write_leaderboard
+def _print_leaderboards(records: list[RunRecord], metric: str, results_dir: Path) -> None:
+    from bench.reports.leaderboard import datasets_in, leaderboard
+    from bench.reports.render import rich_table, write_leaderboard
 
     for dataset in datasets_in(records):
         table = leaderboard(records, dataset, metric)
@@ -389,7 +394,7 @@ Metric = Annotated[str, typer.Option(help="Accuracy metric: accuracy, balanced_a
 Speed = Annotated[str, typer.Option(help="Speed axis: p50 (batch-1 ms/image, lower is better) or throughput.")]
 
 
-def _stored_records(results_dir: Path) -> list[dict]:
+def _stored_records(results_dir: Path) -> list[RunRecord]:
     from bench.runs.record import load_records
 
     records = load_records(results_dir)
@@ -474,9 +479,9 @@ def check_cmd(
     """Accuracy gate: rerun the reference sweep in a temp folder, compare each test metric (exit 1 on a regression)."""
     import tempfile
 
-    from bench.gates import check as gate
+    from bench.gates import accuracy as gate
     from bench.runs.record import load_records
-    from bench.runs.sweep import load_sweep
+    from bench.runs.sweep import load_sweep, sweep_records, sweep_runs
 
     refs = load_records(reference)
     if not refs:
@@ -491,7 +496,7 @@ def check_cmd(
         current = load_records(results_dir)
         if not current:
             raise ConfigError(f"no run records under {results_dir}/runs to compare with the reference")
-    current = gate.sweep_records(current, {gate.identity(s.to_dict()) for s in specs})
+    current = sweep_records(current, sweep_runs(specs))
     limits = gate.load_tolerance(reference) if tolerance is None else gate.Tolerance(tolerance)
     report = gate.compare_records(refs, current, limits)
     for pairing in report.pairings:
@@ -504,9 +509,11 @@ def check_cmd(
         sys.exit(1)  # not typer.Exit: main() runs click in non-standalone mode, which returns its code
 
 
-def _rerun_reference(specs: list, results_dir: Path, reference: list[dict], device: torch.device) -> list[dict]:
+def _rerun_reference(
+    specs: list, results_dir: Path, reference: list[RunRecord], device: torch.device
+) -> list[RunRecord]:
     """Train ``specs`` into ``results_dir`` with the reference's torch thread count where this machine has it."""
-    from bench.gates.check import reference_threads
+    from bench.gates.accuracy import reference_threads
     from bench.runs.executors import LocalExecutor
     from bench.runs.record import load_records
     from bench.runs.sweep import plan_runs
@@ -524,8 +531,8 @@ def _rerun_reference(specs: list, results_dir: Path, reference: list[dict], devi
             return _progress_callback(progress, tasks[item.key])
 
         for record in LocalExecutor([device]).run(planned, results_dir, progress_for):
-            progress.update(tasks[record["key"]], info=record["status"])
-            progress.stop_task(tasks[record["key"]])
+            progress.update(tasks[record.key], info=record.status)
+            progress.stop_task(tasks[record.key])
     return load_records(results_dir)
 
 
@@ -535,7 +542,7 @@ def check_readme_cmd(
     write: Annotated[bool, typer.Option("--write", help="First copy each block's file into the block.")] = False,
 ) -> None:
     """Docs gate: each `<!-- generated: PATH -->` block equals PATH, re-derived from records (exit 1 on drift)."""
-    from bench.gates.check import check_readme, refresh_readme
+    from bench.gates.readme import check_readme, refresh_readme
 
     if write:
         for path in refresh_readme(readme, readme.resolve().parent):
