@@ -29,9 +29,9 @@ from typing import Any, Literal
 import numpy as np
 
 from bench.errors import ResultsError
-from bench.runs.spec import Precision, RunSpec, experiment_id, identity_of, protocol_label
+from bench.runs.spec import PRECISIONS, Precision, RunSpec, experiment_id, identity_of, protocol_label
 
-__all__ = ["Precision", "RunSpec"]  # re-exported: the training engine and older callers import them from here
+__all__ = ["PRECISIONS", "Precision", "RunSpec"]  # re-exported: the engine and the CLI import them from here
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
