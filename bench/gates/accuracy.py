@@ -28,6 +28,7 @@ from rich.table import Table
 from bench.config import from_mapping, load_toml
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
+from bench.runs.experiments import flatten
 from bench.runs.record import RunRecord
 
 REFERENCE_DIR = Path("results/reference")
@@ -69,15 +70,6 @@ EXACT_VERSIONS = ("torch", "timm", "numpy", "scikit-learn", "python")
 EXACT_DEVICE = ("device_kind", "cpu_model", "torch_version", "torch_threads", "parallel_backend", "mkldnn")
 
 
-def _flatten(value: object, prefix: str = "") -> dict[str, object]:
-    if isinstance(value, dict):
-        out: dict[str, object] = {}
-        for k, v in value.items():
-            out |= _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-        return out
-    return {prefix: value}
-
-
 def _shown(value: object) -> object:
     """Hashes shortened to 12 characters, so a difference fits on a line."""
     return value[:12] if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{40,64}", value) else value
@@ -85,7 +77,7 @@ def _shown(value: object) -> object:
 
 def _diff(before: dict, after: dict) -> list[str]:
     """``field old -> new`` for every (nested, dotted) field that differs."""
-    a, b = _flatten(before), _flatten(after)
+    a, b = flatten(before), flatten(after)
     return [
         f"{k} {_shown(a.get(k))} -> {_shown(b.get(k))}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)
     ]

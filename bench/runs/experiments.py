@@ -97,23 +97,24 @@ def group_experiments(records: Iterable[RunRecord]) -> list[Experiment]:
     return out
 
 
-def _flatten(value: object, prefix: str = "") -> dict[str, object]:
+def flatten(value: object, prefix: str = "") -> dict[str, object]:
+    """Nested dicts and lists as one level of dotted keys (``protocol.phases.0.lr``)."""
     if isinstance(value, dict):
         out: dict[str, object] = {}
         for k, v in value.items():
-            out |= _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+            out |= flatten(v, f"{prefix}.{k}" if prefix else str(k))
         return out
     if isinstance(value, list):
         out = {}
         for i, v in enumerate(value):
-            out |= _flatten(v, f"{prefix}.{i}")
+            out |= flatten(v, f"{prefix}.{i}")
         return out or {prefix: value}
     return {prefix: value}
 
 
 def differences(experiments: list[Experiment]) -> dict[str, dict[str, object]]:
     """Per experiment id, the identity fields (dotted) whose values are not the same across ``experiments``."""
-    flat = {e.id: _flatten(e.identity) for e in experiments}
+    flat = {e.id: flatten(e.identity) for e in experiments}
     fields = set().union(*(f.keys() for f in flat.values()))
     differ = sorted(k for k in fields if len({repr(f.get(k)) for f in flat.values()}) > 1)
     return {e.id: {k: flat[e.id].get(k) for k in differ} for e in experiments}
