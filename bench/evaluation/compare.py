@@ -66,7 +66,7 @@ def select_side(records: list[RunRecord], dataset: str, backbone: str, protocol:
         )
     if len(chosen) > 1:
         listed = ", ".join(sorted(f"{names[e.id]} at {e.resolution} px" for e in chosen))
-        raise ConfigError(f"{backbone!r} on {dataset!r} has runs of several experiments ({listed}): pass --protocol")
+        raise ConfigError(f"{backbone!r} on {dataset!r} has runs under several settings ({listed}): pass --protocol")
     (experiment,) = chosen
     return Side(backbone, names[experiment.id], experiment.ok)
 
