@@ -41,3 +41,21 @@ def project(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     return home
+
+
+@pytest.fixture(autouse=True)
+def _fresh_data_identities():
+    """Each test sees its own data: the in-process memo of data identities starts empty."""
+    from bench.data.identity import forget
+
+    forget()
+    yield
+    forget()
+
+
+@pytest.fixture
+def make_record():
+    """The shared record factory (:func:`factories.make_record`; tests/ is on sys.path as conftest's folder)."""
+    from factories import make_record
+
+    return make_record

@@ -12,8 +12,8 @@ import torch
 
 from bench.latency.measure import measure_latency
 from bench.latency.timing import LatencyConfig
-from bench.runs.record import RunSpec
 from bench.runs.runner import run
+from bench.runs.spec import RunSpec
 from bench.train.engine import engine_for
 from bench.train.pipeline import BatchPipeline
 from bench.train.utilisation import GpuUtilisation
@@ -31,12 +31,12 @@ def test_engine_on_a_real_gpu():
 def test_a_run_trains_and_records_on_the_gpu(project, tmp_path):
     spec = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", seed=0, epochs=2)
     record = run(spec, tmp_path / "results", CUDA)
-    assert record["status"] == "ok", record.get("error")
-    assert record["engine"]["amp"] in ("bf16", "fp16") and record["engine"]["data_on_device"]
-    assert record["environment"]["device"]["device_kind"] == "cuda"
-    assert all(h["images_per_s"] > 0 for h in record["history"])
-    assert record["latency"][0]["fingerprint"]["gpu_name"]  # NVML or torch named the GPU
-    assert 0.0 <= record["test"]["accuracy"] <= 1.0
+    assert record.status == "ok", record.error
+    assert record.engine["amp"] in ("bf16", "fp16") and record.engine["data_on_device"]
+    assert record.environment.device["device_kind"] == "cuda"
+    assert all(h["images_per_s"] > 0 for h in record.history)
+    assert record.latency[0]["fingerprint"]["gpu_name"]  # NVML or torch named the GPU
+    assert 0.0 <= record.test["accuracy"] <= 1.0
 
 
 @pytest.mark.parametrize("precision, channels_last", [("fp32", False), ("fp16", True), ("bf16", True)])

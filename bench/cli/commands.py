@@ -10,7 +10,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 import typer
@@ -19,8 +19,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bench.environment.device import resolve_device
 from bench.errors import BenchError, ConfigError
+
+if TYPE_CHECKING:
+    from bench.runs.record import RunRecord
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0] if __doc__ else None)
 list_app = typer.Typer(help="List registered backbones or datasets.")
@@ -40,6 +42,14 @@ def _ints(value: str | None, option: str) -> list[int] | None:
         return [int(v) for v in _csv(value)] if value else None
     except ValueError:
         raise ConfigError(f"{option} takes comma-separated integers, got {value!r}") from None
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA device is visible on this machine")
+    return torch.device(name)
 
 
 @app.command()
@@ -76,7 +86,9 @@ def run(
 ) -> None:
     """Train and evaluate a sweep (default: the bundled-data sweep), then print the leaderboards."""
     from bench.precision import PRECISIONS
-    from bench.runs.executors import LocalExecutor, RayExecutor, visible_devices
+    from bench.runs.executors.driver import Executor
+    from bench.runs.executors.local import LocalExecutor, visible_devices
+    from bench.runs.executors.ray import RayExecutor
     from bench.runs.record import load_records
     from bench.runs.sweep import Group, Sweep, default_sweep_path, load_sweep, plan_runs
     from bench.train.engine import check_precision
@@ -109,11 +121,12 @@ def run(
         raise ConfigError(f"--executor takes local or ray, got {executor_kind!r}")
     if ray_address and executor_kind != "ray":
         raise ConfigError(f"--ray-address {ray_address} needs --executor ray")
+    executor: Executor
     if executor_kind == "ray":
         executor = RayExecutor(ray_address, device, cpus_per_task, retries)
         here = [torch.device("cpu")] if device == "cpu" else []  # Ray's GPUs are on its nodes: each run checks its own
     else:
-        here = visible_devices(resolve_device(device))
+        here = visible_devices(_device(device))
         executor = LocalExecutor(here, retries)
     for requested in dict.fromkeys(s.precision for s in specs):
         for each in here:
@@ -139,18 +152,18 @@ def run(
             return _progress_callback(progress, tasks[item.key])
 
         for record in executor.run(todo, results_dir, progress_for):
-            task = tasks[record["key"]]
-            progress.update(task, info=record["status"] + (f": {record.get('error')}" if record.get("error") else ""))
+            task = tasks[record.key]
+            progress.update(task, info=record.status + (f": {record.error}" if record.error else ""))
             progress.stop_task(task)
-            failed += record["status"] == "failed"
-            done += record["status"] != "failed"
+            failed += record.status == "failed"
+            done += record.status != "failed"
             progress.update(overall, advance=1, info=counts())
     elapsed = time.perf_counter() - started
     console.print(
         f"{len(todo)} run(s) done ({failed} failed), {len(planned) - len(todo)} already finished, in {elapsed:.0f} s"
     )
     keys = {p.key for p in planned}
-    records = [r for r in load_records(results_dir) if r["key"] in keys]
+    records = [r for r in load_records(results_dir) if r.key in keys]
     _print_timings(records)
     _print_leaderboards(records, metric, results_dir)
 
@@ -187,7 +200,7 @@ def _progress_callback(progress: Progress, task):
     return callback
 
 
-def _print_timings(records: list[dict]) -> None:
+def _print_timings(records: list[RunRecord]) -> None:
     """Where the time went, per stage, over the runs of this sweep.
 
     The per-run spread shows one-off costs: the first load of a dataset at a resolution decodes its images,
@@ -196,7 +209,7 @@ def _print_timings(records: list[dict]) -> None:
     import pandas as pd
 
     stages = ["data", "build", "train", "eval", "latency"]
-    per_run = pd.DataFrame([r["timings_s"] for r in records], columns=stages)  # NaN: a failed run stopped earlier
+    per_run = pd.DataFrame([r.timings_s for r in records], columns=stages)  # NaN: a failed run stopped earlier
     totals = per_run.sum()
     whole = totals.sum() or 1.0
     table = Table(
@@ -213,8 +226,9 @@ def _print_timings(records: list[dict]) -> None:
     console.print(table)
 
 
-def _print_leaderboards(records: list[dict], metric: str, results_dir: Path) -> None:
-    from bench.reports.leaderboard import datasets_in, leaderboard, rich_table, write_leaderboard
+def _print_leaderboards(records: list[RunRecord], metric: str, results_dir: Path) -> None:
+    from bench.reports.leaderboard import datasets_in, leaderboard
+    from bench.reports.render import rich_table, write_leaderboard
 
     for dataset in datasets_in(records):
         table = leaderboard(records, dataset, metric)
@@ -306,7 +320,7 @@ def latency(
         channels_last=channels_last,
         compile=compile,
         time_budget_s=budget,
-        device=str(resolve_device(device)),
+        device=str(_device(device)),
     )
     results = benchmark_backbones(names, resolution, config)
     console.print(latency_table(results))
@@ -377,7 +391,7 @@ def profile_cmd(
         protocol=protocol,
         channels=channels,
         threads=threads,
-        device=str(resolve_device(device)),
+        device=str(_device(device)),
     )
     console.print(profile_table(profile(config), protocol))
 
@@ -386,7 +400,7 @@ Metric = Annotated[str, typer.Option(help="Accuracy metric: accuracy, balanced_a
 Speed = Annotated[str, typer.Option(help="Speed axis: p50 (batch-1 ms/image, lower is better) or throughput.")]
 
 
-def _stored_records(results_dir: Path) -> list[dict]:
+def _stored_records(results_dir: Path) -> list[RunRecord]:
     from bench.runs.record import load_records
 
     records = load_records(results_dir)
@@ -471,9 +485,9 @@ def check_cmd(
     """Accuracy gate: rerun the reference sweep in a temp folder, compare each test metric (exit 1 on a regression)."""
     import tempfile
 
-    from bench.gates import check as gate
+    from bench.gates import accuracy as gate
     from bench.runs.record import load_records
-    from bench.runs.sweep import load_sweep
+    from bench.runs.sweep import load_sweep, sweep_records, sweep_runs
 
     refs = load_records(reference)
     if not refs:
@@ -481,14 +495,14 @@ def check_cmd(
     specs = load_sweep(sweep).expand()
     if results_dir is None:
         with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
-            current = _rerun_reference(specs, Path(tmp), refs, resolve_device(device))
+            current = _rerun_reference(specs, Path(tmp), refs, _device(device))
     elif results_dir.resolve() == reference.resolve():
         raise ConfigError(f"--results-dir {results_dir} is the reference itself: point it at a rerun")
     else:
         current = load_records(results_dir)
         if not current:
             raise ConfigError(f"no run records under {results_dir}/runs to compare with the reference")
-    current = gate.sweep_records(current, {gate.identity(s.to_dict()) for s in specs})
+    current = sweep_records(current, sweep_runs(specs))
     limits = gate.load_tolerance(reference) if tolerance is None else gate.Tolerance(tolerance)
     report = gate.compare_records(refs, current, limits)
     for pairing in report.pairings:
@@ -501,10 +515,12 @@ def check_cmd(
         sys.exit(1)  # not typer.Exit: main() runs click in non-standalone mode, which returns its code
 
 
-def _rerun_reference(specs: list, results_dir: Path, reference: list[dict], device: torch.device) -> list[dict]:
+def _rerun_reference(
+    specs: list, results_dir: Path, reference: list[RunRecord], device: torch.device
+) -> list[RunRecord]:
     """Train ``specs`` into ``results_dir`` with the reference's torch thread count where this machine has it."""
-    from bench.gates.check import reference_threads
-    from bench.runs.executors import LocalExecutor
+    from bench.gates.accuracy import reference_threads
+    from bench.runs.executors.local import LocalExecutor
     from bench.runs.record import load_records
     from bench.runs.sweep import plan_runs
 
@@ -521,8 +537,8 @@ def _rerun_reference(specs: list, results_dir: Path, reference: list[dict], devi
             return _progress_callback(progress, tasks[item.key])
 
         for record in LocalExecutor([device]).run(planned, results_dir, progress_for):
-            progress.update(tasks[record["key"]], info=record["status"])
-            progress.stop_task(tasks[record["key"]])
+            progress.update(tasks[record.key], info=record.status)
+            progress.stop_task(tasks[record.key])
     return load_records(results_dir)
 
 
@@ -532,7 +548,7 @@ def check_readme_cmd(
     write: Annotated[bool, typer.Option("--write", help="First copy each block's file into the block.")] = False,
 ) -> None:
     """Docs gate: each `<!-- generated: PATH -->` block equals PATH, re-derived from records (exit 1 on drift)."""
-    from bench.gates.check import check_readme, refresh_readme
+    from bench.gates.readme import check_readme, refresh_readme
 
     if write:
         for path in refresh_readme(readme, readme.resolve().parent):

@@ -9,26 +9,26 @@ checks accuracy seed by seed. Nothing is retrained.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from bench.errors import ConfigError, DataError
 from bench.evaluation.stats import BootstrapCI, McNemarResult, PairedComparison, bootstrap_ci, mcnemar, paired_bootstrap
-from bench.runs.record import protocol_label, read_probs
+from bench.runs.experiments import group_experiments, labels
+from bench.runs.record import RunRecord, read_probs
 
 
 @dataclass(frozen=True)
 class Side:
-    """The finished runs of one backbone under one protocol on one dataset."""
+    """The finished runs of one experiment (one backbone, protocol and everything else but the seed)."""
 
     backbone: str
-    protocol: str
-    records: tuple[dict, ...]
+    protocol: str  # the experiment's row label, as the leaderboard shows it
+    records: tuple[RunRecord, ...]
 
     @property
     def seeds(self) -> list[int]:
-        return [r["spec"]["seed"] for r in self.records]
+        return [r.spec.seed for r in self.records]
 
 
 @dataclass(frozen=True)
@@ -45,33 +45,34 @@ class Comparison:
         return bool(self.paired.p_value < 1 - self.paired.confidence)
 
 
-def probs_of(record: dict) -> dict[str, np.ndarray]:
+def probs_of(record: RunRecord) -> dict[str, np.ndarray]:
     """The test probabilities saved beside a record."""
-    return read_probs(Path(record["_path"]).with_suffix(".probs.npz"))
+    return read_probs(record.probs_path())
 
 
-def select_side(records: list[dict], dataset: str, backbone: str, protocol: str | None) -> Side:
-    """The ok runs of ``backbone`` on ``dataset``; several protocols/resolutions need ``protocol`` to choose."""
-    runs = [
-        r for r in records
-        if r["status"] == "ok" and r["spec"]["dataset"] == dataset and r["spec"]["backbone"] == backbone
-        and (protocol is None or protocol_label(r["spec"]) == protocol)
-    ]  # fmt: skip
-    if not runs:
-        known = sorted({r["spec"]["backbone"] for r in records if r["spec"]["dataset"] == dataset})
+def select_side(records: list[RunRecord], dataset: str, backbone: str, protocol: str | None) -> Side:
+    """The ok runs of ``backbone``'s one experiment on ``dataset``; ``protocol`` (a protocol or a row label such
+    as ``scratch e2``) chooses among several."""
+    experiments = [
+        e for e in group_experiments(r for r in records if r.spec.dataset == dataset and r.ok) if e.backbone == backbone
+    ]
+    names = labels(experiments)
+    chosen = [e for e in experiments if protocol is None or protocol in (e.protocol_label, names[e.id])]
+    if not chosen:
+        known = sorted({r.spec.backbone for r in records if r.spec.dataset == dataset})
         what = f"{backbone!r}" + (f" with protocol {protocol!r}" if protocol else "")
         raise ConfigError(
             f"no finished runs of {what} on {dataset!r} (backbones with runs: {', '.join(known) or 'none'})"
         )
-    settings = sorted({(protocol_label(r["spec"]), r["effective_resolution"]) for r in runs})
-    if len(settings) > 1:
-        listed = ", ".join(f"{p} at {res} px" for p, res in settings)
+    if len(chosen) > 1:
+        listed = ", ".join(sorted(f"{names[e.id]} at {e.resolution} px" for e in chosen))
         raise ConfigError(f"{backbone!r} on {dataset!r} has runs under several settings ({listed}): pass --protocol")
-    return Side(backbone, settings[0][0], tuple(sorted(runs, key=lambda r: r["spec"]["seed"])))
+    (experiment,) = chosen
+    return Side(backbone, names[experiment.id], experiment.ok)
 
 
 def compare_backbones(
-    records: list[dict],
+    records: list[RunRecord],
     dataset: str,
     a: str,
     b: str,
@@ -88,7 +89,7 @@ def compare_backbones(
     for r in (*side_a.records, *side_b.records):
         if not np.array_equal(probs[id(r)]["ids"], reference["ids"]):
             raise DataError(
-                f"{r['_path']}: tested on other images than {side_a.records[0]['_path']} "
+                f"{r.path}: tested on other images than {side_a.records[0].path} "
                 "(different split or data): a paired comparison needs the same test images"
             )
     y = reference["labels"]
@@ -100,17 +101,17 @@ def compare_backbones(
         n_resamples=n_resamples,
         seed=seed,
     )
-    by_seed_b = {r["spec"]["seed"]: r for r in side_b.records}
+    by_seed_b = {r.spec.seed: r for r in side_b.records}
     tests = {
-        r["spec"]["seed"]: mcnemar(y, probs[id(r)]["probs"].argmax(1), probs[id(by_seed_b[s])]["probs"].argmax(1))
+        r.spec.seed: mcnemar(y, probs[id(r)]["probs"].argmax(1), probs[id(by_seed_b[s])]["probs"].argmax(1))
         for r in side_a.records
-        if (s := r["spec"]["seed"]) in by_seed_b
+        if (s := r.spec.seed) in by_seed_b
     }
     return Comparison(dataset, metric, side_a, side_b, paired, tests)
 
 
 def run_intervals(
-    record: dict, metrics: tuple[str, ...], n_resamples: int = 1000, seed: int = 0
+    record: RunRecord, metrics: tuple[str, ...], n_resamples: int = 1000, seed: int = 0
 ) -> dict[str, BootstrapCI]:
     """95% bootstrap CIs of a run's test metrics, from its saved probabilities."""
     saved = probs_of(record)

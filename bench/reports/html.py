@@ -22,17 +22,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.environment import git_commit
-from bench.reports.leaderboard import (
-    MAJORITY_PROTOCOL,
-    _device_label,
-    display_frame,
-    latency_axis,
-    latency_devices,
-    table_notes,
-    write_leaderboard,
-)
+from bench.reports.leaderboard import MAJORITY_PROTOCOL, dataset_experiments, latency_axis, latency_devices
 from bench.reports.plots import Plotted, RunFigures, plot_all
-from bench.runs.record import atomic_write_bytes, protocol_label
+from bench.reports.render import display_frame, table_notes, write_leaderboard
+from bench.runs.record import RunRecord, atomic_write_bytes, device_label
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -62,7 +55,7 @@ class Report:
     plotted: Plotted
 
 
-def build_report(records: list[dict], results_dir: Path, metric: str, latency: str) -> Report:
+def build_report(records: list[RunRecord], results_dir: Path, metric: str, latency: str) -> Report:
     """Figures, leaderboard files and ``results_dir/report.html`` from ``records``."""
     plotted = plot_all(records, metric, latency, results_dir / "plots")
     tables_dir = results_dir / "leaderboards"
@@ -72,7 +65,7 @@ def build_report(records: list[dict], results_dir: Path, metric: str, latency: s
     return Report(path, written, plotted)
 
 
-def render_html(records: list[dict], plotted: Plotted, metric: str, latency: str) -> str:
+def render_html(records: list[RunRecord], plotted: Plotted, metric: str, latency: str) -> str:
     axis = latency_axis(latency)
     body = [
         "<h1>backbone-bench report</h1>",
@@ -99,26 +92,26 @@ def _img(path: Path, alt: str, css_class: str = "") -> str:
     return f'<img class="{css_class}" alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _provenance(records: list[dict]) -> str:
+def _provenance(records: list[RunRecord]) -> str:
     """Where the numbers come from: code, machines, library versions, dates."""
-    env = [r["environment"] for r in records]
-    versions = sorted({f"torch {e['versions']['torch']}, timm {e['versions']['timm']}" for e in env})
-    created = sorted(r["created"] for r in records)
-    failed = sum(r["status"] == "failed" for r in records)
+    env = [r.environment for r in records]
+    versions = sorted({f"torch {e.versions.get('torch')}, timm {e.versions.get('timm')}" for e in env})
+    created = sorted(r.created for r in records)
+    failed = sum(r.status == "failed" for r in records)
     rows = {
         "report generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "harness commit (now)": git_commit() or "unknown",
-        "commits behind the runs": ", ".join(sorted({e.get("git_commit") or "unknown" for e in env})),
+        "commits behind the runs": ", ".join(sorted({e.git_commit or "unknown" for e in env})),
         "runs": f"{len(records)} ({failed} failed)",
         "runs recorded": f"{created[0]} to {created[-1]}",
-        "devices that ran them": ", ".join(sorted({_device_label(e["device"]) for e in env})),
+        "devices that ran them": ", ".join(sorted({device_label(e.device) for e in env})),
         "library versions": "; ".join(versions),
     }
     cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows.items())
     return f'<h2>Provenance</h2>\n<table class="provenance">{cells}</table>'
 
 
-def _dataset_section(dataset: str, table: pd.DataFrame, records: list[dict], plotted: Plotted, metric: str) -> str:
+def _dataset_section(dataset: str, table: pd.DataFrame, records: list[RunRecord], plotted: Plotted, metric: str) -> str:
     parts = [f'<h2 id="{_e(dataset)}">{_e(dataset)}</h2>']
     devices = latency_devices(table)
     if len(devices) > 1:
@@ -141,58 +134,39 @@ def _dataset_section(dataset: str, table: pd.DataFrame, records: list[dict], plo
     return "\n".join(parts)
 
 
-def _failures(dataset: str, records: list[dict]) -> str:
-    failed = [r for r in records if r["spec"]["dataset"] == dataset and r["status"] == "failed"]
+def _failures(dataset: str, records: list[RunRecord]) -> str:
+    failed = [r for r in records if r.spec.dataset == dataset and r.status == "failed"]
     if not failed:
         return ""
     items = "".join(
-        f"<li>{_e(r['spec']['backbone'])} ({_e(r['spec']['protocol'])}, seed {r['spec']['seed']}): "
-        f"{_e(r.get('error'))}</li>"
-        for r in failed
+        f"<li>{_e(r.spec.backbone)} ({_e(r.protocol_label)}, seed {r.spec.seed}): {_e(r.error)}</li>" for r in failed
     )
     return f'<p class="note">Failed runs:</p><ul class="note">{items}</ul>'
 
 
-def score(record: dict, metric: str) -> float:
-    """A run's test ``metric``; NaN where undefined (stored as null, since JSON has no NaN)."""
-    value = record["test"].get(metric)
-    return math.nan if value is None else float(value)
-
-
-def median_runs(records: list[dict], table: pd.DataFrame, metric: str) -> list[dict]:
-    """Per backbone row of ``table``, in its order, the finished run with the median test ``metric``.
+def median_runs(records: list[RunRecord], table: pd.DataFrame, metric: str) -> list[RunRecord]:
+    """Per backbone row of ``table``, in its order, the finished run of its experiment with the median ``metric``.
 
     With an even number of seeds the lower of the two middle runs is taken; NaN scores sort last.
     """
+    datasets = set(table["dataset"])
+    by_id = {e.id: e for d in datasets for e in dataset_experiments(records, d)}
     chosen = []
-    for row in table[table["protocol"] != MAJORITY_PROTOCOL].itertuples():
-        runs = sorted(
-            (
-                r
-                for r in records
-                if r["status"] == "ok" and _row_of(r) == (row.dataset, row.backbone, row.protocol, row.resolution)
-            ),
-            key=lambda r: (math.isnan(score(r, metric)), score(r, metric)),
-        )
+    for exp_id in table.loc[table["protocol"] != MAJORITY_PROTOCOL, "experiment"]:
+        runs = sorted(by_id[exp_id].ok, key=lambda r: (math.isnan(r.score(metric)), r.score(metric)))
         if runs:
             chosen.append(runs[(len(runs) - 1) // 2])
     return chosen
 
 
-def _row_of(record: dict) -> tuple:
-    """The leaderboard row (its GROUP key) a run belongs to."""
-    spec = record["spec"]
-    return spec["dataset"], spec["backbone"], protocol_label(spec), record["effective_resolution"]
-
-
-def _run_figures(table: pd.DataFrame, records: list[dict], figures: dict[str, RunFigures], metric: str) -> str:
+def _run_figures(table: pd.DataFrame, records: list[RunRecord], figures: dict[str, RunFigures], metric: str) -> str:
     runs = median_runs(records, table, metric)
     if not runs:
         return ""
     blocks = []
     for r in runs:
-        spec, figs = r["spec"], figures[r["key"]]
-        caption = f"{spec['backbone']} · {spec['protocol']} · seed {spec['seed']} ({metric} {score(r, metric):.3f})"
+        figs = figures[r.key]
+        caption = f"{r.spec.backbone} · {r.protocol_label} · seed {r.spec.seed} ({metric} {r.score(metric):.3f})"
         blocks.append(
             f"<figure>{_img(figs.confusion, f'confusion matrix, {caption}', 'confusion')}"
             f"{_img(figs.curves, f'training curves, {caption}', 'curves')}"

@@ -1,11 +1,11 @@
 """Figures from stored run records: the accuracy-vs-latency trade-off, and per run what went on inside.
 
 * Per dataset, ``<dataset>-tradeoff.png`` and ``.svg``: mean test metric over seeds (error bars: sample
-  std over seeds) against batch-1 latency (p50, ms/image) or throughput on a log axis, marker area by
-  parameter count, every row labelled, the Pareto front drawn as a step line ("the best you can get
-  within this latency budget") with its members marked, the majority baseline as a horizontal line,
-  and the device that timed the latencies in the caption (a red warning when there are several,
-  since latencies from different machines are not comparable).
+  std over seeds, of the latency too on the p50 axis) against batch-1 latency (p50, ms/image) or
+  throughput on a log axis, marker area by parameter count, every row labelled, the Pareto front drawn
+  as a step line ("the best you can get within this latency budget") with its members marked, the
+  majority baseline as a horizontal line, and the device that timed the latencies in the caption (a
+  red warning when there are several, since latencies from different machines are not comparable).
 * Per finished run, under ``runs/<dataset>/<backbone>/``: ``<stem>.confusion.png`` (rows normalised,
   so the diagonal is per-class recall) and ``<stem>.curves.png`` (train/val loss and val balanced
   accuracy per epoch, phase boundaries and the selected epoch marked). PNG only, and only redrawn
@@ -37,6 +37,7 @@ from bench.reports.leaderboard import (
     latency_devices,
     leaderboard,
 )
+from bench.runs.record import RunRecord
 
 STYLE = {"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
 FRONT_COLOUR = "tab:red"
@@ -93,7 +94,8 @@ def tradeoff_figure(table: pd.DataFrame, dataset: str, metric: str, axis: Latenc
         fig = Figure(figsize=(9.0, 5.0), layout="constrained")
         ax = fig.add_subplot()
         x, y = points[axis.column].to_numpy(float), points[mean].to_numpy(float)
-        ax.errorbar(x, y, yerr=points[std].fillna(0.0), fmt="none", ecolor="0.55", elinewidth=1, capsize=3)
+        xerr = points[f"{axis.column}_std"].fillna(0.0) if f"{axis.column}_std" in points else None
+        ax.errorbar(x, y, yerr=points[std].fillna(0.0), xerr=xerr, fmt="none", ecolor="0.55", elinewidth=1, capsize=3)
         areas, largest = _areas(points["params_m"])
         front = points["pareto"].to_numpy(bool)
         colours = np.where(front, FRONT_COLOUR, OTHER_COLOUR)
@@ -192,17 +194,17 @@ def plot_tradeoff(table: pd.DataFrame, dataset: str, metric: str, axis: LatencyA
     return [] if fig is None else save(fig, out_dir / f"{dataset}-tradeoff", ("png", "svg"), dpi=150)
 
 
-def _run_title(record: dict) -> str:
-    spec = record["spec"]
-    return f"{spec['backbone']} · {spec['protocol']} · seed {spec['seed']} · {spec['dataset']}"
+def _run_title(record: RunRecord) -> str:
+    spec = record.spec
+    return f"{spec.backbone} · {record.protocol_label} · seed {spec.seed} · {spec.dataset}"
 
 
-def confusion_figure(record: dict) -> Figure:
+def confusion_figure(record: RunRecord) -> Figure:
     """The test confusion matrix with each true-class row divided by its size (recall on the diagonal)."""
-    counts = np.asarray(record["test"]["confusion_matrix"], dtype=float)
+    counts = np.asarray(record.test["confusion_matrix"], dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         normalised = counts / counts.sum(axis=1, keepdims=True)  # an absent class keeps a NaN row
-    classes = record["dataset"]["classes"]
+    classes = record.dataset.classes if record.dataset else []
     side = 2.5 + 0.6 * len(classes)
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=(side + 1.0, side), layout="constrained")
@@ -211,16 +213,17 @@ def confusion_figure(record: dict) -> Figure:
             ax=ax, cmap="Blues", values_format=".2f", xticks_rotation=45, im_kw={"vmin": 0.0, "vmax": 1.0}
         )
         ax.set_title(
-            f"{_run_title(record)}\ntest, rows normalised: balanced acc. {record['test']['balanced_accuracy']:.3f}"
+            f"{_run_title(record)}\ntest, rows normalised: balanced acc. {record.score('balanced_accuracy'):.3f}"
         )
     return fig
 
 
-def curves_figure(record: dict) -> Figure:
+def curves_figure(record: RunRecord) -> Figure:
     """Train/val loss and val balanced accuracy per epoch, with phase boundaries and the selected epoch."""
-    history = pd.DataFrame(record["history"])
+    history = pd.DataFrame(record.history)
     history["val_balanced_accuracy"] = [v["balanced_accuracy"] for v in history["val"]]
-    best = record["selection"]["best_epoch"]
+    assert record.selection is not None, "curves are drawn for finished runs"
+    best = record.selection.best_epoch
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=(9.0, 3.4), layout="constrained")
         loss, acc = fig.subplots(1, 2)
@@ -237,7 +240,7 @@ def curves_figure(record: dict) -> Figure:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             ax.grid(True, alpha=0.25)
         loss.legend(fontsize=7)
-        fig.suptitle(f"{_run_title(record)}: training curves (selection on val {record['selection']['on']})")
+        fig.suptitle(f"{_run_title(record)}: training curves (selection on val {record.selection.on})")
     return fig
 
 
@@ -252,17 +255,17 @@ def _mark_phases(ax, history: pd.DataFrame) -> None:
         )
 
 
-def run_figure_stem(record: dict, out_dir: Path) -> Path:
+def run_figure_stem(record: RunRecord, out_dir: Path) -> Path:
     """``out_dir/runs/<dataset>/<backbone>/<record stem>``: the runs' own layout, one folder down."""
-    spec = record["spec"]
-    return out_dir / "runs" / spec["dataset"] / spec["backbone"] / Path(record["_path"]).stem
+    assert record.path is not None, "a run's figures are drawn from a record read from a results folder"
+    return out_dir / "runs" / record.spec.dataset / record.spec.backbone / record.path.stem
 
 
-def plot_run(record: dict, out_dir: Path) -> RunFigures:
+def plot_run(record: RunRecord, out_dir: Path) -> RunFigures:
     """A finished run's confusion matrix and training curves, redrawn only when its record is newer."""
     stem = run_figure_stem(record, out_dir)
     confusion, curves = stem.with_name(f"{stem.name}.confusion.png"), stem.with_name(f"{stem.name}.curves.png")
-    written = Path(record["_path"]).stat().st_mtime
+    written = record.path.stat().st_mtime
     if all(p.exists() and p.stat().st_mtime >= written for p in (confusion, curves)):
         return RunFigures(confusion, curves, drawn=False)
     save(confusion_figure(record), stem.with_name(f"{stem.name}.confusion"))
@@ -279,10 +282,10 @@ class Plotted:
     runs: dict[str, RunFigures]  # by record key; finished runs only
 
 
-def plot_all(records: list[dict], metric: str, latency: str, out_dir: Path) -> Plotted:
+def plot_all(records: list[RunRecord], metric: str, latency: str, out_dir: Path) -> Plotted:
     """Trade-off plots for every dataset in ``records`` and figures for every finished run."""
     axis = latency_axis(latency)
     tables = {d: leaderboard(records, d, metric, latency) for d in datasets_in(records)}
     tradeoff = {d: plot_tradeoff(t, d, metric, axis, out_dir) for d, t in tables.items()}
-    runs = {r["key"]: plot_run(r, out_dir) for r in records if r["status"] == "ok"}
+    runs = {r.key: plot_run(r, out_dir) for r in records if r.ok}
     return Plotted(tables, tradeoff, runs)

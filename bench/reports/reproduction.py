@@ -3,80 +3,61 @@
 A sweep that reproduces a paper lists the paper's figures under ``[[published]]`` (dataset, metric values,
 the tolerance the reproduction must meet, the source). :func:`reproduction_table` sets every backbone's
 seed mean +- std from the stored records beside them, with the difference and whether it is within the
-tolerance, so the README's comparison is generated from records rather than typed in.
+tolerance, so the README's comparison is generated from records rather than typed in. A sweep's runs are
+found by experiment identity and seed, so other runs in the same folder never enter its rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
-from bench.reports.leaderboard import format_mean_std
-from bench.runs.record import atomic_write_bytes
-
-if TYPE_CHECKING:
-    from bench.runs.sweep import Sweep
+from bench.reports.render import format_mean_std
+from bench.runs.experiments import group_experiments, labels
+from bench.runs.record import RunRecord, atomic_write_bytes
+from bench.runs.sweep import Published, Sweep, sweep_records, sweep_runs
 
 COMMAND = "bench reproduction --sweep {sweep} --results-dir {results_dir}"
 
 
-@dataclass(frozen=True)
-class Published:
-    """One published result: ``model`` on ``dataset``, test-split figures, and the tolerance a reproduction needs."""
-
-    dataset: str
-    model: str
-    source: str
-    accuracy: float | None = None
-    auc: float | None = None
-    balanced_accuracy: float | None = None
-    macro_f1: float | None = None
-    tolerance: float = 0.02  # largest |measured mean - published| that counts as reproduced
-
-    def values(self) -> dict[str, float]:
-        return {m: v for m in HEADLINE_METRICS if (v := getattr(self, m)) is not None}
-
-
-def sweep_table(records: list[dict], sweep: Sweep) -> pd.DataFrame:
+def sweep_table(records: list[RunRecord], sweep: Sweep) -> pd.DataFrame:
     """:func:`reproduction_table` over the records of ``sweep``'s own runs (other runs in the folder are ignored)."""
-    from bench.gates.check import identity, sweep_records
-
-    wanted = {identity(s.to_dict()) for s in sweep.expand()}
-    return reproduction_table(sweep_records(records, wanted), sweep.published)
+    return reproduction_table(sweep_records(records, sweep_runs(sweep.expand())), sweep.published)
 
 
-def reproduction_table(records: list[dict], published: tuple[Published, ...]) -> pd.DataFrame:
-    """One row per published anchor x backbone that has finished runs on its dataset.
+def reproduction_table(records: list[RunRecord], published: tuple[Published, ...]) -> pd.DataFrame:
+    """One row per published anchor x experiment that has finished runs on its dataset.
 
     Columns per published metric: ``<m>_mean``, ``<m>_std`` (sample std over seeds, NaN for one seed),
-    ``<m>_published``, ``<m>_delta`` (mean - published) and ``<m>_within`` (|delta| <= tolerance).
+    ``<m>_published``, ``<m>_delta`` (mean - published) and ``<m>_within`` (|delta| <= tolerance). A backbone
+    with several experiments on a dataset has one row each, its ``backbone`` cell naming the experiment.
     """
     if not published:
         raise ConfigError("this sweep lists no [[published]] results to compare with")
-    ok = [r for r in records if r["status"] == "ok"]
     rows = []
     for anchor in published:
-        runs = [r for r in ok if r["spec"]["dataset"] == anchor.dataset]
-        for backbone in sorted({r["spec"]["backbone"] for r in runs}):
-            mine = [r for r in runs if r["spec"]["backbone"] == backbone]
+        experiments = [e for e in group_experiments(r for r in records if r.spec.dataset == anchor.dataset) if e.ok]
+        names = labels(experiments)
+        per_backbone = {b: sum(e.backbone == b for e in experiments) for b in {e.backbone for e in experiments}}
+        for e in sorted(experiments, key=lambda e: (e.backbone, names[e.id])):
+            mine = e.ok
             row = {
                 "dataset": anchor.dataset,
-                "backbone": backbone,
-                "protocol": " / ".join(sorted({r["spec"]["protocol"] for r in mine})),
+                "backbone": e.backbone if per_backbone[e.backbone] == 1 else f"{e.backbone} ({names[e.id]})",
+                "protocol": names[e.id],
+                "experiment": e.id,
                 "n": len(mine),
-                "seeds": ",".join(str(s) for s in sorted(r["spec"]["seed"] for r in mine)),
+                "seeds": ",".join(str(r.spec.seed) for r in mine),
                 "published_model": anchor.model,
                 "source": anchor.source,
                 "tolerance": anchor.tolerance,
             }
             for metric, value in anchor.values().items():
-                scores = np.array([r["test"][metric] for r in mine], dtype=float)
+                scores = np.array([r.score(metric) for r in mine], dtype=float)
                 mean = scores.mean()
                 row |= {
                     f"{metric}_mean": mean,

@@ -1,89 +1,271 @@
-"""Run records: one JSON file per run, written atomically, with test probabilities beside it.
+"""Run records: the typed :class:`RunRecord`, its one file layout, and its one atomic writer.
 
-A record holds everything needed to trust and reproduce a number: the resolved config, the weights'
-provenance, the data fingerprint, per-epoch history, metrics, timings, latency, and the environment.
-Files are written to a temporary name and renamed, so a killed process never leaves a half-written
-record that a later read could take for a result.
+A record holds everything needed to trust and reproduce a number: the spec and its experiment identity
+(:mod:`bench.runs.spec`), the weights' provenance, the data fingerprint, per-epoch history, metrics,
+timings, latency, and the environment. It is one JSON file per run at :func:`record_path`, with the test
+probabilities beside it at :func:`probs_path`. Files are written to a temporary name and renamed
+(:func:`atomic_write_bytes`), so a killed process never leaves a half-written record that a later read
+could take for a result.
+
+Reading is tolerant: schema-1 records (before the identity was stored) are read with an identity rebuilt
+from what they hold, which lacks the dataset entry, so they stay apart from schema-2 runs until
+``python -m bench.runs.migrate`` rewrites them; JSON under ``runs/`` that is not a record, or is
+damaged, is skipped with a warning naming the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from bench.errors import ConfigError, ResultsError
+from bench.errors import ResultsError
 from bench.precision import PRECISIONS, Precision
+from bench.runs.spec import RunSpec, experiment_id, identity_of, protocol_label
 
-SCHEMA_VERSION = 1
+__all__ = ["PRECISIONS", "Precision", "RunSpec"]  # re-exported: the engine and the CLI import them from here
+
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+
+Status = Literal["running", "ok", "failed"]
+
+
+@dataclass
+class Environment:
+    """Where and with what a run ran (not part of its identity: the same experiment on another machine)."""
+
+    versions: dict[str, str]
+    git_commit: str | None
+    platform: str | None
+    device: dict[str, Any]
+    executor: dict[str, Any] | None = None
+
+
+@dataclass
+class DatasetSummary:
+    """The data a run saw: classes, fingerprint, class counts per split, and the split audit."""
+
+    name: str
+    classes: list[str]
+    fingerprint: str
+    resolution: int
+    class_counts: dict[str, list[int]]
+    audit: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BackboneSummary:
+    name: str
+    arch: str
+    weights: dict[str, Any]
+    params: int
+    gmacs: float
+
+
+@dataclass
+class Selection:
+    """Which epoch's model was tested, chosen on validation ``on``."""
+
+    on: str
+    best_epoch: int
+    best_score: float | None
+    stopped_early: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    """What to run; its resolved config's :func:`config_key` (with the protocol and versions) identifies the run.
+class LatencyFigure:
+    """A run's batch-1 latency as tables use it; ``noisy`` figures never stabilised (``noisy_reason`` says why)."""
 
-    ``precision`` is what the user asked of the engine (:func:`bench.train.engine.engine_for`): ``auto`` picks by
-    device, the others are kept to or refused. It enters the key only when it is not ``auto``, so the keys
-    of records made before it existed (which ran ``auto``) stay valid.
-    """
+    ms_p50: float | None
+    throughput: float | None
+    noisy: bool
+    noisy_reason: str | None
+    device: str
 
-    backbone: str
-    dataset: str
-    protocol: str
-    seed: int = 0
-    resolution: int = 28
-    epochs: int | tuple[int, ...] | None = None  # overrides the protocol's per-phase epochs
-    resolution_policy: str = "upsize"
-    data_root: str | None = None
-    weights_file: str | None = None
-    precision: Precision = "auto"
 
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+def device_label(fingerprint: dict) -> str:
+    """A device fingerprint as one short name (GPU, else CPU model)."""
+    fp = fingerprint
+    return str(fp.get("gpu_name") or fp.get("name") or fp.get("cpu_model") or fp.get("kind") or "unknown")
 
-    def to_dict(self) -> dict:
-        """The spec as records store and keys hash it: ``precision`` only when it is not ``auto``."""
-        spec = dataclasses.asdict(self)
-        if self.precision == "auto":
-            del spec["precision"]
-        return spec
+
+_NESTED = {"environment": Environment, "dataset": DatasetSummary, "backbone": BackboneSummary, "selection": Selection}
+
+
+@dataclass
+class RunRecord:
+    """One run, as stored. ``path`` is where it was read from or written to (not stored in the file)."""
+
+    key: str
+    status: Status
+    created: str
+    spec: RunSpec
+    identity: dict[str, Any]
+    arch: str
+    protocol: dict[str, Any]
+    effective_resolution: int
+    versions: dict[str, str]
+    environment: Environment
+    schema: int = SCHEMA_VERSION
+    timings_s: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    error_detail: str | None = None
+    dataset: DatasetSummary | None = None
+    engine: dict[str, Any] | None = None
+    backbone: BackboneSummary | None = None
+    resumed_at_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    selection: Selection | None = None
+    val: dict[str, Any] = field(default_factory=dict)
+    test: dict[str, Any] = field(default_factory=dict)
+    latency: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know, kept on rewrite
+    path: Path | None = None
+
+    @property
+    def experiment(self) -> str:
+        """The experiment id (:func:`bench.runs.spec.experiment_id`): equal for the seeds of one experiment."""
+        return experiment_id(self.identity)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def protocol_label(self) -> str:
+        return protocol_label(self.spec.protocol, self.spec.precision)
+
+    @property
+    def label(self) -> str:
+        s = self.spec
+        return f"{s.dataset}/{s.backbone}/{self.protocol_label}/r{self.effective_resolution}/s{s.seed}"
+
+    def score(self, metric: str) -> float:
+        """A test metric; NaN where undefined (stored as null, since JSON has no NaN)."""
+        value = self.test.get(metric)
+        return math.nan if value is None else float(value)
+
+    def latency_b1(self) -> LatencyFigure | None:
+        """The batch-1 latency figure of the trained model, if it was measured."""
+        b1 = next((lat for lat in self.latency if lat.get("batch_size") == 1), None)
+        if b1 is None:
+            return None
+        return LatencyFigure(
+            ms_p50=b1.get("ms_per_image_p50"),
+            throughput=b1.get("throughput_img_s"),
+            noisy=bool(b1.get("noisy")),
+            noisy_reason=b1.get("noisy_reason"),
+            device=device_label(b1.get("fingerprint") or self.environment.device),
+        )
+
+    def probs_path(self) -> Path:
+        if self.path is None:
+            raise ResultsError(f"run {self.key[:12]}: not read from a results folder, so no saved probabilities")
+        return probs_path(self.path)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as its JSON file holds it (optional parts left out while empty)."""
+        out: dict[str, Any] = dict(self.extra)
+        for f in dataclasses.fields(self):
+            if f.name in ("extra", "path"):
+                continue
+            value = getattr(self, f.name)
+            if f.name == "spec":
+                value = value.to_dict()
+            elif dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)
+            if value is None or (value in ([], {}) and f.name != "timings_s"):
+                continue
+            out[f.name] = value
+        return out
 
     @classmethod
-    def from_dict(cls, spec: dict) -> RunSpec:
-        """The spec of a record (a record made before ``precision`` existed ran ``auto``)."""
-        epochs = spec.get("epochs")
-        return cls(**{**spec, "epochs": tuple(epochs) if isinstance(epochs, list) else epochs})
+    def from_json(cls, data: dict[str, Any], path: Path | None = None) -> RunRecord:
+        """A record from its JSON (schema 1 or 2); raises KeyError/TypeError/ValueError on a malformed one."""
+        data = dict(data)
+        schema = data.get("schema")
+        if schema not in READABLE_SCHEMAS:
+            raise ValueError(f"record schema {schema!r}, this version reads {READABLE_SCHEMAS}")
+        if schema == 1:
+            data["identity"] = schema1_identity(data)
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra", "path"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["spec"] = RunSpec.from_dict(data["spec"])
+        for name, kind in _NESTED.items():
+            if isinstance(kwargs.get(name), dict):
+                kwargs[name] = _nested(kind, kwargs[name])
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(**kwargs, extra=extra, path=path)
 
-    def stem(self, key: str) -> str:
-        """File stem of the run's record: readable first, unique by the key's prefix."""
-        precision = "" if self.precision == "auto" else f"-{self.precision}"
-        return f"{self.protocol}-r{self.resolution}-s{self.seed}{precision}-{key[:12]}"
+
+def _nested(kind: type, data: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in data.items() if k in names})
 
 
-def protocol_label(spec: dict) -> str:
-    """The protocol as tables and comparisons name it: with the precision when one was asked for.
+def schema1_identity(
+    data: dict[str, Any], backbone: dict[str, Any] | None = None, entry: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The identity of a schema-1 record from what it stored.
 
-    An fp32 run of a config is another experiment than its auto-precision run, so it is another row
-    (``scratch@fp32``), never averaged in with it.
+    It did not store the backbone entry or the dataset entry: read as it is, ``backbone`` is its name and
+    arch and ``entry`` is None, so it is an experiment of its own; the migration supplies both from the
+    registries (the entry only where the data still has the record's fingerprint).
     """
-    precision = spec.get("precision", "auto")
-    return spec["protocol"] if precision == "auto" else f"{spec['protocol']}@{precision}"
+    spec, stored = data["spec"], data.get("dataset") or {}
+    weights = (data.get("backbone") or {}).get("weights") or {}
+    pretrained = bool(data["protocol"].get("pretrained"))
+    if not pretrained:
+        initial: dict[str, Any] = {"source": "random-init"}
+    elif spec.get("weights_file"):
+        initial = {"source": "file", "sha256": weights.get("sha256")}
+    else:
+        initial = {"source": "default-pretrained"}
+    return identity_of(
+        backbone=backbone or {"name": spec["backbone"], "arch": data["arch"]},
+        protocol=data["protocol"],
+        resolution=spec["resolution"],
+        policy=spec.get("resolution_policy", "upsize"),
+        effective=data["effective_resolution"],
+        precision=spec.get("precision", "auto"),
+        weights=initial,
+        data={
+            "entry": entry,
+            "fingerprint": stored.get("fingerprint"),
+            "pixels_sha256": (stored.get("audit") or {}).get("pixels_sha256"),
+        },
+    )
 
 
-def config_key(resolved: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of a resolved config: equal configs, equal keys."""
-    blob = json.dumps(resolved, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+# ------------------------------------------------------------------------------------------- file layout
+
+
+def record_path(results_dir: Path, spec: RunSpec, key: str) -> Path:
+    """The one place a run's record lives: ``runs/<dataset>/<backbone>/<stem>.json``."""
+    return results_dir / "runs" / spec.dataset / spec.backbone / f"{spec.stem(key)}.json"
+
+
+def probs_path(record_file: Path) -> Path:
+    """The test probabilities beside a record."""
+    return record_file.with_suffix(".probs.npz")
+
+
+def checkpoint_path(record_file: Path) -> Path:
+    """The epoch checkpoint of an unfinished run beside where its record will be."""
+    return record_file.with_suffix(".ckpt")
+
+
+# ------------------------------------------------------------------------------------------- writing
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -116,13 +298,15 @@ def _umask() -> int:
 
 
 def _jsonable(value: Any) -> Any:
-    """NaN/inf become null (JSON has no NaN); numpy scalars become Python numbers."""
+    """NaN/inf become null (JSON has no NaN); numpy scalars become Python numbers; paths strings."""
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -130,6 +314,14 @@ def _jsonable(value: Any) -> Any:
 
 def write_json(path: Path, payload: dict) -> None:
     atomic_write_bytes(path, json.dumps(_jsonable(payload), indent=1, sort_keys=True).encode())
+
+
+def save_record(record: RunRecord, results_dir: Path) -> Path:
+    """Write ``record`` at its :func:`record_path` under ``results_dir``; sets and returns ``record.path``."""
+    path = record_path(results_dir, record.spec, record.key)
+    write_json(path, record.to_json())
+    record.path = path
+    return path
 
 
 def write_probs(path: Path, ids: list[str], labels: np.ndarray, probs: np.ndarray) -> None:
@@ -147,20 +339,42 @@ def read_probs(path: Path) -> dict[str, np.ndarray]:
         raise ResultsError(f"{path}: unreadable probabilities file ({err})") from None
 
 
-def load_records(results_dir: Path) -> list[dict]:
-    """Every run record under ``results_dir/runs`` (temp files of interrupted writes are ignored).
+# ------------------------------------------------------------------------------------------- reading
 
-    Each record's ``spec`` says its ``precision``: records store it only when it is not ``auto``.
+
+def read_record(path: Path) -> RunRecord:
+    """The record at ``path``; a :class:`ResultsError` naming it when it is not a readable run record."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ResultsError(f"{path}: not a readable run record ({err})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: not a run record (a JSON {type(data).__name__})")
+    try:
+        return RunRecord.from_json(data, path)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ResultsError(f"{path}: not a run record ({type(err).__name__}: {err})") from None
+
+
+def load_records(results_dir: Path) -> list[RunRecord]:
+    """Every run record under ``results_dir/runs``, in path order.
+
+    Temp files of interrupted writes are ignored; a file that is not a readable record (foreign JSON, a
+    damaged or newer one) is skipped with a warning naming it, so one bad file never stops a table.
     """
     records = []
     for path in sorted((results_dir / "runs").rglob("*.json")):
+        if path.name.startswith("."):
+            continue
         try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ResultsError(f"{path}: not a readable run record ({err})") from None
-        if record.get("schema") != SCHEMA_VERSION:
-            raise ResultsError(f"{path}: record schema {record.get('schema')!r}, expected {SCHEMA_VERSION}")
-        record["spec"] = {"precision": "auto", **record["spec"]}
-        record["_path"] = str(path)
-        records.append(record)
+            records.append(read_record(path))
+        except ResultsError as err:
+            warnings.warn(f"skipped: {err}", stacklevel=2)
+    old = sum(r.schema == 1 for r in records)
+    if old:
+        warnings.warn(
+            f"{results_dir}/runs: {old} schema-1 record(s) are experiments of their own until migrated: "
+            f"python -m bench.runs.migrate {results_dir}",
+            stacklevel=2,
+        )
     return records

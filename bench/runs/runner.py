@@ -11,49 +11,77 @@ import dataclasses
 import datetime as dt
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from timm.data import resolve_data_config
 
+from bench.data.identity import DataIdentity
 from bench.data.loading import LoadedDataset, Split, load_dataset
 from bench.environment import git_commit, versions
 from bench.environment.device import device_fingerprint
-from bench.errors import BenchError
+from bench.errors import BenchError, DataError
 from bench.evaluation.metrics import compute_metrics
 from bench.latency.measure import measure_latency
 from bench.latency.timing import LatencyConfig
 from bench.models.registry import create_backbone, get_backbone, model_stats, resolve_resolution
 from bench.protocol.spec import get_protocol
 from bench.runs.checkpoint import RunCheckpoint
-from bench.runs.record import SCHEMA_VERSION, RunSpec, atomic_write_bytes, config_key, write_json, write_probs
+from bench.runs.record import (
+    BackboneSummary,
+    DatasetSummary,
+    Environment,
+    RunRecord,
+    Selection,
+    atomic_write_bytes,
+    checkpoint_path,
+    probs_path,
+    record_path,
+    save_record,
+    write_probs,
+)
+from bench.runs.spec import KEY_VERSIONS, RunSpec, canonical, experiment_identity, run_key
 from bench.train.engine import EngineConfig, engine_for
-from bench.train.loop import ProgressFn, fit, predict
+from bench.train.loop import fit, predict
 from bench.train.pipeline import BatchPipeline
 
 # Latency inside a training run is a quick batch-1 figure on the trained model; `bench latency`
 # does the full sweep of batch sizes and precisions.
 RUN_LATENCY = LatencyConfig(batch_sizes=(1,), time_budget_s=3.0, warmup_iters=5, min_iters=20, max_iters=200)
 
+ProgressFn = Callable[[dict], None]
 
-def resolve(spec: RunSpec) -> dict:
-    """The fully resolved config of ``spec``: what the run key hashes and the record stores."""
-    entry = get_backbone(spec.backbone)
+
+def key_of(spec: RunSpec, identity: dict | None = None) -> tuple[dict, str]:
+    """``spec``'s experiment identity (computed, loading the data, when not given) and its run key here."""
+    identity = experiment_identity(spec) if identity is None else identity
+    return identity, run_key(identity, spec.seed, versions())
+
+
+def new_record(spec: RunSpec, key: str, identity: dict, environment: Environment) -> RunRecord:
+    """The one record skeleton, whoever writes the record (the runner, or a driver whose worker was lost)."""
     protocol = get_protocol(spec.protocol).with_epochs(spec.epochs)
-    effective = resolve_resolution(entry, spec.resolution, spec.resolution_policy)  # type: ignore[arg-type]
+    entry = get_backbone(spec.backbone)
     v = versions()
-    return {
-        "spec": spec.to_dict(),
-        "arch": entry.arch,
-        "protocol": protocol.to_dict(),
-        "effective_resolution": effective,
-        "versions": {k: v[k] for k in ("backbone-bench", "torch", "timm")},
-    }
+    return RunRecord(
+        key=key,
+        status="running",
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        spec=spec,
+        identity=identity,
+        arch=entry.arch,
+        protocol=protocol.to_dict(),
+        effective_resolution=resolve_resolution(entry, spec.resolution, spec.resolution_policy),  # type: ignore[arg-type]
+        versions={k: v[k] for k in KEY_VERSIONS},
+        environment=environment,
+    )
 
 
-def record_path(results_dir: Path, spec: RunSpec, key: str) -> Path:
-    return results_dir / "runs" / spec.dataset / spec.backbone / f"{spec.stem(key)}.json"
+def environment_here(device: dict, executor: dict | None = None, platform_name: str | None = None) -> Environment:
+    """What ran a run: versions, commit, and the ``device`` fingerprint (``{}`` where unknown)."""
+    return Environment(versions(), git_commit(), platform_name, device, executor)
 
 
 def run(
@@ -62,61 +90,51 @@ def run(
     device: torch.device,
     progress: ProgressFn | None = None,
     engine: EngineConfig | None = None,
-) -> dict:
-    """Run ``spec`` and write its record (``ok`` or ``failed``); returns the record.
+    *,
+    identity: dict | None = None,
+    executor: dict | None = None,
+) -> RunRecord:
+    """Run ``spec`` and write its record (``ok`` or ``failed``) once; returns the record.
 
+    ``identity`` is the planned experiment identity (computed here when not given); ``executor`` says who ran it.
     ``engine`` defaults to :func:`bench.train.engine.engine_for` the device and ``spec.precision`` (all off on the
     CPU); the record says what was asked (``spec.precision``, when not auto) and what ran (``engine``).
     """
-    resolved = resolve(spec)
-    key = config_key(resolved)
-    path = record_path(results_dir, spec, key)
-    record: dict = {
-        "schema": SCHEMA_VERSION,
-        "key": key,
-        "status": "running",
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        **resolved,
-        "environment": {
-            "versions": versions(),
-            "git_commit": git_commit(),
-            "platform": platform.platform(),
-            "device": device_fingerprint(device),
-        },
-        "timings_s": {},
-    }
+    identity, key = key_of(spec, identity)
+    environment = environment_here(device_fingerprint(device), executor, platform.platform())
+    record = new_record(spec, key, identity, environment)
     try:
-        _train_and_evaluate(spec, resolved, record, results_dir, device, progress, engine)
-        record["status"] = "ok"
+        _train_and_evaluate(spec, record, results_dir, device, progress, engine)
+        record.status = "ok"
     except (BenchError, torch.OutOfMemoryError) as err:
-        record["status"] = "failed"
-        record["error"] = f"{type(err).__name__}: {err}".splitlines()[0]
-    write_json(path, record)
-    RunCheckpoint(path.with_suffix(".ckpt"), key).remove()  # the record is final: nothing left to resume
+        record.status = "failed"
+        record.error = f"{type(err).__name__}: {err}".splitlines()[0]
+    path = save_record(record, results_dir)
+    RunCheckpoint(checkpoint_path(path), key).remove()  # the record is final: nothing left to resume
     return record
 
 
 def _train_and_evaluate(
     spec: RunSpec,
-    resolved: dict,
-    record: dict,
+    record: RunRecord,
     results_dir: Path,
     device: torch.device,
     progress: ProgressFn | None,
     engine: EngineConfig | None,
 ) -> None:
-    path = record_path(results_dir, spec, record["key"])
-    timings = record["timings_s"]
+    path = record_path(results_dir, spec, record.key)
+    timings = record.timings_s
     protocol = get_protocol(spec.protocol).with_epochs(spec.epochs)
-    resolution = resolved["effective_resolution"]
+    resolution = record.effective_resolution
 
     t = time.perf_counter()
     data = load_dataset(spec.dataset, resolution, Path(spec.data_root) if spec.data_root else None)
     timings["data"] = time.perf_counter() - t
-    record["dataset"] = _dataset_summary(data)
+    _check_data(data, record.identity)
+    record.dataset = _dataset_summary(data)
     _save_split(results_dir, data)
     engine = engine or engine_for(device, _image_bytes(data), precision=spec.precision)
-    record["engine"] = engine.to_dict()
+    record.engine = engine.to_dict()
     if engine.data_on_device:
         data = _on_device(data, device)
 
@@ -124,12 +142,9 @@ def _train_and_evaluate(
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)
     model, provenance = create_backbone(spec.backbone, data.num_classes, protocol.pretrained, spec.weights_file)
-    record["backbone"] = {
-        "name": spec.backbone,
-        "arch": resolved["arch"],
-        "weights": provenance,
-        **model_stats(model, resolution),
-    }
+    record.backbone = BackboneSummary(
+        name=spec.backbone, arch=record.arch, weights=provenance, **model_stats(model, resolution)
+    )
     model.to(device, memory_format=torch.channels_last if engine.channels_last else torch.contiguous_format)
     cfg = resolve_data_config({}, model=model)
     pipeline = BatchPipeline(cfg["mean"], cfg["std"], device, engine.channels_last, engine.pin_memory)
@@ -138,33 +153,40 @@ def _train_and_evaluate(
     t = time.perf_counter()
     if progress is not None:
         progress({"event": "start", "total_steps": _total_steps(protocol, len(data.train.labels))})
-    ckpt = RunCheckpoint(path.with_suffix(".ckpt"), record["key"])
+    ckpt = RunCheckpoint(checkpoint_path(path), record.key)
     fitted = fit(model, protocol, data.train, data.val, data.classes, pipeline, spec.seed, progress, ckpt, engine)
     timings["train"] = time.perf_counter() - t  # since the resume point, if resumed
-    record["resumed_at_epoch"] = ckpt.resumed_at_epoch
-    record["history"] = [vars(h) for h in fitted.history]
-    record["selection"] = {
-        "on": protocol.select_on,
-        "best_epoch": fitted.best_epoch,
-        "best_score": fitted.best_score,
-        "stopped_early": fitted.stopped_early,
-    }
+    record.resumed_at_epoch = ckpt.resumed_at_epoch
+    record.history = [vars(h) for h in fitted.history]
+    record.selection = Selection(protocol.select_on, fitted.best_epoch, fitted.best_score, fitted.stopped_early)
     best = next(h for h in fitted.history if h.epoch == fitted.best_epoch)
-    record["val"] = best.val | {"loss": best.val_loss}
+    record.val = best.val | {"loss": best.val_loss}
 
     # The one and only look at the test split, after model selection.
     t = time.perf_counter()
     probs = predict(model, data.test, pipeline, engine.eval_batch_size, engine.amp)
     labels = data.test.labels.cpu().numpy()
-    record["test"] = compute_metrics(labels, probs, data.classes)
-    write_probs(path.with_suffix(".probs.npz"), data.test.ids, labels, probs)
+    record.test = compute_metrics(labels, probs, data.classes)
+    write_probs(probs_path(path), data.test.ids, labels, probs)
     timings["eval"] = time.perf_counter() - t
 
     t = time.perf_counter()
     config = dataclasses.replace(RUN_LATENCY, device=str(device))
     latency = measure_latency(model, (3, resolution, resolution), config, backbone=spec.backbone)
-    record["latency"] = [r.to_dict() for r in latency]
+    record.latency = [r.to_dict() for r in latency]
     timings["latency"] = time.perf_counter() - t
+
+
+def _check_data(data: LoadedDataset, identity: dict) -> None:
+    """The data loaded now is the data the run was planned (and keyed) with: else its record would lie."""
+    found = DataIdentity.of(data)
+    planned = identity["data"]
+    now = {"entry": canonical(found.entry), "fingerprint": found.fingerprint, "pixels_sha256": found.pixels_sha256}
+    if now != planned:
+        raise DataError(
+            f"dataset '{data.entry.name}' changed between planning and loading (fingerprint "
+            f"{str(planned.get('fingerprint'))[:12]} -> {found.fingerprint[:12]}): plan the run again"
+        )
 
 
 def _total_steps(protocol, n_train: int) -> int:
@@ -185,18 +207,18 @@ def _on_device(data: LoadedDataset, device: torch.device) -> LoadedDataset:
     return dataclasses.replace(data, train=move(data.train), val=move(data.val), test=move(data.test))
 
 
-def _dataset_summary(data: LoadedDataset) -> dict:
+def _dataset_summary(data: LoadedDataset) -> DatasetSummary:
     def counts(split) -> list[int]:
-        return np.bincount(split.labels.numpy(), minlength=data.num_classes).tolist()
+        return np.bincount(split.labels.cpu().numpy(), minlength=data.num_classes).tolist()
 
-    return {
-        "name": data.entry.name,
-        "classes": list(data.classes),
-        "fingerprint": data.fingerprint,
-        "resolution": data.resolution,
-        "class_counts": {"train": counts(data.train), "val": counts(data.val), "test": counts(data.test)},
-        "audit": data.audit,
-    }
+    return DatasetSummary(
+        name=data.entry.name,
+        classes=list(data.classes),
+        fingerprint=data.fingerprint,
+        resolution=data.resolution,
+        class_counts={"train": counts(data.train), "val": counts(data.val), "test": counts(data.test)},
+        audit=data.audit,
+    )
 
 
 def _save_split(results_dir: Path, data: LoadedDataset) -> None:

@@ -1,8 +1,11 @@
 """Sweeps: a TOML file of run groups, expanded into independent runs keyed by their resolved config.
 
 A group is a product: every backbone x dataset x protocol x seed in it becomes one :class:`RunSpec`.
-Because each run's record is named by the hash of its resolved config, re-running a sweep skips
-what is finished and redoes only what is not.
+Because each run's record is named by its run key (:func:`bench.runs.spec.run_key`: the experiment
+identity, data included, the seed and the versions), re-running a sweep skips what is finished and
+redoes only what is not, or what changed: an edited dataset entry or data file is a new run.
+
+The sweep schema's types live here, the ``[[published]]`` figures a sweep reproduces included.
 """
 
 from __future__ import annotations
@@ -14,10 +17,28 @@ from pathlib import Path
 
 from bench.config import from_mapping, load_toml
 from bench.errors import ConfigError
+from bench.evaluation.metrics import HEADLINE_METRICS
 from bench.paths import project_root
 from bench.precision import Precision
-from bench.reports.reproduction import Published
-from bench.runs.record import RunSpec
+from bench.runs.record import RunRecord, record_path
+from bench.runs.spec import RunSpec
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published result: ``model`` on ``dataset``, test-split figures, and the tolerance a reproduction needs."""
+
+    dataset: str
+    model: str
+    source: str
+    accuracy: float | None = None
+    auc: float | None = None
+    balanced_accuracy: float | None = None
+    macro_f1: float | None = None
+    tolerance: float = 0.02  # largest |measured mean - published| that counts as reproduced
+
+    def values(self) -> dict[str, float]:
+        return {m: v for m in HEADLINE_METRICS if (v := getattr(self, m)) is not None}
 
 
 @dataclass(frozen=True)
@@ -76,38 +97,54 @@ def load_sweep(path: Path | str) -> Sweep:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """A run of a sweep with its key and record path; ``status`` is the finished record's, else None."""
+    """A run of a sweep with its experiment identity, key and record path; ``status`` is the finished record's."""
 
     spec: RunSpec
+    identity: dict
     key: str
     path: Path
     status: str | None
 
     @property
     def label(self) -> str:
-        return f"{self.spec.dataset}/{self.spec.backbone}/{self.spec.protocol}/s{self.spec.seed}"
+        return self.spec.label
 
 
 def plan_runs(specs: list[RunSpec], results_dir: Path) -> list[PlannedRun]:
-    """Resolve every spec up front (a typo fails before anything trains) and find what is finished."""
+    """Resolve every spec up front (a typo fails before anything trains) and find what is finished.
+
+    Keys include the data (:func:`bench.data.identity.data_identity`, loaded once per dataset and resolution),
+    so a run whose data or dataset entry changed since its record was written is planned again.
+    """
     from bench.data.entries import get_dataset_entry
-    from bench.runs.record import config_key
-    from bench.runs.runner import record_path, resolve
+    from bench.runs.runner import key_of
 
     for name in dict.fromkeys(s.dataset for s in specs):
         get_dataset_entry(name)
     planned = []
     for spec in specs:
-        key = config_key(resolve(spec))
+        identity, key = key_of(spec)
         path = record_path(results_dir, spec, key)
-        planned.append(PlannedRun(spec, key, path, _status(path)))
+        planned.append(PlannedRun(spec, identity, key, path, _status(path)))
     return planned
+
+
+def sweep_runs(specs: list[RunSpec]) -> set[tuple[str, int]]:
+    """(experiment id, seed) of every run in ``specs`` (loading their data): what a sweep's records must match."""
+    from bench.runs.spec import experiment_id, experiment_identity
+
+    return {(experiment_id(experiment_identity(s)), s.seed) for s in specs}
+
+
+def sweep_records(records: list[RunRecord], runs: set[tuple[str, int]]) -> list[RunRecord]:
+    """The records that are runs of a sweep (:func:`sweep_runs`): a results folder may hold other runs too."""
+    return [r for r in records if (r.experiment, r.spec.seed) in runs]
 
 
 def _status(record_file: Path) -> str | None:
     """``ok`` or ``failed`` for a finished run; None when its record is absent or unreadable."""
     try:
         status = json.loads(record_file.read_text()).get("status")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return None
     return status if status in ("ok", "failed") else None

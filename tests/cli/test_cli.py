@@ -49,13 +49,13 @@ def test_run_trains_records_and_ranks(project, tmp_path):
     assert "2 run(s) done (0 failed)" in out
     assert "tiny: test split" in out and "majority" in out
     records = load_records(tmp_path / "results")
-    assert len(records) == 2 and {r["status"] for r in records} == {"ok"}
+    assert len(records) == 2 and {r.status for r in records} == {"ok"}
     rec = records[0]
     # Provenance a reader needs to trust the number.
-    assert rec["backbone"]["weights"] == {"source": "random-init"} and rec["backbone"]["params"] > 0
-    assert rec["dataset"]["fingerprint"] and rec["environment"]["versions"]["torch"]
-    assert len(rec["history"]) == 2 and rec["test"]["confusion_matrix"]
-    assert rec["latency"][0]["batch_size"] == 1
+    assert rec.backbone.weights == {"source": "random-init"} and rec.backbone.params > 0
+    assert rec.dataset.fingerprint and rec.environment.versions["torch"]
+    assert len(rec.history) == 2 and rec.test["confusion_matrix"]
+    assert rec.latency[0]["batch_size"] == 1
     assert (tmp_path / "results" / "leaderboards" / "tiny.md").exists()
     assert list((tmp_path / "results" / "splits").glob("tiny-*.csv"))
     assert len(list((tmp_path / "results" / "runs").rglob("*.probs.npz"))) == 2
@@ -107,8 +107,8 @@ def test_pretrained_unavailable_is_a_failed_run_not_a_random_model(project, tmp_
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     bench("run", "--backbones", "test_resnet", "--datasets", "tiny", "--protocol", "linear", "--epochs", "1")
     (record,) = load_records(tmp_path / "results")
-    assert record["status"] == "failed" and "WeightsError" in record["error"]
-    assert "test" not in record
+    assert record.status == "failed" and "WeightsError" in record.error
+    assert record.test == {}
 
 
 def test_sweep_file(project, tmp_path):
@@ -118,7 +118,7 @@ def test_sweep_file(project, tmp_path):
     )
     bench("run", "--sweep", str(sweep))
     (record,) = load_records(tmp_path / "results")
-    assert record["spec"]["seed"] == 3 and json.loads(json.dumps(record["protocol"]))["name"] == "scratch"
+    assert record.spec.seed == 3 and json.loads(json.dumps(record.protocol))["name"] == "scratch"
 
 
 def _in_process(monkeypatch, capsys, *args: str) -> str:
@@ -135,10 +135,10 @@ def test_precision_is_a_run_of_its_own_unless_auto(project, tmp_path, monkeypatc
     assert "1 run(s) done (0 failed), 0 already finished" in out
     out = _in_process(monkeypatch, capsys, *adhoc, "--precision", "auto")
     assert "0 run(s) done (0 failed), 1 already finished" in out
-    records = {r["spec"]["precision"]: r for r in load_records(tmp_path / "results")}
-    assert records.keys() == {"auto", "fp32"} and records["auto"]["key"] != records["fp32"]["key"]
-    assert records["fp32"]["test"] == records["auto"]["test"]  # autocast is off on the CPU either way
-    assert [r["engine"]["amp"] for r in records.values()] == [None, None]
+    records = {r.spec.precision: r for r in load_records(tmp_path / "results")}
+    assert records.keys() == {"auto", "fp32"} and records["auto"].key != records["fp32"].key
+    assert records["fp32"].test == records["auto"].test  # autocast is off on the CPU either way
+    assert [r.engine["amp"] for r in records.values()] == [None, None]
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from factories import make_record, write_run
 
 from bench.errors import ConfigError, DataError
 from bench.evaluation.compare import compare_backbones, run_intervals
-from bench.runs.record import SCHEMA_VERSION, load_records, write_json, write_probs
+from bench.runs.record import load_records
 
 N = 400
 
@@ -29,15 +30,10 @@ def _stream(backbone: str, seed: int) -> int:
 LABELS = np.random.default_rng(99).integers(0, 2, N)
 
 
-def _write_run(root, backbone, seed, accuracy, protocol="scratch", ids=None, labels=None):
+def _write_run(root, backbone, seed, accuracy, protocol="scratch", ids=None, labels=None, epochs=2):
     labels = LABELS if labels is None else labels
-    ids = [f"img{i}" for i in range(N)] if ids is None else ids
-    stem = root / "runs" / "d" / backbone / f"{protocol}-s{seed}"
-    write_probs(stem.with_suffix(".probs.npz"), ids, labels, _probs(accuracy, labels, _stream(backbone, seed)))
-    write_json(stem.with_suffix(".json"), {
-        "schema": SCHEMA_VERSION, "key": f"{backbone}{protocol}{seed}", "status": "ok", "effective_resolution": 28,
-        "spec": {"dataset": "d", "backbone": backbone, "protocol": protocol, "seed": seed},
-    })  # fmt: skip
+    record = make_record(backbone, seed, accuracy, protocol=protocol, epochs=epochs)
+    write_run(record, root, _probs(accuracy, labels, _stream(backbone, seed)), labels, ids)
 
 
 @pytest.fixture
@@ -93,8 +89,17 @@ def test_several_protocols_need_a_choice(results):
     assert compare_backbones(load_records(results), "d", "good", "poor", protocol_a="staged").a.seeds == [0]
 
 
+def test_a_side_is_one_experiment_chosen_by_its_row_label(results):
+    """Runs of other epochs are another experiment: never pooled into one side."""
+    _write_run(results, "good", 0, 0.6, epochs=1)
+    with pytest.raises(ConfigError, match=r"several settings \(scratch e1 at 28 px, scratch e2 at 28 px\)"):
+        compare_backbones(load_records(results), "d", "good", "poor")
+    result = compare_backbones(load_records(results), "d", "good", "poor", protocol_a="scratch e2")
+    assert result.a.seeds == [0, 1, 2] and result.a.protocol == "scratch e2"
+
+
 def test_run_intervals_bracket_the_point(results):
-    record = next(r for r in load_records(results) if r["spec"]["backbone"] == "good")
+    record = next(r for r in load_records(results) if r.spec.backbone == "good")
     ci = run_intervals(record, ("accuracy", "auc"))
     for interval in ci.values():
         assert interval.low <= interval.point <= interval.high and interval.high - interval.low < 0.1

@@ -10,67 +10,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from factories import make_record as record
+from factories import write_run
 
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS, compute_metrics
 from bench.evaluation.stats import paired_bootstrap
-from bench.reports.leaderboard import (
-    NO_PROBS,
-    ci_column,
-    display_frame,
-    latency_devices,
-    leaderboard,
-    majority_row,
-    pareto_front,
-    seeds_column,
-    write_leaderboard,
-)
-from bench.runs.record import SCHEMA_VERSION, load_records, write_json, write_probs
+from bench.reports.leaderboard import latency_devices, leaderboard, majority_row, pareto_front
+from bench.reports.render import ci_column, display_frame, seeds_column, write_leaderboard
+from bench.reports.uncertainty import NO_PROBS
+from bench.runs.record import load_records
 
 # In-memory records (no results folder) have no saved probabilities: their CIs are n/a, with a warning.
 pytestmark = pytest.mark.filterwarnings("ignore:run .* not read from a results folder:UserWarning")
-
-
-def record(
-    backbone="resnet18",
-    seed=0,
-    acc=0.8,
-    status="ok",
-    protocol="scratch",
-    device="cpu-x",
-    dataset="d",
-    ms=None,
-    throughput=None,
-):
-    rec = {
-        "key": f"{backbone}-{protocol}-{seed}",
-        "status": status,
-        "effective_resolution": 28,
-        "spec": {"dataset": dataset, "backbone": backbone, "protocol": protocol, "seed": seed},
-        "dataset": {
-            "classes": ["a", "b"],
-            "resolution": 28,
-            "class_counts": {"train": [30, 70], "val": [3, 7], "test": [40, 60]},
-        },
-        "environment": {"device": {"cpu_model": device}},
-        "timings_s": {"train": 10.0},
-    }
-    if status == "ok":
-        rec |= {
-            "test": {"accuracy": acc, "balanced_accuracy": acc - 0.1, "macro_f1": acc - 0.2, "auc": acc + 0.1},
-            "backbone": {"params": 11_000_000, "gmacs": 0.034},
-            "latency": [
-                {
-                    "batch_size": 1,
-                    "ms_per_image_p50": 2.0 + seed if ms is None else ms,
-                    "throughput_img_s": throughput,
-                    "fingerprint": {"cpu_model": device},
-                }
-            ],
-        }
-    else:
-        rec["error"] = "DivergedError: loss became nan"
-    return rec
 
 
 RECORDS = [
@@ -94,8 +46,7 @@ def test_mean_std_n_over_seeds():
 
 def test_a_precision_asked_for_is_its_own_row():
     """An fp32 run of a config is another experiment than its auto-precision run: never averaged in."""
-    fp32 = record("resnet18", 0, 0.70)
-    fp32["spec"]["precision"] = "fp32"
+    fp32 = record("resnet18", 0, 0.70, precision="fp32")
     table = leaderboard([record("resnet18", 0, 0.80), fp32], "d", "accuracy")
     rows = table[table["backbone"] == "resnet18"].set_index("protocol")
     assert rows["n"].to_dict() == {"scratch": 1, "scratch@fp32": 1}
@@ -280,24 +231,14 @@ def probs_right_on(labels: np.ndarray, right: np.ndarray, k: int = 2) -> np.ndar
     return probs
 
 
-def save_run(root: Path, backbone: str, seed: int, probs: np.ndarray, labels=LABELS, ids=None, dataset="d") -> None:
+def save_run(root: Path, backbone: str, seed: int, probs: np.ndarray, labels=LABELS, ids=None, dataset="d", **kw):
     """A record as `bench run` writes it, its test metrics computed from ``probs``, saved beside it."""
     k = probs.shape[1]
-    rec = record(backbone, seed, dataset=dataset) | {"schema": SCHEMA_VERSION, "key": f"{dataset}-{backbone}-{seed}"}
-    rec["dataset"] = {
-        "classes": [f"c{c}" for c in range(k)],
-        "resolution": 28,
-        "class_counts": {
-            "train": [30, 70, *[5] * (k - 2)],
-            "val": [3] * k,
-            "test": np.bincount(labels, minlength=k).tolist(),
-        },
-    }
-    rec["test"] = compute_metrics(labels, probs, rec["dataset"]["classes"])
-    stem = root / "runs" / dataset / backbone / f"scratch-s{seed}"
-    write_json(stem.with_suffix(".json"), rec)
-    ids = [f"img{i}" for i in range(labels.size)] if ids is None else ids
-    write_probs(stem.with_suffix(".probs.npz"), ids, labels, probs)
+    counts = {"train": [30, 70, *[5] * (k - 2)], "val": [3] * k, "test": np.bincount(labels, minlength=k).tolist()}
+    classes = tuple(f"c{c}" for c in range(k))
+    metrics = compute_metrics(labels, probs, classes)
+    rec = record(backbone, seed, dataset=dataset, classes=classes, class_counts=counts, metrics=metrics, **kw)
+    return write_run(rec, root, probs, labels, ids)
 
 
 def model(quality: float, seed: int, labels: np.ndarray = LABELS) -> np.ndarray:
@@ -324,6 +265,7 @@ def results(tmp_path) -> Path:
 
 
 def saved(root: Path, backbone: str, dataset: str = "d") -> list[np.ndarray]:
+    """The saved probabilities of ``backbone``'s seeds, in seed order."""
     return [np.load(p)["probs"] for p in sorted((root / "runs" / dataset / backbone).glob("*.probs.npz"))]
 
 
@@ -346,8 +288,8 @@ def test_tie_and_pareto_marks_combine(results):
     save_run(results, "fast_twin", 0, near_copy(weaker_seed))  # 2 images below best's weaker seed, and faster
     records = load_records(results)
     for r in records:
-        if r["spec"]["backbone"] == "fast_twin":
-            r["latency"][0]["ms_per_image_p50"] = 0.5
+        if r.spec.backbone == "fast_twin":
+            r.latency[0]["ms_per_image_p50"] = 0.5
     shown = display_frame(leaderboard(records, "d", "accuracy")).set_index("backbone")
     assert shown.loc["fast_twin", "rank"].endswith("≈ ★")
 
@@ -400,7 +342,7 @@ def test_tables_are_reproducible_byte_for_byte(results, tmp_path):
 
 def _remove(backbone: str, seed: int):
     def apply(root: Path) -> Path:
-        path = root / "runs" / "d" / backbone / f"scratch-s{seed}.probs.npz"
+        (path,) = (root / "runs" / "d" / backbone).glob(f"scratch-r28-s{seed}-*.probs.npz")
         path.unlink()
         return path
 
@@ -409,7 +351,7 @@ def _remove(backbone: str, seed: int):
 
 def _corrupt(backbone: str, seed: int):
     def apply(root: Path) -> Path:
-        path = root / "runs" / "d" / backbone / f"scratch-s{seed}.probs.npz"
+        (path,) = (root / "runs" / "d" / backbone).glob(f"scratch-r28-s{seed}-*.probs.npz")
         path.write_bytes(b"not an npz")
         return path
 
@@ -484,3 +426,82 @@ def test_majority_tied_with_rank_1_raises_the_alarm(tmp_path):
     save_run(tmp_path, "strong", 0, model(0.9, 0, labels), labels)
     table = leaderboard(load_records(tmp_path), "d", "accuracy").set_index("backbone")
     assert not table.loc["majority", "tied"]
+
+
+# --- a row is one experiment --------------------------------------------------------------------------
+
+
+def test_runs_that_differ_only_in_epochs_are_two_rows_with_their_own_seed_counts(tmp_path):
+    """The 2-epoch sweep's three seeds and a 1-epoch run of seed 0: never one row of n=4 with seed 0 twice."""
+    records = [record("resnet18", s, 0.8 + s / 100) for s in (0, 1, 2)] + [record("resnet18", 0, 0.6, epochs=1)]
+    table = leaderboard(records, "d", "accuracy")
+    rows = table[table["backbone"] == "resnet18"].set_index("protocol")
+    assert rows["n"].to_dict() == {"scratch e2": 3, "scratch e1": 1}
+    assert rows.loc["scratch e1", "accuracy_mean"] == pytest.approx(0.6)
+    assert rows.loc["scratch e2", "accuracy_mean"] == pytest.approx(0.81)
+    md, csv, tex = write_leaderboard(table, tmp_path, "d")
+    assert "| scratch e1 " in md.read_text() and "| scratch e2 " in md.read_text()
+    assert set(pd.read_csv(csv)["protocol"]) >= {"scratch e1", "scratch e2"} and "scratch e1" in tex.read_text()
+    assert rich_rows(table) >= {"scratch e1", "scratch e2"}
+
+
+def rich_rows(table: pd.DataFrame) -> set[str]:
+    from bench.reports.render import rich_table
+
+    rt = rich_table(table, "t")
+    return set(next(c for c in rt.columns if c.header == "protocol")._cells)
+
+
+def test_other_differences_get_a_short_hash_and_a_legend(tmp_path):
+    records = [record("resnet18", 0, 0.8), record("resnet18", 0, 0.7, lr=1e-4)]
+    table = leaderboard(records, "d", "accuracy")
+    labels = set(table.loc[table["backbone"] == "resnet18", "protocol"])
+    assert len(labels) == 2 and all(re.fullmatch(r"scratch #[0-9a-f]{6}", label) for label in labels)
+    md = write_leaderboard(table, tmp_path, "d")[0].read_text()
+    for label in labels:
+        assert re.search(rf"Row label resnet18 {label}: protocol\.phases\.0\.lr = 0\.00(1|01)\.", md), md
+
+
+def test_one_seed_recorded_twice_is_used_once_and_said_so():
+    """Another torch version re-ran seed 0 (another key, same experiment): the newer record is the one used."""
+    old = record("resnet18", 0, 0.70, torch_version="2.13.0", created="2026-01-01T00:00:00+00:00")
+    new = record("resnet18", 0, 0.80, created="2026-02-01T00:00:00+00:00")
+    table = leaderboard([old, new, record("resnet18", 1, 0.84)], "d", "accuracy").set_index("backbone")
+    assert old.key != new.key and table.loc["resnet18", "n"] == 2
+    assert table.loc["resnet18", "accuracy_mean"] == pytest.approx(0.82)
+    assert (
+        "seed 0: 2 records of this experiment (other versions or device); the newest is used"
+        in table.loc["resnet18", "note"]
+    )
+
+
+def test_a_noisy_latency_is_not_in_the_mean_and_the_notes_say_so(tmp_path):
+    records = [
+        record("resnet18", 0, ms=2.0),
+        record("resnet18", 1, ms=3.0),
+        record("resnet18", 2, ms=140.5, noisy=True),
+    ]
+    table = leaderboard(records, "d", "accuracy")
+    row = table.set_index("backbone").loc["resnet18"]
+    assert row["latency_ms"] == pytest.approx(2.5) and row["latency_noisy"] == 1
+    assert row["latency_ms_std"] == pytest.approx(np.std([2.0, 3.0], ddof=1))
+    assert (row["latency_ms_min"], row["latency_ms_max"]) == (2.0, 3.0)
+    md = write_leaderboard(table, tmp_path, "d")[0].read_text()
+    assert display_frame(table).set_index("backbone").loc["resnet18", "latency b1 (ms/img)"] == "2.50"
+    assert "resnet18 (scratch, 28 px): latency of seed 2 is noisy (cv 0.4 > 0.1): left out of the latency mean" in md
+    every = leaderboard([record("vgg16", 0, ms=9.0, noisy=True)], "d").set_index("backbone").loc["vgg16"]
+    assert math.isnan(every["latency_ms"]) and "latency of every seed is noisy" in every["note"]
+
+
+def test_fp32_and_auto_rows_each_get_the_ci_of_their_own_probabilities(tmp_path):
+    """Looked up by experiment: the fp32 row has a CI, and the auto row's does not pool the fp32 seeds."""
+    for seed in (0, 1):
+        save_run(tmp_path, "resnet18", seed, model(0.9, seed))
+        save_run(tmp_path, "resnet18", seed, model(0.6, 20 + seed), precision="fp32")
+    table = leaderboard(load_records(tmp_path), "d", "accuracy").set_index("protocol")
+    idx = np.random.default_rng(0).integers(0, N, size=(1000, N))
+    for protocol, quality, offset in (("scratch", 0.9, 0), ("scratch@fp32", 0.6, 20)):
+        per_seed = [(model(quality, offset + s).argmax(1) == LABELS)[idx].mean(axis=1) for s in (0, 1)]
+        low, high = np.quantile(np.mean(per_seed, axis=0), [0.025, 0.975])
+        assert table.loc[protocol, ["accuracy_ci95_low", "accuracy_ci95_high"]].tolist() == pytest.approx([low, high])
+        assert table.loc[protocol, "n"] == 2 and table.loc[protocol, "note"] == ""

@@ -9,6 +9,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from factories import make_record as shared_record
 from PIL import Image
 
 from bench.reports.leaderboard import LATENCY_AXES, leaderboard
@@ -21,9 +22,9 @@ from bench.reports.plots import (
     save,
     tradeoff_figure,
 )
-from bench.runs.record import load_records, write_json
+from bench.runs.record import RunRecord, Selection, load_records, save_record
 
-CLASSES = ["benign", "malignant", "other"]
+CLASSES = ("benign", "malignant", "other")
 
 
 def make_record(
@@ -35,66 +36,34 @@ def make_record(
     dataset: str = "derm",
     device: str = "cpu-x",
     status: str = "ok",
-) -> dict:
-    """A run record with every field the plots and the report read; two phases of two epochs."""
-    rec = {
-        "schema": 1,
-        "key": f"{dataset}-{backbone}-{seed}",
-        "status": status,
-        "created": f"2026-01-0{seed + 1}T10:00:00+00:00",
-        "effective_resolution": 28,
-        "spec": {"dataset": dataset, "backbone": backbone, "protocol": "staged", "seed": seed},
-        "dataset": {
-            "classes": CLASSES,
-            "resolution": 28,
-            "class_counts": {"train": [50, 30, 20], "val": [5, 3, 2], "test": [10, 6, 4]},
-        },
-        "environment": {
-            "device": {"cpu_model": device},
-            "versions": {"torch": "2.14.1", "timm": "1.0.31"},
-            "git_commit": "abc123",
-        },
-        "timings_s": {"train": 10.0},
+) -> RunRecord:
+    """The shared factory's record, as plots read it: three classes, two phases of two epochs, epoch 3 selected."""
+    metrics = {
+        "accuracy": acc,
+        "balanced_accuracy": acc - 0.05,
+        "macro_f1": acc - 0.1,
+        "auc": None,  # stored NaN: JSON has none
+        "confusion_matrix": [[8, 2, 0], [1, 3, 2], [0, 0, 4]],
     }
-    if status != "ok":
-        return rec | {"error": "DivergedError: loss became nan"}
-    history = [
-        {
-            "phase": phase,
-            "epoch": e,
-            "train_loss": 1.0 / e,
-            "val_loss": 1.2 / e,
-            "val": {"balanced_accuracy": 0.5 + e / 20},
-        }
-        for phase, e in (("head", 1), ("head", 2), ("full", 3), ("full", 4))
-    ]
-    return rec | {
-        "test": {
-            "accuracy": acc,
-            "balanced_accuracy": acc - 0.05,
-            "macro_f1": acc - 0.1,
-            "auc": None,  # stored NaN: JSON has none
-            "confusion_matrix": [[8, 2, 0], [1, 3, 2], [0, 0, 4]],
-        },
-        "backbone": {"params": params, "gmacs": 0.1},
-        "latency": [
-            {
-                "batch_size": 1,
-                "ms_per_image_p50": ms,
-                "throughput_img_s": 1000 / ms,
-                "fingerprint": {"cpu_model": device},
-            }
-        ],
-        "history": history,
-        "selection": {"on": "loss", "best_epoch": 3},
-    }
+    counts = {"train": [50, 30, 20], "val": [5, 3, 2], "test": [10, 6, 4]}
+    rec = shared_record(
+        backbone, seed, acc, status, "staged", dataset, metrics=metrics, ms=ms, throughput=1000 / ms,
+        params=int(params), device=device, classes=CLASSES, class_counts=counts,
+        created=f"2026-01-0{seed + 1}T10:00:00+00:00",
+    )  # fmt: skip
+    if rec.ok:
+        rec.history = [
+            {"phase": ph, "epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val": {"balanced_accuracy": bal}}
+            for ph, e, bal in (("head", 1, 0.55), ("head", 2, 0.6), ("full", 3, 0.65), ("full", 4, 0.7))
+        ]
+        rec.selection = Selection("loss", 3, 0.3)
+    return rec
 
 
-def store(results_dir: Path, records: list[dict]) -> list[dict]:
+def store(results_dir: Path, records: list[RunRecord]) -> list[RunRecord]:
     """Write records where `bench run` would and read them back as the harness does."""
     for rec in records:
-        spec = rec["spec"]
-        write_json(results_dir / "runs" / spec["dataset"] / spec["backbone"] / f"s{spec['seed']}.json", rec)
+        save_record(rec, results_dir)
     return load_records(results_dir)
 
 
@@ -196,18 +165,18 @@ def test_plot_all_writes_every_file_and_redraws_only_stale_runs(tmp_path):
         "xray": ["xray-tradeoff.png", "xray-tradeoff.svg"],
     }
     assert len(plotted.runs) == 4 and all(f.drawn for f in plotted.runs.values())  # the failed run has no figures
-    for key, figures in plotted.runs.items():
-        dataset, backbone, seed = key.split("-")
-        assert figures.confusion == tmp_path / "plots" / "runs" / dataset / backbone / f"s{seed}.confusion.png"
-        assert figures.curves == figures.confusion.with_name(f"s{seed}.curves.png")
+    for record in (r for r in records if r.ok):
+        figures, spec, stem = plotted.runs[record.key], record.spec, record.path.stem
+        assert figures.confusion == tmp_path / "plots" / "runs" / spec.dataset / spec.backbone / f"{stem}.confusion.png"
+        assert figures.curves == figures.confusion.with_name(f"{stem}.curves.png")
         assert_png(figures.confusion, 250)
         assert_png(figures.curves, 250)
 
-    assert not any(plot_run(r, tmp_path / "plots").drawn for r in records if r["status"] == "ok")
+    assert not any(plot_run(r, tmp_path / "plots").drawn for r in records if r.ok)
     # A record rewritten after its figures (a re-run) gets them redrawn.
-    stale = next(r for r in records if r["key"] == "derm-big_net-0")
-    later = plotted.runs[stale["key"]].curves.stat().st_mtime + 10
-    os.utime(stale["_path"], (later, later))
+    stale = next(r for r in records if r.spec.backbone == "big_net")
+    later = plotted.runs[stale.key].curves.stat().st_mtime + 10
+    os.utime(stale.path, (later, later))
     assert plot_run(stale, tmp_path / "plots").drawn
 
 

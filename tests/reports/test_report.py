@@ -20,8 +20,9 @@ from test_plots import SWEEP, make_record, store
 
 from bench.cli.commands import main
 from bench.reports.html import median_runs
-from bench.reports.leaderboard import ci_column, leaderboard, table_notes
-from bench.runs.record import load_records, write_probs
+from bench.reports.leaderboard import leaderboard
+from bench.reports.render import ci_column, table_notes
+from bench.runs.record import RunRecord, load_records, write_probs
 
 XRAY = [make_record("tiny_net", 0, acc=0.6, ms=0.5, dataset="xray"), make_record("big_net", 0, acc=0.7, dataset="xray")]
 OK_ROWS = {"derm": 4, "xray": 2}  # backbone rows with a finished run: one median run's two figures each
@@ -65,17 +66,15 @@ class Page(HTMLParser):
             self._heading = False
 
 
-def save_probs(records: list[dict]) -> None:
+def save_probs(records: list[RunRecord]) -> None:
     """Test probabilities beside each finished run, right on its accuracy's share of the 20 test images."""
     for r in records:
-        if r["status"] == "ok":
-            labels = np.random.default_rng(0).permutation(np.repeat([0, 1, 2], r["dataset"]["class_counts"]["test"]))
-            right = np.arange(labels.size) < round(r["test"]["accuracy"] * labels.size)
+        if r.ok:
+            labels = np.random.default_rng(0).permutation(np.repeat([0, 1, 2], r.dataset.class_counts["test"]))
+            right = np.arange(labels.size) < round(r.test["accuracy"] * labels.size)
             probs = np.full((labels.size, 3), 0.1)
             probs[np.arange(labels.size), np.where(right, labels, (labels + 1) % 3)] = 0.8
-            write_probs(
-                Path(r["_path"]).with_suffix(".probs.npz"), [f"i{i}" for i in range(labels.size)], labels, probs
-            )
+            write_probs(r.probs_path(), [f"i{i}" for i in range(labels.size)], labels, probs)
 
 
 @pytest.fixture(scope="module")
@@ -164,10 +163,10 @@ def test_report_warns_about_mixed_latency_devices(tmp_path, monkeypatch):
     )
 
 
-def _run(backbone: str, seed: int, acc: float | None) -> dict:
+def _run(backbone: str, seed: int, acc: float | None) -> RunRecord:
     rec = make_record(backbone, seed)
-    rec["test"]["accuracy"] = acc  # None: stored NaN
-    return rec | {"_path": "unused"}
+    rec.test["accuracy"] = acc  # None: stored NaN
+    return rec
 
 
 @pytest.mark.parametrize(
@@ -183,13 +182,13 @@ def _run(backbone: str, seed: int, acc: float | None) -> dict:
 def test_median_run_per_row(scores, expected_seed):
     records = [_run("net", seed, acc) for seed, acc in enumerate(scores)]
     (chosen,) = median_runs(records, leaderboard(records, "derm", "accuracy"), "accuracy")
-    assert chosen["spec"]["seed"] == expected_seed
+    assert chosen.spec.seed == expected_seed
 
 
 def test_median_runs_follow_the_leaderboard_order_and_skip_failures():
     records = [_run("low", 0, 0.5), _run("high", 0, 0.9), make_record("broken", status="failed")]
     chosen = median_runs(records, leaderboard(records, "derm", "accuracy"), "accuracy")
-    assert [r["spec"]["backbone"] for r in chosen] == ["high", "low"]
+    assert [r.spec.backbone for r in chosen] == ["high", "low"]
 
 
 def test_plot_and_report_refuse_bad_options_in_one_line(tmp_path, monkeypatch, capsys):

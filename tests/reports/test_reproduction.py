@@ -5,20 +5,18 @@ from __future__ import annotations
 import math
 
 import pytest
+from factories import make_record
 
 from bench.errors import ConfigError
-from bench.reports.reproduction import Published, display_frame, reproduction_table, write_reproduction
-from bench.runs.sweep import load_sweep
+from bench.reports.reproduction import display_frame, reproduction_table, write_reproduction
+from bench.runs.sweep import Published, load_sweep
 
 ANCHOR = Published(dataset="pneumoniamnist", model="ResNet-18 (28)", source="paper", accuracy=0.854, auc=0.944)
 
 
-def _record(backbone: str, seed: int, accuracy: float, auc: float, dataset="pneumoniamnist", status="ok") -> dict:
-    return {
-        "status": status,
-        "spec": {"backbone": backbone, "dataset": dataset, "protocol": "medmnist-v2", "seed": seed},
-        "test": {"accuracy": accuracy, "auc": auc},
-    }
+def _record(backbone: str, seed: int, accuracy: float, auc: float, dataset="pneumoniamnist", status="ok", **kw):
+    metrics = {"accuracy": accuracy, "auc": auc}
+    return make_record(backbone, seed, protocol="medmnist-v2", dataset=dataset, status=status, metrics=metrics, **kw)
 
 
 @pytest.mark.parametrize(
@@ -75,3 +73,24 @@ def test_malformed_anchor_names_the_field(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"s.toml.*accuracy"):
         load_sweep(path)
+
+
+def test_a_backbone_with_two_experiments_has_a_row_each(tmp_path):
+    """Seeds of other epochs are another experiment: never averaged into one reproduction figure."""
+    records = [_record("r18", 0, 0.85, 0.94), _record("r18", 1, 0.86, 0.95), _record("r18", 0, 0.60, 0.70, epochs=1)]
+    table = reproduction_table(records, (ANCHOR,)).set_index("backbone")
+    assert table["n"].to_dict() == {"r18 (medmnist-v2 e1)": 1, "r18 (medmnist-v2 e2)": 2}
+    assert table.loc["r18 (medmnist-v2 e1)", "accuracy_mean"] == pytest.approx(0.60)
+
+
+def test_a_sweeps_records_are_found_by_experiment_and_seed(project, make_record):
+    """Another run in the folder (other epochs, or another dataset's) is not the sweep's."""
+    from bench.runs.spec import RunSpec, experiment_id, experiment_identity
+    from bench.runs.sweep import sweep_records, sweep_runs
+
+    spec = RunSpec("test_resnet", "tiny", "scratch", epochs=1)
+    mine = make_record("test_resnet", 0, dataset="tiny")
+    mine.identity = experiment_identity(spec)
+    other = make_record("test_resnet", 0, dataset="tiny", epochs=2)
+    assert sweep_records([mine, other], sweep_runs([spec])) == [mine]
+    assert {experiment_id(mine.identity)} == {e for e, _ in sweep_runs([spec])}

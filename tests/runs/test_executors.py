@@ -21,8 +21,10 @@ import pytest
 import torch
 
 from bench.cli.commands import main
-from bench.runs.executors import LocalExecutor, RayExecutor
-from bench.runs.record import RunSpec, load_records, read_probs
+from bench.runs.executors.local import LocalExecutor
+from bench.runs.executors.ray import RayExecutor
+from bench.runs.record import RunRecord, load_records, read_probs
+from bench.runs.spec import RunSpec
 from bench.runs.sweep import plan_runs
 from bench.train.loop import EpochLog
 
@@ -40,8 +42,9 @@ seeds = [0, 1]
 epochs = 1
 precision = "fp32"
 """
-VOLATILE = ("created", "timings_s", "latency", "environment", "_path")  # where and how fast, not what
-TIMING_COLUMNS = ["latency_ms", "throughput", "train_s", "latency_device", "pareto"]  # and what they decide
+VOLATILE = ("created", "timings_s", "latency", "environment")  # where and how fast, not what
+TIMING_COLUMNS = ["latency_ms", "throughput", "train_s", "latency_device", "pareto", "note"]  # and what they decide
+TIMING_COLUMNS += ["latency_ms_std", "latency_ms_min", "latency_ms_max", "latency_noisy"]
 
 
 def _processes_under(root: int) -> dict[int, str]:
@@ -109,9 +112,9 @@ def one_thread(monkeypatch):
     torch.set_num_threads(threads)
 
 
-def _comparable(record: dict) -> dict:
-    out = {k: v for k, v in record.items() if k not in VOLATILE}
-    out["history"] = [{k: v for k, v in h.items() if k not in EpochLog.TIMINGS} for h in record["history"]]
+def _comparable(record: RunRecord) -> dict:
+    out = {k: v for k, v in record.to_json().items() if k not in VOLATILE}
+    out["history"] = [{k: v for k, v in h.items() if k not in EpochLog.TIMINGS} for h in record.history]
     return out
 
 
@@ -137,23 +140,23 @@ def test_ray_gives_the_records_and_leaderboard_of_a_local_run(project, tmp_path,
     assert f"on Ray at {ray_address}" in proc.stdout and "4 run(s) done (0 failed)" in proc.stdout
     assert "4 done, 0 running, 0 failed, 0 queued" in proc.stdout  # the driver's progress across all runs
 
-    reference = {r["key"]: r for r in load_records(tmp_path / "local")}
-    assert len(reference) == 4 and {r["status"] for r in reference.values()} == {"ok"}
-    records = {r["key"]: r for r in load_records(tmp_path / "ray")}
+    reference = {r.key: r for r in load_records(tmp_path / "local")}
+    assert len(reference) == 4 and {r.status for r in reference.values()} == {"ok"}
+    records = {r.key: r for r in load_records(tmp_path / "ray")}
     assert records.keys() == reference.keys()
-    assert sorted(r["spec"]["precision"] for r in records.values()) == ["auto", "auto", "fp32", "fp32"]
+    assert sorted(r.spec.precision for r in records.values()) == ["auto", "auto", "fp32", "fp32"]
     for key, record in records.items():
-        assert _comparable(record) == _comparable(reference[key]), record["spec"]
-        probs = read_probs(Path(record["_path"]).with_suffix(".probs.npz"))
-        expected = read_probs(Path(reference[key]["_path"]).with_suffix(".probs.npz"))
+        assert _comparable(record) == _comparable(reference[key]), record.spec
+        probs = read_probs(record.probs_path())
+        expected = read_probs(reference[key].probs_path())
         for name in ("ids", "labels", "probs"):
             np.testing.assert_array_equal(probs[name], expected[name])
         # which node measured the latency, holding what
-        executor, device = record["environment"]["executor"], record["environment"]["device"]
+        executor, device = record.environment.executor, record.environment.device
         assert executor["name"] == "ray" and executor["attempt"] == 1 and executor["node_id"]
         assert executor["hostname"] == socket.gethostname() and executor["gpu_ids"] == []
         assert executor["resources"] == {"CPU": 1.0} and executor["node_resources"] == {"CPU": 2.0}
-        assert device["torch_threads"] == 1 and reference[key]["environment"]["executor"]["name"] == "local"
+        assert device["torch_threads"] == 1 and reference[key].environment.executor["name"] == "local"
     splits = {p.name: p.read_bytes() for p in (tmp_path / "ray" / "splits").iterdir()}
     assert splits and splits == {p.name: p.read_bytes() for p in (tmp_path / "local" / "splits").iterdir()}
 
@@ -210,20 +213,18 @@ def test_a_killed_worker_is_retried_or_recorded_failed(kind, retries, status, pr
     for record in executor.run(planned, tmp_path / "results", progress):
         records.append(record)
     assert len(killed) == 1, "exactly the long run's worker was killed"
-    by_key = {r["key"]: r for r in records}
+    by_key = {r.key: r for r in records}
     assert by_key.keys() == {item.key for item in planned}  # the sweep finished, the short run included
-    assert all(by_key[item.key]["status"] == "ok" for item in planned[1:])
+    assert all(by_key[item.key].status == "ok" for item in planned[1:])
     record = by_key[planned[0].key]
-    assert record["status"] == status
+    assert record.status == status
     if status == "ok":
-        assert record["resumed_at_epoch"] >= 1 and len(record["history"]) == 16
-        assert record["environment"]["executor"]["attempt"] == 2
+        assert record.resumed_at_epoch >= 1 and len(record.history) == 16
+        assert record.environment.executor["attempt"] == 2
     else:
-        assert record["environment"]["executor"]["attempts"] == 1
-        assert ("WorkerCrashedError" if kind == "ray" else "BrokenProcessPool") in record["error"]
-    assert {r["key"]: r["status"] for r in load_records(tmp_path / "results")} == {
-        key: r["status"] for key, r in by_key.items()
-    }
+        assert record.environment.executor["attempts"] == 1
+        assert ("WorkerCrashedError" if kind == "ray" else "BrokenProcessPool") in record.error
+    assert {r.key: r.status for r in load_records(tmp_path / "results")} == {key: r.status for key, r in by_key.items()}
 
 
 def test_a_requested_precision_reaches_a_worker_process(project, tmp_path, one_thread):
@@ -231,9 +232,9 @@ def test_a_requested_precision_reaches_a_worker_process(project, tmp_path, one_t
     planned = plan_runs([RunSpec("test_resnet", "tiny", "scratch", epochs=1, precision="fp32")], tmp_path / "results")
     executor = LocalExecutor([torch.device("cpu")] * 2, retries=0)
     (record,) = executor.run(planned, tmp_path / "results", lambda item: None)
-    assert record["status"] == "ok", record.get("error")
-    assert record["key"] == planned[0].key and record["spec"]["precision"] == "fp32"
-    assert record["environment"]["executor"]["name"] == "local" and planned[0].path.exists()
+    assert record.status == "ok", record.error
+    assert record.key == planned[0].key and record.spec.precision == "fp32"
+    assert record.environment.executor["name"] == "local" and planned[0].path.exists()
 
 
 @pytest.mark.parametrize(

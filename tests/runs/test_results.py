@@ -5,36 +5,33 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import make_record
 
 from bench.errors import ConfigError, ResultsError
+from bench.precision import PRECISIONS
 from bench.runs.record import (
-    PRECISIONS,
     SCHEMA_VERSION,
-    RunSpec,
+    RunRecord,
     atomic_write_bytes,
-    config_key,
     load_records,
+    probs_path,
     read_probs,
+    read_record,
+    record_path,
+    save_record,
     write_json,
     write_probs,
 )
-
-
-def test_config_key_is_order_independent_and_sensitive():
-    a = {"spec": {"seed": 0, "backbone": "resnet18"}, "x": [1, 2]}
-    b = {"x": [1, 2], "spec": {"backbone": "resnet18", "seed": 0}}
-    assert config_key(a) == config_key(b)
-    assert config_key(a) != config_key({**a, "x": [2, 1]})
+from bench.runs.spec import RunSpec, run_key
 
 
 @pytest.mark.parametrize(
     "precision, stem",
     [
-        ("auto", "scratch-r28-s2-abcdef012345"),  # as before precision existed: old record files keep their names
+        ("auto", "scratch-r28-s2-abcdef012345"),
         ("fp32", "scratch-r28-s2-fp32-abcdef012345"),
         ("bf16", "scratch-r28-s2-bf16-abcdef012345"),
     ],
@@ -44,10 +41,18 @@ def test_stem_is_readable_and_keyed(precision, stem):
     assert spec.stem("abcdef0123456789") == stem
 
 
+def test_one_path_rule_for_a_record_and_its_probabilities(tmp_path):
+    record = make_record()
+    path = record_path(tmp_path, record.spec, record.key)
+    assert path == tmp_path / "runs" / "d" / "resnet18" / f"scratch-r28-s0-{record.key[:12]}.json"
+    assert save_record(record, tmp_path) == path == record.path
+    assert probs_path(path) == record.probs_path() == path.with_suffix(".probs.npz")
+
+
 @pytest.mark.parametrize(
     "spec, stored",
     [
-        (RunSpec("resnet18", "d", "scratch"), {}),  # auto is not stored: the dict (and key) of older records
+        (RunSpec("resnet18", "d", "scratch"), {}),  # auto is not stored, as records always had it
         (RunSpec("resnet18", "d", "scratch", precision="fp32"), {"precision": "fp32"}),
         (RunSpec("resnet18", "d", "staged", epochs=(1, 2, 3), precision="fp16"), {"precision": "fp16"}),
     ],
@@ -58,11 +63,10 @@ def test_spec_stores_precision_only_when_asked_for(spec, stored):
     assert RunSpec.from_dict(json.loads(json.dumps(as_dict))) == spec  # through a record's JSON and back
 
 
-def test_precision_is_part_of_the_key_unless_auto():
-    keys = {p: config_key({"spec": RunSpec("resnet18", "d", "scratch", precision=p).to_dict()}) for p in PRECISIONS}
-    assert len(set(keys.values())) == len(PRECISIONS)
-    legacy = {k: v for k, v in RunSpec("resnet18", "d", "scratch").to_dict().items() if k != "precision"}
-    assert keys["auto"] == config_key({"spec": legacy})
+def test_precision_is_part_of_the_key():
+    identities = {p: make_record(precision=p).identity for p in PRECISIONS}
+    keys = {run_key(identity, 0, {}) for identity in identities.values()}
+    assert len(keys) == len(PRECISIONS)
 
 
 def test_unknown_precision_is_refused():
@@ -71,26 +75,42 @@ def test_unknown_precision_is_refused():
 
 
 def test_loaded_records_say_their_precision(tmp_path):
-    """Records store precision only when not auto (older ones never): loading fills in auto."""
-    for name, precision in (("old", "auto"), ("new", "fp32")):
-        spec = RunSpec("resnet18", "d", "scratch", precision=precision).to_dict()
-        write_json(tmp_path / "runs" / "d" / f"{name}.json", {"schema": SCHEMA_VERSION, "spec": spec})
-    loaded = {Path(r["_path"]).stem: r["spec"]["precision"] for r in load_records(tmp_path)}
-    assert loaded == {"old": "auto", "new": "fp32"}
+    """Records store precision only when not auto: loading fills in auto."""
+    for precision in ("auto", "fp32"):
+        save_record(make_record(precision=precision), tmp_path)
+    assert sorted(r.spec.precision for r in load_records(tmp_path)) == ["auto", "fp32"]
 
 
 def test_record_round_trip(tmp_path):
-    record = {
-        "schema": SCHEMA_VERSION,
-        "key": "k",
-        "status": "ok",
-        "test": {"auc": 0.9, "nan": math.nan},
-        "spec": RunSpec("resnet18", "d", "scratch").to_dict(),
-    }
-    write_json(tmp_path / "runs" / "d" / "r.json", record)
+    record = make_record(metrics={"auc": 0.9, "nan": math.nan})
+    path = save_record(record, tmp_path)
+    stored = json.loads(path.read_text())
+    assert stored["schema"] == SCHEMA_VERSION == 2 and stored["identity"] == record.identity
     (loaded,) = load_records(tmp_path)
-    assert loaded["test"] == {"auc": 0.9, "nan": None}  # JSON has no NaN: null, documented
-    assert loaded["spec"]["backbone"] == "resnet18" and loaded["_path"].endswith("r.json")
+    assert loaded.test == {"auc": 0.9, "nan": None}  # JSON has no NaN: null, documented
+    assert loaded.path == path and loaded.spec == record.spec and loaded.experiment == record.experiment
+    assert loaded.to_json() == stored
+
+
+def test_unknown_fields_survive_a_rewrite(tmp_path):
+    path = save_record(make_record(), tmp_path)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "annotation": "checked by hand"}))
+    save_record(read_record(path), tmp_path)
+    assert json.loads(path.read_text())["annotation"] == "checked by hand"
+
+
+def test_schema1_records_are_read_as_experiments_of_their_own(tmp_path):
+    """Tolerant reading: an old record loads, keyed as it was, its identity rebuilt without the dataset entry."""
+    new = make_record()
+    old = {k: v for k, v in new.to_json().items() if k != "identity"} | {"schema": 1, "key": "0" * 64}
+    write_json(tmp_path / "runs" / "d" / "resnet18" / "old.json", old)
+    with pytest.warns(UserWarning, match="1 schema-1 record.*python -m bench.runs.migrate"):
+        (loaded,) = load_records(tmp_path)
+    assert loaded.schema == 1 and loaded.key == "0" * 64
+    assert loaded.identity["data"]["entry"] is None
+    assert loaded.identity["data"]["fingerprint"] == new.identity["data"]["fingerprint"]
+    assert loaded.identity["protocol"]["phases"][0]["epochs"] == 2
+    assert loaded.experiment != new.experiment
 
 
 def test_probs_round_trip(tmp_path):
@@ -107,12 +127,22 @@ def test_half_written_temp_files_are_not_records(tmp_path):
     assert load_records(tmp_path) == []
 
 
-def test_corrupt_record_is_named(tmp_path):
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    (runs / "broken.json").write_text("{not json")
-    with pytest.raises(ResultsError, match=r"broken.json: not a readable run record"):
-        load_records(tmp_path)
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        ("{not json", "not a readable run record"),
+        ("[1, 2]", "not a run record \\(a JSON list\\)"),
+        (json.dumps({"schema": 0}), "record schema 0"),
+        (json.dumps({"schema": 2, "key": "k"}), "not a run record \\(KeyError"),
+        (json.dumps({"latency": []}), "record schema None"),  # another tool's JSON
+    ],
+)
+def test_foreign_or_damaged_json_is_skipped_and_named(tmp_path, content, why):
+    save_record(make_record(), tmp_path)
+    (tmp_path / "runs" / "broken.json").write_text(content)
+    with pytest.warns(UserWarning, match=f"skipped: .*broken.json: .*{why}"):
+        records = load_records(tmp_path)
+    assert len(records) == 1 and isinstance(records[0], RunRecord)
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
@@ -134,10 +164,3 @@ def test_unwritable_path_is_named(tmp_path):
     blocker.write_text("I am a file, not a folder")
     with pytest.raises(ResultsError, match=r"cannot write .*file/r.json"):
         atomic_write_bytes(blocker / "r.json", b"x")
-
-
-def test_wrong_schema_is_refused(tmp_path):
-    (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "old.json").write_text(json.dumps({"schema": 0}))
-    with pytest.raises(ResultsError, match="schema 0, expected"):
-        load_records(tmp_path)

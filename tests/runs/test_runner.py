@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,8 +11,11 @@ import torch
 
 import bench.runs.runner
 import bench.train.loop
-from bench.runs.record import RunSpec, config_key
-from bench.runs.runner import record_path, resolve, run
+from bench.data.entries import get_dataset_entry
+from bench.data.identity import DataIdentity
+from bench.runs.record import RunRecord, read_record, record_path
+from bench.runs.runner import key_of, run
+from bench.runs.spec import RunSpec, experiment_identity, run_key
 from bench.train.loop import EpochLog
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,7 +24,7 @@ COMMITTED = sorted((REPO / "results").glob("**/runs/*/*/*.json"))
 
 SPEC = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", seed=0, epochs=2)
 CPU = torch.device("cpu")
-VOLATILE = {"created", "timings_s", "latency", "environment", "_path"}  # wall-clock facts, not results
+VOLATILE = {"created", "timings_s", "latency", "environment"}  # wall-clock facts, not results
 
 
 def test_test_split_is_predicted_once_after_model_selection(project, tmp_path, monkeypatch):
@@ -34,21 +38,21 @@ def test_test_split_is_predicted_once_after_model_selection(project, tmp_path, m
     monkeypatch.setattr(bench.train.loop, "predict", recording)
     monkeypatch.setattr(bench.runs.runner, "predict", recording)
     record = run(SPEC, tmp_path / "results", CPU)
-    assert record["status"] == "ok"
+    assert record.status == "ok"
     assert calls == ["val", "val", "test"], calls  # one validation pass per epoch, then test once
 
 
-def _stable(record: dict) -> str:
-    return json.dumps({k: v for k, v in record.items() if k not in VOLATILE}, sort_keys=True)
+def _stable(record: RunRecord) -> str:
+    return json.dumps({k: v for k, v in record.to_json().items() if k not in VOLATILE}, sort_keys=True)
 
 
 def test_same_seed_same_record(project, tmp_path):
     """Determinism on the CPU: two runs of one config agree on every field but timings."""
     first = run(SPEC, tmp_path / "a", CPU)
     second = run(SPEC, tmp_path / "b", CPU)
-    assert first["status"] == second["status"] == "ok"
+    assert first.status == second.status == "ok"
     for record in (first, second):
-        for epoch in record["history"]:
+        for epoch in record.history:
             for timing in EpochLog.TIMINGS:
                 del epoch[timing]
     assert _stable(first) == _stable(second)  # JSON, so NaN (e.g. an undefined precision) equals NaN
@@ -57,29 +61,37 @@ def test_same_seed_same_record(project, tmp_path):
 def test_other_seed_other_record(project, tmp_path):
     first = run(SPEC, tmp_path / "a", CPU)
     other = run(RunSpec(**{**SPEC.to_dict(), "seed": 1}), tmp_path / "b", CPU)
-    assert first["key"] != other["key"] and first["test"] != other["test"]
+    assert first.key != other.key and first.test != other.test
+    assert first.experiment == other.experiment  # seeds of one experiment
 
 
 def test_record_has_provenance(project, tmp_path):
     record = run(SPEC, tmp_path / "r", CPU)
-    for field in ("backbone", "dataset", "test", "val", "history", "selection", "environment", "versions"):
-        assert record[field], field
+    for field in ("backbone", "dataset", "test", "val", "history", "selection", "environment", "versions", "identity"):
+        assert getattr(record, field), field
+    stored = read_record(record.path)
+    assert stored.to_json() == json.loads(record.path.read_text())  # typed and back, field for field
+    assert stored.key == record.key and stored.identity == record.identity and stored.history[0]["epoch"] == 1
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(REPO / "results")))
 def test_committed_records_keep_their_keys(path, monkeypatch):
-    """A committed record's spec still resolves to its stored key, and so to its own file name.
+    """A committed record's spec still resolves to its stored identity and key, and so to its own file name.
 
     The key hashes the torch, timm and harness versions, and records made elsewhere (a GPU's) have others:
-    each is resolved with the versions it was made with, so what is checked is everything else in the key.
+    each is keyed with the versions it was made with. The data part is taken from the record (whether the data
+    files still give it is what planning checks), so what is checked is everything else in the identity.
     """
-    record = json.loads(path.read_text())
+    record = read_record(path)
+    if record.schema == 1:
+        pytest.skip(f"schema 1: migrate with `python -m bench.runs.migrate {path.parents[3]}`")
     monkeypatch.setenv("BENCH_HOME", str(REPO))
-    monkeypatch.setattr(bench.runs.runner, "versions", lambda: record["environment"]["versions"])
-    spec = RunSpec.from_dict(record["spec"])
-    key = config_key(resolve(spec))
-    assert key == record["key"]
-    assert record_path(path.parents[3], spec, key) == path
+    spec = record.spec
+    data = record.identity["data"]
+    stored = DataIdentity(get_dataset_entry(spec.dataset), data["fingerprint"], data["pixels_sha256"])
+    assert experiment_identity(spec, stored) == record.identity
+    assert run_key(record.identity, spec.seed, record.versions) == record.key
+    assert record_path(path.parents[3], spec, record.key) == path
 
 
 def test_committed_records_are_found():
@@ -98,10 +110,10 @@ def test_committed_records_are_found():
 def test_a_requested_precision_is_recorded_or_refused(precision, error, project, tmp_path):
     spec = RunSpec(**{**SPEC.to_dict(), "epochs": 1, "precision": precision})
     record = run(spec, tmp_path / "results", CPU)
-    assert record["spec"]["precision"] == precision and record["status"] == ("failed" if error else "ok")
-    assert record["key"] != config_key(resolve(RunSpec(**{**SPEC.to_dict(), "epochs": 1})))
-    assert record_path(tmp_path / "results", spec, record["key"]).name.startswith(f"scratch-r28-s0-{precision}-")
+    assert record.spec.precision == precision and record.status == ("failed" if error else "ok")
+    assert record.key != key_of(dataclasses.replace(spec, precision="auto"))[1]
+    assert record_path(tmp_path / "results", spec, record.key).name.startswith(f"scratch-r28-s0-{precision}-")
     if error:
-        assert record["error"].startswith(error) and "\n" not in record["error"]
+        assert record.error.startswith(error) and "\n" not in record.error
     else:
-        assert record["engine"]["amp"] is None and record["test"]
+        assert record.engine["amp"] is None and record.test

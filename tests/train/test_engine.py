@@ -10,7 +10,8 @@ import torch
 
 import bench.train.engine
 from bench.errors import ConfigError
-from bench.runs.record import RunSpec, load_records
+from bench.runs.record import load_records
+from bench.runs.spec import RunSpec
 from bench.train.engine import DATA_ON_DEVICE_SHARE, Amp, EngineConfig, check_precision, engine_for, native_bf16
 
 CPU = torch.device("cpu")
@@ -177,5 +178,5 @@ def test_a_run_records_the_engine_it_used(project, tmp_path, quick_latency, engi
 
     spec = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", epochs=1)
     record = run(spec, tmp_path / "r", CPU, engine=engine)
-    assert record["status"] == "ok", record.get("error")
-    assert load_records(tmp_path / "r")[0]["engine"] == expected.to_dict()
+    assert record.status == "ok", record.error
+    assert load_records(tmp_path / "r")[0].engine == expected.to_dict()

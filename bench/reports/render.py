@@ -1,0 +1,170 @@
+"""A leaderboard as people read it: Markdown (for READMEs), CSV (numeric), LaTeX (for papers) and a rich table.
+
+Every rendering carries the same cells and the same notes under the table (:func:`table_notes`): the marks,
+the two uncertainties, the legend of hash-labelled rows, and each row's caveats (a noisy latency left out,
+a seed recorded twice, no CI), so no format says less than another.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.table import Table
+
+from bench.evaluation.metrics import HEADLINE_METRICS as HEADLINE
+from bench.reports.leaderboard import MAJORITY_PROTOCOL
+from bench.reports.uncertainty import CI_RESAMPLES, TIE_ALPHA
+from bench.runs.record import atomic_write_bytes
+
+PARETO_MARK = "★"
+PARETO_NOTE = (
+    f"{PARETO_MARK} Pareto-optimal: no other row is at least as accurate and at least as fast, and strictly better "
+    "on one of the two."
+)
+TIE_MARK = "≈"
+UNCERTAINTY_NOTE = (
+    "Metric cells: mean ± sample std over the n seeds (training variation). 95% CI: percentile bootstrap over "
+    f"the test images ({CI_RESAMPLES} resamples, the same for every row; each seed's saved probabilities "
+    "rescored, then averaged over seeds): the uncertainty from the finite test set."
+)
+
+
+def format_mean_std(mean: float, std: float) -> str:
+    """ "0.850 ± 0.010"; the mean alone when there is no std (one seed); "n/a" without a mean."""
+    if pd.isna(mean):
+        return "n/a"
+    return f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def _fmt_ci(low: float, high: float) -> str:
+    return "n/a" if pd.isna(low) else f"[{low:.3f}, {high:.3f}]"
+
+
+def seeds_column(metric: str) -> str:
+    """Header of a metric's "mean ± std over seeds" column in the displayed tables."""
+    return f"{metric} (seeds: mean ± std)"
+
+
+def ci_column(metric: str) -> str:
+    """Header of the sort metric's test-image CI column in the displayed tables."""
+    return f"{metric} 95% CI (test images)"
+
+
+def display_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Human-readable columns: "mean ± std" over seeds with the sort metric's test-image CI beside it, seeds as
+    n, failures spelled out, ≈ (tied with rank 1) and ★ (Pareto-optimal) after the rank."""
+    metric = table.attrs["metric"]
+    rank = table["rank"].map(lambda r: "" if pd.isna(r) else str(int(r)))
+    out = pd.DataFrame(
+        {
+            "rank": rank
+            + np.where(table["tied"], f" {TIE_MARK}", "")
+            + np.where(table["pareto"], f" {PARETO_MARK}", ""),
+            "backbone": table["backbone"],
+            "protocol": table["protocol"],
+            "res": table["resolution"].astype(int),
+            "n": table["n"].astype(str)
+            + np.where(table["failed"] > 0, " (+" + table["failed"].astype(str) + " failed)", ""),
+        }
+    )
+    for m in HEADLINE:
+        out[seeds_column(m)] = [
+            format_mean_std(a, b) for a, b in zip(table[f"{m}_mean"], table[f"{m}_std"], strict=True)
+        ]
+        if m == metric:
+            bounds = zip(table[f"{m}_ci95_low"], table[f"{m}_ci95_high"], strict=True)
+            out[ci_column(m)] = [_fmt_ci(low, high) for low, high in bounds]
+    if "params_m" in table:
+        out["params (M)"] = table["params_m"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+        out["GMACs"] = table["gmacs"].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
+    if "latency_ms" in table:
+        out["latency b1 (ms/img)"] = table["latency_ms"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+        out["latency device"] = table["latency_device"].fillna("")
+    return out
+
+
+def table_notes(table: pd.DataFrame) -> list[str]:
+    """What every rendering of the table says under it: the marks, the two uncertainties, and row caveats."""
+    notes = [
+        PARETO_NOTE,
+        UNCERTAINTY_NOTE,
+        f"{TIE_MARK} not significantly worse than rank 1 on {table.attrs['metric']}: paired bootstrap over the same "
+        f"test images, seed-averaged, p ≥ {TIE_ALPHA} (two-sided, one test per row, no multiplicity correction).",
+    ]
+    if (table["tied"] & (table["protocol"] == MAJORITY_PROTOCOL)).any():
+        notes.append(
+            f"Alarm: the majority baseline is {TIE_MARK} rank 1, so rank 1 has not been shown to beat always "
+            "predicting the most frequent class."
+        )
+    notes += [f"Row label {line}." for line in table.attrs.get("legend", [])]
+    for row in table[table["note"] != ""].itertuples():
+        notes.append(f"{row.backbone} ({row.protocol}, {int(row.resolution)} px): {row.note}.")
+    return notes
+
+
+def rich_table(table: pd.DataFrame, title: str) -> Table:
+    shown = display_frame(table)
+    rt = Table(title=title, caption="\n".join(table_notes(table)), header_style="bold")
+    for col in shown.columns:
+        rt.add_column(str(col), justify="left" if col in ("backbone", "protocol", "latency device") else "right")
+    for row in shown.itertuples(index=False):
+        rt.add_row(*map(str, row))
+    return rt
+
+
+def write_leaderboard(table: pd.DataFrame, out_dir: Path, dataset: str) -> list[Path]:
+    """Markdown (for READMEs), CSV (numeric, for analysis) and LaTeX (for papers) under ``out_dir``."""
+    md = out_dir / f"{dataset}.md"
+    csv = out_dir / f"{dataset}.csv"
+    tex = out_dir / f"{dataset}.tex"
+    notes = "\n\n".join(table_notes(table))
+    atomic_write_bytes(md, f"{display_frame(table).to_markdown(index=False)}\n\n{notes}\n".encode())
+    atomic_write_bytes(csv, table.to_csv(index=False).encode())
+    write_latex(table, tex, dataset)
+    return [md, csv, tex]
+
+
+_LATEX_SPECIALS = str.maketrans(
+    {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    | {c: "\\" + c for c in "&%$#_{}"}
+)
+_LATEX_SYMBOLS = {"±": r"$\pm$", PARETO_MARK: r"$\star$", TIE_MARK: r"$\approx$", "≥": r"$\geq$"}
+
+
+def _latex_symbols(text: object) -> str:
+    """Already-escaped text with the table's symbols as math, which pdflatex typesets without extra packages."""
+    out = str(text)
+    for symbol, math in _LATEX_SYMBOLS.items():
+        out = out.replace(symbol, math)
+    return out
+
+
+def write_latex(table: pd.DataFrame, path: Path, dataset: str) -> None:
+    """A booktabs ``table`` float, pdflatex-safe: ±, ≈, ≥ and ★ become math symbols.
+
+    Needs ``\\usepackage{booktabs}`` and ``\\usepackage{graphicx}``: the table holds every column of the
+    Markdown one, wider than a page, so it is scaled to ``\\linewidth`` (drop columns for larger type).
+    Cells go through pandas' LaTeX escaping first, so backbone names such as ``test_resnet`` survive. The
+    caption carries the notes of the Markdown table.
+    """
+    shown = display_frame(table)
+    left = {"backbone", "protocol", "latency device"}
+    notes = " ".join(_latex_symbols(note.translate(_LATEX_SPECIALS)) for note in table_notes(table))
+    latex = (
+        shown.style.hide(axis="index")
+        .format(_latex_symbols, escape="latex")
+        .format_index(_latex_symbols, escape="latex", axis=1)
+        .to_latex(
+            hrules=True,
+            column_format="".join("l" if c in left else "r" for c in shown.columns),
+            position_float="centering",
+            caption=f"{dataset.translate(_LATEX_SPECIALS)}: test split. {notes}",
+            label=f"tab:{dataset}-leaderboard",
+        )
+    )
+    scaled = latex.replace(r"\begin{tabular}", r"\resizebox{\linewidth}{!}{\begin{tabular}").replace(
+        r"\end{tabular}", r"\end{tabular}}"
+    )
+    atomic_write_bytes(path, scaled.encode())

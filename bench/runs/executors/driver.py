@@ -1,0 +1,162 @@
+"""What every executor shares: the :class:`Executor` protocol, the run as a worker executes it, and the driver.
+
+The driver (:func:`drive`) queues runs on a set of :class:`Workers`, forwards their training events, and
+turns a run whose worker failed it (killed, its node lost, the harness raised) into another attempt, up to
+``retries`` times, and then into a ``failed`` record, so a sweep always finishes.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from bench.errors import ConfigError
+from bench.runs.record import RunRecord, save_record
+from bench.runs.spec import RunSpec
+from bench.runs.sweep import PlannedRun
+
+ProgressFactory = Callable[[PlannedRun], Callable[[dict], None] | None]
+"""Given a run that has started, returns the callback for its training events (or None)."""
+
+EVENT_BATCH_S = 0.5  # a worker sends its step events at most this often (one per batch would flood a queue)
+POLL_S = 0.2  # how often the driver looks for events and finished runs
+
+
+class Executor(Protocol):
+    """Runs planned runs and yields each one's record as it finishes (in whatever order they finish)."""
+
+    def run(self, planned: list[PlannedRun], results_dir: Path, progress: ProgressFactory) -> Iterator[RunRecord]: ...
+
+
+def check_retries(retries: int) -> int:
+    if retries < 0:
+        raise ConfigError(f"--retries takes a count of 0 or more, got {retries}")
+    return retries
+
+
+def execute(
+    spec: RunSpec, key: str, results_dir: Path, device: torch.device, progress, executor: dict[str, Any]
+) -> RunRecord:
+    """Run ``spec`` here, its record stamped with who ran it: host, device and attempt.
+
+    A worker that resolves the spec to another key than the driver planned (other versions of torch, timm
+    or the harness, or other data) would write a record the driver does not expect: it refuses instead.
+    """
+    from bench.runs.runner import key_of, run
+
+    identity, found = key_of(spec)
+    if found != key:
+        raise ConfigError(
+            f"{socket.gethostname()} resolves {spec.dataset}/{spec.backbone} to run {found[:12]}, the driver to "
+            f"{key[:12]}: backbone-bench, torch or timm versions, or the data, differ between them"
+        )
+    here = {"hostname": socket.gethostname(), **executor}
+    return run(spec, results_dir, device, progress, identity=identity, executor=here)
+
+
+class Forward:
+    """A run's training events, sent to the driver in batches: at once for milestones, steps every so often."""
+
+    def __init__(self, put: Callable[[tuple[str, list[dict]]], None], key: str):
+        self.put, self.key = put, key
+        self.batch: list[dict] = []
+        self.sent = time.monotonic()
+
+    def __call__(self, event: dict) -> None:
+        self.batch.append(event)
+        if event["event"] != "step" or time.monotonic() - self.sent >= EVENT_BATCH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            self.put((self.key, self.batch))
+            self.batch = []
+        self.sent = time.monotonic()
+
+
+class Workers(Protocol):
+    """Where runs execute; :func:`drive` does the queueing, retries, records of lost runs and progress."""
+
+    name: str
+    slots: int | None  # runs at once (None: submit all, the cluster queues them)
+    results_dir: Path
+
+    def submit(self, item: PlannedRun, attempt: int) -> Future: ...
+
+    def release(self, future: Future) -> None: ...
+
+    def collect(self, item: PlannedRun, result: Any) -> RunRecord: ...
+
+    def events(self) -> list[tuple[str, list[dict]]]: ...
+
+    def close(self) -> None: ...
+
+
+def drive(workers: Workers, planned: list[PlannedRun], progress: ProgressFactory, retries: int) -> Iterator[RunRecord]:
+    """Yield each run's record as it finishes; a run its worker failed is queued again, then recorded failed.
+
+    ``progress`` is asked for a run's callback when its first event arrives (it has started) or, for a run
+    that never started, just before its record is yielded.
+    """
+    by_key = {item.key: item for item in planned}
+    queued = deque((item, 1) for item in planned)
+    running: dict[Future, tuple[PlannedRun, int]] = {}
+    callbacks: dict[str, Callable[[dict], None] | None] = {}
+    finished: set[str] = set()
+
+    def callback(item: PlannedRun) -> Callable[[dict], None] | None:
+        if item.key not in callbacks:
+            callbacks[item.key] = progress(item)
+        return callbacks[item.key]
+
+    try:
+        while queued or running:
+            while queued and (workers.slots is None or len(running) < workers.slots):
+                item, attempt = queued.popleft()
+                running[workers.submit(item, attempt)] = (item, attempt)
+            done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
+            for key, events in workers.events():
+                report = None if key in finished else callback(by_key[key])
+                if report is not None:
+                    for event in events:
+                        report(event)
+            for future in done:
+                item, attempt = running.pop(future)
+                try:
+                    result = future.result()
+                except Exception as err:  # the task raised, or its worker or node was lost
+                    workers.release(future)
+                    if attempt <= retries:
+                        queued.append((item, attempt + 1))
+                        continue
+                    record = failed_record(item, err, attempt, workers.name)
+                    save_record(record, workers.results_dir)
+                else:
+                    workers.release(future)
+                    record = workers.collect(item, result)
+                finished.add(item.key)
+                callback(item)
+                yield record
+    finally:
+        workers.close()
+
+
+def failed_record(item: PlannedRun, err: BaseException, attempts: int, executor: str) -> RunRecord:
+    """The record of a run its workers failed: what was planned, what went wrong, after how many attempts."""
+    from bench.runs.runner import environment_here, new_record
+
+    cause = getattr(err, "cause", None) or err  # Ray wraps what the task raised
+    environment = environment_here({}, {"name": executor, "attempts": attempts})  # the device is unknown: gone
+    record = new_record(item.spec, item.key, item.identity, environment)
+    record.status = "failed"
+    record.error = f"{type(cause).__name__}: {cause}".splitlines()[0] + f" (attempts: {attempts})"
+    record.error_detail = "".join(traceback.format_exception(err))
+    return record

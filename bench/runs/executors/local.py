@@ -1,0 +1,130 @@
+"""The local executor: runs in this process on one device, or one worker process per device (every visible GPU)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.errors import ConfigError
+from bench.runs.executors.driver import Forward, ProgressFactory, check_retries, drive, execute
+from bench.runs.record import RunRecord
+from bench.runs.spec import RunSpec
+from bench.runs.sweep import PlannedRun
+
+
+def visible_devices(device: torch.device) -> list[torch.device]:
+    """``cuda`` without an index means every visible GPU (one worker process each); anything else is itself."""
+    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
+        return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+    return [device]
+
+
+class LocalExecutor:
+    """One device: runs one after another in this process. Several: one worker process per device.
+
+    Worker processes write their records to ``results_dir`` themselves (it is on this machine) and share
+    the CPU's cores evenly as torch threads. ``retries`` applies to them only: in this process, a harness
+    error stops the sweep with its traceback.
+    """
+
+    def __init__(self, devices: Sequence[torch.device], retries: int = 1):
+        if not devices:
+            raise ConfigError("the local executor needs at least one device")
+        self.devices = list(devices)
+        self.retries = check_retries(retries)
+
+    def __str__(self) -> str:
+        if len(self.devices) == 1:
+            return str(self.devices[0])
+        return f"{len(self.devices)} worker processes ({', '.join(map(str, self.devices))})"
+
+    def run(self, planned: list[PlannedRun], results_dir: Path, progress: ProgressFactory) -> Iterator[RunRecord]:
+        if len(self.devices) > 1:
+            yield from drive(_Processes(self.devices, results_dir), planned, progress, self.retries)
+            return
+        (device,) = self.devices
+        for item in planned:
+            yield execute(item.spec, item.key, results_dir, device, progress(item), {"name": "local", "attempt": 1})
+
+
+_EVENTS: Any = None  # in a local worker process: the driver's event queue
+
+
+def _start_process(events: Any, threads: int | None) -> None:
+    global _EVENTS
+    _EVENTS = events
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def _process_task(spec: RunSpec, key: str, results_dir: Path, device: str, attempt: int) -> RunRecord:
+    forward = Forward(_EVENTS.put, key)
+    record = execute(spec, key, results_dir, torch.device(device), forward, {"name": "local", "attempt": attempt})
+    forward.flush()
+    return record
+
+
+class _Processes:
+    """A single-process pool per device: a killed worker breaks only its own pool, which is replaced."""
+
+    name = "local"
+
+    def __init__(self, devices: list[torch.device], results_dir: Path):
+        self.devices = devices
+        self.results_dir = results_dir
+        self.slots = len(devices)
+        self._context = mp.get_context("spawn")  # CUDA cannot be used in a forked child
+        self._events = self._context.Queue()
+        # OMP_NUM_THREADS, when set, holds in the workers as it does here; else they share the cores
+        self._threads = None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // len(devices))
+        self._pools: dict[int, ProcessPoolExecutor] = {}
+        self._free = list(range(len(devices)))
+        self._slot: dict[Future, int] = {}
+
+    def submit(self, item: PlannedRun, attempt: int) -> Future:
+        slot = self._free.pop(0)
+        args = (_process_task, item.spec, item.key, self.results_dir, str(self.devices[slot]), attempt)
+        try:
+            future = self._pool(slot).submit(*args)
+        except BrokenProcessPool:  # its idle worker died since the last run
+            self._pools.pop(slot).shutdown(wait=False)
+            future = self._pool(slot).submit(*args)
+        self._slot[future] = slot
+        return future
+
+    def _pool(self, slot: int) -> ProcessPoolExecutor:
+        if slot not in self._pools:
+            self._pools[slot] = ProcessPoolExecutor(
+                1, self._context, initializer=_start_process, initargs=(self._events, self._threads)
+            )
+        return self._pools[slot]
+
+    def release(self, future: Future) -> None:
+        slot = self._slot.pop(future)
+        if isinstance(future.exception(), BrokenProcessPool):
+            self._pools.pop(slot).shutdown(wait=False)
+        self._free.append(slot)
+
+    def collect(self, item: PlannedRun, result: RunRecord) -> RunRecord:
+        return result
+
+    def events(self) -> list[tuple[str, list[dict]]]:
+        out = []
+        while True:
+            try:
+                out.append(self._events.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._events.close()

@@ -1,0 +1,140 @@
+"""The one factory of run records for tests: a :class:`RunRecord` as the runner writes it, without training.
+
+Every field a consumer reads is filled in; the arguments change what a test is about. The identity is built
+with :func:`bench.runs.spec.identity_of`, like a real run's, so runs that differ in ``epochs``, ``precision``,
+``fingerprint`` or ``lr`` are other experiments, and runs that differ only in ``seed``, ``torch_version`` or
+``device`` are seeds of one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bench.runs.record import (
+    BackboneSummary,
+    DatasetSummary,
+    Environment,
+    RunRecord,
+    Selection,
+    probs_path,
+    save_record,
+    write_probs,
+)
+from bench.runs.spec import RunSpec, identity_of, run_key
+
+CLASS_COUNTS = {"train": [30, 70], "val": [3, 7], "test": [40, 60]}
+
+
+def make_record(
+    backbone: str = "resnet18",
+    seed: int = 0,
+    acc: float = 0.8,
+    status: str = "ok",
+    protocol: str = "scratch",
+    dataset: str = "d",
+    *,
+    epochs: int = 2,
+    lr: float = 1e-3,
+    precision: str = "auto",
+    resolution: int = 28,
+    metrics: dict | None = None,
+    ms: float | None = None,
+    throughput: float | None = None,
+    noisy: bool = False,
+    device: str = "cpu-x",
+    threads: int = 2,
+    torch_version: str = "2.14.1",
+    fingerprint: str = "f" * 64,
+    classes: tuple[str, ...] = ("a", "b"),
+    class_counts: dict | None = None,
+    created: str = "2026-01-01T00:00:00+00:00",
+    params: int = 11_000_000,
+) -> RunRecord:
+    """A finished (or ``failed``) run. ``metrics`` replaces the default test metrics derived from ``acc``;
+    ``ms`` is the batch-1 p50 (default ``2 + seed``), flagged ``noisy`` when asked."""
+    spec = RunSpec(backbone, dataset, protocol, seed=seed, resolution=resolution, epochs=epochs, precision=precision)
+    phases = [{"name": "full", "epochs": epochs, "lr": lr, "trainable": 1.0, "freeze_bn": False}]
+    resolved_protocol = {"name": protocol, "pretrained": False, "phases": phases, "select_on": "loss"}
+    identity = identity_of(
+        backbone={"name": backbone},
+        protocol=resolved_protocol,
+        resolution=resolution,
+        policy="upsize",
+        effective=resolution,
+        precision=precision,
+        weights={"source": "random-init"},
+        data={"entry": {"name": dataset}, "fingerprint": fingerprint, "pixels_sha256": "p" * 64},
+    )
+    versions = {"backbone-bench": "0.1.0", "torch": torch_version, "timm": "1.0.31"}
+    device_fp = {"cpu_model": device, "device_kind": "cpu", "torch_threads": threads, "torch_version": torch_version}
+    record = RunRecord(
+        key=run_key(identity, seed, versions),
+        status=status,  # type: ignore[arg-type]
+        created=created,
+        spec=spec,
+        identity=identity,
+        arch=backbone,
+        protocol=resolved_protocol,
+        effective_resolution=resolution,
+        versions=versions,
+        environment=Environment(
+            versions={**versions, "numpy": "2.4.6", "scikit-learn": "1.9.1", "python": "3.11.7"},
+            git_commit="abc",
+            platform="Linux",
+            device=device_fp,
+        ),
+        timings_s={"train": 10.0},
+        dataset=DatasetSummary(
+            name=dataset,
+            classes=list(classes),
+            fingerprint=fingerprint,
+            resolution=resolution,
+            class_counts=class_counts or CLASS_COUNTS,
+        ),
+    )
+    if status != "ok":
+        record.error = "DivergedError: loss became nan"
+        return record
+    record.test = metrics or {
+        "accuracy": acc,
+        "balanced_accuracy": acc - 0.1,
+        "macro_f1": acc - 0.2,
+        "auc": acc + 0.1,
+        "confusion_matrix": [[30, 10], [10, 50]],
+    }
+    record.backbone = BackboneSummary(backbone, backbone, {"source": "random-init"}, params, 0.034)
+    val = {"balanced_accuracy": 0.6}
+    record.history = [
+        {"epoch": e, "phase": "full", "train_loss": 0.7 - e / 10, "val_loss": 0.6 - e / 10, "val": val}
+        for e in range(1, epochs + 1)
+    ]
+    record.selection = Selection("loss", epochs, 0.5, [])
+    record.latency = [
+        {
+            "batch_size": 1,
+            "ms_per_image_p50": 2.0 + seed if ms is None else ms,
+            "throughput_img_s": throughput,
+            "noisy": noisy,
+            "noisy_reason": "cv 0.4 > 0.1" if noisy else None,
+            "fingerprint": {"cpu_model": device},
+        }
+    ]
+    return record
+
+
+def write_run(
+    record: RunRecord,
+    results_dir: Path,
+    probs: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    ids: list[str] | None = None,
+) -> RunRecord:
+    """Save ``record`` under ``results_dir`` (setting its path) and, given ``probs``, its test probabilities."""
+    save_record(record, results_dir)
+    if probs is not None:
+        assert record.path is not None and labels is not None
+        ids = ids if ids is not None else [f"img{i}" for i in range(len(labels))]
+        write_probs(probs_path(record.path), ids, labels, probs)
+    return record

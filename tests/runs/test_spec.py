@@ -1,0 +1,100 @@
+"""The experiment identity: what it holds, what it leaves out, and that later config fields do not move it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bench.data.entries import DatasetEntry
+from bench.errors import WeightsError
+from bench.models.registry import BackboneEntry
+from bench.protocol.spec import Augment, Phase, Protocol
+from bench.runs.spec import (
+    DESCRIPTIVE_FIELDS,
+    SCHEMA2_FIELDS,
+    RunSpec,
+    canonical,
+    experiment_id,
+    experiment_identity,
+    run_key,
+    weights_identity,
+)
+
+SPEC = RunSpec("test_resnet", "tiny", "scratch", epochs=1)
+
+
+def test_identity_holds_the_resolved_config_and_the_data(project):
+    identity = experiment_identity(SPEC)
+    assert set(identity) == {"backbone", "protocol", "resolution", "precision", "weights", "data"}
+    assert identity["protocol"]["phases"][0]["epochs"] == 1 and identity["protocol"]["augment"]["hflip"]
+    assert identity["resolution"] == {"asked": 28, "policy": "upsize", "effective": 28}
+    assert identity["weights"] == {"source": "random-init"} and identity["precision"] == "auto"
+    data = identity["data"]
+    assert data["entry"]["split"] == {"policy": "official", "seed": None, "train": None, "val": None, "test": None}
+    assert len(data["fingerprint"]) == len(data["pixels_sha256"]) == 64
+    assert "title" not in data["entry"] and "path" not in data["entry"]  # descriptive, not what a run saw
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"epochs": 2},
+        {"precision": "fp32"},
+        {"resolution": 32},
+        {"protocol": "linear"},
+    ],
+)
+def test_anything_but_the_seed_is_another_experiment(project, change):
+    assert experiment_identity(dataclasses.replace(SPEC, **change)) != experiment_identity(SPEC)
+
+
+def test_the_seed_data_root_and_versions_are_not_the_experiment(project):
+    here = experiment_identity(SPEC)
+    assert experiment_identity(dataclasses.replace(SPEC, seed=3)) == here
+    assert experiment_identity(dataclasses.replace(SPEC, data_root=str(project / "data" / "tiny.npz"))) == here
+    versions = {"backbone-bench": "0.1.0", "torch": "2.14.1", "timm": "1.0.31"}
+    assert run_key(here, 0, versions) != run_key(here, 0, {**versions, "torch": "2.15.0"})
+    assert run_key(here, 0, versions) != run_key(here, 1, versions)
+    assert experiment_id(here) == experiment_id(dict(reversed(list(here.items()))))  # key order is not content
+
+
+def test_a_weights_file_is_hashed_up_front(tmp_path):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"one")
+    first = weights_identity(True, str(weights))
+    weights.write_bytes(b"two")
+    assert first["source"] == "file" and weights_identity(True, str(weights)) != first
+    assert weights_identity(False, str(weights)) == {"source": "random-init"}  # not loaded: not the experiment
+    with pytest.raises(WeightsError, match="missing.safetensors: cannot read"):
+        weights_identity(True, str(tmp_path / "missing.safetensors"))
+
+
+@pytest.mark.parametrize("cls", [BackboneEntry, Protocol, Phase, Augment, DatasetEntry])
+def test_the_schema2_field_lists_name_real_fields(cls):
+    names = {f.name for f in dataclasses.fields(cls)}
+    listed = SCHEMA2_FIELDS[cls.__name__] | DESCRIPTIVE_FIELDS.get(cls.__name__, frozenset())
+    assert listed <= names, listed - names
+
+
+def _with_new_field(cls: type, name: str, default: object) -> type:
+    """``cls`` as a later version would have it: one more field, whose default is the old behaviour."""
+    grown = dataclasses.make_dataclass(
+        cls.__name__, [(name, type(default), dataclasses.field(default=default))], bases=(cls,), frozen=True
+    )
+    return grown
+
+
+def test_a_field_added_later_at_its_default_leaves_identities_alone():
+    phase = Phase("full", epochs=2, lr=1e-3, trainable=1.0)
+    grown = _with_new_field(Phase, "layer_decay", 1.0)
+    assert canonical(grown("full", epochs=2, lr=1e-3, trainable=1.0)) == canonical(phase)
+    assert canonical(grown("full", epochs=2, lr=1e-3, trainable=1.0, layer_decay=0.7)) == {
+        **canonical(phase),
+        "layer_decay": 0.7,
+    }
+
+
+def test_a_schema2_field_always_enters_even_at_its_default():
+    """So changing a default later changes the identity of runs that used it, as it changes their numbers."""
+    assert canonical(Phase("full", epochs=2, lr=1e-3, trainable=1.0))["freeze_bn"] is False

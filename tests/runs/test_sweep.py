@@ -1,0 +1,52 @@
+"""Planning a sweep: a finished run is skipped, and a run whose data or dataset entry changed is run again."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bench.runs.record import load_records
+from bench.runs.runner import run
+from bench.runs.spec import RunSpec
+from bench.runs.sweep import plan_runs
+
+SPEC = RunSpec("test_resnet", "tiny", "scratch", epochs=1)
+CPU = torch.device("cpu")
+
+
+def _flip_test_labels(npz_path) -> None:
+    arrays = dict(np.load(npz_path))
+    arrays["test_labels"] = 1 - arrays["test_labels"]
+    np.savez_compressed(npz_path, **arrays)
+
+
+def test_a_record_whose_data_changed_is_run_again_not_skipped(project, tmp_path):
+    results = tmp_path / "results"
+    (before,) = plan_runs([SPEC], results)
+    first = run(SPEC, results, CPU, identity=before.identity)
+    assert first.key == before.key and plan_runs([SPEC], results)[0].status == "ok"  # finished: skipped
+
+    _flip_test_labels(project / "data" / "tiny.npz")
+    (after,) = plan_runs([SPEC], results)
+    assert after.status is None and after.key != before.key and after.path != before.path
+    second = run(SPEC, results, CPU, identity=after.identity)
+    assert second.ok and second.dataset.fingerprint != first.dataset.fingerprint
+    assert {r.key for r in load_records(results)} == {first.key, second.key}
+    assert len({r.experiment for r in load_records(results)}) == 2  # two rows, never one seed twice
+
+
+def test_an_edited_dataset_entry_is_a_new_run(project, tmp_path):
+    (before,) = plan_runs([SPEC], tmp_path)
+    entry = project / "datasets" / "tiny.toml"
+    entry.write_text(entry.read_text().replace('policy = "official"', 'policy = "carve_val"\nval = 0.25'))
+    (after,) = plan_runs([SPEC], tmp_path)
+    assert after.key != before.key
+    assert after.identity["data"]["entry"]["split"]["policy"] == "carve_val"
+
+
+def test_data_changed_after_planning_fails_the_run_rather_than_mislabel_it(project, tmp_path):
+    (planned,) = plan_runs([SPEC], tmp_path)
+    _flip_test_labels(project / "data" / "tiny.npz")
+    record = run(SPEC, tmp_path, CPU, identity=planned.identity)
+    assert record.status == "failed" and record.key == planned.key
+    assert record.error.startswith("DataError: dataset 'tiny' changed between planning and loading")
