@@ -17,7 +17,7 @@ Two uncertainties, labelled apart because they answer different questions:
 
 Rows **tied with the leader** are marked ≈: the paired bootstrap of their seed-averaged sort metric
 against rank 1's, on the same resamples, is not significant (two-sided p >= 0.05, one test per row, no
-multiplicity correction; :func:`bench.evaluation.stats.tied_with_leader` documents the test). Only rows tested on
+multiplicity correction; :meth:`bench.evaluation.bootstrap.Resampled.paired` documents the test). Only rows tested on
 the same images as rank 1 (same ids and labels in ``.probs.npz``) can be compared; the others stay
 unmarked, with the reason in the notes. The majority baseline is scored on rank 1's test images too,
 and is marked when tied: that is an alarm, not a credit -- rank 1 has then not been shown to beat
@@ -40,9 +40,9 @@ from numpy.typing import ArrayLike
 from rich.table import Table
 
 from bench.errors import ConfigError, DataError, ResultsError
+from bench.evaluation.bootstrap import resample_models
 from bench.evaluation.metrics import HEADLINE_METRICS as HEADLINE
 from bench.evaluation.metrics import compute_metrics, validate_predictions
-from bench.evaluation.stats import resample_models
 from bench.runs.record import atomic_write_bytes, protocol_label, read_probs
 
 GROUP = ["dataset", "backbone", "protocol", "resolution"]
@@ -164,7 +164,7 @@ def majority_row(records: list[dict], dataset: str) -> dict | None:
     y = np.repeat(np.arange(k), counts["test"])
     probs = np.zeros((len(y), k))
     probs[:, int(np.argmax(counts["train"]))] = 1.0
-    metrics = compute_metrics(y, probs, rec["dataset"]["classes"])
+    metrics = compute_metrics(y, probs, rec["dataset"]["classes"]).values
     return {
         "dataset": dataset,
         "backbone": "majority",

@@ -22,10 +22,11 @@ from bench.data.dataset import LoadedDataset, Split, load_dataset
 from bench.environment import git_commit, versions
 from bench.errors import BenchError
 from bench.evaluation.metrics import compute_metrics
+from bench.evaluation.scores import TestScores
 from bench.latency.measure import LatencyConfig, device_fingerprint, measure_latency
 from bench.models.registry import create_backbone, get_backbone, model_stats, resolve_resolution
 from bench.protocol.spec import get_protocol
-from bench.runs.record import SCHEMA_VERSION, RunSpec, atomic_write_bytes, config_key, write_json, write_probs
+from bench.runs.record import SCHEMA_VERSION, RunSpec, atomic_write_bytes, config_key, write_json
 from bench.train.checkpoint import RunCheckpoint
 from bench.train.loop import BatchPipeline, EngineConfig, engine_for, fit, predict
 
@@ -138,7 +139,10 @@ def _train_and_evaluate(
     if progress is not None:
         progress({"event": "start", "total_steps": _total_steps(protocol, len(data.train.labels))})
     ckpt = RunCheckpoint(path.with_suffix(".ckpt"), record["key"])
-    fitted = fit(model, protocol, data.train, data.val, data.classes, pipeline, spec.seed, progress, ckpt, engine)
+    positive = data.entry.positive
+    fitted = fit(
+        model, protocol, data.train, data.val, data.classes, pipeline, spec.seed, progress, ckpt, engine, positive
+    )
     timings["train"] = time.perf_counter() - t  # since the resume point, if resumed
     record["resumed_at_epoch"] = ckpt.resumed_at_epoch
     record["history"] = [vars(h) for h in fitted.history]
@@ -153,10 +157,10 @@ def _train_and_evaluate(
 
     # The one and only look at the test split, after model selection.
     t = time.perf_counter()
-    probs = predict(model, data.test, pipeline, engine.eval_batch_size, engine.amp)
-    labels = data.test.labels.cpu().numpy()
-    record["test"] = compute_metrics(labels, probs, data.classes)
-    write_probs(path.with_suffix(".probs.npz"), data.test.ids, labels, probs)
+    logits = predict(model, data.test, pipeline, engine.eval_batch_size, engine.amp)
+    scores = TestScores.from_logits(data.test.ids, data.test.labels.cpu().numpy(), logits)
+    record["test"] = compute_metrics(scores.labels, scores.probs, data.classes, data.entry.positive).to_dict()
+    scores.save(path.with_suffix(".probs.npz"))
     timings["eval"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.errors import ConfigError, DataError
-from bench.evaluation.compare import compare_backbones, run_intervals
+from bench.evaluation.compare import compare_backbones
 from bench.runs.record import SCHEMA_VERSION, load_records, write_json, write_probs
 
 N = 400
@@ -92,9 +92,3 @@ def test_several_protocols_need_a_choice(results):
         compare_backbones(load_records(results), "d", "good", "poor")
     assert compare_backbones(load_records(results), "d", "good", "poor", protocol_a="staged").a.seeds == [0]
 
-
-def test_run_intervals_bracket_the_point(results):
-    record = next(r for r in load_records(results) if r["spec"]["backbone"] == "good")
-    ci = run_intervals(record, ("accuracy", "auc"))
-    for interval in ci.values():
-        assert interval.low <= interval.point <= interval.high and interval.high - interval.low < 0.1

@@ -321,7 +321,7 @@ def test_check_reruns_the_sweep_and_catches_a_planted_regression(project, tmp_pa
     from bench.runs import runner as runner
 
     real = runner.compute_metrics
-    monkeypatch.setattr(runner, "compute_metrics", lambda y, p, c: real(1 - y, p, c))  # labels swapped
+    monkeypatch.setattr(runner, "compute_metrics", lambda y, p, c, pos: real(1 - y, p, c, pos))  # labels swapped
     code, out = bench(monkeypatch, capsys, *args)
     assert code == 1 and "accuracy regression: tiny/test_resnet/scratch/r28/s0 " in out
 

@@ -13,7 +13,7 @@ import pytest
 
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS, compute_metrics
-from bench.evaluation.stats import paired_bootstrap
+from bench.evaluation.significance import paired_bootstrap
 from bench.reports.leaderboard import (
     NO_PROBS,
     ci_column,
@@ -293,7 +293,7 @@ def save_run(root: Path, backbone: str, seed: int, probs: np.ndarray, labels=LAB
             "test": np.bincount(labels, minlength=k).tolist(),
         },
     }
-    rec["test"] = compute_metrics(labels, probs, rec["dataset"]["classes"])
+    rec["test"] = compute_metrics(labels, probs, rec["dataset"]["classes"]).to_dict()
     stem = root / "runs" / dataset / backbone / f"scratch-s{seed}"
     write_json(stem.with_suffix(".json"), rec)
     ids = [f"img{i}" for i in range(labels.size)] if ids is None else ids
