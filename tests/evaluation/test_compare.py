@@ -91,4 +91,3 @@ def test_several_protocols_need_a_choice(results):
     with pytest.raises(ConfigError, match=r"several settings \(scratch at 28 px, staged at 28 px\): pass --protocol"):
         compare_backbones(load_records(results), "d", "good", "poor")
     assert compare_backbones(load_records(results), "d", "good", "poor", protocol_a="staged").a.seeds == [0]
-
