@@ -22,11 +22,8 @@ Conventions
 * Per-class quantities cover **all K classes of the task**, not only those that occur, so a class with no
   test image keeps its confusion-matrix row and its ``per_class`` entry.
 
-Balanced accuracy
------------------
-``balanced_accuracy`` is the ISIC challenges' definition: the mean over the K categories of
-``true_positives / positives``. scikit-learn's ``balanced_accuracy_score`` (``balanced_accuracy_sklearn``)
-averages over the classes *present in y_true* only; the two agree whenever every class occurs.
+``balanced_accuracy`` is the ISIC challenges' definition, the mean over the K categories of ``TP / positives``;
+``balanced_accuracy_sklearn`` (scikit-learn's) averages over the classes *present* only: equal if all occur.
 
 Absent classes (the one rule)
 -----------------------------
@@ -50,7 +47,6 @@ import numpy as np
 
 from bench.errors import ConfigError, DataError
 
-Task = Literal["binary", "multiclass"]
 Ties = Literal["lowest", "undecided"]
 ALL_TASKS: frozenset[str] = frozenset({"binary", "multiclass"})
 BINARY: frozenset[str] = frozenset({"binary"})
@@ -63,10 +59,6 @@ RankingFormula = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
 
 PROB_SUM_TOLERANCE = 1e-3
 """How far a row of ``probs`` may sum from 1: softmax outputs (float16 ones included), not logits."""
-
-
-def task_of(n_classes: int) -> Task:
-    return "binary" if n_classes == 2 else "multiclass"
 
 
 @dataclass(frozen=True)
@@ -87,7 +79,7 @@ class Metric:
             raise ValueError(f"metric {self.name!r} needs exactly one formula")
 
     def applies_to(self, n_classes: int) -> bool:
-        return task_of(n_classes) in self.tasks
+        return ("binary" if n_classes == 2 else "multiclass") in self.tasks
 
     def check_applies(self, n_classes: int) -> None:
         if not self.applies_to(n_classes):
