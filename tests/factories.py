@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.evaluation.scores import TestScores
 from bench.runs.record import (
     BackboneSummary,
     DatasetSummary,
@@ -20,7 +21,6 @@ from bench.runs.record import (
     Selection,
     probs_path,
     save_record,
-    write_probs,
 )
 from bench.runs.spec import RunSpec, identity_of, run_key
 
@@ -136,5 +136,7 @@ def write_run(
     if probs is not None:
         assert record.path is not None and labels is not None
         ids = ids if ids is not None else [f"img{i}" for i in range(len(labels))]
-        write_probs(probs_path(record.path), ids, labels, probs)
+        TestScores(np.asarray(ids), np.asarray(labels), np.asarray(probs, dtype=np.float64)).save(
+            probs_path(record.path)
+        )
     return record

@@ -52,7 +52,7 @@ UPWARD = {
     # the one atomic writer stays in runs/record.py on identity's branch; once merged it moves below latency
     ("bench.latency.report", "bench.runs.record"),
     # compare reads the runs' saved probabilities and protocol labels (metrics' and identity's files)
-    ("bench.evaluation.compare", "bench.runs.record"),
+    ("bench.reports.compare", "bench.runs.record"),
     # identity moves the Published schema into runs/sweep.py and breaks check <-> reproduction <-> sweep
     ("bench.runs.sweep", "bench.reports.reproduction"),
     ("bench.reports.reproduction", "bench.gates.check"),

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bench.errors import BenchError, ConfigError
+from bench.evaluation.metrics import HEADLINE_METRICS, METRIC_NAMES
 
 if TYPE_CHECKING:
     from bench.runs.record import RunRecord
@@ -332,14 +333,14 @@ def compare(
     a: Annotated[str, typer.Argument(help="First backbone.")],
     b: Annotated[str, typer.Argument(help="Second backbone.")],
     dataset: Annotated[str, typer.Option(help="Dataset both were tested on.")],
-    metric: Annotated[str, typer.Option(help="accuracy, balanced_accuracy, macro_f1 or auc.")] = "balanced_accuracy",
+    metric: Annotated[str, typer.Option(help=f"One of {', '.join(METRIC_NAMES)}.")] = "balanced_accuracy",
     protocol: Annotated[str | None, typer.Option(help="Protocol of A (and of B unless --protocol-b).")] = None,
     protocol_b: Annotated[str | None, typer.Option(help="Protocol of B, when it differs from A's.")] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
     results_dir: ResultsDir = Path("results"),
 ) -> None:
     """Is A better than B? Paired bootstrap over the same test images (seed-averaged) and McNemar per seed."""
-    from bench.evaluation.compare import compare_backbones
+    from bench.reports.compare import compare_backbones
     from bench.runs.record import load_records
 
     result = compare_backbones(
@@ -396,7 +397,7 @@ def profile_cmd(
     console.print(profile_table(profile(config), protocol))
 
 
-Metric = Annotated[str, typer.Option(help="Accuracy metric: accuracy, balanced_accuracy, macro_f1 or auc.")]
+Metric = Annotated[str, typer.Option(help=f"Accuracy metric: {', '.join(HEADLINE_METRICS)}.")]
 Speed = Annotated[str, typer.Option(help="Speed axis: p50 (batch-1 ms/image, lower is better) or throughput.")]
 
 

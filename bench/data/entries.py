@@ -13,6 +13,7 @@ Entry schema, read into :class:`DatasetEntry` by :func:`bench.config.from_mappin
     path = "data/mydata"             # required: relative to the project root, or absolute (npz: the file)
     classes = ["benign", "malignant"]  # required, ordered: index = label; binary => classes[1] positive
     task = "binary"                  # required: binary (2 classes) | multiclass (3 or more)
+    positive = "malignant"           # binary only: the clinically positive class      default classes[1]
     color = "rgb"                    # rgb | grayscale (1 channel; X-rays)            default rgb
     resize = "bilinear"              # PIL filter: nearest|box|bilinear|hamming|bicubic|lanczos (antialiased)
     crop = "none"                    # none (squash to square) | center (crop short edge first)
@@ -99,6 +100,7 @@ class DatasetEntry:
     path: Path
     classes: tuple[str, ...]
     task: Task
+    positive: str | None = only_for("task", "binary", default=None)  # None: classes[1]
     color: Color = "rgb"
     resize: Resize = "bilinear"
     crop: Crop = "none"
@@ -113,6 +115,8 @@ class DatasetEntry:
         if self.name != self.source_file.stem:
             raise FieldError("name", f"is '{self.name}' but must equal the file name '{self.source_file.stem}'")
         _check_classes(self.classes, self.task)
+        if self.positive is not None and self.positive not in self.classes:
+            raise FieldError("positive", f"is '{self.positive}', not one of the classes {list(self.classes)}")
         _check_split_file(self.metadata_csv, self.split.policy)
 
     @property

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.errors import BenchError, ConfigError, ResultsError
 from bench.evaluation.metrics import HEADLINE_METRICS
-from bench.runs.record import atomic_write_bytes
+from bench.files import atomic_write_bytes
 
 BLOCK = re.compile(r"^<!-- generated: (?P<path>\S+) -->\n(?P<body>.*?)^<!-- end generated -->", re.M | re.S)
 START = re.compile(r"^<!-- generated:", re.M)

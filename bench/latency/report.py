@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 from rich.table import Table
 
+from bench.files import atomic_write_bytes, write_json
 from bench.latency.timing import LatencyResult
-from bench.runs.record import atomic_write_bytes, write_json
 
 RECORD_SCHEMA = "backbone-bench/latency/v1"
 

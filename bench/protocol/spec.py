@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bench.config import from_mapping, load_toml
+from bench.config import FieldError, from_mapping, load_toml
 from bench.errors import ConfigError
+from bench.evaluation.metrics import SELECTABLE_METRICS
 from bench.paths import project_root
 
 
@@ -66,9 +67,13 @@ class Protocol:
     milestones: tuple[int, ...] = ()  # epochs (within a phase) where a step schedule multiplies lr by gamma
     gamma: float = 0.1
     early_stopping_patience: int | None = 5  # epochs without a better val loss before a phase stops
-    select_on: Literal["loss", "auc", "accuracy", "balanced_accuracy", "macro_f1"] = "loss"
+    select_on: str = "loss"  # or a metric of bench.evaluation.metrics.SELECTABLE_METRICS (higher is better)
     class_weighted_loss: bool = False
     augment: Augment = field(default_factory=Augment)
+
+    def __post_init__(self) -> None:
+        if self.select_on != "loss" and self.select_on not in SELECTABLE_METRICS:
+            raise FieldError("select_on", f"is '{self.select_on}'; choose loss, {', '.join(SELECTABLE_METRICS)}")
 
     def with_epochs(self, epochs: int | tuple[int, ...] | None) -> Protocol:
         """A copy with every phase's epochs replaced (one number for all phases, or one per phase)."""

@@ -22,10 +22,11 @@ from pathlib import Path
 import pandas as pd
 
 from bench.environment import git_commit
+from bench.files import atomic_write_bytes
 from bench.reports.leaderboard import MAJORITY_PROTOCOL, dataset_experiments, latency_axis, latency_devices
 from bench.reports.plots import Plotted, RunFigures, plot_all
 from bench.reports.render import display_frame, table_notes, write_leaderboard
-from bench.runs.record import RunRecord, atomic_write_bytes, device_label
+from bench.runs.record import RunRecord, device_label
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 1200px;

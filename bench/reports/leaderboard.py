@@ -104,7 +104,7 @@ def majority_row(records: list[RunRecord], dataset: str) -> dict | None:
     y = np.repeat(np.arange(k), counts["test"])
     probs = np.zeros((len(y), k))
     probs[:, int(np.argmax(counts["train"]))] = 1.0
-    metrics = compute_metrics(y, probs, rec.dataset.classes)
+    metrics = compute_metrics(y, probs, rec.dataset.classes).values
     return {
         "dataset": dataset,
         "backbone": "majority",

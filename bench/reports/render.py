@@ -14,9 +14,9 @@ import pandas as pd
 from rich.table import Table
 
 from bench.evaluation.metrics import HEADLINE_METRICS as HEADLINE
+from bench.files import atomic_write_bytes
 from bench.reports.leaderboard import MAJORITY_PROTOCOL
 from bench.reports.uncertainty import CI_RESAMPLES, TIE_ALPHA
-from bench.runs.record import atomic_write_bytes
 
 PARETO_MARK = "★"
 PARETO_NOTE = (

@@ -16,9 +16,10 @@ import pandas as pd
 
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
+from bench.files import atomic_write_bytes
 from bench.reports.render import format_mean_std
 from bench.runs.experiments import group_experiments, labels
-from bench.runs.record import RunRecord, atomic_write_bytes
+from bench.runs.record import RunRecord
 from bench.runs.sweep import Published, Sweep, sweep_records, sweep_runs
 
 COMMAND = "bench reproduction --sweep {sweep} --results-dir {results_dir}"

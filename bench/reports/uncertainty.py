@@ -34,11 +34,12 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import DataError, ResultsError
+from bench.evaluation.bootstrap import resample_models
 from bench.evaluation.metrics import HEADLINE_METRICS as HEADLINE
 from bench.evaluation.metrics import validate_predictions
-from bench.evaluation.stats import resample_models
+from bench.evaluation.scores import TestScores
 from bench.runs.experiments import Experiment
-from bench.runs.record import RunRecord, read_probs
+from bench.runs.record import RunRecord
 
 CI_RESAMPLES = 1000
 CI_SEED = 0  # fixed: the committed tables must reproduce byte for byte
@@ -62,7 +63,7 @@ class Predictions:
         )
 
 
-def saved_probs(record: RunRecord) -> dict | None:
+def saved_probs(record: RunRecord) -> TestScores | None:
     """A run's saved test predictions, checked; None, with a warning naming the file, where there are none."""
     if record.path is None:
         warnings.warn(f"run {record.key}: not read from a results folder, so no saved test probabilities", stacklevel=2)
@@ -72,8 +73,8 @@ def saved_probs(record: RunRecord) -> dict | None:
         warnings.warn(f"{path}: missing, so its leaderboard row has no 95% CI", stacklevel=2)
         return None
     try:
-        saved = read_probs(path)
-        validate_predictions(saved["labels"], saved["probs"])
+        saved = TestScores.load(path)
+        validate_predictions(saved.labels, saved.probs)
         return saved
     except ResultsError as err:
         problem = str(err)  # names the file
@@ -90,7 +91,7 @@ def row_predictions(experiment: Experiment) -> Predictions | str | None:
     saved = [saved_probs(r) for r in experiment.ok]
     if any(s is None for s in saved):
         return NO_PROBS
-    seeds = [Predictions(s["ids"], s["labels"], (s["probs"],)) for s in saved]
+    seeds = [Predictions(s.ids, s.labels, (s.probs,)) for s in saved]
     if not all(seeds[0].same_test(other) for other in seeds[1:]):
         return "its seeds were tested on different images: 95% CI n/a"
     return Predictions(seeds[0].ids, seeds[0].labels, tuple(s.probs[0] for s in seeds))

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from bench.errors import ResultsError
-from bench.runs.record import atomic_write_bytes
+from bench.files import atomic_write_bytes
 
 
 class RunCheckpoint:

@@ -16,19 +16,15 @@ damaged, is skipped with a warning naming the file.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from bench.errors import ResultsError
+from bench.files import write_json
 from bench.precision import PRECISIONS, Precision
 from bench.runs.spec import RunSpec, experiment_id, identity_of, protocol_label
 
@@ -268,75 +264,12 @@ def checkpoint_path(record_file: Path) -> Path:
 # ------------------------------------------------------------------------------------------- writing
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
-
-    Any OS error (read-only folder, disk full) becomes a one-line :class:`ResultsError` naming the
-    path; the temp file is removed and an earlier file at ``path`` is left untouched.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise ResultsError(f"cannot write {path}: {err.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise ResultsError(f"cannot write {path}: {err.strerror}") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _jsonable(value: Any) -> Any:
-    """NaN/inf become null (JSON has no NaN); numpy scalars become Python numbers; paths strings."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json(path: Path, payload: dict) -> None:
-    atomic_write_bytes(path, json.dumps(_jsonable(payload), indent=1, sort_keys=True).encode())
-
-
 def save_record(record: RunRecord, results_dir: Path) -> Path:
     """Write ``record`` at its :func:`record_path` under ``results_dir``; sets and returns ``record.path``."""
     path = record_path(results_dir, record.spec, record.key)
     write_json(path, record.to_json())
     record.path = path
     return path
-
-
-def write_probs(path: Path, ids: list[str], labels: np.ndarray, probs: np.ndarray) -> None:
-    """Test-split probabilities, so every metric (and its bootstrap) can be recomputed later."""
-    buf = io.BytesIO()
-    np.savez_compressed(buf, ids=np.asarray(ids), labels=labels, probs=probs)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def read_probs(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in ("ids", "labels", "probs")}
-    except (OSError, KeyError, ValueError) as err:
-        raise ResultsError(f"{path}: unreadable probabilities file ({err})") from None
 
 
 # ------------------------------------------------------------------------------------------- reading

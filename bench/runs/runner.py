@@ -24,6 +24,8 @@ from bench.environment import git_commit, versions
 from bench.environment.device import device_fingerprint
 from bench.errors import BenchError, DataError
 from bench.evaluation.metrics import compute_metrics
+from bench.evaluation.scores import TestScores
+from bench.files import atomic_write_bytes
 from bench.latency.measure import measure_latency
 from bench.latency.timing import LatencyConfig
 from bench.models.registry import create_backbone, get_backbone, model_stats, resolve_resolution
@@ -35,12 +37,10 @@ from bench.runs.record import (
     Environment,
     RunRecord,
     Selection,
-    atomic_write_bytes,
     checkpoint_path,
     probs_path,
     record_path,
     save_record,
-    write_probs,
 )
 from bench.runs.spec import KEY_VERSIONS, RunSpec, canonical, experiment_identity, run_key
 from bench.train.engine import EngineConfig, engine_for
@@ -154,7 +154,10 @@ def _train_and_evaluate(
     if progress is not None:
         progress({"event": "start", "total_steps": _total_steps(protocol, len(data.train.labels))})
     ckpt = RunCheckpoint(checkpoint_path(path), record.key)
-    fitted = fit(model, protocol, data.train, data.val, data.classes, pipeline, spec.seed, progress, ckpt, engine)
+    positive = data.entry.positive
+    fitted = fit(
+        model, protocol, data.train, data.val, data.classes, pipeline, spec.seed, progress, ckpt, engine, positive
+    )
     timings["train"] = time.perf_counter() - t  # since the resume point, if resumed
     record.resumed_at_epoch = ckpt.resumed_at_epoch
     record.history = [vars(h) for h in fitted.history]
@@ -164,10 +167,10 @@ def _train_and_evaluate(
 
     # The one and only look at the test split, after model selection.
     t = time.perf_counter()
-    probs = predict(model, data.test, pipeline, engine.eval_batch_size, engine.amp)
-    labels = data.test.labels.cpu().numpy()
-    record.test = compute_metrics(labels, probs, data.classes)
-    write_probs(probs_path(path), data.test.ids, labels, probs)
+    logits = predict(model, data.test, pipeline, engine.eval_batch_size, engine.amp)
+    scores = TestScores.from_logits(data.test.ids, data.test.labels.cpu().numpy(), logits)
+    record.test = compute_metrics(scores.labels, scores.probs, data.classes, positive).to_dict()
+    scores.save(probs_path(path))
     timings["eval"] = time.perf_counter() - t
 
     t = time.perf_counter()

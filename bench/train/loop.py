@@ -24,6 +24,7 @@ from torch import nn
 from bench.data.loading import Split
 from bench.errors import BenchError
 from bench.evaluation.metrics import compute_metrics
+from bench.evaluation.scores import softmax64
 from bench.precision import AmpDtype
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import Augment, Phase, Protocol
@@ -73,10 +74,12 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 def predict(
     model: nn.Module, split: Split, pipeline: BatchPipeline, batch_size: int = 512, amp: AmpDtype | None = None
 ) -> np.ndarray:
-    """Softmax probabilities for every image of ``split`` (eval mode, no augmentation).
+    """float32 logits for every image of ``split`` (eval mode, no augmentation); softmax them in float64.
 
-    Probabilities stay on the device until the end (one copy back, no sync per batch). Out of memory at a
-    batch size halves it and goes on from the batch that failed, so the batch is the largest that fits.
+    Logits, not probabilities, because a float32 softmax saturates to 1.0 and ties confident images
+    (:mod:`bench.evaluation.scores`). They stay on the device until the end (one copy back, no sync per
+    batch). Out of memory at a batch size halves it and goes on from the batch that failed, so the batch is the
+    largest that fits.
     """
     model.eval()
     autocast = Amp(amp, pipeline.device).autocast
@@ -86,7 +89,7 @@ def predict(
         try:
             with autocast():
                 logits = model(pipeline(split.images[start : start + batch_size]))
-            out.append(torch.softmax(logits.float(), dim=1))
+            out.append(logits.float())
             start += batch_size
             continue
         except torch.OutOfMemoryError:
@@ -95,7 +98,7 @@ def predict(
         batch_size //= 2  # outside the except block: the failed batch's tensors are freed by now
         if pipeline.device.type == "cuda":
             torch.cuda.empty_cache()
-    return torch.cat(out).cpu().double().numpy()
+    return torch.cat(out).cpu().numpy()
 
 
 def evaluate(
@@ -105,13 +108,14 @@ def evaluate(
     classes: tuple[str, ...],
     weight: torch.Tensor | None,
     engine: EngineConfig,
+    positive: str | None = None,
 ) -> tuple[float, dict]:
     """Loss (class-weighted like training's) and metrics of ``model`` on ``split``: what selection looks at."""
-    probs = predict(model, split, pipeline, engine.eval_batch_size, engine.amp)
+    logits = predict(model, split, pipeline, engine.eval_batch_size, engine.amp)
     labels = split.labels.cpu()
-    logp = torch.from_numpy(np.log(np.clip(probs, 1e-12, None)))
+    logp = torch.log_softmax(torch.from_numpy(logits).double(), dim=1)
     loss = F.nll_loss(logp, labels, weight=None if weight is None else weight.double().cpu()).item()
-    return loss, compute_metrics(labels.numpy(), probs, classes)
+    return loss, compute_metrics(labels.numpy(), softmax64(logits), classes, positive).to_dict()
 
 
 def scheduler_for(opt: torch.optim.Optimizer, protocol: Protocol, phase: Phase, steps_per_epoch: int):
@@ -247,6 +251,7 @@ class _Fit:
     gen: torch.Generator
     weight: torch.Tensor | None
     progress: ProgressFn | None
+    positive: str | None
 
 
 def fit(
@@ -260,6 +265,7 @@ def fit(
     progress: ProgressFn | None = None,
     checkpoint: Checkpointer | None = None,
     engine: EngineConfig | None = None,
+    positive: str | None = None,
 ) -> FitResult:
     """Train through the protocol's phases; ``model`` ends holding the best-on-validation weights.
 
@@ -267,13 +273,14 @@ def fit(
     early stopping watches validation loss within a phase. A NaN/inf loss raises :class:`DivergedError`.
     With a ``checkpoint``, the state is saved after every epoch and a saved state is resumed from,
     RNG streams included, so an interrupted run ends exactly as an uninterrupted one. ``engine`` (default:
-    all off) sets precision and memory format; ``train`` may already live on the device.
+    all off) sets precision and memory format; ``train`` may already live on the device. ``positive`` is the
+    positive class of a binary task (default ``classes[1]``) for the validation metrics.
     """
     engine = engine or EngineConfig()
     weight = class_weights(train.labels, len(classes)).to(pipeline.device) if protocol.class_weighted_loss else None
     amp = Amp(engine.amp, pipeline.device)
     gen = torch.Generator().manual_seed(seed)
-    run = _Fit(model, protocol, train, val, classes, pipeline, engine, amp, gen, weight, progress)
+    run = _Fit(model, protocol, train, val, classes, pipeline, engine, amp, gen, weight, progress, positive)
     saved = checkpoint.load() if checkpoint is not None else None
     state, best_model = _resume(run, saved) if saved is not None else (FitState(), copy.deepcopy(model.state_dict()))
     steps_per_epoch = math.ceil(len(train.labels) / protocol.batch_size)
@@ -332,7 +339,9 @@ def _epoch(
     train_seconds = time.perf_counter() - start
     if not math.isfinite(train_loss):
         raise DivergedError(f"loss became {train_loss} in phase {phase.name!r}, epoch {epoch_no}")
-    val_loss, val_metrics = evaluate(run.model, run.val, run.pipeline, run.classes, run.weight, run.engine)
+    val_loss, val_metrics = evaluate(
+        run.model, run.val, run.pipeline, run.classes, run.weight, run.engine, run.positive
+    )
     log = EpochLog(
         phase=phase.name,
         epoch=epoch_no,

@@ -16,7 +16,7 @@ from sklearn.metrics import (
 )
 
 from bench.errors import DataError
-from bench.evaluation.metrics import HEADLINE_METRICS, compute_metrics, validate_predictions
+from bench.evaluation.metrics import HEADLINE_METRICS, compute_metrics
 
 NAN = float("nan")
 
@@ -137,7 +137,7 @@ def test_hand_computed_values(
     case_id: str, y: list[int], probs: np.ndarray, classes: list[str], expected: dict
 ) -> None:
     """Small cases worked by hand pin the definitions, independently of any library."""
-    result = compute_metrics(np.array(y), probs, classes)
+    result = compute_metrics(np.array(y), probs, classes).to_dict()
     for key, value in expected.items():
         assert same(result[key], value), f"{case_id}: {key} = {result[key]}, expected {value}"
 
@@ -160,7 +160,7 @@ def test_agrees_with_sklearn_when_every_class_is_present(k: int, n: int, seed: i
     """With all classes present the conventions must reduce to scikit-learn's standard calls."""
     y, probs = random_case(n, k, seed)
     pred = probs.argmax(axis=1)
-    result = compute_metrics(y, probs, [f"c{i}" for i in range(k)])
+    result = compute_metrics(y, probs, [f"c{i}" for i in range(k)]).to_dict()
     auc = roc_auc_score(y, probs[:, 1]) if k == 2 else roc_auc_score(y, probs, multi_class="ovr")
     assert result["accuracy"] == pytest.approx(accuracy_score(y, pred))
     assert result["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
@@ -174,7 +174,7 @@ def test_agrees_with_sklearn_when_every_class_is_present(k: int, n: int, seed: i
 
 def test_absent_class_keeps_its_row_and_is_named() -> None:
     """An absent class must stay visible: its confusion-matrix row, its per-class entry, its name."""
-    result = compute_metrics(np.array([0, 0, 1, 1]), probs_for([0, 1, 1, 2], 3), ["a", "b", "c"])
+    result = compute_metrics(np.array([0, 0, 1, 1]), probs_for([0, 1, 1, 2], 3), ["a", "b", "c"]).to_dict()
     assert result["confusion_matrix"] == [[1, 1, 0], [0, 1, 1], [0, 0, 0]]
     assert result["absent_classes"] == ["c"]
     c = result["per_class"]["c"]
@@ -185,7 +185,7 @@ def test_absent_class_keeps_its_row_and_is_named() -> None:
 
 def test_absent_class_never_predicted_has_undefined_f1() -> None:
     """A class neither true nor predicted has no precision, recall or F1; macro F1 must not drop it."""
-    result = compute_metrics(np.array([0, 1, 1]), probs_for([0, 1, 0], 3), ["a", "b", "c"])
+    result = compute_metrics(np.array([0, 1, 1]), probs_for([0, 1, 0], 3), ["a", "b", "c"]).to_dict()
     c = result["per_class"]["c"]
     assert all(math.isnan(c[key]) for key in ("precision", "recall", "f1"))
     assert math.isnan(result["macro_f1"])
@@ -223,7 +223,7 @@ def test_balanced_accuracy_variants(
     case_id: str, y: list[int], pred: list[int], k: int, isic: float, sklearn_value: float
 ) -> None:
     """The two definitions agree when every class is present and part ways (NaN vs finite) otherwise."""
-    result = compute_metrics(np.array(y), probs_for(pred, k), [str(i) for i in range(k)])
+    result = compute_metrics(np.array(y), probs_for(pred, k), [str(i) for i in range(k)]).to_dict()
     assert same(result["balanced_accuracy"], isic)
     assert same(result["balanced_accuracy_sklearn"], sklearn_value)
     assert same(balanced_accuracy_score(y, pred), sklearn_value)
@@ -231,7 +231,7 @@ def test_balanced_accuracy_variants(
 
 def test_confusion_matrix_rows_are_true_classes() -> None:
     """Three true negatives all called positive must land in row 0, column 1 (a transpose would not)."""
-    result = compute_metrics(np.array([0, 0, 0, 1]), probs_for([1, 1, 1, 1], 2), ["neg", "pos"])
+    result = compute_metrics(np.array([0, 0, 0, 1]), probs_for([1, 1, 1, 1], 2), ["neg", "pos"]).to_dict()
     assert result["confusion_matrix"] == [[0, 3], [0, 1]]
     assert (result["sensitivity"], result["specificity"]) == (1.0, 0.0)
 
@@ -240,7 +240,7 @@ def test_sensitivity_specificity_by_hand() -> None:
     """TP=3, FN=1, TN=4, FP=2: sensitivity 3/4, specificity 4/6, on column 1 as the positive class."""
     y = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
     pred = [1, 1, 1, 0, 0, 0, 0, 0, 1, 1]
-    result = compute_metrics(np.array(y), probs_for(pred, 2), ["benign", "malignant"])
+    result = compute_metrics(np.array(y), probs_for(pred, 2), ["benign", "malignant"]).to_dict()
     assert result["sensitivity"] == pytest.approx(3 / 4)
     assert result["specificity"] == pytest.approx(4 / 6)
     assert result["confusion_matrix"] == [[4, 2], [1, 3]]
@@ -249,19 +249,22 @@ def test_sensitivity_specificity_by_hand() -> None:
 def test_binary_only_keys_and_json_round_trip() -> None:
     """Records are written as JSON, so the dict must serialise; sensitivity only makes sense for K=2."""
     y, probs = random_case(40, 3, seed=5)
-    result = compute_metrics(y, probs, ["a", "b", "c"])
+    result = compute_metrics(y, probs, ["a", "b", "c"]).to_dict()
     assert "sensitivity" not in result and "specificity" not in result
     assert json.loads(json.dumps(result, allow_nan=False)) == result
     assert set(HEADLINE_METRICS) <= set(result)
     assert HEADLINE_METRICS == ("accuracy", "balanced_accuracy", "macro_f1", "auc")
 
 
-def test_rows_within_tolerance_are_renormalised() -> None:
-    """float16 softmax rows miss 1 slightly; they must score as the exact rows, not be rejected by sklearn."""
-    y, probs = random_case(50, 4, seed=3)
-    noisy = probs * (1 + 4e-4)
-    assert compute_metrics(y, noisy, list("abcd")) == compute_metrics(y, probs, list("abcd"))
-    assert validate_predictions(y, probs.astype(np.float16))[1].sum(axis=1) == pytest.approx(1.0, abs=1e-12)
+def test_scores_are_used_as_given_never_renormalised() -> None:
+    """Rows within the tolerance are accepted and scored exactly as given, so sklearn on the saved file agrees.
+
+    Both positives score 0.6 and the negative 0.6 too: a tie, AUC 1/2 on the column as saved. Renormalising
+    (0.6 / (0.6 + p0)) would break the tie with p0 and give 0 or 1.
+    """
+    y = np.array([0, 1, 1])
+    probs = np.array([[0.4, 0.6], [0.3999, 0.6], [0.4001, 0.6]])
+    assert compute_metrics(y, probs, ["neg", "pos"]).values["auc"] == 0.5 == roc_auc_score(y, probs[:, 1])
 
 
 GOOD_PROBS = probs_for([0, 1, 2], 3)
@@ -297,5 +300,5 @@ def test_invalid_inputs_raise_one_line_data_error(
 
 def test_integer_valued_float_labels_are_accepted() -> None:
     """Labels read back from CSV arrive as floats; integer-valued ones are legitimate."""
-    result = compute_metrics(np.array([0.0, 1.0, 2.0]), GOOD_PROBS, list("abc"))
+    result = compute_metrics(np.array([0.0, 1.0, 2.0]), GOOD_PROBS, list("abc")).to_dict()
     assert result["accuracy"] == 1.0

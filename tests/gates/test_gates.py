@@ -13,6 +13,7 @@ from factories import make_record
 
 from bench.cli.commands import main
 from bench.errors import ConfigError
+from bench.files import write_json
 from bench.gates.accuracy import (
     REFERENCE_DIR,
     MetricCheck,
@@ -25,7 +26,7 @@ from bench.gates.accuracy import (
 from bench.gates.readme import check_readme, generated_blocks, refresh_readme
 from bench.reports.leaderboard import leaderboard
 from bench.reports.render import write_leaderboard
-from bench.runs.record import RunRecord, load_records, save_record, write_json
+from bench.runs.record import RunRecord, load_records, save_record
 from bench.runs.spec import RunSpec, experiment_identity, run_key
 
 METRICS = {"accuracy": 0.8, "balanced_accuracy": 0.7, "macro_f1": 0.6, "auc": 0.9, "sensitivity": 0.5}
@@ -315,7 +316,7 @@ def test_check_reruns_the_sweep_and_catches_a_planted_regression(project, tmp_pa
     from bench.runs import runner as runner
 
     real = runner.compute_metrics
-    monkeypatch.setattr(runner, "compute_metrics", lambda y, p, c: real(1 - y, p, c))  # labels swapped
+    monkeypatch.setattr(runner, "compute_metrics", lambda y, p, c, pos: real(1 - y, p, c, pos))  # labels swapped
     code, out = bench(monkeypatch, capsys, *args)
     assert code == 1 and "accuracy regression: tiny/test_resnet/scratch/r28/s0 " in out
 

@@ -15,7 +15,7 @@ from factories import write_run
 
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS, compute_metrics
-from bench.evaluation.stats import paired_bootstrap
+from bench.evaluation.significance import paired_bootstrap
 from bench.reports.leaderboard import latency_devices, leaderboard, majority_row, pareto_front
 from bench.reports.render import ci_column, display_frame, seeds_column, write_leaderboard
 from bench.reports.uncertainty import NO_PROBS
@@ -236,7 +236,7 @@ def save_run(root: Path, backbone: str, seed: int, probs: np.ndarray, labels=LAB
     k = probs.shape[1]
     counts = {"train": [30, 70, *[5] * (k - 2)], "val": [3] * k, "test": np.bincount(labels, minlength=k).tolist()}
     classes = tuple(f"c{c}" for c in range(k))
-    metrics = compute_metrics(labels, probs, classes)
+    metrics = compute_metrics(labels, probs, classes).to_dict()
     rec = record(backbone, seed, dataset=dataset, classes=classes, class_counts=counts, metrics=metrics, **kw)
     return write_run(rec, root, probs, labels, ids)
 

@@ -19,10 +19,11 @@ from PIL import Image
 from test_plots import SWEEP, make_record, store
 
 from bench.cli.commands import main
+from bench.evaluation.scores import TestScores
 from bench.reports.html import median_runs
 from bench.reports.leaderboard import leaderboard
 from bench.reports.render import ci_column, table_notes
-from bench.runs.record import RunRecord, load_records, write_probs
+from bench.runs.record import RunRecord, load_records
 
 XRAY = [make_record("tiny_net", 0, acc=0.6, ms=0.5, dataset="xray"), make_record("big_net", 0, acc=0.7, dataset="xray")]
 OK_ROWS = {"derm": 4, "xray": 2}  # backbone rows with a finished run: one median run's two figures each
@@ -74,7 +75,7 @@ def save_probs(records: list[RunRecord]) -> None:
             right = np.arange(labels.size) < round(r.test["accuracy"] * labels.size)
             probs = np.full((labels.size, 3), 0.1)
             probs[np.arange(labels.size), np.where(right, labels, (labels + 1) % 3)] = 0.8
-            write_probs(r.probs_path(), [f"i{i}" for i in range(labels.size)], labels, probs)
+            TestScores(np.array([f"i{i}" for i in range(labels.size)]), labels, probs).save(r.probs_path())
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,10 @@ import pytest
 import torch
 
 from bench.cli.commands import main
+from bench.evaluation.scores import TestScores
 from bench.runs.executors.local import LocalExecutor
 from bench.runs.executors.ray import RayExecutor
-from bench.runs.record import RunRecord, load_records, read_probs
+from bench.runs.record import RunRecord, load_records
 from bench.runs.spec import RunSpec
 from bench.runs.sweep import plan_runs
 from bench.train.loop import EpochLog
@@ -147,10 +148,10 @@ def test_ray_gives_the_records_and_leaderboard_of_a_local_run(project, tmp_path,
     assert sorted(r.spec.precision for r in records.values()) == ["auto", "auto", "fp32", "fp32"]
     for key, record in records.items():
         assert _comparable(record) == _comparable(reference[key]), record.spec
-        probs = read_probs(record.probs_path())
-        expected = read_probs(reference[key].probs_path())
-        for name in ("ids", "labels", "probs"):
-            np.testing.assert_array_equal(probs[name], expected[name])
+        scores = TestScores.load(record.probs_path())
+        expected = TestScores.load(reference[key].probs_path())
+        for name in ("ids", "labels", "probs", "logits"):
+            np.testing.assert_array_equal(getattr(scores, name), getattr(expected, name))
         # which node measured the latency, holding what
         executor, device = record.environment.executor, record.environment.device
         assert executor["name"] == "ray" and executor["attempt"] == 1 and executor["node_id"]

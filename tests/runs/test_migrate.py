@@ -8,8 +8,9 @@ import shutil
 import numpy as np
 import torch
 
+from bench.files import write_json
 from bench.runs.migrate import main, migrate_results
-from bench.runs.record import load_records, probs_path, write_json
+from bench.runs.record import load_records, probs_path
 from bench.runs.runner import run
 from bench.runs.spec import RunSpec
 from bench.runs.sweep import plan_runs

@@ -6,25 +6,13 @@ import json
 import math
 import os
 
-import numpy as np
 import pytest
 from factories import make_record
 
 from bench.errors import ConfigError, ResultsError
+from bench.files import atomic_write_bytes, write_json
 from bench.precision import PRECISIONS
-from bench.runs.record import (
-    SCHEMA_VERSION,
-    RunRecord,
-    atomic_write_bytes,
-    load_records,
-    probs_path,
-    read_probs,
-    read_record,
-    record_path,
-    save_record,
-    write_json,
-    write_probs,
-)
+from bench.runs.record import SCHEMA_VERSION, RunRecord, load_records, probs_path, read_record, record_path, save_record
 from bench.runs.spec import RunSpec, run_key
 
 
@@ -111,13 +99,6 @@ def test_schema1_records_are_read_as_experiments_of_their_own(tmp_path):
     assert loaded.identity["data"]["fingerprint"] == new.identity["data"]["fingerprint"]
     assert loaded.identity["protocol"]["phases"][0]["epochs"] == 2
     assert loaded.experiment != new.experiment
-
-
-def test_probs_round_trip(tmp_path):
-    probs = np.array([[0.2, 0.8], [0.6, 0.4]])
-    write_probs(tmp_path / "p.npz", ["a", "b"], np.array([1, 0]), probs)
-    back = read_probs(tmp_path / "p.npz")
-    assert back["ids"].tolist() == ["a", "b"] and np.array_equal(back["probs"], probs)
 
 
 def test_half_written_temp_files_are_not_records(tmp_path):

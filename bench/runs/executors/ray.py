@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from bench.errors import ConfigError
+from bench.files import atomic_write_bytes
 from bench.runs.executors.driver import Forward, ProgressFactory, check_retries, drive, execute
-from bench.runs.record import RunRecord, atomic_write_bytes, record_path
+from bench.runs.record import RunRecord, record_path
 from bench.runs.spec import RunSpec
 from bench.runs.sweep import PlannedRun
 

@@ -7,7 +7,7 @@ import pytest
 from factories import make_record, write_run
 
 from bench.errors import ConfigError, DataError
-from bench.evaluation.compare import compare_backbones, run_intervals
+from bench.reports.compare import compare_backbones
 from bench.runs.record import load_records
 
 N = 400
@@ -96,10 +96,3 @@ def test_a_side_is_one_experiment_chosen_by_its_row_label(results):
         compare_backbones(load_records(results), "d", "good", "poor")
     result = compare_backbones(load_records(results), "d", "good", "poor", protocol_a="scratch e2")
     assert result.a.seeds == [0, 1, 2] and result.a.protocol == "scratch e2"
-
-
-def test_run_intervals_bracket_the_point(results):
-    record = next(r for r in load_records(results) if r.spec.backbone == "good")
-    ci = run_intervals(record, ("accuracy", "auc"))
-    for interval in ci.values():
-        assert interval.low <= interval.point <= interval.high and interval.high - interval.low < 0.1

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.errors import ConfigError, DataError
-from bench.evaluation.stats import BootstrapCI, McNemarResult, PairedComparison, bootstrap_ci, mcnemar, paired_bootstrap
+from bench.evaluation.bootstrap import PairedComparison
+from bench.evaluation.metrics import positive_index, predictions
+from bench.evaluation.scores import TestScores
+from bench.evaluation.significance import McNemarResult, mcnemar, paired_bootstrap
 from bench.runs.experiments import group_experiments, labels
-from bench.runs.record import RunRecord, read_probs
+from bench.runs.record import RunRecord
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,15 @@ class Comparison:
         return bool(self.paired.p_value < 1 - self.paired.confidence)
 
 
-def probs_of(record: RunRecord) -> dict[str, np.ndarray]:
-    """The test probabilities saved beside a record."""
-    return read_probs(record.probs_path())
+def scores_of(record: RunRecord) -> TestScores:
+    """The test scores saved beside a record."""
+    return TestScores.load(record.probs_path())
+
+
+def _positive(record: RunRecord) -> int:
+    """The positive class's index a record was scored with (records made before it was stored: classes[1])."""
+    name = record.test.get("positive")
+    return 1 if name is None or record.dataset is None else positive_index(record.dataset.classes, name)
 
 
 def select_side(records: list[RunRecord], dataset: str, backbone: str, protocol: str | None) -> Side:
@@ -84,35 +93,29 @@ def compare_backbones(
 ) -> Comparison:
     side_a = select_side(records, dataset, a, protocol_a)
     side_b = select_side(records, dataset, b, protocol_b)
-    probs = {id(r): probs_of(r) for r in (*side_a.records, *side_b.records)}
-    reference = probs[id(side_a.records[0])]
+    saved = {id(r): scores_of(r) for r in (*side_a.records, *side_b.records)}
+    reference = saved[id(side_a.records[0])]
     for r in (*side_a.records, *side_b.records):
-        if not np.array_equal(probs[id(r)]["ids"], reference["ids"]):
+        if not np.array_equal(saved[id(r)].ids, reference.ids):
             raise DataError(
                 f"{r.path}: tested on other images than {side_a.records[0].path} "
                 "(different split or data): a paired comparison needs the same test images"
             )
-    y = reference["labels"]
+    y = reference.labels
+    positive = _positive(side_a.records[0])
     paired = paired_bootstrap(
         y,
-        [probs[id(r)]["probs"] for r in side_a.records],
-        [probs[id(r)]["probs"] for r in side_b.records],
+        [saved[id(r)].probs for r in side_a.records],
+        [saved[id(r)].probs for r in side_b.records],
         metric,
         n_resamples=n_resamples,
         seed=seed,
+        positive=positive,
     )
     by_seed_b = {r.spec.seed: r for r in side_b.records}
     tests = {
-        r.spec.seed: mcnemar(y, probs[id(r)]["probs"].argmax(1), probs[id(by_seed_b[s])]["probs"].argmax(1))
+        r.spec.seed: mcnemar(y, predictions(saved[id(r)].probs), predictions(saved[id(by_seed_b[s])].probs))
         for r in side_a.records
         if (s := r.spec.seed) in by_seed_b
     }
     return Comparison(dataset, metric, side_a, side_b, paired, tests)
-
-
-def run_intervals(
-    record: RunRecord, metrics: tuple[str, ...], n_resamples: int = 1000, seed: int = 0
-) -> dict[str, BootstrapCI]:
-    """95% bootstrap CIs of a run's test metrics, from its saved probabilities."""
-    saved = probs_of(record)
-    return {m: bootstrap_ci(saved["labels"], saved["probs"], m, n_resamples=n_resamples, seed=seed) for m in metrics}

@@ -1,0 +1,76 @@
+"""Files written whole or not at all: one atomic writer for records, scores, caches and reports.
+
+A killed process, a full disk or a read-only folder must never leave a half-written file that a later read
+could take for a result, so everything is written to a temporary name in the same folder, flushed, and
+renamed over the target with ``os.replace``. Errors become one-line :class:`~bench.errors.ResultsError`
+messages naming the path; callers for whom a file only saves time (the data cache) turn that into a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from bench.errors import ResultsError
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write`` on a temp file in ``path``'s folder, then rename it to ``path``.
+
+    Any OS error (read-only folder, disk full) becomes a one-line :class:`ResultsError` naming the path; the
+    temp file is removed and an earlier file at ``path`` is left untouched.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise ResultsError(f"cannot write {path}: {err.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except OSError as err:
+        raise ResultsError(f"cannot write {path}: {err.strerror}") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """:func:`atomic_write` of ``data``."""
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN/inf become null (JSON has no NaN); numpy scalars become Python numbers; paths strings."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """``payload`` as indented, key-sorted JSON (NaN as null), written atomically."""
+    atomic_write_bytes(path, json.dumps(_jsonable(payload), indent=1, sort_keys=True).encode())
