@@ -19,11 +19,11 @@ Conventions
 * **Positive class** (binary tasks): the dataset entry's ``positive`` (default ``classes[1]``). Sensitivity
   is its recall, specificity the other class's, ``f1`` its F1 and ``auc`` the ROC AUC of its probability
   column against ``y_true == positive``. Records store its name as ``positive``.
-* Per-class quantities cover **all K classes of the task**, not only those that occur, so a class with no
-  test image keeps its confusion-matrix row and its ``per_class`` entry.
+* Per-class quantities cover **all K classes of the task**, so a class with no test image keeps its
+  confusion-matrix row and ``per_class`` entry.
 
-``balanced_accuracy`` is the ISIC challenges' definition, the mean over the K categories of ``TP / positives``;
-``balanced_accuracy_sklearn`` (scikit-learn's) averages over the classes *present* only: equal if all occur.
+``balanced_accuracy`` is the ISIC challenges' definition (mean over the K categories of ``TP / positives``);
+``balanced_accuracy_sklearn`` averages over the classes *present* only: equal if all occur.
 
 Absent classes (the one rule)
 -----------------------------
@@ -34,8 +34,7 @@ quantity over the K classes -- ``balanced_accuracy`` (and ``_isic``), ``macro_f1
 positive/negative image; ``f1`` when the positive class is neither present nor predicted. ``per_class``:
 precision is NaN for a class never predicted, recall for a class absent, F1 only for a class neither present
 nor predicted (scikit-learn's ``2TP / (2TP + FP + FN)`` otherwise). ``accuracy`` and
-``balanced_accuracy_sklearn`` are always finite. Records write NaN as JSON null.
-"""
+``balanced_accuracy_sklearn`` are always finite. Records write NaN as JSON null."""
 
 from __future__ import annotations
 
@@ -389,15 +388,8 @@ def compute_metrics(
     with np.errstate(invalid="ignore", divide="ignore"):
         precision, recall = hits / predicted, hits / support
     f1 = _class_f1(cm)
-    per_class = {
-        name: ClassScores(float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
-        for i, name in enumerate(classes)
-    }
-    return MetricValues(
-        classes=classes,
-        positive=classes[pos] if k == 2 else None,
-        values=values,
-        per_class=per_class,
-        confusion_matrix=tuple(tuple(int(v) for v in row) for row in cm),
-        argmax_ties=int(tied_rows(p).sum()),
-    )
+    scores = zip(precision.tolist(), recall.tolist(), f1.tolist(), support.tolist(), strict=True)
+    per_class = {name: ClassScores(pr, rc, f, int(n)) for name, (pr, rc, f, n) in zip(classes, scores, strict=True)}
+    cells = tuple(tuple(int(v) for v in row) for row in cm)
+    positive_name = classes[pos] if k == 2 else None
+    return MetricValues(classes, positive_name, values, per_class, cells, int(tied_rows(p).sum()))

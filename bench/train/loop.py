@@ -74,13 +74,10 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 def predict(
     model: nn.Module, split: Split, pipeline: BatchPipeline, batch_size: int = 512, amp: AmpDtype | None = None
 ) -> np.ndarray:
-    """float32 logits for every image of ``split`` (eval mode, no augmentation); softmax them in float64.
+    """float32 logits of every image of ``split`` (eval mode, no augmentation), to softmax in float64.
 
-    Logits, not probabilities, because a float32 softmax saturates to 1.0 and ties confident images
-    (:mod:`bench.evaluation.scores`). They stay on the device until the end (one copy back, no sync per
-    batch). Out of memory at a batch size halves it and goes on from the batch that failed, so the batch is the
-    largest that fits.
-    """
+    Logits, since a float32 softmax saturates to 1.0 and ties confident images (:mod:`bench.evaluation.scores`).
+    They stay on the device until the end; out of memory halves the batch and goes on from the failed one."""
     model.eval()
     autocast = Amp(amp, pipeline.device).autocast
     out: list[torch.Tensor] = []
@@ -269,13 +266,11 @@ def fit(
 ) -> FitResult:
     """Train through the protocol's phases; ``model`` ends holding the best-on-validation weights.
 
-    Selection uses ``protocol.select_on`` over every epoch of every phase (loss: lower is better);
-    early stopping watches validation loss within a phase. A NaN/inf loss raises :class:`DivergedError`.
-    With a ``checkpoint``, the state is saved after every epoch and a saved state is resumed from,
-    RNG streams included, so an interrupted run ends exactly as an uninterrupted one. ``engine`` (default:
-    all off) sets precision and memory format; ``train`` may already live on the device. ``positive`` is the
-    positive class of a binary task (default ``classes[1]``) for the validation metrics.
-    """
+    Selection uses ``protocol.select_on`` over every epoch of every phase (loss: lower is better); early
+    stopping watches validation loss within a phase. A NaN/inf loss raises :class:`DivergedError`. With a
+    ``checkpoint``, the state is saved after every epoch and resumed from, RNG streams included, so an
+    interrupted run ends exactly as an uninterrupted one. ``engine`` (default: all off) sets precision and
+    memory format; ``train`` may already live on the device; ``positive`` is for the validation metrics."""
     engine = engine or EngineConfig()
     weight = class_weights(train.labels, len(classes)).to(pipeline.device) if protocol.class_weighted_loss else None
     amp = Amp(engine.amp, pipeline.device)
