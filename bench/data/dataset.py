@@ -71,7 +71,7 @@ import sklearn
 import torch
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from bench.config import FieldError, from_mapping, load_toml, only_for
+from bench.config import FieldError, check_identifier, from_mapping, load_toml, only_for
 from bench.data._layouts import (
     SPLITS,
     Crop,
@@ -248,6 +248,7 @@ def list_datasets() -> list[DatasetEntry]:
 
 def get_dataset_entry(name: str) -> DatasetEntry:
     """The entry ``datasets/<name>.toml``; an unknown name suggests the closest known ones."""
+    check_identifier(name, "dataset name")  # a path such as ../x would read a file outside datasets/
     file = datasets_dir() / f"{name}.toml"
     if file.is_file():
         return parse_entry(file)

@@ -18,7 +18,7 @@ from typing import Literal
 from timm.models import group_parameters
 from torch import nn
 
-from bench.config import from_mapping, load_toml
+from bench.config import check_identifier, from_mapping, load_toml
 from bench.errors import ConfigError
 
 
@@ -142,14 +142,25 @@ PRESETS: dict[str, Protocol] = {
 }
 
 
-def get_protocol(name_or_path: str) -> Protocol:
-    """A preset by name, or a protocol TOML file (same fields as :class:`Protocol`)."""
+def protocol_name(name_or_path: str) -> str:
+    """What a run is recorded under: a preset's name, or a protocol file's stem (``my/fine.toml``: ``fine``).
+
+    The name becomes part of a record's file name, so a path given on the command line never does.
+    """
     if name_or_path in PRESETS:
-        return PRESETS[name_or_path]
+        return name_or_path
     path = Path(name_or_path)
     if path.suffix == ".toml":
-        return from_mapping(Protocol, load_toml(path), str(path))
+        return check_identifier(path.stem, "protocol file name", str(path))
     raise ConfigError(f"unknown protocol {name_or_path!r}; presets: {', '.join(PRESETS)} (or a path to a .toml file)")
+
+
+def get_protocol(name_or_path: str) -> Protocol:
+    """A preset by name, or a protocol TOML file (same fields as :class:`Protocol`)."""
+    name = protocol_name(name_or_path)  # an unknown name or a file stem that is not a name fails here
+    if name_or_path in PRESETS:
+        return PRESETS[name]
+    return from_mapping(Protocol, load_toml(Path(name_or_path)), name_or_path)
 
 
 def layer_groups(model: nn.Module) -> list[list[str]]:

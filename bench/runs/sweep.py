@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import from_mapping, load_toml
+from bench.config import check_epochs, check_identifier, check_resolution, check_seeds, from_mapping, load_toml
 from bench.errors import ConfigError
+from bench.models.registry import ResolutionPolicy
 from bench.paths import project_root
 from bench.reports.reproduction import Published
 from bench.runs.record import Precision, RunSpec
@@ -27,9 +28,14 @@ class Group:
     seeds: tuple[int, ...] = (0,)
     resolution: int = 28
     epochs: int | tuple[int, ...] | None = None
-    resolution_policy: str = "upsize"
+    resolution_policy: ResolutionPolicy = "upsize"
     weights_file: str | None = None
     precision: Precision = "auto"  # of training and evaluation on CUDA; see bench.train.loop.engine_for
+
+    def __post_init__(self) -> None:
+        check_seeds(self.seeds)
+        check_resolution(self.resolution)
+        check_epochs(self.epochs)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ def load_sweep(path: Path | str) -> Sweep:
     if not path.exists() and (project_root() / "sweeps" / f"{path}.toml").exists():
         path = project_root() / "sweeps" / f"{path}.toml"
     sweep = from_mapping(Sweep, load_toml(path), str(path))
+    check_identifier(sweep.name, "sweep name", f"{path}: field 'name'")
     if not sweep.group:
         raise ConfigError(f"{path}: a sweep needs at least one [[group]]")
     return sweep
