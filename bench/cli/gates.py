@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
 from rich.markup import escape
 
 from bench.cli.progress import sweep_bars
 from bench.cli.shared import console
 from bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def check(
@@ -63,6 +65,8 @@ def check(
 
 def _rerun_reference(specs: list, results_dir: Path, reference: list[dict], device: torch.device) -> list[dict]:
     """Train ``specs`` into ``results_dir`` with the reference's torch thread count where this machine has it."""
+    import torch
+
     from bench.gates.check import reference_threads
     from bench.runs.executors import LocalExecutor
     from bench.runs.record import load_records

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bench.cli.shared import console
-from bench.runs.sweep import PlannedRun
+
+if TYPE_CHECKING:  # the runs layer imports torch: `bench --help` should not wait for it
+    from bench.runs.sweep import PlannedRun
 
 
 class SweepBars:

@@ -53,17 +53,20 @@ def run(
     ] = 1,
 ) -> None:
     """Train and evaluate a sweep (default: the bundled-data sweep), then print the leaderboards."""
+    backbone_names = options.names(backbones, "--backbones", "backbone name")  # parsed before the slow imports
+    dataset_names = options.names(datasets, "--datasets", "dataset name")
+    seed_values, epoch_counts = options.seeds(seeds), options.epochs(epochs)
     from bench.runs.plan import ExecutorRequest, SweepRequest, plan_sweep
     from bench.runs.record import load_records
 
     request = SweepRequest(
         sweep=sweep,
-        backbones=options.names(backbones, "--backbones", "backbone name"),
-        datasets=options.names(datasets, "--datasets", "dataset name"),
+        backbones=backbone_names,
+        datasets=dataset_names,
         protocol=protocol,
-        seeds=options.seeds(seeds),
+        seeds=seed_values,
         resolution=resolution,
-        epochs=options.epochs(epochs),
+        epochs=epoch_counts,
         precision=precision,
         data_root=data_root,
     )

@@ -93,20 +93,24 @@ def latency(
     results_dir: ResultsDir = Path("results"),
 ) -> None:
     """Inference latency per backbone: p50/p90/p99, throughput, CV and peak memory, with a device fingerprint."""
-    from bench.latency.measure import LatencyConfig, benchmark_backbones, latency_table, save_latency_records
-    from bench.models.registry import get_backbone, list_backbones
     from bench.runs.plan import resolve_device
 
-    names = list(options.names(backbones, "--backbones", "backbone name")) or [e.name for e in list_backbones()]
+    wanted = options.names(backbones, "--backbones", "backbone name")
+    sizes = options.ints(batch_sizes, "--batch-sizes")
+    on = str(resolve_device(device))
+    from bench.latency.measure import LatencyConfig, benchmark_backbones, latency_table, save_latency_records
+    from bench.models.registry import get_backbone, list_backbones
+
+    names = list(wanted) or [e.name for e in list_backbones()]
     for name in names:
         get_backbone(name)
     config = LatencyConfig(
-        batch_sizes=tuple(options.ints(batch_sizes, "--batch-sizes")),
+        batch_sizes=tuple(sizes),
         precisions=tuple(options.csv(precisions)),
         channels_last=channels_last,
         compile=compile,
         time_budget_s=budget,
-        device=str(resolve_device(device)),
+        device=on,
     )
     results = benchmark_backbones(names, resolution, config)
     console.print(latency_table(results))
@@ -126,17 +130,21 @@ def profile(
 ) -> None:
     """Harness training step vs the bare model step: the overhead ratio and what each harness part costs."""
     from bench.runs.plan import resolve_device
-    from bench.train.profile import ProfileConfig, profile, profile_table
+
+    wanted = options.names(backbones, "--backbones", "backbone name")
+    sides = options.resolutions(resolutions, "--resolutions")
+    on = str(resolve_device(device))
+    from bench.train.profile import ProfileConfig, profile, profile_table  # torch: after the options are checked
 
     config = ProfileConfig(
-        backbones=options.names(backbones, "--backbones", "backbone name"),
-        resolutions=options.resolutions(resolutions, "--resolutions"),
+        backbones=wanted,
+        resolutions=sides,
         batch_size=batch_size,
         rounds=rounds,
         warmup=warmup,
         protocol=protocol,
         channels=channels,
         threads=threads,
-        device=str(resolve_device(device)),
+        device=on,
     )
     console.print(profile_table(profile(config), protocol))

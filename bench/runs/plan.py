@@ -13,14 +13,16 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from bench.errors import ConfigError
-from bench.runs.executors import Executor, LocalExecutor, RayExecutor, visible_devices
 from bench.runs.record import PRECISIONS, RunSpec
 from bench.runs.sweep import Group, PlannedRun, Sweep, default_sweep_path, load_sweep, plan_runs
-from bench.train.loop import check_precision
+
+if TYPE_CHECKING:  # torch is imported where a device is needed: a mistaken option fails without waiting for it
+    import torch
+
+    from bench.runs.executors import Executor
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 EXECUTORS = ("local", "ray")
@@ -74,8 +76,9 @@ class SweepPlan:
 
 def resolve_device(name: str, option: str = "--device") -> torch.device:
     """The device ``name`` means on this machine: ``auto`` is the GPU when there is one, else the CPU."""
-    if not DEVICE.fullmatch(name):
-        raise ConfigError(f"{option} takes auto, cpu, cuda or cuda:N, got {name!r}")
+    _check_device_name(name, option)
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -84,6 +87,11 @@ def resolve_device(name: str, option: str = "--device") -> torch.device:
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def _check_device_name(name: str, option: str) -> None:
+    if not DEVICE.fullmatch(name):
+        raise ConfigError(f"{option} takes auto, cpu, cuda or cuda:N, got {name!r}")
 
 
 def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
@@ -115,10 +123,11 @@ def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
 
 def make_executor(request: ExecutorRequest) -> tuple[Executor, list[torch.device]]:
     """The executor and the local devices it uses; Ray's GPUs are on its nodes, where each run checks its own."""
-    if request.kind not in EXECUTORS:
-        raise ConfigError(f"--executor takes {' or '.join(EXECUTORS)}, got {request.kind!r}")
-    if request.ray_address and request.kind != "ray":
-        raise ConfigError(f"--ray-address {request.ray_address} needs --executor ray")
+    import torch
+
+    from bench.runs.executors import LocalExecutor, RayExecutor, visible_devices
+
+    _check_executor(request)
     if request.kind == "ray":
         executor = RayExecutor(request.ray_address, request.device, request.cpus_per_task, request.retries)
         return executor, [torch.device("cpu")] if request.device == "cpu" else []
@@ -126,15 +135,31 @@ def make_executor(request: ExecutorRequest) -> tuple[Executor, list[torch.device
     return LocalExecutor(devices, request.retries), devices
 
 
+def _check_executor(request: ExecutorRequest) -> None:
+    if request.kind not in EXECUTORS:
+        raise ConfigError(f"--executor takes {' or '.join(EXECUTORS)}, got {request.kind!r}")
+    if request.ray_address and request.kind != "ray":
+        raise ConfigError(f"--ray-address {request.ray_address} needs --executor ray")
+    _check_device_name(request.device, "--device")
+
+
 def plan_sweep(
     request: SweepRequest, results_dir: Path, executor: ExecutorRequest, retry_failed: bool = False
 ) -> SweepPlan:
     """Check everything about a sweep and find what is left to do (``retry_failed``: failed runs too)."""
+    _check_executor(executor)  # the cheap checks first: a mistyped option fails in a second
     name, specs = sweep_specs(request)
     planned = plan_runs(specs, results_dir)
     todo = [p for p in planned if p.status is None or (retry_failed and p.status == "failed")]
     runner, devices = make_executor(executor)
+    check_precisions(specs, devices)
+    return SweepPlan(name, specs, planned, todo, runner, devices)
+
+
+def check_precisions(specs: list[RunSpec], devices: list[torch.device]) -> None:
+    """Refuse a precision one of ``devices`` cannot run now, rather than as one failed record per run."""
+    from bench.train.loop import check_precision
+
     for precision in dict.fromkeys(s.precision for s in specs):
         for device in devices:
             check_precision(device, precision)
-    return SweepPlan(name, specs, planned, todo, runner, devices)

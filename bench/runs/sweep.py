@@ -11,10 +11,18 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from bench.config import check_epochs, check_identifier, check_resolution, check_seeds, from_mapping, load_toml
+from bench.config import (
+    check_epochs,
+    check_identifier,
+    check_names,
+    check_resolution,
+    check_seeds,
+    from_mapping,
+    load_toml,
+)
 from bench.errors import ConfigError
-from bench.models.registry import ResolutionPolicy
 from bench.paths import project_root
 from bench.reports.reproduction import Published
 from bench.runs.record import Precision, RunSpec
@@ -28,11 +36,13 @@ class Group:
     seeds: tuple[int, ...] = (0,)
     resolution: int = 28
     epochs: int | tuple[int, ...] | None = None
-    resolution_policy: ResolutionPolicy = "upsize"
+    resolution_policy: Literal["upsize", "refuse"] = "upsize"  # registry.ResolutionPolicy, without importing torch
     weights_file: str | None = None
     precision: Precision = "auto"  # of training and evaluation on CUDA; see bench.train.loop.engine_for
 
     def __post_init__(self) -> None:
+        check_names(self.backbones, "backbones")  # they become folder names under the results folder
+        check_names(self.datasets, "datasets")
         check_seeds(self.seeds)
         check_resolution(self.resolution)
         check_epochs(self.epochs)
