@@ -3,15 +3,20 @@
 Registry entries are data, never code: nothing in a file is imported or executed. A malformed file
 fails with one line naming the file, the line (for syntax errors) and the field at fault, nested fields
 by their dotted path (``split.seed``, ``group[1].epochs``), so every registry reads its files the same way.
+
+The rules shared by several readers live here too, so a value reads the same from a file as from the
+command line: names that become paths (:func:`check_identifier`), seeds, epoch counts and resolutions.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import tomllib
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +24,12 @@ from bench.errors import ConfigError
 
 T = TypeVar("T")
 _ONLY_FOR = "bench.config.only_for"  # the field metadata key of only_for()
+IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
+_NAME_RULE = "(letters, digits, '_', '.' and '-', starting with a letter or digit, at most 100, no '/' or '..')"
+MIN_RESOLUTION = 8  # below this no registered backbone runs, and a record name would read "r0"
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
+MAX_RESOLUTION = 1024  # 4x the 224-299 px these backbones were made for; 100000 px would be a 30 GB image
 
 
 class FieldError(ConfigError):
@@ -32,6 +43,63 @@ class FieldError(ConfigError):
         super().__init__(f"field {field!r} {problem}")
         self.field = field
         self.problem = problem
+
+
+def check_identifier(value: Any, what: str, where: str = "") -> str:
+    """``value`` when it is a name that can be one path component, else a ConfigError naming ``where``.
+
+    Backbone, dataset, protocol and sweep names become folder and file names under ``--results-dir``, so a
+    name such as ``../../elsewhere`` or ``/abs/dir`` would write outside it: letters, digits, ``_``, ``.``
+    and ``-`` only, starting with a letter or digit, never ``..``.
+    """
+    if not is_identifier(value):
+        raise ConfigError(f"{where + ': ' if where else ''}{what} {value!r} is not a name {_NAME_RULE}")
+    return value
+
+
+def check_names(values: Sequence[str], field: str) -> None:
+    """:func:`check_identifier` for a list field of a dataclass read by :func:`from_mapping` (a FieldError)."""
+    for value in values:
+        if not is_identifier(value):
+            raise FieldError(field, f"holds {value!r}, which is not a name {_NAME_RULE}")
+
+
+def is_identifier(value: Any) -> bool:
+    return isinstance(value, str) and IDENTIFIER.fullmatch(value) is not None and ".." not in value
+
+
+def check_seeds(seeds: Sequence[int], field: str = "seeds") -> None:
+    """At least one seed, each one numpy and torch accept (a :class:`FieldError` on ``field`` if not)."""
+    if not seeds:
+        raise FieldError(field, "is empty: give at least one seed")
+    for seed in seeds:
+        if not 0 <= seed <= SEED_MAX:
+            raise FieldError(field, f"holds {seed}: a seed must be in 0..{SEED_MAX}")
+
+
+def check_epochs(epochs: int | Sequence[int] | None, field: str = "epochs") -> None:
+    """None (the protocol's own), or one count per run or per phase, each at least 1."""
+    if epochs is None:
+        return
+    counts = [epochs] if isinstance(epochs, int) else list(epochs)
+    if not counts:
+        raise FieldError(field, "is empty: give one epoch count, or one per phase")
+    for count in counts:
+        if count < 1:
+            raise FieldError(field, f"holds {count}: a phase trains at least 1 epoch")
+
+
+def check_resolution(resolution: int, field: str = "resolution") -> None:
+    """An input side in [MIN_RESOLUTION, MAX_RESOLUTION] pixels (a backbone's own minimum applies on top)."""
+    if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+        raise FieldError(field, f"is {resolution}: an input side must be {MIN_RESOLUTION} to {MAX_RESOLUTION} pixels")
+
+
+def check_device_name(name: str, what: str = "--device") -> str:
+    """``name`` if it can name a device (auto, cpu, cuda, cuda:N); checked before torch is imported."""
+    if not DEVICE_NAME.fullmatch(name):
+        raise ConfigError(f"{what} takes auto, cpu, cuda or cuda:N, got {name!r}")
+    return name
 
 
 def only_for(field: str, *values: Any, default: Any = dataclasses.MISSING) -> Any:

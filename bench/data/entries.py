@@ -48,7 +48,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from bench.config import FieldError, from_mapping, load_toml, only_for
+from bench.config import FieldError, check_identifier, from_mapping, load_toml, only_for
 from bench.data._layouts import Crop, MetadataOptions, Resize
 from bench.errors import ConfigError
 from bench.paths import project_root
@@ -165,6 +165,7 @@ def list_datasets() -> list[DatasetEntry]:
 
 def get_dataset_entry(name: str) -> DatasetEntry:
     """The entry ``datasets/<name>.toml``; an unknown name suggests the closest known ones."""
+    check_identifier(name, "dataset name")  # a path such as ../x would read a file outside datasets/
     file = datasets_dir() / f"{name}.toml"
     if file.is_file():
         return parse_entry(file)

@@ -16,22 +16,23 @@ from typing import Any
 
 import torch
 
+from bench.config import check_device_name
 from bench.errors import ConfigError
 
 
 def resolve_device(name: str, what: str = "--device") -> torch.device:
-    """``auto`` is CUDA when present, else the CPU; asking for CUDA on a machine without it is a ConfigError.
+    """``auto`` is CUDA when present, else the CPU; a device this machine does not have is a ConfigError.
 
     ``what`` names the setting in the message (``--device``, ``latency device``).
     """
+    check_device_name(name, what)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"{what} {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{what} {name!r} requested but CUDA is not available on this machine")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"{what} {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.config import from_mapping, load_toml
+from bench.config import check_identifier, from_mapping, load_toml
 from bench.errors import ConfigError
 from bench.paths import project_root
 
@@ -53,6 +53,7 @@ def _load_entries(folder: Path) -> dict[str, BackboneEntry]:
     entries: dict[str, BackboneEntry] = {}
     for path in sorted(folder.glob("*.toml")):
         entry = from_mapping(BackboneEntry, load_toml(path), str(path))
+        check_identifier(entry.name, "backbone name", f"{path}: field 'name'")  # it names a results folder
         if entry.name in entries:
             raise ConfigError(f"{path}: backbone {entry.name!r} is already registered")
         if entry.arch not in timm.list_models():

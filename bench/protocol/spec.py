@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bench.config import FieldError, from_mapping, load_toml
+from bench.config import FieldError, check_identifier, from_mapping, load_toml
 from bench.errors import ConfigError
 from bench.evaluation.metrics import SELECTABLE_METRICS
 from bench.paths import project_root
@@ -100,20 +100,35 @@ def list_protocols() -> list[str]:
     return sorted(p.stem for p in protocols_dir().glob("*.toml"))
 
 
+def _is_preset(name_or_path: str) -> bool:
+    return Path(name_or_path).name == name_or_path and (protocols_dir() / f"{name_or_path}.toml").is_file()
+
+
+def protocol_name(name_or_path: str) -> str:
+    """What a run is recorded under: a preset's name, or a protocol file's stem (``my/fine.toml``: ``fine``).
+
+    The name becomes part of a record's file name, so a path given on the command line never does.
+    """
+    if _is_preset(name_or_path):
+        return name_or_path
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        return check_identifier(path.stem, "protocol file name", str(path))
+    presets = ", ".join(list_protocols()) or f"none in {protocols_dir()}"
+    raise ConfigError(f"unknown protocol {name_or_path!r}; presets: {presets} (or a path to a .toml file)")
+
+
 def get_protocol(name_or_path: str) -> Protocol:
     """A preset by name (``protocols/<name>.toml``), or a protocol TOML file given by its path."""
+    protocol_name(name_or_path)  # an unknown name, or a file stem that is not a name, fails here
     preset = protocols_dir() / f"{name_or_path}.toml"
-    if Path(name_or_path).name == name_or_path and preset.is_file():
+    if _is_preset(name_or_path):
         protocol = read_protocol(preset)
         if protocol.name != preset.stem:
             problem = f"is '{protocol.name}' but must equal the file name '{preset.stem}'"
             raise ConfigError(f"{preset}: field 'name' {problem}")
         return protocol
-    path = Path(name_or_path)
-    if path.suffix == ".toml":
-        return read_protocol(path)
-    presets = ", ".join(list_protocols()) or f"none in {protocols_dir()}"
-    raise ConfigError(f"unknown protocol {name_or_path!r}; presets: {presets} (or a path to a .toml file)")
+    return read_protocol(Path(name_or_path))
 
 
 def read_protocol(path: Path) -> Protocol:

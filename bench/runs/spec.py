@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.config import check_identifier, check_seeds
 from bench.errors import ConfigError, WeightsError
 from bench.precision import PRECISIONS, Precision
 
@@ -85,6 +86,11 @@ class RunSpec:
     precision: Precision = "auto"
 
     def __post_init__(self) -> None:
+        # Names become folders and file names under the results folder: never a path that leaves it.
+        check_identifier(self.backbone, "backbone name")
+        check_identifier(self.dataset, "dataset name")
+        check_identifier(Path(self.protocol).stem, "protocol name", self.protocol)
+        check_seeds([self.seed], "seed")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
 

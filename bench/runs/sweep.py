@@ -14,8 +14,17 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from bench.config import from_mapping, load_toml
+from bench.config import (
+    check_epochs,
+    check_identifier,
+    check_names,
+    check_resolution,
+    check_seeds,
+    from_mapping,
+    load_toml,
+)
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
 from bench.paths import project_root
@@ -49,9 +58,16 @@ class Group:
     seeds: tuple[int, ...] = (0,)
     resolution: int = 28
     epochs: int | tuple[int, ...] | None = None
-    resolution_policy: str = "upsize"
+    resolution_policy: Literal["upsize", "refuse"] = "upsize"  # registry.ResolutionPolicy, without importing torch
     weights_file: str | None = None
     precision: Precision = "auto"  # of training and evaluation on CUDA; see bench.train.engine.engine_for
+
+    def __post_init__(self) -> None:
+        check_names(self.backbones, "backbones")  # they become folder names under the results folder
+        check_names(self.datasets, "datasets")
+        check_seeds(self.seeds)
+        check_resolution(self.resolution)
+        check_epochs(self.epochs)
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,7 @@ def load_sweep(path: Path | str) -> Sweep:
     if not path.exists() and (project_root() / "sweeps" / f"{path}.toml").exists():
         path = project_root() / "sweeps" / f"{path}.toml"
     sweep = from_mapping(Sweep, load_toml(path), str(path))
+    check_identifier(sweep.name, "sweep name", f"{path}: field 'name'")
     if not sweep.group:
         raise ConfigError(f"{path}: a sweep needs at least one [[group]]")
     return sweep

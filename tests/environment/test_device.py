@@ -25,7 +25,7 @@ def test_auto_is_the_cpu_without_cuda():
     [
         pytest.param("cuda:1", "--device", r"--device 'cuda:1' requested but CUDA is not available", marks=NO_CUDA),
         pytest.param("cuda", "latency device", r"latency device 'cuda' requested", marks=NO_CUDA),
-        ("gpu0", "--device", r"--device 'gpu0' is not a device; use auto, cpu, cuda or cuda:N"),
+        ("gpu0", "--device", r"--device takes auto, cpu, cuda or cuda:N, got 'gpu0'"),
     ],
 )
 def test_a_device_that_cannot_be_had_is_a_config_error(name, what, message):

@@ -148,13 +148,14 @@ def test_profile_config_refuses_nonsense(field, value):
 
 
 def test_stage_table_shows_totals_and_the_per_run_spread(capsys, monkeypatch):
-    from bench.cli import commands as cli
+    from bench.cli.run import print_timings
+    from bench.cli.shared import console
 
-    monkeypatch.setattr(cli.console, "width", 160)
+    monkeypatch.setattr(console, "width", 160)
     decoded = {"data": 3.2, "build": 0.1, "train": 50.0, "eval": 0.5, "latency": 3.1}
     cached = {"data": 0.2, "build": 0.1, "train": 40.0, "eval": 0.4, "latency": 3.0}
     failed = {"data": 0.2}  # a run that failed after loading its data
-    cli._print_timings([SimpleNamespace(timings_s=t) for t in (decoded, cached, failed)])
+    print_timings([SimpleNamespace(timings_s=t) for t in (decoded, cached, failed)])
     lines = [line.strip("│").split("│") for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
     rows = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in lines}
     assert rows["data"] == ["3.6", "4%", "0.20", "0.20", "3.20"]  # the decoding load stands out as the max

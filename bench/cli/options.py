@@ -1,0 +1,60 @@
+"""Parsing the command line's list and range values into checked Python values, naming the option at fault.
+
+The rules themselves live beside the fields they guard (:mod:`bench.config`): a seed out of range reads
+the same from ``--seeds`` as from a sweep file, only the culprit is named differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bench.config import FieldError, check_epochs, check_identifier, check_resolution, check_seeds
+from bench.errors import ConfigError
+
+
+def csv(value: str | None) -> list[str]:
+    """``a, b,,c`` as ``["a", "b", "c"]``; nothing given is an empty list."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def ints(value: str | None, option: str) -> list[int]:
+    try:
+        return [int(v) for v in csv(value)]
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated integers, got {value!r}") from None
+
+
+def names(value: str | None, option: str, what: str) -> tuple[str, ...]:
+    """Comma-separated names that become folder names under the results folder (no paths)."""
+    return tuple(check_identifier(v, what, option) for v in csv(value))
+
+
+def seeds(value: str, option: str = "--seeds") -> tuple[int, ...]:
+    parsed = tuple(ints(value, option))
+    _checked(option, check_seeds, parsed)
+    return parsed
+
+
+def epochs(value: str | None, option: str = "--epochs") -> int | tuple[int, ...] | None:
+    """One count for every phase, or one per phase; None keeps the protocol's."""
+    if value is None:
+        return None
+    per_phase = ints(value, option)
+    _checked(option, check_epochs, per_phase)
+    return per_phase[0] if len(per_phase) == 1 else tuple(per_phase)
+
+
+def resolutions(value: str, option: str) -> tuple[int, ...]:
+    parsed = tuple(ints(value, option))
+    for each in parsed:
+        _checked(option, check_resolution, each)
+    return parsed
+
+
+def _checked(option: str, check: Callable[[Any], None], value: Any) -> None:
+    """Run a :mod:`bench.config` field rule on an option's value; its complaint names the option."""
+    try:
+        check(value)
+    except FieldError as err:
+        raise ConfigError(f"{option} {err.problem}") from None

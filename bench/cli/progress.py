@@ -1,0 +1,88 @@
+"""Live progress of a sweep: one bar per run (phase, epoch, losses) and, for ``bench run``, an overall bar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from bench.cli.shared import console
+
+if TYPE_CHECKING:  # the runs layer imports torch: `bench --help` should not wait for it
+    from bench.runs.record import RunRecord
+    from bench.runs.sweep import PlannedRun
+
+
+class SweepBars:
+    """The bars of one sweep; :meth:`started` is the executors' progress factory, :meth:`finished` takes records."""
+
+    def __init__(self, progress: Progress, total: int | None, finished_before: int, todo: int) -> None:
+        self.progress = progress
+        self.todo = todo
+        self.tasks: dict[str, object] = {}
+        self.done = self.failed = 0
+        self.overall = (
+            None
+            if total is None
+            else progress.add_task("sweep", total=total, completed=finished_before, info=self._counts())
+        )
+
+    def _counts(self) -> str:
+        running = len(self.tasks) - self.done - self.failed
+        return f"{self.done} done, {running} running, {self.failed} failed, {self.todo - len(self.tasks)} queued"
+
+    def _update_overall(self, advance: int = 0) -> None:
+        if self.overall is not None:
+            self.progress.update(self.overall, advance=advance, info=self._counts())
+
+    def started(self, item: PlannedRun) -> Callable[[dict], None]:
+        self.tasks[item.key] = self.progress.add_task(item.label, total=None, info="loading data")
+        self._update_overall()
+        return _run_callback(self.progress, self.tasks[item.key])
+
+    def finished(self, record: RunRecord) -> None:
+        task = self.tasks[record.key]
+        error = f": {record.error}" if record.error else ""
+        self.progress.update(task, info=record.status + error)
+        self.progress.stop_task(task)
+        self.failed += record.status == "failed"
+        self.done += record.status != "failed"
+        self._update_overall(advance=1)
+
+
+@contextmanager
+def sweep_bars(todo: int, total: int | None = None, finished_before: int = 0) -> Iterator[SweepBars]:
+    """Bars for ``todo`` runs; with ``total``, an overall bar that starts at ``finished_before``."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        yield SweepBars(progress, total, finished_before, todo)
+
+
+def _run_callback(progress: Progress, task) -> Callable[[dict], None]:
+    state = {"phase": "", "loss": "", "val": ""}
+
+    def callback(event: dict) -> None:
+        kind = event["event"]
+        if kind == "start":
+            progress.update(task, total=event["total_steps"], info="training")
+            progress.start_task(task)
+        elif kind == "step":
+            state["phase"] = f"{event['phase']} ep {event['epoch']}"
+            progress.update(task, advance=1, info=f"{state['phase']} {state['loss']} {state['val']}")
+        elif kind == "epoch":
+            log = event["log"]
+            state["loss"] = f"loss {log.train_loss:.3f}"
+            state["val"] = f"val loss {log.val_loss:.3f} bal.acc {log.val['balanced_accuracy']:.3f}"
+
+    return callback

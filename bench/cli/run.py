@@ -1,0 +1,129 @@
+"""``bench run``: parse the options, hand them to :func:`bench.runs.plan.plan_sweep`, show progress and tables."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from bench.cli import options
+from bench.cli.progress import sweep_bars
+from bench.cli.shared import Interrupted, ResultsDir, console
+from bench.cli.tables import print_leaderboards
+from bench.config import MAX_RESOLUTION, MIN_RESOLUTION
+
+if TYPE_CHECKING:
+    from bench.runs.record import RunRecord
+
+
+def run(
+    sweep: Annotated[str | None, typer.Option(help="Sweep TOML file or name under sweeps/ (default: default).")] = None,
+    backbones: Annotated[str | None, typer.Option(help="Comma-separated backbones (ad-hoc sweep).")] = None,
+    datasets: Annotated[str | None, typer.Option(help="Comma-separated datasets (ad-hoc sweep).")] = None,
+    protocol: Annotated[str, typer.Option(help="Protocol preset or TOML file (ad-hoc sweep).")] = "scratch",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (ad-hoc sweep).")] = "0",
+    resolution: Annotated[
+        int,
+        typer.Option(help="Input side in pixels (ad-hoc sweep).", min=MIN_RESOLUTION, max=MAX_RESOLUTION),
+    ] = 28,
+    epochs: Annotated[str | None, typer.Option(help="Epochs per phase: one number, or one per phase.")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="Read the dataset from this folder (full download).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (CUDA: bf16 autocast, fp16 without bf16; CPU: fp32), fp32, or bf16 or fp16 (CUDA only). "
+            "Overrides the sweep's (default: auto); not auto is part of the run key."
+        ),
+    ] = None,
+    retry_failed: Annotated[bool, typer.Option(help="Re-run runs whose record says failed.")] = False,
+    metric: Annotated[str, typer.Option(help="Leaderboard sort metric.")] = "balanced_accuracy",
+    results_dir: ResultsDir = Path("results"),
+    executor_kind: Annotated[
+        str, typer.Option("--executor", help="local (this machine; one process per GPU) or ray (a Ray cluster).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="ray: join this cluster, auto or HOST:PORT (default: start a local Ray).")
+    ] = None,
+    cpus_per_task: Annotated[int, typer.Option(help="ray: CPUs (torch threads) each run holds.")] = 1,
+    retries: Annotated[
+        int, typer.Option(help="Re-queue a run whose worker failed or was lost this many times, then record it failed.")
+    ] = 1,
+) -> None:
+    """Train and evaluate a sweep (default: the bundled-data sweep), then print the leaderboards."""
+    backbone_names = options.names(backbones, "--backbones", "backbone name")  # parsed before the slow imports
+    dataset_names = options.names(datasets, "--datasets", "dataset name")
+    seed_values, epoch_counts = options.seeds(seeds), options.epochs(epochs)
+    from bench.runs.plan import ExecutorRequest, SweepRequest, plan_sweep
+    from bench.runs.record import load_records
+
+    request = SweepRequest(
+        sweep=sweep,
+        backbones=backbone_names,
+        datasets=dataset_names,
+        protocol=protocol,
+        seeds=seed_values,
+        resolution=resolution,
+        epochs=epoch_counts,
+        precision=precision,
+        data_root=data_root,
+    )
+    executor = ExecutorRequest(
+        kind=executor_kind, device=device, ray_address=ray_address, cpus_per_task=cpus_per_task, retries=retries
+    )
+    plan = plan_sweep(request, results_dir, executor, retry_failed)
+    console.print(
+        f"[bold]{plan.name}[/]: {len(plan.specs)} runs ({len(plan.todo)} to do) on {plan.executor}, "
+        f"results in {results_dir}/"
+    )
+    started = time.perf_counter()
+    with sweep_bars(len(plan.todo), total=len(plan.specs), finished_before=plan.finished_before) as bars:
+        try:
+            for record in plan.executor.run(plan.todo, results_dir, bars.started):
+                bars.finished(record)
+        except KeyboardInterrupt:
+            resume = "an unfinished run resumes from its last epoch" if executor_kind == "local" else "the rest rerun"
+            raise Interrupted(
+                f"{bars.done + bars.failed} run(s) finished now and {plan.finished_before} before are "
+                f"saved in {results_dir}/runs; {resume} when you run `{shlex.join(['bench', *sys.argv[1:]])}` again"
+            ) from None
+    elapsed = time.perf_counter() - started
+    console.print(
+        f"{len(plan.todo)} run(s) done ({bars.failed} failed), {plan.finished_before} already finished, "
+        f"in {elapsed:.0f} s"
+    )
+    keys = {p.key for p in plan.planned}
+    records = [r for r in load_records(results_dir) if r.key in keys]
+    print_timings(records)
+    print_leaderboards(records, metric, results_dir)
+
+
+def print_timings(records: list[RunRecord]) -> None:
+    """Where the time went, per stage, over the runs of this sweep.
+
+    The per-run spread shows one-off costs: the first load of a dataset at a resolution decodes its images,
+    later loads read the decode cache (data: max vs min).
+    """
+    import pandas as pd
+
+    stages = ["data", "build", "train", "eval", "latency"]
+    per_run = pd.DataFrame([r.timings_s for r in records], columns=stages)  # NaN: a failed run stopped earlier
+    totals = per_run.sum()
+    whole = totals.sum() or 1.0
+    table = Table(
+        title=f"time per stage ({len(records)} runs)",
+        caption="train includes the per-epoch validation; eval is the one test-split pass",
+        header_style="bold",
+    )
+    for column in ("stage", "seconds", "share", "per run: min", "median", "max"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for stage in stages:
+        runs = per_run[stage].dropna()
+        spread = [f"{v:.2f}" for v in (runs.min(), runs.median(), runs.max())] if len(runs) else ["-"] * 3
+        table.add_row(stage, f"{totals[stage]:.1f}", f"{100 * totals[stage] / whole:.0f}%", *spread)
+    console.print(table)

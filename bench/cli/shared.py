@@ -1,0 +1,33 @@
+"""What every command module shares: the consoles, the results-folder option, reading stored records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bench.runs.record import RunRecord
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
+
+ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where run records and tables go.")]
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a command that knows what it has saved; ``str(err)`` is the one line that says so."""
+
+
+def stored_records(results_dir: Path) -> list[RunRecord]:
+    """The run records under ``results_dir``; none at all is a user mistake (wrong folder, nothing run yet)."""
+    from bench.runs.record import load_records
+
+    records = load_records(results_dir)
+    if not records:
+        raise ConfigError(f"no run records under {results_dir}/runs: run `bench run` first")
+    return records

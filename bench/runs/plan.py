@@ -1,0 +1,148 @@
+"""From what a user asked for to the runs to do and the executor to do them, all checked before anything trains.
+
+``bench run`` takes either a sweep file or an ad-hoc product (backbones x datasets x one protocol x seeds),
+then overrides (epochs, precision), a results folder and an executor. Everything that can be wrong with
+that (an unknown name, an executor option without its executor, a precision the device cannot run) is
+a one-line :class:`~bench.errors.ConfigError` here, so a sweep either starts whole or not at all, and the
+CLI only parses options and prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.config import check_device_name
+from bench.errors import ConfigError
+from bench.precision import PRECISIONS
+from bench.runs.spec import RunSpec
+from bench.runs.sweep import Group, PlannedRun, Sweep, default_sweep_path, load_sweep, plan_runs
+
+if TYPE_CHECKING:  # torch is imported where a device is needed: a mistaken option fails without waiting for it
+    import torch
+
+    from bench.runs.executors.driver import Executor
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """The runs asked for: ``sweep`` (a file or a name under ``sweeps/``), or ``backbones`` x ``datasets``.
+
+    ``epochs`` and ``precision`` override every run's when set; ``data_root`` points every run's dataset at
+    another copy (a full download).
+    """
+
+    sweep: str | None = None
+    backbones: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
+    protocol: str = "scratch"
+    seeds: tuple[int, ...] = (0,)
+    resolution: int = 28
+    epochs: int | tuple[int, ...] | None = None
+    precision: str | None = None
+    data_root: Path | None = None
+
+
+@dataclass(frozen=True)
+class ExecutorRequest:
+    """Where the runs go: ``local`` on ``device`` (auto, cpu, cuda, cuda:N) or ``ray``, with its options."""
+
+    kind: str = "local"
+    device: str = "auto"
+    ray_address: str | None = None
+    cpus_per_task: int = 1
+    retries: int = 1
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A checked sweep: every run with its key and status, the ones to do now, and who does them."""
+
+    name: str
+    specs: list[RunSpec]
+    planned: list[PlannedRun]
+    todo: list[PlannedRun]
+    executor: Executor
+    devices: list[torch.device]  # this machine's devices the runs use (none known here for Ray's GPUs)
+
+    @property
+    def finished_before(self) -> int:
+        return len(self.planned) - len(self.todo)
+
+
+def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
+    """The sweep's name and its runs, with the request's overrides applied."""
+    if request.backbones or request.datasets:
+        if not (request.backbones and request.datasets):
+            raise ConfigError("an ad-hoc sweep needs both --backbones and --datasets")
+        if request.sweep is not None:
+            raise ConfigError("--sweep and --backbones/--datasets are two ways to say what to run: give one")
+        group = Group(
+            backbones=request.backbones,
+            datasets=request.datasets,
+            protocols=(request.protocol,),
+            seeds=request.seeds,
+            resolution=request.resolution,
+        )
+        sweep = Sweep(name="adhoc", group=(group,))
+    else:
+        sweep = load_sweep(request.sweep or default_sweep_path())
+    specs = sweep.expand(str(request.data_root) if request.data_root else None)
+    if request.epochs is not None:
+        specs = [dataclasses.replace(s, epochs=request.epochs) for s in specs]
+    if request.precision is not None:
+        if request.precision not in PRECISIONS:
+            raise ConfigError(f"--precision takes {', '.join(PRECISIONS)}, got {request.precision!r}")
+        specs = [dataclasses.replace(s, precision=request.precision) for s in specs]
+    return sweep.name, specs
+
+
+def make_executor(request: ExecutorRequest) -> tuple[Executor, list[torch.device]]:
+    """The executor and the local devices it uses; Ray's GPUs are on its nodes, where each run checks its own."""
+    import torch
+
+    from bench.runs.executors.local import LocalExecutor, visible_devices
+    from bench.runs.executors.ray import RayExecutor
+
+    _check_executor(request)
+    if request.kind == "ray":
+        executor = RayExecutor(request.ray_address, request.device, request.cpus_per_task, request.retries)
+        return executor, [torch.device("cpu")] if request.device == "cpu" else []
+    from bench.environment.device import resolve_device
+
+    devices = visible_devices(resolve_device(request.device))
+    return LocalExecutor(devices, request.retries), devices
+
+
+def _check_executor(request: ExecutorRequest) -> None:
+    if request.kind not in EXECUTORS:
+        raise ConfigError(f"--executor takes {' or '.join(EXECUTORS)}, got {request.kind!r}")
+    if request.ray_address and request.kind != "ray":
+        raise ConfigError(f"--ray-address {request.ray_address} needs --executor ray")
+    check_device_name(request.device, "--device")
+
+
+def plan_sweep(
+    request: SweepRequest, results_dir: Path, executor: ExecutorRequest, retry_failed: bool = False
+) -> SweepPlan:
+    """Check everything about a sweep and find what is left to do (``retry_failed``: failed runs too)."""
+    _check_executor(executor)  # the cheap checks first: a mistyped option fails in a second
+    name, specs = sweep_specs(request)
+    planned = plan_runs(specs, results_dir)
+    todo = [p for p in planned if p.status is None or (retry_failed and p.status == "failed")]
+    runner, devices = make_executor(executor)
+    check_precisions(specs, devices)
+    return SweepPlan(name, specs, planned, todo, runner, devices)
+
+
+def check_precisions(specs: list[RunSpec], devices: list[torch.device]) -> None:
+    """Refuse a precision one of ``devices`` cannot run now, rather than as one failed record per run."""
+    from bench.train.engine import check_precision
+
+    for precision in dict.fromkeys(s.precision for s in specs):
+        for device in devices:
+            check_precision(device, precision)

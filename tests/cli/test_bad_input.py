@@ -1,0 +1,306 @@
+"""The catalogue of bad input (issue 15): each case a user mistake that must exit 2 with one line naming it.
+
+Every case runs the real console entry point in a subprocess, as a user would, in a tiny project whose
+results folder already holds files; after the case every file under the test's folder (results, registry,
+the places a path-like name points at) must be byte-identical and no file may have appeared. Cases fail
+before anything trains, so the table stays fast; the last tests are the two tiny real runs (Ctrl-C, and
+a protocol given as a file path elsewhere) and the pixel checks that need a decode.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import get_args, get_type_hints
+
+import numpy as np
+import pytest
+
+ENTRY = "from bench.cli import main; main()"
+ADHOC = ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--device", "cpu")
+
+
+def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", ENTRY, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def write_npz(path: Path, images: Callable | None = None, labels: Callable | None = None) -> None:
+    """The tiny two-class npz, with ``images(array)`` / ``labels(array)`` applied to every split's arrays."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 48), ("val", 16), ("test", 24)):
+        y = np.arange(n) % 2
+        x = (np.where(y[:, None, None] == 1, 170, 80) + rng.normal(0, 30, (n, 28, 28))).clip(0, 255).astype(np.uint8)
+        arrays[f"{split}_images"] = images(x) if images else x
+        arrays[f"{split}_labels"] = labels(y[:, None]) if labels else y[:, None].astype(np.uint8)
+    np.savez(path, **arrays)
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+SWEEP = 'name = "{name}"\n[[group]]\nbackbones = ["test_resnet"]\ndatasets = ["{dataset}"]\n{line}\n'
+
+
+def sweep_file(line: str, name: str = "mine", dataset: str = "tiny") -> Callable[[Path, Path], None]:
+    return lambda home, tmp: write(tmp / "mine.toml", SWEEP.format(name=name, dataset=dataset, line=line))
+
+
+def backbone_file(name: str) -> Callable[[Path, Path], None]:
+    return lambda home, tmp: write(home / "backbones" / "evil.toml", f'name = "{name}"\ntimm_name = "resnet18"\n')
+
+
+def npz_file(**change: Callable) -> Callable[[Path, Path], None]:
+    return lambda home, tmp: write_npz(home / "data" / "tiny.npz", **change)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: tuple[str, ...]
+    culprit: str  # what the one line must name ({tmp}: the test's folder)
+    setup: Callable[[Path, Path], None] | None = None
+
+
+CASES = [
+    # Usage errors of the command line itself (typer's bundled click raised them past main()).
+    Case("no-arguments", (), "Usage: bench"),
+    Case("list-alone", ("list",), "Usage: bench list"),
+    Case("unknown-command", ("lst",), "No such command 'lst'"),
+    Case("missing-argument", ("compare", "resnet18"), "Missing argument 'b'"),
+    Case("unknown-option", ("report", "--out", "X"), "No such option: --out"),
+    Case("not-an-integer", ("list", "backbones", "--resolution", "big"), "'--resolution'"),
+    # Values out of range on the command line.
+    Case("device-tpu", (*ADHOC, "--device", "tpu"), "--device takes auto, cpu, cuda or cuda:N, got 'tpu'"),
+    Case("latency-device-tpu", ("latency", "--device", "tpu"), "--device takes auto, cpu, cuda or cuda:N"),
+    Case("seed-negative", (*ADHOC, "--seeds", "-1"), "--seeds holds -1"),
+    Case("seed-too-big", (*ADHOC, "--seeds", "99999999999"), "--seeds holds 99999999999"),
+    Case("seeds-empty", (*ADHOC, "--seeds", ","), "--seeds is empty"),
+    Case("resolution-0", (*ADHOC, "--resolution", "0"), "'--resolution'"),
+    Case("resolution-negative", (*ADHOC, "--resolution=-28"), "'--resolution'"),
+    Case("resolution-huge", (*ADHOC, "--resolution", "100000"), "'--resolution'"),
+    Case("list-resolution-0", ("list", "backbones", "--resolution", "0"), "'--resolution'"),
+    Case("profile-resolution-huge", ("profile", "--resolutions", "28,100000"), "--resolutions is 100000"),
+    Case("epochs-0", (*ADHOC, "--epochs", "0"), "--epochs holds 0"),
+    Case("epochs-per-phase-0", (*ADHOC, "--epochs", "3,0"), "--epochs holds 0"),
+    Case("sweep-and-adhoc", (*ADHOC, "--sweep", "default"), "--sweep and --backbones/--datasets"),
+    # Names that would become paths outside --results-dir (or read a dataset file outside datasets/).
+    Case("dataset-relative-path", (*ADHOC[:4], "../../outside", "--device", "cpu"), "'../../outside' is not a name"),
+    Case("dataset-absolute-path", (*ADHOC[:4], "{tmp}/abs", "--device", "cpu"), "'{tmp}/abs' is not a name"),
+    Case("backbone-absolute-path", ("run", "--backbones", "{tmp}/abs", "--datasets", "tiny"), "backbone name"),
+    Case("backbone-entry-relative", ADHOC, "evil.toml: field 'name'", backbone_file("../../../outside")),
+    Case("sweep-name", ("run", "--sweep", "mine.toml"), "mine.toml: field 'name'", sweep_file("", name="../x")),
+    Case(
+        "sweep-dataset-path",
+        ("run", "--sweep", "mine.toml"),
+        "mine.toml: field 'group[0].datasets' holds '../../outside'",
+        sweep_file("", dataset="../../outside"),
+    ),
+    # Values out of range in a sweep file: the file and the field are named.
+    Case(
+        "sweep-seed-too-big",
+        ("run", "--sweep", "mine.toml"),
+        "group[0].seeds' holds 99999999999",
+        sweep_file("seeds = [99999999999]"),
+    ),
+    Case("sweep-seeds-empty", ("run", "--sweep", "mine.toml"), "group[0].seeds' is empty", sweep_file("seeds = []")),
+    Case("sweep-epochs-0", ("run", "--sweep", "mine.toml"), "group[0].epochs' holds 0", sweep_file("epochs = 0")),
+    Case(
+        "sweep-resolution-0", ("run", "--sweep", "mine.toml"), "group[0].resolution' is 0", sweep_file("resolution = 0")
+    ),
+    Case(
+        "sweep-resolution-negative",
+        ("run", "--sweep", "mine.toml"),
+        "group[0].resolution' is -28",
+        sweep_file("resolution = -28"),
+    ),
+    Case(
+        "sweep-resolution-huge",
+        ("run", "--sweep", "mine.toml"),
+        "group[0].resolution' is 100000",
+        sweep_file("resolution = 100000"),
+    ),
+    Case(
+        "sweep-resolution-policy",
+        ("run", "--sweep", "mine.toml"),
+        "group[0].resolution_policy' is 'shrink'",
+        sweep_file('resolution_policy = "shrink"'),
+    ),
+    # npz files that decoded to nonsense or crashed: caught from their headers, so `bench list datasets` names them.
+    Case("npz-strips", ("list", "datasets"), "train_images has shape (48, 28)", npz_file(images=lambda x: x[:, 0, :])),
+    Case(
+        "npz-object-images",
+        ("list", "datasets"),
+        "train_images has dtype object",
+        npz_file(images=lambda x: x.astype(object)),
+    ),
+    Case("npz-float-labels", ("list", "datasets"), "holds label 0.5", npz_file(labels=lambda y: y + 0.5)),
+]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` but the decode cache, by relative path, with its bytes."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).parts[0] != "cache"
+    }
+
+
+@pytest.fixture
+def filled_results(project, tmp_path) -> Path:
+    """A results folder holding a record, its probabilities and a leaderboard, as after an earlier sweep."""
+    run_dir = tmp_path / "results" / "runs" / "tiny" / "test_resnet"
+    write(run_dir / "scratch-r28-s0-0123456789ab.json", '{"schema": 1, "status": "ok", "key": "0123456789ab"}\n')
+    (run_dir / "scratch-r28-s0-0123456789ab.probs.npz").write_bytes(b"not really an npz")
+    write(tmp_path / "results" / "leaderboards" / "tiny.md", "| backbone |\n| --- |\n")
+    return tmp_path / "results"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(case, project, filled_results, tmp_path):
+    if case.setup:
+        case.setup(project, tmp_path)
+    before = snapshot(tmp_path)
+    proc = bench(*(a.format(tmp=tmp_path) for a in case.args))
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert "Traceback" not in output, output
+    assert case.culprit.format(tmp=tmp_path) in output, output
+    if not case.culprit.startswith("Usage"):  # help is the answer to a bare `bench`; everything else is one line
+        assert len(proc.stderr.strip().splitlines()) == 1 and not proc.stdout.strip(), output
+    assert snapshot(tmp_path) == before  # nothing changed, nothing written, inside the results folder or out
+
+
+def test_resolution_policies_read_from_sweeps_are_the_registrys():
+    """Group spells the choices out (importing the registry would load torch for `bench --help`): same set."""
+    from bench.models.registry import ResolutionPolicy
+    from bench.runs.sweep import Group
+
+    assert get_args(get_type_hints(Group)["resolution_policy"]) == get_args(ResolutionPolicy)
+
+
+# ------------------------------------------------------------------------------------- pixels, checked on decoding
+
+
+@pytest.mark.parametrize(
+    "images, problem",
+    [
+        (lambda x: x.astype(np.int64) + 100, r"_images \(int64\) holds values 100\.\.3\d\d"),
+        (lambda x: x.astype(np.float32) + 0.5, r"_images \(float32\) holds values .*whole-number floats"),
+        (lambda x: np.where(x > 200, np.nan, x).astype(np.float64), "NaN or infinite"),
+    ],
+    ids=["int64-above-255", "float-fractional", "float-nan"],
+)
+def test_pixels_that_would_not_convert_exactly_are_refused(project, images, problem):
+    from bench.data.loading import load_dataset
+    from bench.errors import DataError
+
+    write_npz(project / "data" / "tiny.npz", images=images)
+    with pytest.raises(DataError, match=problem):
+        load_dataset("tiny", 28)
+
+
+@pytest.mark.parametrize(
+    "images, labels",
+    [
+        (lambda x: x.astype(np.int64), None),  # crashed PIL ("Cannot handle this data type")
+        (lambda x: x.astype(np.float32) / 255, None),  # [0, 1] floats, as ToTensor writes them
+        (lambda x: x.astype(np.float64), lambda y: y.astype(np.float32)),  # whole-number floats, float labels 0./1.
+        (lambda x: x[..., None], None),  # (N, H, W, 1)
+    ],
+    ids=["int64", "float-0-1", "float-whole", "channel-axis"],
+)
+def test_pixels_that_convert_exactly_load_as_the_uint8_file(project, tmp_path, monkeypatch, images, labels):
+    from bench.data.loading import load_dataset
+
+    write_npz(project / "data" / "tiny.npz")
+    expected = load_dataset("tiny", 28)
+    write_npz(project / "data" / "tiny.npz", images=images, labels=labels)
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache2"))
+    loaded = load_dataset("tiny", 28)
+    for split in ("train", "val", "test"):
+        assert (getattr(loaded, split).images == getattr(expected, split).images).all()
+        assert (getattr(loaded, split).labels == getattr(expected, split).labels).all()
+
+
+# ------------------------------------------------------------------------------------------------- two real runs
+
+
+def test_ctrl_c_says_what_was_saved_and_how_to_resume(project, tmp_path):
+    args = (*ADHOC, "--epochs", "200", "--results-dir", "results")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ENTRY, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "results").rglob("*.ckpt")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before its first checkpoint"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in out + err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("interrupted: 0 run(s) finished now and 0 before are saved in results/runs")
+    assert "resumes from its last epoch" in line and f"`bench {' '.join(args)}` again" in line
+    assert list((tmp_path / "results").rglob("*.ckpt")), "the checkpoint the line promises is there"
+
+
+# ------------------------------------------------------------------------------ the same checks through the API
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"images": lambda x: np.stack([x] * 4, axis=-1)}, r"train_images has shape \(48, 28, 28, 4\).*C = 1 or 3"),
+        ({"labels": lambda y: y.astype(object)}, "train_labels has dtype object"),
+        ({"labels": lambda y: y * 2}, "train_labels holds label 2, not in the class list"),
+        ({"labels": lambda y: np.where(y == 1, np.nan, y)}, "holds label nan; labels must be whole"),
+    ],
+    ids=["rgba", "object-labels", "label-out-of-range", "nan-label"],
+)
+def test_npz_headers_and_labels_are_checked_before_any_decoding(project, change, problem):
+    from bench.data.entries import get_dataset_entry
+    from bench.data.loading import describe_dataset
+    from bench.errors import DataError
+
+    write_npz(project / "data" / "tiny.npz", **change)
+    with pytest.raises(DataError, match=problem):
+        describe_dataset(get_dataset_entry("tiny"))
+
+
+def test_a_backbone_entry_named_by_an_absolute_path_is_refused(project, tmp_path):
+    from bench.errors import ConfigError
+    from bench.models.registry import list_backbones
+
+    backbone_file(str(tmp_path / "abs"))(project, tmp_path)
+    with pytest.raises(ConfigError, match=r"evil.toml: field 'name': backbone name '/.*/abs' is not a name"):
+        list_backbones()
+
+
+def test_a_protocol_file_is_named_by_its_stem(tmp_path):
+    """What a record is to be filed under (RunSpec's wiring of it is the runs layer's): never a path."""
+    from bench.errors import ConfigError
+    from bench.protocol.spec import get_protocol, protocol_name
+
+    assert protocol_name("scratch") == "scratch" and protocol_name(str(tmp_path / "x" / "good.toml")) == "good"
+    with pytest.raises(ConfigError, match=r"my protocol.toml: protocol file name 'my protocol' is not a name"):
+        get_protocol(str(tmp_path / "my protocol.toml"))
