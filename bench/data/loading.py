@@ -26,7 +26,8 @@ import pandas as pd
 import torch
 
 from bench.data._cache import CACHE_FORMAT, write_cache_file
-from bench.data._layouts import SPLITS, ImageSpec, Items, read_class_folders, read_metadata_csv, read_npz
+from bench.data._layouts import SPLITS, ImageSpec, Items, read_class_folders, read_metadata_csv
+from bench.data._npz import read_npz
 from bench.data.entries import DatasetEntry, get_dataset_entry
 from bench.data.splits import assign_splits, audit_splits
 from bench.errors import ConfigError, DataError

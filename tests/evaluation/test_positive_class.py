@@ -89,8 +89,8 @@ def test_a_run_scores_and_records_the_entry_s_positive_class(project: Path, tmp_
     toml.write_text(toml.read_text().replace('task = "binary"\n', 'task = "binary"\npositive = "dark"\n'))
     spec = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", seed=0, epochs=1)
     record = run(spec, tmp_path / "results", torch.device("cpu"))
-    assert record["status"] == "ok", record.get("error")
-    assert record["test"]["positive"] == "dark" and record["val"]["positive"] == "dark"
+    assert record.status == "ok", record.error
+    assert record.test["positive"] == "dark" and record.val["positive"] == "dark"
     stored = json.loads(next((tmp_path / "results" / "runs").rglob("*.json")).read_text())["test"]
     with np.load(next((tmp_path / "results" / "runs").rglob("*.probs.npz"))) as saved:
         assert saved["logits"].dtype == np.float32 and saved["probs"].dtype == np.float64
