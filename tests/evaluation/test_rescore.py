@@ -15,13 +15,16 @@ from bench.evaluation.rescore import main, rescore, scored_records
 
 REPO = Path(__file__).resolve().parents[2]
 # Saturated float32 scores: renormalising its rows (as records made before the table did) moved AUC by 8e-3.
-STALE = "reproduction/runs/pneumoniamnist/resnet18_cifar_stem/medmnist-v2-r28-s2-17430275420b"
+STALE = next((REPO / "results").glob("reproduction/runs/pneumoniamnist/resnet18_cifar_stem/medmnist-v2-r28-s2-*.json"))
+STALE = str(STALE.relative_to(REPO / "results").with_suffix(""))
+MULTICLASS = next((REPO / "results").glob("reproduction/runs/dermamnist/resnet18/medmnist-v2-r28-s0-*.json"))
+MULTICLASS = str(MULTICLASS.relative_to(REPO / "results").with_suffix(""))
 
 
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
     """A results folder holding one stale record, a multiclass one, and a latency file (not a run record)."""
-    for stem in (STALE, "reproduction/runs/dermamnist/resnet18/medmnist-v2-r28-s0-a84ec6ea6b58"):
+    for stem in (STALE, MULTICLASS):
         target = tmp_path / "results" / stem
         target.parent.mkdir(parents=True, exist_ok=True)
         for suffix in (".json", ".probs.npz"):
