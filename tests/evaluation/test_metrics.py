@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from predictions import probs_for
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -19,13 +20,6 @@ from bench.errors import DataError
 from bench.evaluation.metrics import HEADLINE_METRICS, compute_metrics
 
 NAN = float("nan")
-
-
-def probs_for(pred: list[int], k: int, confidence: float = 0.7) -> np.ndarray:
-    """Softmax-like rows whose argmax is ``pred``: ``confidence`` on it, the rest spread evenly."""
-    probs = np.full((len(pred), k), (1 - confidence) / (k - 1))
-    probs[np.arange(len(pred)), pred] = confidence
-    return probs
 
 
 def binary_probs(positive: list[float]) -> np.ndarray:
