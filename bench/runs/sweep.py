@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.config import (
+    FieldError,
     check_epochs,
     check_identifier,
     check_names,
@@ -40,14 +41,19 @@ class Published:
     dataset: str
     model: str
     source: str
-    accuracy: float | None = None
-    auc: float | None = None
-    balanced_accuracy: float | None = None
-    macro_f1: float | None = None
+    figures: dict[str, float] = field(default_factory=dict)  # by name in bench.evaluation.metrics.HEADLINE_METRICS
     tolerance: float = 0.02  # largest |measured mean - published| that counts as reproduced
 
+    def __post_init__(self) -> None:
+        for name, value in self.figures.items():
+            if name not in HEADLINE_METRICS:
+                raise FieldError("figures", f"names {name!r}, not one of {', '.join(HEADLINE_METRICS)}")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise FieldError("figures", f"gives {name} = {value!r}; a figure is a number")
+
     def values(self) -> dict[str, float]:
-        return {m: v for m in HEADLINE_METRICS if (v := getattr(self, m)) is not None}
+        """The published figures in the table's order."""
+        return {m: float(self.figures[m]) for m in HEADLINE_METRICS if m in self.figures}
 
 
 @dataclass(frozen=True)
