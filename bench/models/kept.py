@@ -32,10 +32,14 @@ class SavedFile:
     bytes: int
 
 
-def save_model(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> SavedFile:
-    """Write ``model``'s state dict to ``path`` as safetensors, atomically; ``metadata`` goes in the header."""
+def save_model(model: nn.Module, path: Path) -> SavedFile:
+    """Write ``model``'s state dict to ``path`` as safetensors, atomically.
+
+    No header metadata: safetensors writes its metadata map in hash order, so two keys would make the same
+    model's file (and sha256) differ from one write to the next; the record says whose file it is.
+    """
     state = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
-    blob = safetensors.torch.save(state, metadata=metadata)
+    blob = safetensors.torch.save(state)
     atomic_write_bytes(path, blob)
     return SavedFile(hashlib.sha256(blob).hexdigest(), len(blob))
 

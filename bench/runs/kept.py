@@ -33,7 +33,7 @@ def keep_model(
     """
     path = weights_path(record_file)
     side = record.effective_resolution
-    saved = save_model(model, path, metadata={"run_key": record.key, "arch": entry.arch, "run": record.label})
+    saved = save_model(model, path)
     return KeptWeights(
         file=path.name,
         sha256=saved.sha256,
