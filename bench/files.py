@@ -8,6 +8,7 @@ messages naming the path; callers for whom a file only saves time (the data cach
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -48,6 +49,15 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """:func:`atomic_write` of ``data``."""
     atomic_write(path, lambda fh: fh.write(data))
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so multi-GB checkpoints do not need to fit in memory twice."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _umask() -> int:

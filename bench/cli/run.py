@@ -42,6 +42,9 @@ def run(
         ),
     ] = None,
     retry_failed: Annotated[bool, typer.Option(help="Re-run runs whose record says failed.")] = False,
+    no_keep_weights: Annotated[
+        bool, typer.Option("--no-keep-weights", help="Keep no run's model (.safetensors beside its record).")
+    ] = False,
     metric: Annotated[str, typer.Option(help="Leaderboard sort metric.")] = "balanced_accuracy",
     results_dir: ResultsDir = Path("results"),
     executor_kind: Annotated[
@@ -72,6 +75,7 @@ def run(
         epochs=epoch_counts,
         precision=precision,
         data_root=data_root,
+        keep_weights=not no_keep_weights,
     )
     executor = ExecutorRequest(
         kind=executor_kind, device=device, ray_address=ray_address, cpus_per_task=cpus_per_task, retries=retries

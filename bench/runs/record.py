@@ -3,9 +3,9 @@
 A record holds everything needed to trust and reproduce a number: the spec and its experiment identity
 (:mod:`bench.runs.spec`), the weights' provenance, the data fingerprint, per-epoch history, metrics,
 timings, latency, and the environment. It is one JSON file per run at :func:`record_path`, with the test
-probabilities beside it at :func:`probs_path`. Files are written to a temporary name and renamed
-(:func:`atomic_write_bytes`), so a killed process never leaves a half-written record that a later read
-could take for a result.
+probabilities beside it at :func:`probs_path` and the selected model at :func:`weights_path`
+(:class:`KeptWeights`). Files are written to a temporary name and renamed (:func:`atomic_write_bytes`),
+so a killed process never leaves a half-written record that a later read could take for a result.
 
 Reading is tolerant: schema-1 records (before the identity was stored) are read with an identity rebuilt
 from what they hold, which lacks the dataset entry, so they stay apart from schema-2 runs until
@@ -69,6 +69,34 @@ class BackboneSummary:
 
 
 @dataclass
+class KeptWeights:
+    """The selected model of a run, kept as safetensors beside its record: enough to rebuild, check and use it.
+
+    ``file`` is the file's name in the record's folder (:func:`weights_path`; a results folder can move, and a
+    Ray run writes its files elsewhere first); ``sha256`` and ``bytes`` are the file's. ``arch`` (the timm name)
+    and ``small_input_stem`` rebuild the module (:func:`bench.models.registry.build_model`); the head has
+    ``num_classes`` outputs named by ``classes`` in order. An image goes in as the run fed it: decoded by the
+    dataset entry (``resize`` filter, ``crop``), ``input_size`` (C, H, W: the run's effective resolution, not
+    timm's default), a grayscale image repeated to three channels, scaled to [0, 1], then normalised by
+    ``mean`` and ``std`` (timm's resolved data config for the architecture). Load it with
+    :func:`bench.runs.kept.load_model`.
+    """
+
+    file: str
+    sha256: str
+    bytes: int
+    arch: str
+    small_input_stem: bool
+    num_classes: int
+    classes: list[str]
+    input_size: list[int]
+    mean: list[float]
+    std: list[float]
+    resize: str
+    crop: str
+
+
+@dataclass
 class Selection:
     """Which epoch's model was tested, chosen on validation ``on``."""
 
@@ -95,7 +123,13 @@ def device_label(fingerprint: dict) -> str:
     return str(fp.get("gpu_name") or fp.get("name") or fp.get("cpu_model") or fp.get("kind") or "unknown")
 
 
-_NESTED = {"environment": Environment, "dataset": DatasetSummary, "backbone": BackboneSummary, "selection": Selection}
+_NESTED = {
+    "environment": Environment,
+    "dataset": DatasetSummary,
+    "backbone": BackboneSummary,
+    "selection": Selection,
+    "kept_weights": KeptWeights,
+}
 
 
 @dataclass
@@ -125,6 +159,7 @@ class RunRecord:
     val: dict[str, Any] = field(default_factory=dict)
     test: dict[str, Any] = field(default_factory=dict)
     latency: list[dict[str, Any]] = field(default_factory=list)
+    kept_weights: KeptWeights | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know, kept on rewrite
     path: Path | None = None
 
@@ -254,6 +289,11 @@ def record_path(results_dir: Path, spec: RunSpec, key: str) -> Path:
 def probs_path(record_file: Path) -> Path:
     """The test probabilities beside a record."""
     return record_file.with_suffix(".probs.npz")
+
+
+def weights_path(record_file: Path) -> Path:
+    """The selected model's weights beside a record (git-ignored under results/: records stay small)."""
+    return record_file.with_suffix(".safetensors")
 
 
 def checkpoint_path(record_file: Path) -> Path:

@@ -31,6 +31,7 @@ from bench.latency.timing import LatencyConfig
 from bench.models.registry import create_backbone, get_backbone, model_stats, resolve_resolution
 from bench.protocol.spec import get_protocol
 from bench.runs.checkpoint import RunCheckpoint
+from bench.runs.kept import keep_model
 from bench.runs.record import (
     BackboneSummary,
     DatasetSummary,
@@ -172,6 +173,8 @@ def _train_and_evaluate(
     record.test = compute_metrics(scores.labels, scores.probs, data.classes, positive).to_dict()
     scores.save(probs_path(path))
     timings["eval"] = time.perf_counter() - t
+    if spec.keep_weights:  # the model just tested, before anything else touches it
+        record.kept_weights = keep_model(model, record, path, get_backbone(spec.backbone), data, cfg)
 
     t = time.perf_counter()
     config = dataclasses.replace(RUN_LATENCY, device=str(device))

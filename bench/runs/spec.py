@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.config import check_identifier, check_seeds
 from bench.errors import ConfigError, WeightsError
+from bench.files import file_sha256
 from bench.precision import PRECISIONS, Precision
 
 if TYPE_CHECKING:
@@ -71,7 +72,8 @@ class RunSpec:
 
     ``precision`` is what the user asked of the engine (:func:`bench.train.engine.engine_for`): ``auto`` picks by
     device, the others are kept to or refused. ``data_root`` says where the data is, not what it is: the data
-    enters the identity by its fingerprint and pixels.
+    enters the identity by its fingerprint and pixels. ``keep_weights`` says whether the selected model is kept
+    beside the record; like ``data_root`` it changes no number, so it is in neither the identity nor the key.
     """
 
     backbone: str
@@ -84,6 +86,7 @@ class RunSpec:
     data_root: str | None = None
     weights_file: str | None = None
     precision: Precision = "auto"
+    keep_weights: bool = True
 
     def __post_init__(self) -> None:
         # Names become folders and file names under the results folder: never a path that leaves it.
@@ -95,10 +98,13 @@ class RunSpec:
             raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
 
     def to_dict(self) -> dict:
-        """The spec as records store it: ``precision`` only when it is not ``auto`` (as records always had)."""
+        """The spec as records store it: ``precision`` and ``keep_weights`` only when not at their defaults (so
+        records written before they existed read the same)."""
         spec = dataclasses.asdict(self)
         if self.precision == "auto":
             del spec["precision"]
+        if self.keep_weights:
+            del spec["keep_weights"]
         return spec
 
     @classmethod
@@ -164,7 +170,7 @@ def weights_identity(pretrained: bool, weights_file: str | None) -> dict[str, st
         return {"source": "default-pretrained"}
     path = Path(weights_file).expanduser()
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
     except OSError as err:
         raise WeightsError(f"weights file {path}: cannot read: {err.strerror}") from None
     return {"source": "file", "sha256": digest}

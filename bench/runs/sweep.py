@@ -67,6 +67,7 @@ class Group:
     resolution_policy: Literal["upsize", "refuse"] = "upsize"  # registry.ResolutionPolicy, without importing torch
     weights_file: str | None = None
     precision: Precision = "auto"  # of training and evaluation on CUDA; see bench.train.engine.engine_for
+    keep_weights: bool = True  # keep each run's selected model as safetensors beside its record (not in the key)
 
     def __post_init__(self) -> None:
         check_names(self.backbones, "backbones")  # they become folder names under the results folder
@@ -96,6 +97,7 @@ class Sweep:
                 data_root=data_root,
                 weights_file=g.weights_file,
                 precision=g.precision,
+                keep_weights=g.keep_weights,
             )
             for g in self.group
             for d, b, p, s in itertools.product(g.datasets, g.backbones, g.protocols, g.seeds)

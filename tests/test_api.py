@@ -1,0 +1,94 @@
+"""The library API (``import bench``): cheap to import, the harness's own numbers, and the README example runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bench
+from bench.errors import DataError
+from bench.evaluation.bootstrap import bootstrap_ci
+from bench.evaluation.metrics import compute_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_import_bench_loads_no_heavy_library():
+    heavy = "{'torch', 'timm', 'pandas', 'numpy'}"
+    code = f"import sys, bench; bench.__version__; print(sorted({heavy} & set(sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_public_names_resolve():
+    for name in bench.__all__:
+        assert getattr(bench, name) is not None, name
+    assert isinstance(bench.__version__, str) and bench.__version__
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        bench.nope  # noqa: B018
+
+
+def _predictions(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)) + 1.5 * np.eye(k)[y]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y, probs
+
+
+def test_evaluate_scores_as_a_run_does():
+    y, probs = _predictions(200, 3)
+    classes = ["a", "b", "c"]
+    result = bench.evaluate(y, probs, task="multiclass", classes=classes)
+    assert result.metrics == compute_metrics(y, probs, classes) and result.n_images == 200
+    assert set(result.ci) == set(result.values)
+    for metric in ("balanced_accuracy", "auc", "macro_f1"):
+        assert result.ci[metric] == bootstrap_ci(y, probs, metric)  # same resamples, same seed, same CI
+        low, high = result.ci[metric].low, result.ci[metric].high
+        assert low <= result.values[metric] <= high
+
+
+def test_evaluate_takes_a_binary_positive_score_column():
+    y, probs = _predictions(150, 2, seed=1)
+    both = bench.evaluate(y, probs, classes=["benign", "malignant"], positive="malignant")
+    column = bench.evaluate(y, probs[:, 1], classes=["benign", "malignant"], positive="malignant")
+    assert column.values == pytest.approx(both.values, abs=1e-12)
+    flipped = bench.evaluate(1 - y, probs[:, 1], classes=["malignant", "benign"], positive="malignant")
+    assert flipped.values["auc"] == pytest.approx(both.values["auc"], abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"task": "binary"}, "task 'binary' does not fit 3 classes"),
+        ({"classes": ["x", "y"]}, "probs has 3 columns but the task has 2 classes"),
+        ({"positive": "b"}, "only binary tasks have one"),
+    ],
+)
+def test_evaluate_refuses_what_does_not_fit(kwargs, message):
+    y, probs = _predictions(30, 3)
+    with pytest.raises(DataError, match=re.escape(message)):
+        bench.evaluate(y, probs, **kwargs)
+
+
+def readme_example() -> str:
+    """The first python block of the README's "Use it from Python" section."""
+    section = (REPO / "README.md").read_text().split("## Use it from Python", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    namespace: dict = {}
+    exec(compile(readme_example(), "README.md: Use it from Python", "exec"), namespace)
+    record, result = namespace["record"], namespace["result"]
+    assert record.ok and (tmp_path / "results" / "example" / "runs").is_dir()
+    assert result.values == pytest.approx({k: record.test[k] for k in result.values}, abs=1e-12)
