@@ -27,8 +27,8 @@ class LatencyConfig:
     """What to measure and how long to insist. Every (batch size, precision) pair is one setting.
 
     ``warmup_iters`` counts the first call, which is timed apart (``first_call_ms``); warm-up is also sized
-    by time, ending after ``warmup_s`` or half the budget (at least one pass), so a slow setting does not spend its budget
-    warming up. Timing stops at the first of: the p50 is stable (after at least ``min_iters`` iterations the
+    by time, ending once it has taken ``warmup_s`` or half the budget, so a slow setting does not spend its
+    budget warming up. Timing stops at the first of: the p50 is stable (after at least ``min_iters`` iterations the
     coefficient of variation is at most ``cv_target``, or the 95% confidence interval of the p50 is within
     +-``cv_target`` of it), ``max_iters`` iterations, or ``time_budget_s`` of warm-up and timed passes
     together (the first call, which may compile, not counted).
