@@ -15,7 +15,7 @@ from typing import BinaryIO
 from bench.errors import ResultsError
 from bench.files import atomic_write
 
-CACHE_FORMAT = 1  # bump when a cached payload or the decoding changes meaning
+CACHE_FORMAT = 2  # bump when a cached payload or the decoding changes meaning
 
 
 def write_cache_file(path: Path, write: Callable[[BinaryIO], None]) -> None:

@@ -9,7 +9,7 @@ so every layout gets the same split policies and the same checks. Reading a tabl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ RESAMPLING = {name: Image.Resampling[name.upper()] for name in get_args(Resize)}
 # PIL decodes and resizes with the GIL released, so threads give real parallelism without the pickling
 # cost of processes; two matches the machines this harness is developed on.
 DECODE_WORKERS = 2
+CHUNK_BYTES = 64 << 20  # decoded images are handed on (to the cache file) in chunks of about this size
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,15 @@ class ImageSpec:
     def channels(self) -> int:
         return 1 if self.grayscale else 3
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.resolution, self.resolution)
+
+
+def chunk_rows(spec: ImageSpec) -> int:
+    """Images per decoded chunk: about :data:`CHUNK_BYTES`, so decoding holds one chunk whatever the dataset size."""
+    return max(1, CHUNK_BYTES // (spec.channels * spec.resolution**2))
+
 
 class ImageSource(Protocol):
     """Something that decodes the images behind a table's ``key`` column."""
@@ -54,8 +64,8 @@ class ImageSource(Protocol):
         """Cheap identity of the bytes behind ``keys`` (sizes and mtimes, not contents)."""
         ...
 
-    def decode(self, keys: Sequence[str], spec: ImageSpec) -> np.ndarray:
-        """uint8 array (N, C, R, R) for ``keys``, in that order."""
+    def decode(self, keys: Sequence[str], spec: ImageSpec) -> Iterator[np.ndarray]:
+        """uint8 arrays (n, C, R, R) for ``keys``, in that order, a chunk (:func:`chunk_rows`) at a time."""
         ...
 
 
@@ -113,10 +123,12 @@ class FileImages:
         stats = [(self.root / key).stat() for key in keys]
         return [str(self.root), [[k, s.st_size, s.st_mtime_ns] for k, s in zip(keys, stats, strict=True)]]
 
-    def decode(self, keys: Sequence[str], spec: ImageSpec) -> np.ndarray:
+    def decode(self, keys: Sequence[str], spec: ImageSpec) -> Iterator[np.ndarray]:
+        step = chunk_rows(spec)
         with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
-            arrays = list(pool.map(lambda key: self._decode_one(key, spec), keys))
-        return stack_images(arrays, spec)
+            for start in range(0, len(keys), step):
+                arrays = list(pool.map(lambda key: self._decode_one(key, spec), keys[start : start + step]))
+                yield stack_images(arrays, spec)
 
     def _decode_one(self, key: str, spec: ImageSpec) -> np.ndarray:
         path = self.root / key

@@ -8,7 +8,7 @@ dtypes are read from the members' headers, so describing a large file reads no p
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from bench.data._layouts import SPLITS, ImageSpec, Items, one_line, stack_images, to_array
+from bench.data._layouts import SPLITS, ImageSpec, Items, chunk_rows, one_line, stack_images, to_array
 from bench.errors import DataError
 
 
@@ -31,17 +31,20 @@ class NpzImages:
         stat = self.path.stat()
         return [str(self.path), stat.st_size, stat.st_mtime_ns, list(keys)]
 
-    def decode(self, keys: Sequence[str], spec: ImageSpec) -> np.ndarray:
+    def decode(self, keys: Sequence[str], spec: ImageSpec) -> Iterator[np.ndarray]:
+        """A compressed npz member cannot be read in part, so the source arrays are read whole, once."""
         with np.load(self.path) as npz:
             arrays_by_split = {
                 split: npz_pixels(self.path, f"{split}_images", npz[f"{split}_images"])
                 for split in {k.split("/")[0] for k in keys}
             }
-        arrays = []
-        for key in keys:
-            split, index = key.split("/")
-            arrays.append(to_array(Image.fromarray(arrays_by_split[split][int(index)]), spec))
-        return stack_images(arrays, spec)
+        step = chunk_rows(spec)
+        for start in range(0, len(keys), step):
+            arrays = []
+            for key in keys[start : start + step]:
+                split, index = key.split("/")
+                arrays.append(to_array(Image.fromarray(arrays_by_split[split][int(index)]), spec))
+            yield stack_images(arrays, spec)
 
 
 def npz_pixels(path: Path, key: str, images: np.ndarray) -> np.ndarray:

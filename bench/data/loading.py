@@ -3,8 +3,9 @@
 * ``fingerprint`` hashes what a run saw (classes, image spec, and id/split/label of every image), so
   two results can be checked for having used the same split. It leaves pixels out, so a bundled copy
   and a full download agree; ``audit["pixels_sha256"]`` tells them apart.
-* Decoding is the slow part, so decoded tensors are cached on disk keyed by the image files' sizes and
-  mtimes and the image spec; a second load reads one file.
+* Decoding is the slow part, so decoded images are cached on disk keyed by the image files' sizes and
+  mtimes and the image spec; a second load opens one file. The images stay in that file and each batch
+  reads its rows (:mod:`bench.data.images`), so memory does not grow with the dataset.
 
 The entry says where the files are and how they are laid out (:mod:`bench.data.entries`); the readers of
 each layout are :mod:`bench.data._layouts`.
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 import re
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -26,9 +27,10 @@ import pandas as pd
 import torch
 
 from bench.data._cache import CACHE_FORMAT, write_cache_file
-from bench.data._layouts import SPLITS, ImageSpec, Items, read_class_folders, read_metadata_csv
+from bench.data._layouts import SPLITS, ImageSource, ImageSpec, Items, read_class_folders, read_metadata_csv
 from bench.data._npz import read_npz
 from bench.data.entries import DatasetEntry, get_dataset_entry
+from bench.data.images import ImageFile, ImageRows, write_images
 from bench.data.splits import assign_splits, audit_splits
 from bench.errors import ConfigError, DataError
 from bench.paths import cache_dir
@@ -36,9 +38,13 @@ from bench.paths import cache_dir
 
 @dataclass
 class Split:
-    """One split: ``images`` uint8 (N, C, R, R) with C = 1 for grayscale entries, ``labels`` int64 (N,)."""
+    """One split: ``images`` uint8 (N, C, R, R) with C = 1 for grayscale entries, ``labels`` int64 (N,).
 
-    images: torch.Tensor
+    Loaded images are an :class:`~bench.data.images.ImageRows` view of the decode cache, read a batch at a time
+    (indexed like the tensor it stands for); a tensor (a split moved to a GPU whole, a test's) works the same.
+    """
+
+    images: torch.Tensor | ImageRows
     labels: torch.Tensor
     ids: list[str]
 
@@ -132,14 +138,15 @@ def load_dataset(name_or_entry: str | DatasetEntry, resolution: int, data_root: 
     items = read_items(entry, data_root)
     splits = assign_splits(entry, items.table)
     spec = ImageSpec(resolution=resolution, grayscale=entry.grayscale, resize=entry.resize, crop=entry.crop)
-    images, pixels_sha256 = _cached_images(items, spec)
+    file, rows, pixels_sha256 = _cached_images(items, spec)
     labels = torch.tensor(items.table["label"].to_numpy(), dtype=torch.int64)
     ids = items.table["id"].to_numpy(dtype=object)
     parts = {}
     for split in SPLITS:
         mask = splits == split
-        index = torch.from_numpy(np.flatnonzero(mask))
-        parts[split] = Split(images=images[index], labels=labels[index], ids=list(ids[mask]))
+        index = np.flatnonzero(mask)
+        images = ImageRows(file, rows[index])
+        parts[split] = Split(images=images, labels=labels[torch.from_numpy(index)], ids=list(ids[mask]))
     return LoadedDataset(
         entry=entry,
         resolution=resolution,
@@ -162,47 +169,63 @@ def _fingerprint(entry: DatasetEntry, spec: ImageSpec, table: pd.DataFrame, spli
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
 
 
-def _cached_images(items: Items, spec: ImageSpec) -> tuple[torch.Tensor, str]:
-    """All images of ``items`` in table order, decoded once and then read from the cache.
+def _cached_images(items: Items, spec: ImageSpec) -> tuple[ImageFile, np.ndarray, str]:
+    """All images of ``items``, decoded once into the cache file and then read from it by row.
 
     The cache holds the images of the sorted set of keys, so entries that share image files (dermamnist
-    and ham10000) share one cache file whatever their row order. Also returns the sha256 of those
-    pixels, which tells a bundled copy from a full download at the same resolution.
+    and ham10000) share one cache file whatever their row order; also returned are the file row of each
+    table row, and the sha256 of the pixels (in sorted-key order), which tells a bundled copy from a full
+    download at the same resolution. The ``.npy`` is written first and its ``.json`` sidecar (keys, shape,
+    sha256) last, so a sidecar means a complete file. A cache that cannot be written is decoded into an
+    unnamed temporary file instead: memory stays flat either way.
     """
     keys = sorted(set(items.table["key"]))
     signature = json.dumps([CACHE_FORMAT, asdict(spec), items.source.signature(keys)])
     digest = hashlib.sha256(signature.encode()).hexdigest()[:24]
     label = re.sub(r"[^A-Za-z0-9_.-]", "_", items.source.label)
-    path = cache_dir() / f"{label}-{spec.resolution}px-{digest}.pt"
-    payload = _read_cache(path, keys, spec)
-    if payload is None:
-        images = torch.from_numpy(items.source.decode(keys, spec))
-        payload = {"keys": keys, "images": images, "sha256": hashlib.sha256(images.numpy()).hexdigest()}
-        write_cache_file(path, lambda fh: torch.save(payload, fh))
+    path = cache_dir() / f"{label}-{spec.resolution}px-{digest}.npy"
     position = {key: i for i, key in enumerate(keys)}
-    order = torch.tensor([position[k] for k in items.table["key"]], dtype=torch.long)
-    return payload["images"].index_select(0, order), payload["sha256"]
+    rows = np.array([position[k] for k in items.table["key"]], dtype=np.int64)
+    cached = _read_cache(path, keys, (len(keys), *spec.shape))
+    file, pixels_sha256 = cached or _decode_to_cache(path, items.source, keys, spec)
+    return file, rows, pixels_sha256
 
 
-def _read_cache(path: Path, keys: list[str], spec: ImageSpec) -> dict | None:
-    """The cached payload, or None (with a warning if a file was there but unusable)."""
-    if not path.is_file():
+def _decode_to_cache(path: Path, source: ImageSource, keys: list[str], spec: ImageSpec) -> tuple[ImageFile, str]:
+    """Decode ``keys`` chunk by chunk into the cache file ``path``, or into a temporary file if it cannot be written."""
+    shape = (len(keys), *spec.shape)
+    sha: list[str] = []
+    write_cache_file(path, lambda fh: sha.append(write_images(fh, shape, source.decode(keys, spec))))
+    if sha:
+        meta = json.dumps({"keys": keys, "shape": shape, "sha256": sha[0]}).encode()
+        write_cache_file(path.with_suffix(".json"), lambda fh: fh.write(meta))
+        written = _read_cache(path, keys, shape)
+        if written is not None:
+            return written
+    fh = tempfile.TemporaryFile()
+    pixels_sha256 = write_images(fh, shape, source.decode(keys, spec))
+    return ImageFile(fh, shape), pixels_sha256
+
+
+def _read_cache(path: Path, keys: list[str], shape: tuple[int, ...]) -> tuple[ImageFile, str] | None:
+    """The cache file, open, and its pixels' sha256; or None (with a warning if it was there but unusable)."""
+    sidecar = path.with_suffix(".json")
+    if not (path.is_file() and sidecar.is_file()):
         return None
     try:
-        payload = torch.load(path, weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        meta = json.loads(sidecar.read_text())
+        fh = path.open("rb", buffering=0)
+    except (OSError, ValueError) as err:
         warnings.warn(f"ignoring unreadable image cache {path}: {err}", stacklevel=3)
         return None
-    expected = (len(keys), spec.channels, spec.resolution, spec.resolution)
-    images = payload.get("images") if isinstance(payload, dict) else None
-    matches = (
-        isinstance(images, torch.Tensor)
-        and images.dtype == torch.uint8
-        and tuple(images.shape) == expected
-        and payload.get("keys") == keys
-        and isinstance(payload.get("sha256"), str)
-    )
-    if not matches:
+    try:
+        file = ImageFile(fh, shape)
+    except ValueError as err:
+        fh.close()
+        warnings.warn(f"ignoring unreadable image cache {path}: {err}", stacklevel=3)
+        return None
+    if not isinstance(meta, dict) or meta.get("keys") != keys or not isinstance(meta.get("sha256"), str):
+        fh.close()
         warnings.warn(f"ignoring image cache {path}: it does not match the data", stacklevel=3)
         return None
-    return payload
+    return file, meta["sha256"]

@@ -2,10 +2,12 @@
 
 The method follows timm's ``benchmark.py`` and the MLPerf latency rules, with the gaps they leave closed:
 
-* the model runs in eval mode under ``torch.inference_mode()``; the first call and a fixed warm-up are never
-  timed (they pay lazy initialisation, cuDNN autotuning and ``torch.compile``'s compilation);
+* the model runs in eval mode under ``torch.inference_mode()``; the first call and a warm-up (a number of
+  passes or a time, whichever ends first) are left out of the figures (they pay lazy initialisation, cuDNN
+  autotuning and ``torch.compile``'s compilation);
 * every forward pass is timed on its own, so percentiles exist, and timing goes on until the p50 is stable
-  or the per-setting time budget is spent; a result that never stabilised says so (``noisy``) and why;
+  or the per-setting time budget (warm-up included) is spent; a result that never stabilised says so
+  (``noisy``) and why, with the budget that would have reached ``min_iters``;
 * on CUDA each step is bracketed by CUDA events and the end event is synchronised, on the CPU it is timed
   with ``perf_counter_ns`` (:mod:`bench.latency.backends`);
 * every figure says whether it is per batch or per image (timm's ``infer_step_time`` is ms per *batch*,
@@ -30,7 +32,14 @@ from torch import nn
 from bench.environment.device import resolve_device
 from bench.errors import ConfigError
 from bench.latency.backends import Backend, select_backend
-from bench.latency.timing import LatencyConfig, LatencyResult, latency_stats, noisy_reason, stop_reason
+from bench.latency.timing import (
+    LatencyConfig,
+    LatencyResult,
+    latency_stats,
+    noisy_reason,
+    stop_reason,
+    warmup_done,
+)
 from bench.models.registry import create_backbone, get_backbone, resolve_resolution
 from bench.precision import autocast
 
@@ -45,6 +54,7 @@ class _Run:
     stop_reason: str
     first_call_ms: float
     peak_memory_bytes: int | None
+    warmup_ms: float  # warm-up passes after the first call, counted in the budget
 
 
 def measure_latency(
@@ -138,7 +148,7 @@ def _measure_setting(
     for name, value in latency_stats(run.times_ms, run_batch).items():
         setattr(result, name, value)
     result.stop_reason = run.stop_reason
-    result.noisy_reason = noisy_reason(run.times_ms, run.stop_reason, config)
+    result.noisy_reason = noisy_reason(run.times_ms, run.stop_reason, config, run.warmup_ms)
     result.noisy = result.noisy_reason is not None
     result.first_call_ms = run.first_call_ms
     result.peak_memory_bytes = run.peak_memory_bytes
@@ -165,13 +175,14 @@ def _run(
             raise _Unsupported(f"{precision} autocast is not supported on {backend.device.type}")
         first_call_ms = _first_call(step, precision, config.compile, backend)
         backend.reset_peak_memory()
-        for _ in range(config.warmup_iters - 1):
-            step()
+        warmup: list[float] = []
+        while not warmup_done(warmup, config):
+            warmup.append(backend.time_ms(step))
         backend.synchronize()
         times: list[float] = []
-        while (reason := stop_reason(times, config)) is None:
+        while (reason := stop_reason(times, config, sum(warmup))) is None:
             times.append(backend.time_ms(step))
-    return _Run(times, reason, first_call_ms, backend.peak_memory_bytes())
+    return _Run(times, reason, first_call_ms, backend.peak_memory_bytes(), sum(warmup))
 
 
 def _first_call(step: Callable[[], object], precision: str, compiled: bool, backend: Backend) -> float:

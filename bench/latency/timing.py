@@ -26,10 +26,12 @@ _Z95 = 1.959964
 class LatencyConfig:
     """What to measure and how long to insist. Every (batch size, precision) pair is one setting.
 
-    ``warmup_iters`` counts the first call, which is timed apart (``first_call_ms``). Timing stops at the
-    first of: the p50 is stable (after at least ``min_iters`` iterations the coefficient of variation is
-    at most ``cv_target``, or the 95% confidence interval of the p50 is within +-``cv_target`` of it),
-    ``max_iters`` iterations, or ``time_budget_s`` of timed forward passes (warm-up not counted).
+    ``warmup_iters`` counts the first call, which is timed apart (``first_call_ms``); warm-up is also sized
+    by time, ending once it has taken ``warmup_s`` or half the budget, so a slow setting does not spend its
+    budget warming up. Timing stops at the first of: the p50 is stable (after at least ``min_iters`` iterations the
+    coefficient of variation is at most ``cv_target``, or the 95% confidence interval of the p50 is within
+    +-``cv_target`` of it), ``max_iters`` iterations, or ``time_budget_s`` of warm-up and timed passes
+    together (the first call, which may compile, not counted).
     """
 
     batch_sizes: tuple[int, ...] = (1, 32)
@@ -37,6 +39,7 @@ class LatencyConfig:
     channels_last: bool = False
     compile: bool = False
     warmup_iters: int = 10
+    warmup_s: float = 1.0  # at most half of time_budget_s
     min_iters: int = 20
     max_iters: int = 500
     time_budget_s: float = 10.0
@@ -60,8 +63,8 @@ class LatencyConfig:
             raise ConfigError("latency warmup_iters must be at least 1: the first call is never representative")
         if not 1 <= self.min_iters <= self.max_iters:
             raise ConfigError(f"latency needs 1 <= min_iters <= max_iters, got {self.min_iters} and {self.max_iters}")
-        if self.time_budget_s <= 0 or self.cv_target <= 0:
-            raise ConfigError("latency time_budget_s and cv_target must be positive")
+        if self.time_budget_s <= 0 or self.cv_target <= 0 or self.warmup_s <= 0:
+            raise ConfigError("latency time_budget_s, warmup_s and cv_target must be positive")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"latency device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
 
@@ -159,15 +162,25 @@ def p50_ci_halfwidth(times_ms: Sequence[float]) -> float:
     return (high - low) / (2 * float(np.median(times_ms)))
 
 
-def stop_reason(times_ms: Sequence[float], config: LatencyConfig) -> str | None:
+def warmup_done(warmup_ms: Sequence[float], config: LatencyConfig) -> bool:
+    """Whether warm-up (the passes after the first call) may end: ``warmup_iters`` reached, or ``warmup_s`` (at
+    most half the budget, which leaves the other half to timing) spent."""
+    limit_s = min(config.warmup_s, config.time_budget_s / 2)
+    return len(warmup_ms) >= config.warmup_iters - 1 or sum(warmup_ms) >= limit_s * 1000
+
+
+def stop_reason(times_ms: Sequence[float], config: LatencyConfig, warmup_ms: float = 0.0) -> str | None:
     """Why timing should stop now (``cv``, ``p50_ci``, ``max_iters``, ``budget``), or ``None`` to go on.
 
     Two stability tests: a small cv means every iteration agrees; a narrow confidence interval of the p50
     means the p50 is pinned even when rare outliers (another process on a shared CPU) inflate the cv. The
-    interval also refuses a bimodal run, whose p50 merely sits between the modes. The budget counts timed
-    passes only, so that it is deterministic under a fake timer.
+    interval also refuses a bimodal run, whose p50 merely sits between the modes. The budget counts the
+    ``warmup_ms`` spent warming up and the timed passes, as measured, so it is deterministic under a fake timer;
+    at least one pass is timed.
     """
     n = len(times_ms)
+    if n == 0:
+        return None
     if n >= config.min_iters:
         if coefficient_of_variation(times_ms) <= config.cv_target:
             return "cv"
@@ -175,19 +188,26 @@ def stop_reason(times_ms: Sequence[float], config: LatencyConfig) -> str | None:
             return "p50_ci"
     if n >= config.max_iters:
         return "max_iters"
-    if sum(times_ms) >= config.time_budget_s * 1000:
+    if warmup_ms + sum(times_ms) >= config.time_budget_s * 1000:
         return "budget"
     return None
 
 
-def noisy_reason(times_ms: Sequence[float], reason: str, config: LatencyConfig) -> str | None:
-    """The one-line explanation for a run that stopped without a stable p50, else ``None``."""
+def noisy_reason(times_ms: Sequence[float], reason: str, config: LatencyConfig, warmup_ms: float = 0.0) -> str | None:
+    """The one-line explanation for a run that stopped without a stable p50, else ``None``.
+
+    Short of ``min_iters`` it says what budget would have reached them at the measured pace.
+    """
     if reason in ("cv", "p50_ci"):
         return None
     n = len(times_ms)
     if n < config.min_iters:
-        budget = f"{config.time_budget_s:g} s"
-        return f"time budget of {budget} ran out after {n} iterations (< min_iters {config.min_iters})"
+        needed_s = (warmup_ms + config.min_iters * float(np.mean(times_ms))) / 1000
+        return (
+            f"time budget of {config.time_budget_s:g} s ran out after {n} iterations (< min_iters "
+            f"{config.min_iters}) at {float(np.median(times_ms)) / 1000:.3g} s a pass: {config.min_iters} "
+            f"need a budget of about {math.ceil(needed_s)} s"
+        )
     limit = f"within the {config.time_budget_s:g} s budget" if reason == "budget" else f"after {n} iterations"
     return (
         f"p50 not stable {limit}: cv {coefficient_of_variation(times_ms):.3f}, "

@@ -116,41 +116,40 @@ def test_cuda_requested_without_cuda_is_a_config_error():
 # ------------------------------------------------------------------------------------------------ measurement
 
 FIRST_CALL_MS = 1000.0  # a slow first call: if it leaked into the statistics the p50/mean would show it
+WARMUP_MS = [7.0]  # FAST's one warm-up pass: leaked into the statistics, it would move a constant run's cv
 
-# (case, timed durations after the first call, config overrides, n_iters, stop reason, noisy fragment)
+# (case, warm-up durations, timed durations after them, config overrides, n_iters, stop reason, noisy fragment)
 RUN_CASES = [
-    ("stable: early stop at min_iters", [5.0] * 500, dict(), 20, "cv", None),
-    ("outliers: p50 stable", ([5.0] * 4 + [50.0]) * 100, dict(), 20, "p50_ci", None),
+    ("stable: early stop at min_iters", WARMUP_MS, [5.0] * 500, dict(), 20, "cv", None),
+    ("outliers: p50 stable", WARMUP_MS, ([5.0] * 4 + [50.0]) * 100, dict(), 20, "p50_ci", None),
+    ("bimodal until the budget", WARMUP_MS, [10.0, 30.0] * 250, dict(time_budget_s=1.0), 50, "budget", "not stable"),
+    ("bimodal until max_iters", WARMUP_MS, [10.0, 30.0] * 250, dict(max_iters=30), 30, "max_iters", "after 30"),
     (
-        "bimodal until the budget",
-        [10.0, 30.0] * 250,
-        dict(time_budget_s=1.0),
-        50,
-        "budget",
-        "not stable within",
-    ),
-    (
-        "bimodal until max_iters",
-        [10.0, 30.0] * 250,
-        dict(max_iters=30),
-        30,
-        "max_iters",
-        "after 30 iterations",
-    ),
-    (
-        "slow model, tiny budget",
+        "slow model, tiny budget: says what budget min_iters need",
+        [400.0],
         [400.0] * 10,
         dict(time_budget_s=1.0),
-        3,
+        2,  # the warm-up pass counts in the budget: 400 + 2 x 400 ms
+        "budget",
+        "ran out after 2 iterations (< min_iters 20) at 0.4 s a pass: 20 need a budget of about 9 s",
+    ),
+    (
+        "slow model: warm-up ends by time, not after warmup_iters passes",
+        [400.0, 400.0],
+        [400.0] * 10,
+        dict(warmup_iters=10, warmup_s=0.5, time_budget_s=2.0),
+        3,  # 2 warm-up passes (800 ms >= 0.5 s) + 3 timed ones reach the 2 s budget
         "budget",
         "ran out after 3 iterations",
     ),
 ]
 
 
-@pytest.mark.parametrize("case, durations, overrides, n_iters, reason, noisy", RUN_CASES, ids=[c[0] for c in RUN_CASES])
-def test_cpu_path_with_fake_clock(monkeypatch, case, durations, overrides, n_iters, reason, noisy):
-    use_backend(monkeypatch, CpuBackend(clock=FakeClock([FIRST_CALL_MS, *durations])))
+@pytest.mark.parametrize(
+    "case, warmup, durations, overrides, n_iters, reason, noisy", RUN_CASES, ids=[c[0] for c in RUN_CASES]
+)
+def test_cpu_path_with_fake_clock(monkeypatch, case, warmup, durations, overrides, n_iters, reason, noisy):
+    use_backend(monkeypatch, CpuBackend(clock=FakeClock([FIRST_CALL_MS, *warmup, *durations])))
     config = LatencyConfig(**{**FAST, "batch_sizes": (4,), **overrides})
     (result,) = measure_latency(tiny_model(), (3, 16, 16), config, backbone="tiny")
     timed = durations[:n_iters]
@@ -270,7 +269,8 @@ def test_compile_gets_a_fresh_static_graph_per_setting(monkeypatch):
         return model
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    use_backend(monkeypatch, FakeCudaBackend(itertools.cycle([30_000.0, *[2.0] * 20])))
+    # per setting: the first call (compiling), one warm-up pass, 20 timed passes
+    use_backend(monkeypatch, FakeCudaBackend(itertools.cycle([30_000.0, *[2.0] * 21])))
     config = LatencyConfig(**{**FAST, "batch_sizes": (1, 4), "compile": True})
     results = measure_latency(tiny_model(), (3, 16, 16), config)
     assert calls == [{"dynamic": False}] * 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.errors import ConfigError
-from bench.latency.timing import LatencyConfig, latency_stats, median_ci95, stop_reason
+from bench.latency.timing import LatencyConfig, latency_stats, median_ci95, noisy_reason, stop_reason, warmup_done
 
 FAST = dict(warmup_iters=2, min_iters=20, max_iters=500, time_budget_s=10.0, device="cpu")
 
@@ -18,6 +18,7 @@ BAD_CONFIGS = [
     (dict(warmup_iters=0), "warmup_iters"),
     (dict(min_iters=50, max_iters=10), "min_iters <= max_iters"),
     (dict(time_budget_s=0.0), "time_budget_s"),
+    (dict(warmup_s=0.0), "warmup_s"),
     (dict(cv_target=0.0), "cv_target"),
     (dict(device="tpu"), "device 'tpu'"),
 ]
@@ -106,9 +107,42 @@ STOP_CASES = [
     ("bimodal at max_iters", [10.0, 30.0] * 15, dict(max_iters=30), "max_iters"),
     ("bimodal, budget spent", [10.0, 30.0] * 25, dict(time_budget_s=1.0), "budget"),
     ("budget spent before min_iters", [400.0] * 3, dict(time_budget_s=1.0), "budget"),
+    ("nothing timed yet", [], dict(time_budget_s=1.0), None),
 ]
 
 
 @pytest.mark.parametrize("case, times, overrides, expected", STOP_CASES, ids=[c[0] for c in STOP_CASES])
 def test_stop_reason(case, times, overrides, expected):
     assert stop_reason(times, LatencyConfig(**{**FAST, **overrides})) == expected
+
+
+def test_the_budget_counts_warm_up():
+    config = LatencyConfig(**{**FAST, "time_budget_s": 1.0})
+    assert stop_reason([400.0], config, warmup_ms=400.0) is None
+    assert stop_reason([400.0, 400.0], config, warmup_ms=0.0) is None
+    assert stop_reason([400.0, 400.0], config, warmup_ms=400.0) == "budget"
+
+
+# (warm-up pass durations so far, config overrides, done): passes or time, whichever ends first
+WARMUP_CASES = [
+    ([], dict(warmup_iters=1), True),  # the first call is the whole warm-up
+    ([], dict(warmup_iters=10), False),
+    ([5.0] * 8, dict(warmup_iters=10), False),
+    ([5.0] * 9, dict(warmup_iters=10), True),
+    ([600.0], dict(warmup_iters=10, warmup_s=1.0), False),
+    ([600.0, 600.0], dict(warmup_iters=10, warmup_s=1.0), True),
+    ([600.0], dict(warmup_iters=10, warmup_s=5.0, time_budget_s=1.0), True),  # at most half the budget
+]
+
+
+@pytest.mark.parametrize("warmup, overrides, done", WARMUP_CASES)
+def test_warmup_ends_after_its_passes_or_its_time(warmup, overrides, done):
+    assert warmup_done(warmup, LatencyConfig(**{**FAST, **overrides})) is done
+
+
+def test_a_figure_short_of_min_iters_says_what_budget_would_reach_them():
+    config = LatencyConfig(**{**FAST, "time_budget_s": 10.0})
+    reason = noisy_reason([3000.0] * 3, "budget", config, warmup_ms=3000.0)
+    assert reason == (
+        "time budget of 10 s ran out after 3 iterations (< min_iters 20) at 3 s a pass: 20 need a budget of about 63 s"
+    )
