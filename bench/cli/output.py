@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pandas is imported where a table is printed: `bench --help`
     import pandas as pd
 
 PIPE_WIDTH = 100_000  # wide enough for any table: a piped table is never wrapped or cut
+PROSE_WIDTH = 20  # the narrowest a column of prose is shown at in a narrow terminal
 
 
 class Format(StrEnum):
@@ -99,29 +100,48 @@ def markdown(table: Table) -> str:
 
 
 def fit(table: Table, out: Console) -> None:
-    """The table within the terminal's width, every cell whole: leftmost columns, else one block per row."""
-    widths = [_column_width(c) for c in table.columns]
-    pad = table.padding[1] + table.padding[3]
-    kept = 0
-    for n in range(1, len(widths) + 1):
-        edges = (n - 1 + (2 if table.show_edge else 0)) if table.box else 0
-        if sum(widths[:n]) + n * pad + edges > out.width:
-            break
-        kept = n
-    if kept == len(widths):
+    """The table within the terminal's width, every cell whole: leftmost columns, else one block per row.
+
+    Where the table is too wide, each kept column gets a fixed width (rich's own squeezing would cut cells):
+    its need, plus what is left over, column by column, up to its natural width.
+    """
+    needs = [_column_width(c) for c in table.columns]
+    natural = [max(n, _natural_width(c)) for n, c in zip(needs, table.columns, strict=True)]
+    if _table_width(table, natural) <= out.width:
         out.print(table)
         return
-    if kept < min(3, len(widths)):  # a row label and a figure or two at least, else one block per row
+    kept = max((n for n in range(len(needs) + 1) if _table_width(table, needs[:n]) <= out.width), default=0)
+    if kept < min(3, len(needs)):  # a row label and a figure or two at least, else one block per row
         _vertical(table, out)
         return
+    widths, spare = needs[:kept], out.width - _table_width(table, needs[:kept])
+    for i in range(kept):
+        extra = min(spare, natural[i] - widths[i])
+        widths[i] += extra
+        spare -= extra
     narrow = copy.copy(table)
-    narrow.columns = [dataclasses.replace(c, min_width=w) for c, w in zip(table.columns, widths, strict=False)][:kept]
+    narrow.columns = [dataclasses.replace(c, width=w) for c, w in zip(table.columns, widths, strict=False)]
     out.print(narrow)
-    left_out = ", ".join(_plain(c.header) for c in table.columns[kept:])
-    out.print(
-        f"[dim]not shown at {out.width} columns: {escape(left_out)} (widen the terminal, or --format md)[/]",
-        highlight=False,
-    )
+    if kept < len(needs):
+        left_out = ", ".join(_plain(c.header) for c in table.columns[kept:])
+        out.print(
+            f"[dim]not shown at {out.width} columns: {escape(left_out)} (widen the terminal, or --format md)[/]",
+            highlight=False,
+        )
+
+
+def _table_width(table: Table, widths: list[int]) -> int:
+    """Characters a row takes with these column widths: cells, their padding, and the box's lines."""
+    n = len(widths)
+    edges = (n - 1 + (2 if table.show_edge else 0)) if table.box and n else 0
+    return sum(widths) + n * (table.padding[1] + table.padding[3]) + edges
+
+
+def _natural_width(column: Column) -> int:
+    """The width rich would give the column with room to spare: its whole header and cells on one line."""
+    lines = [cell_len(line) for cell in [column.header, *column.cells] for line in _plain(cell).splitlines()]
+    widest = max(lines, default=1)
+    return min(widest, column.max_width) if column.max_width is not None else widest
 
 
 def _vertical(table: Table, out: Console) -> None:
@@ -139,13 +159,13 @@ def _vertical(table: Table, out: Console) -> None:
 def _column_width(column: Column) -> int:
     """Room a column needs with no cell cut: its widest cell, or its header's longest word.
 
-    A column with a ``max_width`` holds prose, which wraps at words: it needs its longest word, and takes
-    up to ``max_width``.
+    A column with a ``max_width`` holds prose, which wraps at words: it needs its longest word and room for
+    a few more (up to ``PROSE_WIDTH``), and takes up to ``max_width`` where there is room.
     """
     text = [_plain(cell) for cell in column.cells]
     if column.max_width is not None:
         words = [cell_len(word) for cell in text for word in cell.split()]
-        cells = [min(column.max_width, max([cell_len(c) for c in text], default=1)), *words]
+        cells = [min(PROSE_WIDTH, column.max_width, max([cell_len(c) for c in text], default=1)), *words]
     else:
         cells = [cell_len(line) for cell in text for line in cell.splitlines() or [""]]
     header = [cell_len(word) for word in _plain(column.header).split()]
