@@ -1,4 +1,4 @@
-"""The ``bench`` command.
+"""The ``bench`` command: its table of subcommands, ``--version``, and how a failure reaches the user.
 
 User mistakes print one red line and exit with status 2: a :class:`~bench.errors.BenchError` from the
 package, and a usage error of the command line itself (an unknown command or option, a missing argument,
@@ -12,6 +12,7 @@ reports, gates), and the business logic below them in the package.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -23,9 +24,34 @@ from bench.errors import BenchError
 USAGE_ERROR = 2  # click's status for a usage error, and the harness's for every user mistake
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by Ctrl-C
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0] if __doc__ else None)
+HELP = (
+    "Benchmark timm backbones on medical image datasets: train and evaluate sweeps, rank them with "
+    "uncertainty, time inference, plot, report and gate.\n\n"
+    "Example: bench run (the default sweep), then bench leaderboard, bench plot, bench report."
+)
+
+app = typer.Typer(add_completion=True, no_args_is_help=True, help=HELP)
 list_app = typer.Typer(no_args_is_help=True, help="List registered backbones or datasets.")
 app.add_typer(list_app, name="list")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from bench.environment.software import installed_version
+
+        typer.echo(f"backbone-bench {installed_version('backbone-bench')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the installed version and exit."),
+    ] = False,
+) -> None:
+    """The options before any command (``--version``); the commands do the work."""
+
 
 app.command("run")(run.run)
 app.command("leaderboard")(tables.leaderboard)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from bench.cli.output import show
 from bench.cli.shared import ResultsDir, console
 from bench.evaluation.metrics import METRIC_NAMES
 
@@ -22,7 +23,10 @@ def compare(
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
     results_dir: ResultsDir = Path("results"),
 ) -> None:
-    """Is A better than B? Paired bootstrap over the same test images (seed-averaged) and McNemar per seed."""
+    """Is A better than B? Paired bootstrap over the same test images (seed-averaged) and McNemar per seed.
+
+    Example: bench compare resnet18 efficientnet_b0 --dataset pneumoniamnist --metric auc
+    """
     from bench.reports.compare import compare_backbones
     from bench.runs.record import load_records
 
@@ -35,14 +39,14 @@ def compare(
         table.add_column(col)
     for side, score in ((result.a, p.score_a), (result.b, p.score_b)):
         table.add_row(side.backbone, side.protocol, ",".join(map(str, side.seeds)), f"{score:.4f}")
-    console.print(table)
+    show(table)
     if result.mcnemar_by_seed:
         mc = Table(title="McNemar's exact test on accuracy, per seed", header_style="bold")
         for col in ("seed", f"only {a} right", f"only {b} right", "p"):
             mc.add_column(col, justify="right")
         for s, t in result.mcnemar_by_seed.items():
             mc.add_row(str(s), str(t.only_a_correct), str(t.only_b_correct), f"{t.p_value:.4g}")
-        console.print(mc)
+        show(mc)
     verdict = "significant" if result.significant else "not significant"
     skipped = f" ({p.n_skipped} undefined resamples skipped)" if p.n_skipped else ""
     console.print(

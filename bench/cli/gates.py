@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
+from bench.cli.output import show
 from bench.cli.progress import sweep_bars
 from bench.cli.shared import console
 from bench.errors import ConfigError
@@ -31,7 +32,10 @@ def check(
     ] = None,
     device: Annotated[str, typer.Option(help="Device for the rerun (the reference was trained on the CPU).")] = "cpu",
 ) -> None:
-    """Accuracy gate: rerun the reference sweep in a temp folder, compare each test metric (exit 1 on a regression)."""
+    """Accuracy gate: rerun the reference sweep in a temp folder, compare each test metric (exit 1 on a regression).
+
+    Example: bench check --results-dir results/rerun
+    """
     import tempfile
 
     from bench.environment.device import resolve_device
@@ -57,7 +61,7 @@ def check(
     report = gate.compare_records(refs, current, limits)
     for pairing in report.pairings:
         console.print(f"[bold]{pairing.label}[/]: {escape(pairing.basis())}", soft_wrap=True)
-    console.print(gate.report_table(report))
+    show(gate.report_table(report))
     for problem in report.problems:
         console.print(f"[red]x[/] {escape(problem)}", highlight=False, soft_wrap=True)
     console.print(("[green]" if report.passed else "[red]") + escape(report.summary()), highlight=False, soft_wrap=True)
@@ -91,7 +95,10 @@ def check_readme(
     readme: Annotated[Path, typer.Argument(help="Markdown file with generated blocks.")] = Path("README.md"),
     write: Annotated[bool, typer.Option("--write", help="First copy each block's file into the block.")] = False,
 ) -> None:
-    """Docs gate: each `<!-- generated: PATH -->` block equals PATH, re-derived from records (exit 1 on drift)."""
+    """Docs gate: each `<!-- generated: PATH -->` block equals PATH, re-derived from records (exit 1 on drift).
+
+    Example: bench check-readme --write
+    """
     from bench.gates.readme import check_readme, refresh_readme
 
     if write:

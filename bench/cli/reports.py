@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from bench.cli.output import show
 from bench.cli.shared import ResultsDir, console, stored_records
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
@@ -20,7 +21,10 @@ Speed = Annotated[str, typer.Option(help="Speed axis: p50 (batch-1 ms/image, low
 def plot(
     metric: Metric = "balanced_accuracy", latency: Speed = "p50", results_dir: ResultsDir = Path("results")
 ) -> None:
-    """Accuracy-vs-latency plots per dataset and figures per run, from stored records (no training)."""
+    """Accuracy-vs-latency plots per dataset and figures per run, from stored records (no training).
+
+    Example: bench plot --metric auc --latency throughput
+    """
     from bench.reports.plots import plot_all
 
     started = time.perf_counter()
@@ -39,7 +43,10 @@ def plot(
 def report(
     metric: Metric = "balanced_accuracy", latency: Speed = "p50", results_dir: ResultsDir = Path("results")
 ) -> None:
-    """One self-contained HTML page: plots, leaderboards and provenance, from stored records (no training)."""
+    """One self-contained HTML page: plots, leaderboards and provenance, from stored records (no training).
+
+    Example: bench report --results-dir results && xdg-open results/report.html
+    """
     from bench.reports.html import build_report
 
     started = time.perf_counter()
@@ -52,10 +59,13 @@ def report(
 
 
 def reproduction(
-    sweep: Annotated[str, typer.Option(help="Sweep TOML file or name whose [[published]] results to compare.")],
+    sweep: Annotated[str, typer.Option(help="Sweep TOML file or name whose \\[\\[published]] results to compare.")],
     results_dir: ResultsDir = Path("results"),
 ) -> None:
-    """Published vs measured (seed mean ± std) for a sweep that reproduces a paper, from stored records."""
+    """Published vs measured (seed mean ± std) for a sweep that reproduces a paper, from stored records.
+
+    Example: bench reproduction --sweep medmnist-v2
+    """
     from bench.reports.reproduction import COMMAND, display_frame, sweep_table, write_reproduction
     from bench.runs.sweep import load_sweep
 
@@ -69,6 +79,6 @@ def reproduction(
         rich.add_column(str(col), justify="left" if col in ("dataset", "backbone") else "right")
     for row in shown.itertuples(index=False):
         rich.add_row(*map(str, row))
-    console.print(rich)
+    show(rich)
     command = COMMAND.format(sweep=sweep, results_dir=results_dir)
     console.print(f"written: {write_reproduction(table, results_dir / 'comparison.md', command)}")

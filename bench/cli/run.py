@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from bench.cli import options
+from bench.cli.output import show
 from bench.cli.progress import sweep_bars
 from bench.cli.shared import Interrupted, ResultsDir, console
 from bench.cli.tables import print_leaderboards
@@ -58,7 +59,10 @@ def run(
         int, typer.Option(help="Re-queue a run whose worker failed or was lost this many times, then record it failed.")
     ] = 1,
 ) -> None:
-    """Train and evaluate a sweep (default: the bundled-data sweep), then print the leaderboards."""
+    """Train and evaluate a sweep (default: the bundled-data sweep), then print the leaderboards.
+
+    Example: bench run --backbones resnet18,efficientnet_b0 --datasets pneumoniamnist --seeds 0,1,2 --epochs 3
+    """
     backbone_names = options.names(backbones, "--backbones", "backbone name")  # parsed before the slow imports
     dataset_names = options.names(datasets, "--datasets", "dataset name")
     seed_values, epoch_counts = options.seeds(seeds), options.epochs(epochs)
@@ -130,4 +134,4 @@ def print_timings(records: list[RunRecord]) -> None:
         runs = per_run[stage].dropna()
         spread = [f"{v:.2f}" for v in (runs.min(), runs.median(), runs.max())] if len(runs) else ["-"] * 3
         table.add_row(stage, f"{totals[stage]:.1f}", f"{100 * totals[stage] / whole:.0f}%", *spread)
-    console.print(table)
+    show(table)

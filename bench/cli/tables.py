@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from bench.cli import options
-from bench.cli.shared import ResultsDir, console, stored_records
+from bench.cli.output import Format, FormatOption, message, print_data, show
+from bench.cli.shared import ResultsDir, stored_records
 from bench.config import MAX_RESOLUTION, MIN_RESOLUTION
 
 if TYPE_CHECKING:
@@ -23,67 +24,104 @@ Resolution = Annotated[
 ]
 
 
-def print_leaderboards(records: list[RunRecord], metric: str, results_dir: Path) -> None:
-    """One table per dataset of ``records``, printed and written under ``results_dir/leaderboards``."""
+def print_leaderboards(records: list[RunRecord], metric: str, results_dir: Path, fmt: Format = Format.table) -> None:
+    """One table per dataset of ``records``, printed and written under ``results_dir/leaderboards``.
+
+    csv and json print the numeric tables of every dataset as one, with a ``dataset`` column: the rows of the
+    CSV files written beside the Markdown.
+    """
+    import pandas as pd
+
     from bench.reports.leaderboard import datasets_in, leaderboard
     from bench.reports.render import rich_table, write_leaderboard
 
+    numeric = []
     for dataset in datasets_in(records):
         table = leaderboard(records, dataset, metric)
-        console.print(rich_table(table, f"{dataset}: test split, sorted by {metric}"))
+        if fmt in (Format.csv, Format.json):
+            numeric.append(table)
+        else:
+            show(rich_table(table, f"{dataset}: test split, sorted by {metric}"), fmt)
         paths = write_leaderboard(table, results_dir / "leaderboards", dataset)
-        console.print(f"written: {', '.join(map(str, paths))}")
+        message(f"written: {', '.join(map(str, paths))}", fmt)
+    if numeric:
+        print_data(pd.concat(numeric, ignore_index=True), fmt)
 
 
 def leaderboard(
     metric: Annotated[str, typer.Option(help="Sort metric.")] = "balanced_accuracy",
     results_dir: ResultsDir = Path("results"),
+    fmt: FormatOption = Format.table,
 ) -> None:
-    """Print and write the leaderboards from stored records (no training)."""
-    print_leaderboards(stored_records(results_dir), metric, results_dir)
+    """Print and write the leaderboards from stored records (no training).
+
+    Example: bench leaderboard --metric auc --format csv > leaderboard.csv
+    """
+    print_leaderboards(stored_records(results_dir), metric, results_dir, fmt)
 
 
-def list_backbones(resolution: Resolution = 224) -> None:
-    """Registered backbones with parameters and GMACs at RESOLUTION (any other timm name works too)."""
-    from bench.models.registry import create_backbone, list_backbones, min_input_size, model_stats, resolve_resolution
+def list_backbones(resolution: Resolution = 224, fmt: FormatOption = Format.table) -> None:
+    """Registered backbones with parameters and GMACs at RESOLUTION (any other timm name works too).
 
+    The figures are counted once per backbone, resolution and timm/torch version, then read from the cache.
+
+    Example: bench list backbones --resolution 64 | grep efficientnet
+    """
+    import pandas as pd
+
+    from bench.models.figures import registry_figures
+
+    rows = [
+        {
+            "name": f.name,
+            "title": f.title,
+            "params_m": f.params / 1e6,
+            "gmacs": f.gmacs,
+            "min_input": f.min_input,
+            "runs_at": f.runs_at,
+        }
+        for f in registry_figures(resolution)
+    ]
+    data = pd.DataFrame(rows)
     table = Table(title=f"backbones (GMACs per image at {resolution} px)", header_style="bold")
-    for col in ("name", "title", "params (M)", "GMACs", "min input", f"runs {resolution} px at"):
-        table.add_column(col, justify="right" if col not in ("name", "title") else "left")
-    for entry in list_backbones():
-        effective = resolve_resolution(entry, resolution, "upsize")
-        model, _ = create_backbone(entry.name, num_classes=1000)
-        stats = model_stats(model, effective)
+    for col in ("name", "params (M)", "GMACs", "min input", f"runs {resolution} px at", "title"):
+        table.add_column(col, justify="left" if col in ("name", "title") else "right")
+    for row in rows:
         table.add_row(
-            entry.name,
-            entry.title,
-            f"{stats['params'] / 1e6:.2f}",
-            f"{stats['gmacs']:.3f}",
-            str(min_input_size(entry)),
-            f"{effective}" + (" (upsized)" if effective != resolution else ""),
+            row["name"],
+            f"{row['params_m']:.2f}",
+            f"{row['gmacs']:.3f}",
+            str(row["min_input"]),
+            f"{row['runs_at']}" + (" (upsized)" if row["runs_at"] != resolution else ""),
+            row["title"],
         )
-    console.print(table)
+    show(table, fmt, data)
 
 
-def list_datasets() -> None:
-    """Registered datasets with classes and split sizes (from metadata, without decoding images)."""
+def list_datasets(fmt: FormatOption = Format.table) -> None:
+    """Registered datasets with classes and split sizes (from metadata, without decoding images).
+
+    Example: bench list datasets --format json
+    """
     from bench.data.entries import list_datasets
     from bench.data.loading import describe_dataset
 
     table = Table(title="datasets", header_style="bold")
-    for col in ("name", "classes", "train", "val", "test", "groups in >1 split", "shares source with"):
-        table.add_column(col, overflow="fold")
+    for col in ("name", "train", "val", "test", "groups in >1 split"):
+        table.add_column(col, justify="left" if col == "name" else "right")
+    table.add_column("classes", max_width=30)  # prose wraps at words (max_width), names and figures never
+    table.add_column("shares source with", max_width=50)
     for entry in list_datasets():
         info = describe_dataset(entry)
         sizes = info.get("split_sizes", {})
         table.add_row(
             entry.name,
-            ", ".join(entry.classes),
             *(str(sizes.get(s, "?")) for s in ("train", "val", "test")),
             "" if info.get("groups_in_multiple_splits") is None else str(info["groups_in_multiple_splits"]),
+            ", ".join(entry.classes),
             entry.shares_source_with,
         )
-    console.print(table)
+    show(table, fmt)
 
 
 def latency(
@@ -96,13 +134,19 @@ def latency(
     budget: Annotated[float, typer.Option(help="Seconds of timed passes per setting at most.")] = 10.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     results_dir: ResultsDir = Path("results"),
+    fmt: FormatOption = Format.table,
 ) -> None:
-    """Inference latency per backbone: p50/p90/p99, throughput, CV and peak memory, with a device fingerprint."""
+    """Inference latency per backbone: p50/p90/p99, throughput, CV and peak memory, with a device fingerprint.
+
+    Example: bench latency --backbones resnet18 --batch-sizes 1 --device cpu --format json
+    """
     from bench.environment.device import resolve_device
 
     wanted = options.names(backbones, "--backbones", "backbone name")
     sizes = options.ints(batch_sizes, "--batch-sizes")
     on = str(resolve_device(device))
+    import pandas as pd
+
     from bench.latency.measure import benchmark_backbones
     from bench.latency.report import latency_table, save_latency_records
     from bench.latency.timing import LatencyConfig
@@ -120,8 +164,8 @@ def latency(
         device=on,
     )
     results = benchmark_backbones(names, resolution, config)
-    console.print(latency_table(results))
-    console.print(f"written: {save_latency_records(results, results_dir)}")
+    show(latency_table(results), fmt, pd.json_normalize([r.to_dict() for r in results]))
+    message(f"written: {save_latency_records(results, results_dir)}", fmt)
 
 
 def profile(
@@ -134,8 +178,12 @@ def profile(
     channels: Annotated[int, typer.Option(help="Image channels of the fake dataset: 1 (grayscale) or 3.")] = 3,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (1: steadier on a shared machine).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    fmt: FormatOption = Format.table,
 ) -> None:
-    """Harness training step vs the bare model step: the overhead ratio and what each harness part costs."""
+    """Harness training step vs the bare model step: the overhead ratio and what each harness part costs.
+
+    Example: bench profile --backbones resnet18 --resolutions 28 --threads 1
+    """
     from bench.environment.device import resolve_device
 
     wanted = options.names(backbones, "--backbones", "backbone name")
@@ -154,4 +202,4 @@ def profile(
         threads=threads,
         device=on,
     )
-    console.print(profile_table(profile(config), protocol))
+    show(profile_table(profile(config), protocol), fmt)

@@ -16,10 +16,10 @@ from bench.paths import project_root
 def versions() -> dict[str, str]:
     """Versions of what changes a number: part of every record and of the run key."""
     names = ["backbone-bench", "torch", "timm", "numpy", "scikit-learn"]
-    return {n: _version(n) for n in names} | {"python": platform.python_version()}
+    return {n: installed_version(n) for n in names} | {"python": platform.python_version()}
 
 
-def _version(distribution: str) -> str:
+def installed_version(distribution: str) -> str:
     """The installed version; a source checkout on ``PYTHONPATH`` has no metadata and still runs."""
     try:
         return importlib.metadata.version(distribution)

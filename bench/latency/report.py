@@ -21,30 +21,35 @@ RECORD_SCHEMA = "backbone-bench/latency/v1"
 
 
 def latency_table(results: Sequence[LatencyResult]) -> Table:
-    """A rich table; every latency header says whether it is per batch or per image."""
+    """A rich table; every latency header says whether it is per batch or per image.
+
+    The setting and its figures come first, the conditions after them: a narrow terminal keeps columns
+    from the left.
+    """
     table = Table(title="Inference latency", caption=_caption(results))
-    for header in ("Backbone", "Res", "Batch", "Precision", "Format", "Device"):
+    for header in ("Backbone", "Res", "Batch"):
         table.add_column(header)
-    for header in ("p50 ms/batch", "p90 ms/batch", "p99 ms/batch", "p50 ms/image", "img/s", "CV", "Iters"):
+    for header in ("p50 ms/batch", "p50 ms/image", "p90 ms/batch", "p99 ms/batch", "img/s", "CV", "Iters"):
         table.add_column(header, justify="right")
     table.add_column("Peak mem", justify="right")
-    table.add_column("Notes")
+    for header in ("Precision", "Format", "Device", "Notes"):
+        table.add_column(header)
     for r in results:
         table.add_row(
             r.backbone or "-",
             str(r.resolution or "x".join(map(str, r.input_size[1:]))),
             _batch_cell(r),
-            r.precision,
-            r.memory_format + (" +compile" if r.compiled else ""),
-            r.device_kind,
             _ms(r.ms_per_batch_p50),
+            _ms(r.ms_per_image_p50),
             _ms(r.ms_per_batch_p90),
             _ms(r.ms_per_batch_p99),
-            _ms(r.ms_per_image_p50),
             f"{r.throughput_img_s:,.0f}" if r.throughput_img_s is not None else "-",
             f"{r.cv:.3f}" if r.cv is not None else "-",
             str(r.n_iters),
             _mib(r.peak_memory_bytes),
+            r.precision,
+            r.memory_format + (" +compile" if r.compiled else ""),
+            r.device_kind,
             _notes(r),
         )
     return table

@@ -105,7 +105,13 @@ def table_notes(table: pd.DataFrame) -> list[str]:
 
 
 def rich_table(table: pd.DataFrame, title: str) -> Table:
+    """The terminal's table: the sort metric and its CI right after the row labels, so a narrow terminal,
+    which keeps columns from the left, shows the ranking's figures first."""
     shown = display_frame(table)
+    metric = table.attrs["metric"]
+    first = [c for c in shown.columns if c in ("rank", "backbone", "protocol", "res", "n")]
+    ranked = [seeds_column(metric), ci_column(metric)]
+    shown = shown[first + ranked + [c for c in shown.columns if c not in first + ranked]]
     rt = Table(title=title, caption="\n".join(table_notes(table)), header_style="bold")
     for col in shown.columns:
         rt.add_column(str(col), justify="left" if col in ("backbone", "protocol", "latency device") else "right")
