@@ -46,6 +46,18 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def check_writable(folder: Path) -> None:
+    """A one-line :class:`ResultsError` naming ``folder`` unless files can be created in it (made if missing).
+
+    Checked before a sweep trains anything, so a read-only folder is reported before an epoch is spent.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise ResultsError(f"{folder}/: cannot write there ({err.strerror})") from None
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """:func:`atomic_write` of ``data``."""
     atomic_write(path, lambda fh: fh.write(data))

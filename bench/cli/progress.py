@@ -22,7 +22,7 @@ class SweepBars:
         self.progress = progress
         self.todo = todo
         self.tasks: dict[str, object] = {}
-        self.done = self.failed = 0
+        self.done = self.failed = self.skipped = 0  # failed: failed or unfinished; skipped: another process has it
         self.overall = (
             None
             if total is None
@@ -30,7 +30,7 @@ class SweepBars:
         )
 
     def _counts(self) -> str:
-        running = len(self.tasks) - self.done - self.failed
+        running = len(self.tasks) - self.done - self.failed - self.skipped
         return f"{self.done} done, {running} running, {self.failed} failed, {self.todo - len(self.tasks)} queued"
 
     def _update_overall(self, advance: int = 0) -> None:
@@ -47,8 +47,9 @@ class SweepBars:
         error = f": {record.error}" if record.error else ""
         self.progress.update(task, info=record.status + error)
         self.progress.stop_task(task)
-        self.failed += record.status == "failed"
-        self.done += record.status != "failed"
+        self.failed += record.status in ("failed", "unfinished")
+        self.done += record.ok
+        self.skipped += record.status == "skipped"
         self._update_overall(advance=1)
 
 

@@ -85,30 +85,55 @@ def run(
         kind=executor_kind, device=device, ray_address=ray_address, cpus_per_task=cpus_per_task, retries=retries
     )
     plan = plan_sweep(request, results_dir, executor, retry_failed)
+    command = shlex.join(["bench", *sys.argv[1:]])
+    skipped_failed = f"; {plan.failed_before} failed before, skipped (add --retry-failed)" if plan.failed_before else ""
     console.print(
         f"[bold]{plan.name}[/]: {len(plan.specs)} runs ({len(plan.todo)} to do) on {plan.executor}, "
-        f"results in {results_dir}/"
+        f"results in {results_dir}/{skipped_failed}",
+        soft_wrap=True,
     )
     started = time.perf_counter()
+    not_recorded = []  # unfinished or skipped: reported at the end, never written
     with sweep_bars(len(plan.todo), total=len(plan.specs), finished_before=plan.finished_before) as bars:
         try:
             for record in plan.executor.run(plan.todo, results_dir, bars.started):
                 bars.finished(record)
+                if record.status in ("unfinished", "skipped"):
+                    not_recorded.append(record)
         except KeyboardInterrupt:
             resume = "an unfinished run resumes from its last epoch" if executor_kind == "local" else "the rest rerun"
             raise Interrupted(
                 f"{bars.done + bars.failed} run(s) finished now and {plan.finished_before} before are "
-                f"saved in {results_dir}/runs; {resume} when you run `{shlex.join(['bench', *sys.argv[1:]])}` again"
+                f"saved in {results_dir}/runs; {resume} when you run `{command}` again"
             ) from None
     elapsed = time.perf_counter() - started
+    skipped = f", {bars.skipped} skipped (another process has them)" if bars.skipped else ""
     console.print(
-        f"{len(plan.todo)} run(s) done ({bars.failed} failed), {plan.finished_before} already finished, "
-        f"in {elapsed:.0f} s"
+        f"{bars.done + bars.failed} run(s) done ({bars.failed} failed){skipped}, {plan.finished_before} already "
+        f"finished, in {elapsed:.0f} s"
     )
     keys = {p.key for p in plan.planned}
     records = [r for r in load_records(results_dir) if r.key in keys]
     print_timings(records)
     print_leaderboards(records, metric, results_dir)
+    if print_not_ok([r for r in records if r.status == "failed"] + not_recorded, command):
+        raise typer.Exit(1)
+
+
+def print_not_ok(records: list[RunRecord], command: str) -> bool:
+    """The last lines: every run of the sweep not ok, with its whole reason, and the command to retry them.
+
+    One run a line, never wrapped or cut (grep finds them on any terminal); True when any failed or did not
+    finish, which makes `bench run` exit 1.
+    """
+    for r in records:
+        note = " (not recorded: it runs again next time)" if r.status == "unfinished" else ""
+        console.print(f"{r.status}: {r.label}: {r.error}{note}", soft_wrap=True, markup=False, highlight=False)
+    failed = {r.status for r in records} & {"failed", "unfinished"}
+    if failed:
+        retry = command if "failed" not in failed or "--retry-failed" in command else f"{command} --retry-failed"
+        console.print(f"retry: {retry}", soft_wrap=True, markup=False, highlight=False)
+    return bool(failed)
 
 
 def print_timings(records: list[RunRecord]) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bench.config import check_device_name
 from bench.errors import ConfigError
+from bench.files import check_writable
 from bench.precision import PRECISIONS
 from bench.runs.spec import RunSpec
 from bench.runs.sweep import Group, PlannedRun, Sweep, default_sweep_path, load_sweep, plan_runs
@@ -73,6 +74,11 @@ class SweepPlan:
     @property
     def finished_before(self) -> int:
         return len(self.planned) - len(self.todo)
+
+    @property
+    def failed_before(self) -> int:
+        """Runs recorded failed earlier and skipped now (``--retry-failed`` runs them)."""
+        return sum(p.status == "failed" for p in self.planned) - sum(p.status == "failed" for p in self.todo)
 
 
 def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
@@ -132,13 +138,17 @@ def _check_executor(request: ExecutorRequest) -> None:
 def plan_sweep(
     request: SweepRequest, results_dir: Path, executor: ExecutorRequest, retry_failed: bool = False
 ) -> SweepPlan:
-    """Check everything about a sweep and find what is left to do (``retry_failed``: failed runs too)."""
+    """Check everything about a sweep, the results folder writable included, and find what is left to do.
+
+    ``retry_failed``: runs recorded failed are to do too.
+    """
     _check_executor(executor)  # the cheap checks first: a mistyped option fails in a second
     name, specs = sweep_specs(request)
     planned = plan_runs(specs, results_dir)
     todo = [p for p in planned if p.status is None or (retry_failed and p.status == "failed")]
     runner, devices = make_executor(executor)
     check_precisions(specs, devices)
+    check_writable(results_dir)  # the last check, the first write: nothing is made for a sweep that fails a check
     return SweepPlan(name, specs, planned, todo, runner, devices)
 
 

@@ -33,7 +33,12 @@ __all__ = ["PRECISIONS", "Precision", "RunSpec"]  # re-exported: the engine and 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 
-Status = Literal["running", "ok", "failed"]
+Status = Literal["running", "ok", "failed", "unfinished", "skipped"]
+"""``ok`` and ``failed`` are results, the only statuses stored. An executor reports a run it did not finish as
+``unfinished`` (its environment stopped it: :mod:`bench.runs.unfinished`) or ``skipped`` (another process
+holds its claim: :mod:`bench.runs.claims`); neither is ever written, so the run stays to do."""
+
+STORED: tuple[Status, ...] = ("ok", "failed")
 
 
 @dataclass
@@ -306,6 +311,8 @@ def checkpoint_path(record_file: Path) -> Path:
 
 def save_record(record: RunRecord, results_dir: Path) -> Path:
     """Write ``record`` at its :func:`record_path` under ``results_dir``; sets and returns ``record.path``."""
+    if record.status not in STORED:
+        raise ValueError(f"run {record.key[:12]}: a {record.status!r} run is not a result, never a record")
     path = record_path(results_dir, record.spec, record.key)
     write_json(path, record.to_json())
     record.path = path

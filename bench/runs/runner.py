@@ -1,8 +1,9 @@
 """One run, end to end: data, model, training, a single test evaluation, latency, and its record.
 
-A run that fails for a reason the user or the data can explain (diverged loss, out of memory, a bad
-image) is written as a ``failed`` record with that reason, so a sweep goes on and the leaderboard can
-show it as failed rather than missing.
+A run that fails for a reason the user or the data can explain (diverged loss, a bad image, a bad
+config) is written as a ``failed`` record with that reason, so a sweep goes on and the leaderboard can
+show it as failed rather than missing. A run its environment stopped (disk full, out of memory) is not a
+result: it raises :class:`~bench.runs.unfinished.RunUnfinished` and stays to do.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from bench.data.identity import DataIdentity
 from bench.data.loading import LoadedDataset, Split, load_dataset
 from bench.environment import git_commit, versions
 from bench.environment.device import device_fingerprint
-from bench.errors import BenchError, DataError
+from bench.errors import BenchError, DataError, ResultsError
 from bench.evaluation.metrics import compute_metrics
 from bench.evaluation.scores import TestScores
 from bench.files import atomic_write_bytes
@@ -44,6 +45,7 @@ from bench.runs.record import (
     save_record,
 )
 from bench.runs.spec import KEY_VERSIONS, RunSpec, canonical, experiment_identity, run_key
+from bench.runs.unfinished import ENVIRONMENT_FAILURES, RunUnfinished, reason
 from bench.train.engine import EngineConfig, engine_for
 from bench.train.loop import fit, predict
 from bench.train.pipeline import BatchPipeline
@@ -97,6 +99,8 @@ def run(
 ) -> RunRecord:
     """Run ``spec`` and write its record (``ok`` or ``failed``) once; returns the record.
 
+    Raises :class:`~bench.runs.unfinished.RunUnfinished`, writing no record, when the environment stopped it.
+
     ``identity`` is the planned experiment identity (computed here when not given); ``executor`` says who ran it.
     ``engine`` defaults to :func:`bench.train.engine.engine_for` the device and ``spec.precision`` (all off on the
     CPU); the record says what was asked (``spec.precision``, when not auto) and what ran (``engine``).
@@ -107,10 +111,15 @@ def run(
     try:
         _train_and_evaluate(spec, record, results_dir, device, progress, engine)
         record.status = "ok"
-    except (BenchError, torch.OutOfMemoryError) as err:
+    except ENVIRONMENT_FAILURES as err:  # checked first: a ResultsError is a BenchError too
+        raise RunUnfinished(reason(err)) from err
+    except BenchError as err:
         record.status = "failed"
-        record.error = f"{type(err).__name__}: {err}".splitlines()[0]
-    path = save_record(record, results_dir)
+        record.error = reason(err)
+    try:
+        path = save_record(record, results_dir)
+    except ResultsError as err:
+        raise RunUnfinished(reason(err)) from err
     RunCheckpoint(checkpoint_path(path), key).remove()  # the record is final: nothing left to resume
     return record
 

@@ -30,7 +30,7 @@ from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
 from bench.paths import project_root
 from bench.precision import Precision
-from bench.runs.record import RunRecord, record_path
+from bench.runs.record import STORED, RunRecord, record_path
 from bench.runs.spec import RunSpec
 
 
@@ -150,7 +150,7 @@ def plan_runs(specs: list[RunSpec], results_dir: Path) -> list[PlannedRun]:
     for spec in specs:
         identity, key = key_of(spec)
         path = record_path(results_dir, spec, key)
-        planned.append(PlannedRun(spec, identity, key, path, _status(path)))
+        planned.append(PlannedRun(spec, identity, key, path, record_status(path)))
     return planned
 
 
@@ -166,10 +166,10 @@ def sweep_records(records: list[RunRecord], runs: set[tuple[str, int]]) -> list[
     return [r for r in records if (r.experiment, r.spec.seed) in runs]
 
 
-def _status(record_file: Path) -> str | None:
+def record_status(record_file: Path) -> str | None:
     """``ok`` or ``failed`` for a finished run; None when its record is absent or unreadable."""
     try:
         status = json.loads(record_file.read_text()).get("status")
     except (OSError, ValueError, AttributeError):
         return None
-    return status if status in ("ok", "failed") else None
+    return status if status in STORED else None

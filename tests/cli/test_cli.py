@@ -105,7 +105,10 @@ def test_user_errors_are_one_line(project, args, message, monkeypatch, capsys):
 
 def test_pretrained_unavailable_is_a_failed_run_not_a_random_model(project, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    bench("run", "--backbones", "test_resnet", "--datasets", "tiny", "--protocol", "linear", "--epochs", "1")
+    proc = bench(
+        "run", "--backbones", "test_resnet", "--datasets", "tiny", "--protocol", "linear", "--epochs", "1", check=False
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # a failed run fails the sweep, after the others
     (record,) = load_records(tmp_path / "results")
     assert record.status == "failed" and "WeightsError" in record.error
     assert record.test == {}

@@ -50,3 +50,13 @@ def test_data_changed_after_planning_fails_the_run_rather_than_mislabel_it(proje
     record = run(SPEC, tmp_path, CPU, identity=planned.identity)
     assert record.status == "failed" and record.key == planned.key
     assert record.error.startswith("DataError: dataset 'tiny' changed between planning and loading")
+
+
+def test_a_failed_run_whose_data_changed_since_is_run_again_without_a_flag(project, tmp_path):
+    """A run recorded failed is skipped (until --retry-failed) only while its data is the same: it is keyed by it."""
+    (planned,) = plan_runs([SPEC], tmp_path)
+    _flip_test_labels(project / "data" / "tiny.npz")  # changed between planning and loading: a DataError
+    assert run(SPEC, tmp_path, CPU, identity=planned.identity).status == "failed"
+    assert plan_runs([SPEC], tmp_path)[0].key != planned.key and plan_runs([SPEC], tmp_path)[0].status is None
+    _flip_test_labels(project / "data" / "tiny.npz")  # the file as it was planned: the failed record is this run's
+    assert plan_runs([SPEC], tmp_path)[0].status == "failed"

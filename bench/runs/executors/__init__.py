@@ -7,10 +7,12 @@ run holding a whole GPU (or N CPUs). An executor (:class:`~bench.runs.executors.
 run's record as it finishes, so the caller can show progress and nothing depends on the order in which runs
 complete.
 
-A run that fails in a way it can report itself (diverged loss, out of memory) is a ``failed`` record written
-by the runner, as in any run. A run whose worker process fails it (killed, its node lost, the harness
-raised) is queued again up to ``retries`` times and then written as a ``failed`` record by the driver, so a
-sweep always finishes.
+A run that fails by itself (diverged loss, bad data) is a ``failed`` record written by the runner, as in any
+run. A run its environment stopped (disk full, out of memory: :mod:`bench.runs.unfinished`) or whose worker
+process failed it (killed, its node lost, the harness raised) is queued again up to ``retries`` times (in
+worker processes) and then reported ``unfinished``, never written, so a sweep always finishes and the run
+stays to do. Each run is claimed before it starts (:mod:`bench.runs.claims`): one claimed by another sweep
+is reported ``skipped``.
 """
 
 from bench.runs.executors.driver import Executor, ProgressFactory

@@ -1,8 +1,10 @@
 """What every executor shares: the :class:`Executor` protocol, the run as a worker executes it, and the driver.
 
-The driver (:func:`drive`) queues runs on a set of :class:`Workers`, forwards their training events, and
-turns a run whose worker failed it (killed, its node lost, the harness raised) into another attempt, up to
-``retries`` times, and then into a ``failed`` record, so a sweep always finishes.
+The driver (:func:`drive`) claims each run before it starts (:mod:`bench.runs.claims`), queues runs on a set
+of :class:`Workers`, forwards their training events, and turns a run whose worker failed it (killed, its node
+lost, its environment stopped it, the harness raised) into another attempt, up to ``retries`` times, and then
+into an ``unfinished`` outcome that is reported but never written, so a sweep always finishes and the run
+stays to do.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Any, Protocol
 
 import torch
 
-from bench.errors import ConfigError
-from bench.runs.record import RunRecord, save_record
+from bench.errors import ConfigError, ResultsError
+from bench.runs.claims import Claims
+from bench.runs.record import RunRecord, Status
 from bench.runs.spec import RunSpec
 from bench.runs.sweep import PlannedRun
+from bench.runs.unfinished import reason
 
 ProgressFactory = Callable[[PlannedRun], Callable[[dict], None] | None]
 """Given a run that has started, returns the callback for its training events (or None)."""
@@ -31,7 +35,11 @@ POLL_S = 0.2  # how often the driver looks for events and finished runs
 
 
 class Executor(Protocol):
-    """Runs planned runs and yields each one's record as it finishes (in whatever order they finish)."""
+    """Runs planned runs and yields each one's record as it finishes (in whatever order they finish).
+
+    Every planned run yields one record: its result (``ok``, ``failed``: written), or ``unfinished`` or
+    ``skipped`` (:data:`bench.runs.record.Status`: never written).
+    """
 
     def run(self, planned: list[PlannedRun], results_dir: Path, progress: ProgressFactory) -> Iterator[RunRecord]: ...
 
@@ -101,7 +109,7 @@ class Workers(Protocol):
 
 
 def drive(workers: Workers, planned: list[PlannedRun], progress: ProgressFactory, retries: int) -> Iterator[RunRecord]:
-    """Yield each run's record as it finishes; a run its worker failed is queued again, then recorded failed.
+    """Yield each run's record as it finishes; a run its worker failed is queued again, then reported unfinished.
 
     ``progress`` is asked for a run's callback when its first event arrives (it has started) or, for a run
     that never started, just before its record is yielded.
@@ -111,6 +119,7 @@ def drive(workers: Workers, planned: list[PlannedRun], progress: ProgressFactory
     running: dict[Future, tuple[PlannedRun, int]] = {}
     callbacks: dict[str, Callable[[dict], None] | None] = {}
     finished: set[str] = set()
+    claims = Claims()
 
     def callback(item: PlannedRun) -> Callable[[dict], None] | None:
         if item.key not in callbacks:
@@ -121,6 +130,11 @@ def drive(workers: Workers, planned: list[PlannedRun], progress: ProgressFactory
         while queued or running:
             while queued and (workers.slots is None or len(running) < workers.slots):
                 item, attempt = queued.popleft()
+                if attempt == 1 and (why := claims.take(item)) is not None:
+                    finished.add(item.key)
+                    callback(item)
+                    yield outcome_record(item, "skipped", why, {"name": workers.name})
+                    continue
                 running[workers.submit(item, attempt)] = (item, attempt)
             done, _ = wait(running, timeout=POLL_S, return_when=FIRST_COMPLETED)
             for key, events in workers.events():
@@ -137,26 +151,31 @@ def drive(workers: Workers, planned: list[PlannedRun], progress: ProgressFactory
                     if attempt <= retries:
                         queued.append((item, attempt + 1))
                         continue
-                    record = failed_record(item, err, attempt, workers.name)
-                    save_record(record, workers.results_dir)
+                    cause = getattr(err, "cause", None) or err  # Ray wraps what the task raised
+                    executor = {"name": workers.name, "attempts": attempt}
+                    record = outcome_record(item, "unfinished", f"{reason(cause)} (attempts: {attempt})", executor)
+                    record.error_detail = "".join(traceback.format_exception(err))
                 else:
                     workers.release(future)
-                    record = workers.collect(item, result)
+                    try:
+                        record = workers.collect(item, result)
+                    except ResultsError as err:  # the driver's disk: the run's files are lost, not its result
+                        record = outcome_record(item, "unfinished", reason(err), {"name": workers.name})
+                claims.release(item)
                 finished.add(item.key)
                 callback(item)
                 yield record
     finally:
+        claims.close()
         workers.close()
 
 
-def failed_record(item: PlannedRun, err: BaseException, attempts: int, executor: str) -> RunRecord:
-    """The record of a run its workers failed: what was planned, what went wrong, after how many attempts."""
+def outcome_record(item: PlannedRun, status: Status, why: str, executor: dict[str, Any]) -> RunRecord:
+    """What was planned and why it did not finish here (``unfinished`` or ``skipped``): reported, never written."""
     from bench.runs.runner import environment_here, new_record
 
-    cause = getattr(err, "cause", None) or err  # Ray wraps what the task raised
-    environment = environment_here({}, {"name": executor, "attempts": attempts})  # the device is unknown: gone
+    environment = environment_here({}, executor)  # the device is unknown: it never ran here, or it is gone
     record = new_record(item.spec, item.key, item.identity, environment)
-    record.status = "failed"
-    record.error = f"{type(cause).__name__}: {cause}".splitlines()[0] + f" (attempts: {attempts})"
-    record.error_detail = "".join(traceback.format_exception(err))
+    record.status = status
+    record.error = why
     return record

@@ -14,10 +14,12 @@ from typing import Any
 import torch
 
 from bench.errors import ConfigError
-from bench.runs.executors.driver import Forward, ProgressFactory, check_retries, drive, execute
+from bench.runs.claims import Claims
+from bench.runs.executors.driver import Forward, ProgressFactory, check_retries, drive, execute, outcome_record
 from bench.runs.record import RunRecord
 from bench.runs.spec import RunSpec
 from bench.runs.sweep import PlannedRun
+from bench.runs.unfinished import RunUnfinished
 
 
 def visible_devices(device: torch.device) -> list[torch.device]:
@@ -31,8 +33,8 @@ class LocalExecutor:
     """One device: runs one after another in this process. Several: one worker process per device.
 
     Worker processes write their records to ``results_dir`` themselves (it is on this machine) and share
-    the CPU's cores evenly as torch threads. ``retries`` applies to them only: in this process, a harness
-    error stops the sweep with its traceback.
+    the CPU's cores evenly as torch threads. ``retries`` applies to them only: in this process, a run its
+    environment stopped is reported unfinished at once, and a harness error stops the sweep with its traceback.
     """
 
     def __init__(self, devices: Sequence[torch.device], retries: int = 1):
@@ -51,8 +53,19 @@ class LocalExecutor:
             yield from drive(_Processes(self.devices, results_dir), planned, progress, self.retries)
             return
         (device,) = self.devices
-        for item in planned:
-            yield execute(item.spec, item.key, results_dir, device, progress(item), {"name": "local", "attempt": 1})
+        executor = {"name": "local", "attempt": 1}
+        with Claims() as claims:
+            for item in planned:
+                if (why := claims.take(item)) is not None:
+                    progress(item)
+                    yield outcome_record(item, "skipped", why, executor)
+                    continue
+                try:
+                    record = execute(item.spec, item.key, results_dir, device, progress(item), executor)
+                except RunUnfinished as err:
+                    record = outcome_record(item, "unfinished", str(err), executor)
+                claims.release(item)
+                yield record
 
 
 _EVENTS: Any = None  # in a local worker process: the driver's event queue
