@@ -19,6 +19,7 @@ from bench.cli.tables import print_leaderboards
 from bench.config import MAX_RESOLUTION, MIN_RESOLUTION
 
 if TYPE_CHECKING:
+    from bench.runs.plan import SweepPlan
     from bench.runs.record import RunRecord
 
 
@@ -43,6 +44,16 @@ def run(
         ),
     ] = None,
     retry_failed: Annotated[bool, typer.Option(help="Re-run runs whose record says failed.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the plan (runs, done, to do, estimated training time) and train nothing."
+        ),
+    ] = False,
+    estimate_from: Annotated[
+        list[Path] | None,
+        typer.Option(help="--dry-run: more results folders whose records time the estimate (repeatable)."),
+    ] = None,
     no_keep_weights: Annotated[
         bool, typer.Option("--no-keep-weights", help="Keep no run's model (.safetensors beside its record).")
     ] = False,
@@ -92,6 +103,9 @@ def run(
         f"results in {results_dir}/{skipped_failed}",
         soft_wrap=True,
     )
+    if dry_run:
+        print_plan(plan, [results_dir, *(estimate_from or [])])
+        return
     started = time.perf_counter()
     not_recorded = []  # unfinished or skipped: reported at the end, never written
     with sweep_bars(len(plan.todo), total=len(plan.specs), finished_before=plan.finished_before) as bars:
@@ -118,6 +132,31 @@ def run(
     print_leaderboards(records, metric, results_dir)
     if print_not_ok([r for r in records if r.status == "failed"] + not_recorded, command):
         raise typer.Exit(1)
+
+
+def print_plan(plan: SweepPlan, timed_by: list[Path]) -> None:
+    """The runs still to do, each with its estimated training time from earlier records (``--dry-run``)."""
+    from bench.runs.estimate import estimate_runs
+    from bench.runs.record import load_records
+
+    kind = plan.devices[0].type if plan.devices else "cuda"
+    earlier = [r for folder in dict.fromkeys(timed_by) for r in load_records(folder)]
+    estimates = estimate_runs(plan.todo, earlier, kind)
+    table = Table(title=f"{plan.name}: to do", header_style="bold")
+    for column in ("run", "estimated train", "from"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for item in plan.todo:
+        guess = estimates[item.key]
+        seconds = "unknown" if guess.seconds is None else f"{guess.seconds / 60:.1f} min"
+        table.add_row(item.label, seconds, guess.reason or f"median of {guess.based_on} run(s)")
+    show(table)
+    known = [e.seconds for e in estimates.values() if e.seconds is not None]
+    console.print(
+        f"{len(plan.specs)} runs: {plan.finished_before} done, {len(plan.todo)} to do; estimated training "
+        f"{sum(known) / 3600:.2f} h for the {len(known)} of them with earlier runs of the same backbone, "
+        "resolution and device (evaluation and latency add a few seconds a run); nothing was trained",
+        soft_wrap=True,
+    )
 
 
 def print_not_ok(records: list[RunRecord], command: str) -> bool:

@@ -65,6 +65,12 @@ def test_run_trains_records_and_ranks(project, tmp_path):
     assert "0 run(s) done (0 failed), 2 already finished" in again
     assert len(load_records(tmp_path / "results")) == 2
 
+    # The plan of a larger sweep, timed by the runs just made, trains nothing.
+    plan = bench(*[("0,1,2,3" if a == "0,1" else a) for a in RUN], "--dry-run").stdout
+    assert "4 runs: 2 done, 2 to do" in plan and "nothing was trained" in plan
+    assert plan.count("median of 2 run(s)") == 2 and "tiny/test_resnet/scratch/s3" in plan
+    assert len(load_records(tmp_path / "results")) == 2
+
 
 def test_leaderboard_from_records_alone(project, tmp_path):
     bench(*RUN[:-4], "--seeds", "0", "--epochs", "1", "--results-dir", "results")

@@ -1,0 +1,59 @@
+"""Estimated training time of planned runs: measured from earlier records of the same kind, never guessed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from factories import make_record
+
+import bench.runs.estimate as estimate
+from bench.runs.estimate import estimate_runs
+from bench.runs.sweep import PlannedRun
+
+
+def planned(backbone: str = "resnet18", resolution: int = 28, epochs: int = 4) -> PlannedRun:
+    record = make_record(backbone, seed=9, resolution=resolution, epochs=epochs)
+    return PlannedRun(record.spec, record.identity, record.key, record.path, None)
+
+
+def timed(backbone: str = "resnet18", seconds: float = 10.0, status: str = "ok", resolution: int = 28):
+    """A finished run of 2 epochs over the factory's 100 training images that trained for ``seconds``."""
+    record = make_record(backbone, status=status, resolution=resolution, epochs=2)
+    record = dataclasses.replace(record, timings_s={"train": seconds})
+    assert len(record.history) == 2 or status != "ok"
+    return record
+
+
+@pytest.fixture(autouse=True)
+def two_hundred_training_images(monkeypatch):
+    monkeypatch.setattr(estimate, "_split_train_size", lambda dataset, data_root: 200)
+
+
+@pytest.mark.parametrize(
+    "earlier, expected",
+    [
+        # 10 s / (2 epochs x 100 images) = 0.05 s per image-epoch; planned: 4 epochs x 200 images
+        ([timed(seconds=10.0)], 40.0),
+        ([timed(seconds=10.0), timed(seconds=30.0), timed(seconds=12.0)], 48.0),  # the median, not the mean
+        ([timed(seconds=10.0), timed(seconds=99.0, status="failed")], 40.0),  # failed runs do not time anything
+    ],
+)
+def test_the_estimate_is_the_median_rate_times_epochs_and_images(earlier, expected):
+    run = planned()
+    (guess,) = estimate_runs([run], earlier, "cpu").values()
+    assert guess.seconds == pytest.approx(expected) and guess.reason == ""
+
+
+@pytest.mark.parametrize(
+    "earlier, device, reason",
+    [
+        ([timed("resnet50")], "cpu", "no earlier run of resnet18 at 28 px on cpu"),
+        ([timed(resolution=64)], "cpu", "no earlier run of resnet18 at 28 px on cpu"),
+        ([timed()], "cuda", "no earlier run of resnet18 at 28 px on cuda"),
+        ([], "cpu", "no earlier run of resnet18 at 28 px on cpu"),
+    ],
+)
+def test_another_backbone_size_or_device_gives_no_estimate(earlier, device, reason):
+    (guess,) = estimate_runs([planned()], earlier, device).values()
+    assert guess.seconds is None and guess.based_on == 0 and guess.reason == reason
