@@ -72,6 +72,8 @@ class Protocol:
     augment: Augment = field(default_factory=Augment)
 
     def __post_init__(self) -> None:
+        if not self.phases or sum(phase.epochs for phase in self.phases) < 1:
+            raise FieldError("phases", "train for 0 epochs in all: give at least one phase epochs >= 1")
         if self.select_on != "loss" and self.select_on not in SELECTABLE_METRICS:
             raise FieldError("select_on", f"is '{self.select_on}'; choose loss, {', '.join(SELECTABLE_METRICS)}")
 

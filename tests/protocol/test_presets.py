@@ -152,3 +152,16 @@ def test_unknown_protocol(name, match):
 def test_bad_phase_fraction():
     with pytest.raises(ConfigError, match="trainable must be in"):
         Phase("x", epochs=1, lr=1e-3, trainable=1.5)
+
+
+@pytest.mark.parametrize("epochs", ["0", "0, 0"])
+def test_a_protocol_that_trains_zero_epochs_is_refused(tmp_path, epochs):
+    """Every phase at 0 epochs would 'finish' a run that never trained: the file and field are named."""
+    path = tmp_path / "idle.toml"
+    phases = "".join(
+        f'[[phases]]\nname = "p{i}"\nepochs = {e}\nlr = 0.01\ntrainable = 1.0\n'
+        for i, e in enumerate(epochs.split(","))
+    )
+    path.write_text('name = "idle"\npretrained = false\n' + phases)
+    with pytest.raises(ConfigError, match=r"idle.toml: field 'phases' train for 0 epochs in all"):
+        get_protocol(str(path))
