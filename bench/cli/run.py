@@ -144,8 +144,8 @@ def print_inferred(plan: SweepPlan) -> None:
 
     for entry in inferred_entries((s.dataset, s.data_root) for s in plan.specs):
         console.print(
-            f"{entry.name}: a folder, no dataset entry; inferred from {entry.path} ({len(entry.classes)} classes; "
-            f"save this as datasets/{entry.name}.toml to register it):",
+            f"{entry.name}: the entry inferred from the folder {entry.path} (save it as "
+            f"datasets/{entry.name}.toml to register it):",
             soft_wrap=True,
             markup=False,
             highlight=False,

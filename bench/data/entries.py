@@ -93,7 +93,7 @@ class SplitSpec:
         """The policy in words, as records and inferred entries state it."""
         if self.policy == "official":
             return "train/val/test as given"
-        seed = f"split seed {self.seed}, not a training seed"
+        seed = f"split seed {self.seed}, the same for every training seed"
         if self.policy == "carve_val":
             return f"train/test as given, val a stratified {self.val:.0%} of train ({seed})"
         return f"stratified {self.train:.0%}/{self.val:.0%}/{self.test:.0%} of all images ({seed})"

@@ -33,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from bench.config import from_mapping, is_folder_ref, is_identifier
 from bench.data._layouts import IMAGE_SUFFIXES, SPLITS
-from bench.data.entries import DatasetEntry, SplitSpec, datasets_dir, get_dataset_entry, registered_names
+from bench.data.entries import DatasetEntry, datasets_dir, get_dataset_entry, registered_names
 from bench.errors import ConfigError, DataError
 from bench.paths import project_root
 
@@ -156,7 +156,7 @@ def entry_mapping(folder: Path) -> dict:
         raise DataError(f"{folder}: one class folder only ('{classes[0]}'); a classifier needs at least 2 classes")
     return {
         "name": folder_name(folder),
-        "title": f"Inferred from the folder {folder.name}: {SplitSpec(**split).describe()}",
+        "title": f"Inferred from the folder {folder.name} ({len(images)} images)",
         "layout": "class_folders",
         "path": _as_written(folder),
         "classes": classes,

@@ -40,7 +40,7 @@ def pets(root: Path, per_class: int = 8) -> Path:
 def printed_toml(stdout: str) -> dict:
     """The TOML block `bench run` prints after the line that introduces it."""
     lines = stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if "save this as datasets/" in line) + 1
+    start = next(i for i, line in enumerate(lines) if "save it as datasets/" in line) + 1
     end = next(i for i in range(start, len(lines)) if lines[i].startswith("seed = ")) + 1
     return tomllib.loads("\n".join(lines[start:end]))
 
