@@ -46,6 +46,7 @@ PARAM_COLUMNS = (
 )  # fmt: skip
 """The row's columns that say what ran (MLflow params); its numbers are metrics, the rest tags."""
 TAG_COLUMNS = ("key", "experiment", "status", "created", "device", "executor", "git_commit", "error")
+DATABASES = frozenset({"sqlite", "postgresql", "mysql", "mssql"})
 BATCH = 1000  # MLflow's most metrics per log_batch call (params: 100, tags: 100)
 
 
@@ -61,8 +62,23 @@ class Logged:
 
 
 def log_runs(records: list[RunRecord], uri: str, experiment: str = "backbone-bench") -> Logged:
-    """Log every record not yet in the MLflow store at ``uri`` (experiment ``experiment``, made if absent)."""
-    client = _client(uri)
+    """Log every record not yet in the MLflow store at ``uri`` (experiment ``experiment``, made if absent).
+
+    A store that cannot be reached or written is one :class:`ResultsError` naming the URI; the runs logged before
+    it stay logged, and the next export adds only the others.
+    """
+    client_class = _client_class(uri)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _log_all(client_class(tracking_uri=uri), records, uri, experiment)
+    except (MlflowException, OSError) as err:
+        database = uri.split(":", 1)[0] in DATABASES  # stores of the full package, not of mlflow-skinny
+        hint = "; a database store needs the full MLflow package: pip install mlflow" if database else ""
+        raise ResultsError(f"--mlflow {uri}: {' '.join(str(err).split())}{hint}") from None
+
+
+def _log_all(client: MlflowClient, records: list[RunRecord], uri: str, experiment: str) -> Logged:
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
     done = Logged(uri, experiment_id)
@@ -79,14 +95,14 @@ def log_runs(records: list[RunRecord], uri: str, experiment: str = "backbone-ben
     return done
 
 
-def _client(uri: str) -> MlflowClient:
+def _client_class(uri: str) -> type[MlflowClient]:
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise ConfigError(f'--mlflow {uri}: MLflow is not installed: pip install "backbone-bench[mlflow]"') from None
     if uri.startswith("file:"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps file stores behind this switch
-    return MlflowClient(tracking_uri=uri)
+    return MlflowClient
 
 
 def _record_sha(record: RunRecord) -> str:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from factories import make_record, write_run
 
+from bench.errors import ResultsError
 from bench.reports.export import export
-from bench.reports.mlflow_export import KEY_TAG, curves
+from bench.reports.mlflow_export import KEY_TAG, curves, log_runs
 from bench.runs.record import save_record
 
 mlflow = pytest.importorskip("mlflow", reason='MLflow is an optional extra: pip install -e ".[mlflow]"')
@@ -80,3 +81,10 @@ def test_curves_are_the_positive_class_for_binary_and_one_vs_rest_otherwise():
     labels = np.array([0, 1, 2, 2])
     probs = np.full((4, 3), 1 / 3)
     assert list(curves(TestScores(np.arange(4).astype(str), labels, probs), ["x", "y", "z"], None)) == ["x", "y", "z"]
+
+
+def test_a_store_that_cannot_be_written_is_one_error_naming_it(tmp_path, store):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ResultsError, match=f"--mlflow file:{blocker}/mlruns: "):
+        log_runs([make_record()], f"file:{blocker}/mlruns")
