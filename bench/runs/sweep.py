@@ -110,6 +110,8 @@ class Sweep:
 
 def _resolve_datasets(values: list[str], data_root: str | None) -> dict[str, tuple[str, str | None]]:
     """Each dataset value as (name, folder or None): :func:`bench.data.folder.resolve_dataset`, checked together."""
+    if not any(is_folder_ref(v) for v in values):
+        return {value: (value, None) for value in values}  # names only: no need to load the folder reader
     from bench.data.folder import resolve_dataset
 
     resolved = {value: resolve_dataset(value) for value in dict.fromkeys(values)}
