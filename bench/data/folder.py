@@ -106,8 +106,8 @@ def _mtimes(folder: Path) -> tuple[int, ...]:
     """The mtimes of the folder and of the folders two levels down: a file added or removed changes one."""
     if not folder.is_dir():
         return ()
-    inner = [d for d in _visible_dirs(folder) for d in [d, *_visible_dirs(d)]]
-    return tuple(d.stat().st_mtime_ns for d in [folder, *inner])
+    below = [[child, *_visible_dirs(child)] for child in _visible_dirs(folder)]
+    return tuple(d.stat().st_mtime_ns for d in [folder, *(d for level in below for d in level)])
 
 
 @functools.cache
@@ -120,6 +120,8 @@ def _infer(folder: Path, mtimes: tuple[int, ...]) -> DatasetEntry:
 
 def entry_mapping(folder: Path) -> dict:
     """The TOML table of the entry a folder holds, after checking every class folder and image in it."""
+    if folder.is_file():
+        raise DataError(f"{folder}: a file, not a folder of class folders (an npz or a CSV needs a datasets/ entry)")
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder (a folder dataset is <folder>/<class>/ or <folder>/train|test/)")
     subdirs = _visible_dirs(folder)

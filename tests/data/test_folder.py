@@ -112,6 +112,7 @@ def too_few_to_carve(r: Path) -> None:
 
 BAD_FOLDERS = {
     "empty": (lambda r: r.mkdir(), "no class subfolders"),
+    "a-file": (lambda r: r.write_bytes(b"npz"), "a file, not a folder of class folders"),
     "one-class": (lambda r: classes_folder(r, {"cat": 4}), r"one class folder only \('cat'\)"),
     "one-image": (lambda r: classes_folder(r, {"cat": 4, "dog": 1}), "dog: 1 image; a class needs at least 3"),
     "empty-class": (lambda r: classes_folder(r, {"cat": 4, "dog": 0}), "dog: 0 images"),
