@@ -9,6 +9,8 @@ scores its own predictions, or a command-line mistake, does not wait for them.
 - :func:`leaderboard`: one dataset's table (a ``pandas.DataFrame``) from records.
 - :func:`load_model`: the model a run kept (a record, or its JSON path): the timm model with its head, eval mode.
 - :func:`measure_latency`: ``bench latency``'s measurement of any ``nn.Module``.
+- :func:`export`: every record as one row of a table (CSV, Parquet), and as an MLflow run
+  (:class:`bench.reports.export.Exported`).
 - :func:`evaluate`: external predictions scored with a run's metrics and bootstrap CIs
   (:class:`bench.evaluation.external.Evaluation`).
 """
@@ -26,10 +28,13 @@ if TYPE_CHECKING:
     from bench.latency.timing import LatencyResult
     from bench.runs.record import RunRecord
 
-__all__ = ["__version__", "evaluate", "leaderboard", "load_model", "load_records", "measure_latency", "run_sweep"]
+__all__ = [
+    "__version__", "evaluate", "export", "leaderboard", "load_model", "load_records", "measure_latency", "run_sweep",
+]  # fmt: skip
 
 _LAZY = {
     "evaluate": "bench.evaluation.external",
+    "export": "bench.reports.export",
     "leaderboard": "bench.reports.leaderboard",
     "load_model": "bench.runs.kept",
 }

@@ -64,6 +64,15 @@ def check_names(values: Sequence[str], field: str) -> None:
             raise FieldError(field, f"holds {value!r}, which is not a name {_NAME_RULE}")
 
 
+def is_folder_ref(value: str) -> bool:
+    """Whether a dataset value names a folder (:mod:`bench.data.folder`) rather than a registered entry.
+
+    It reads as a path: ``./isic``, ``data/isic``, ``~/x``, ``.``. A bare word is always a registry name, so a
+    folder that happens to sit in the current directory never shadows an entry.
+    """
+    return "/" in value or value in {".", ".."} or value.startswith("~")
+
+
 def is_identifier(value: Any) -> bool:
     return isinstance(value, str) and IDENTIFIER.fullmatch(value) is not None and ".." not in value
 

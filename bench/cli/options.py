@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench.config import FieldError, check_epochs, check_identifier, check_resolution, check_seeds
+from bench.config import FieldError, check_epochs, check_identifier, check_resolution, check_seeds, is_folder_ref
 from bench.errors import ConfigError
 
 
@@ -28,6 +28,11 @@ def ints(value: str | None, option: str) -> list[int]:
 def names(value: str | None, option: str, what: str) -> tuple[str, ...]:
     """Comma-separated names that become folder names under the results folder (no paths)."""
     return tuple(check_identifier(v, what, option) for v in csv(value))
+
+
+def datasets(value: str | None, option: str = "--datasets") -> tuple[str, ...]:
+    """Comma-separated dataset names, or folders (``./my_photos``: :mod:`bench.data.folder`) that name themselves."""
+    return tuple(v if is_folder_ref(v) else check_identifier(v, "dataset name", option) for v in csv(value))
 
 
 def seeds(value: str, option: str = "--seeds") -> tuple[int, ...]:

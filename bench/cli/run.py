@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 def run(
     sweep: Annotated[str | None, typer.Option(help="Sweep TOML file or name under sweeps/ (default: default).")] = None,
     backbones: Annotated[str | None, typer.Option(help="Comma-separated backbones (ad-hoc sweep).")] = None,
-    datasets: Annotated[str | None, typer.Option(help="Comma-separated datasets (ad-hoc sweep).")] = None,
+    datasets: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated datasets (ad-hoc sweep): registered names, or folders (./my_photos)."),
+    ] = None,
     protocol: Annotated[str, typer.Option(help="Protocol preset or TOML file (ad-hoc sweep).")] = "scratch",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds (ad-hoc sweep).")] = "0",
     resolution: Annotated[
@@ -75,7 +78,7 @@ def run(
     Example: bench run --backbones resnet18,efficientnet_b0 --datasets pneumoniamnist --seeds 0,1,2 --epochs 3
     """
     backbone_names = options.names(backbones, "--backbones", "backbone name")  # parsed before the slow imports
-    dataset_names = options.names(datasets, "--datasets", "dataset name")
+    dataset_names = options.datasets(datasets)
     seed_values, epoch_counts = options.seeds(seeds), options.epochs(epochs)
     from bench.runs.plan import ExecutorRequest, SweepRequest, plan_sweep
     from bench.runs.record import load_records
@@ -103,6 +106,7 @@ def run(
         f"results in {results_dir}/{skipped_failed}",
         soft_wrap=True,
     )
+    print_inferred(plan)
     if dry_run:
         print_plan(plan, [results_dir, *(estimate_from or [])])
         return
@@ -132,6 +136,21 @@ def run(
     print_leaderboards(records, metric, results_dir)
     if print_not_ok([r for r in records if r.status == "failed"] + not_recorded, command):
         raise typer.Exit(1)
+
+
+def print_inferred(plan: SweepPlan) -> None:
+    """The entry inferred for each dataset folder of the sweep, as the TOML file that would register it."""
+    from bench.data.folder import entry_toml, inferred_entries
+
+    for entry in inferred_entries((s.dataset, s.data_root) for s in plan.specs):
+        console.print(
+            f"{entry.name}: the entry inferred from the folder {entry.path} (save it as "
+            f"datasets/{entry.name}.toml to register it):",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+        console.print(entry_toml(entry), soft_wrap=True, markup=False, highlight=False, end="")
 
 
 def print_plan(plan: SweepPlan, timed_by: list[Path]) -> None:

@@ -89,6 +89,15 @@ class SplitSpec:
         if self.policy == "stratified" and abs(self.train + self.val + self.test - 1.0) > 1e-6:
             raise FieldError("train", "+ val + test must sum to 1")
 
+    def describe(self) -> str:
+        """The policy in words, as records and inferred entries state it."""
+        if self.policy == "official":
+            return "train/val/test as given"
+        seed = f"split seed {self.seed}, the same for every training seed"
+        if self.policy == "carve_val":
+            return f"train/test as given, val a stratified {self.val:.0%} of train ({seed})"
+        return f"stratified {self.train:.0%}/{self.val:.0%}/{self.test:.0%} of all images ({seed})"
+
 
 @dataclass(frozen=True, kw_only=True)
 class DatasetEntry:
@@ -163,16 +172,22 @@ def list_datasets() -> list[DatasetEntry]:
     return [parse_entry(file) for file in sorted(folder.glob("*.toml"))]
 
 
+def registered_names() -> list[str]:
+    """The names of the entries in ``datasets/``, sorted (without reading them)."""
+    return sorted(p.stem for p in datasets_dir().glob("*.toml"))
+
+
 def get_dataset_entry(name: str) -> DatasetEntry:
     """The entry ``datasets/<name>.toml``; an unknown name suggests the closest known ones."""
     check_identifier(name, "dataset name")  # a path such as ../x would read a file outside datasets/
     file = datasets_dir() / f"{name}.toml"
     if file.is_file():
         return parse_entry(file)
-    known = sorted(p.stem for p in datasets_dir().glob("*.toml"))
+    known = registered_names()
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    raise ConfigError(f"unknown dataset '{name}'; {hint}(known: {', '.join(known) or 'none'})")
+    folder = f"; for the folder {name}/ pass ./{name}" if Path(name).is_dir() else ""
+    raise ConfigError(f"unknown dataset '{name}'; {hint}(known: {', '.join(known) or 'none'}){folder}")
 
 
 def parse_entry(file: Path) -> DatasetEntry:

@@ -18,7 +18,8 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data.entries import DatasetEntry, get_dataset_entry
+from bench.data.entries import DatasetEntry
+from bench.data.folder import dataset_entry
 from bench.data.loading import LoadedDataset, load_dataset
 
 
@@ -37,7 +38,7 @@ class DataIdentity:
 
 def data_identity(dataset: str, resolution: int, data_root: str | None = None) -> DataIdentity:
     """The data identity of ``dataset`` at ``resolution`` (read from ``data_root`` when given)."""
-    entry = get_dataset_entry(dataset)
+    entry = dataset_entry(dataset, data_root)
     root = Path(data_root).expanduser().absolute() if data_root else entry.path
     return _load(entry, resolution, data_root, _stat(root))
 

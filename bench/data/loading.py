@@ -29,7 +29,8 @@ import torch
 from bench.data._cache import CACHE_FORMAT, write_cache_file
 from bench.data._layouts import SPLITS, ImageSource, ImageSpec, Items, read_class_folders, read_metadata_csv
 from bench.data._npz import read_npz
-from bench.data.entries import DatasetEntry, get_dataset_entry
+from bench.data.entries import DatasetEntry
+from bench.data.folder import dataset_entry
 from bench.data.images import ImageFile, ImageRows, write_images
 from bench.data.splits import assign_splits, audit_splits
 from bench.errors import ConfigError, DataError
@@ -132,7 +133,7 @@ def load_dataset(name_or_entry: str | DatasetEntry, resolution: int, data_root: 
 
     ``data_root`` replaces the entry's path, e.g. to point the same entry at a full-size download.
     """
-    entry = name_or_entry if isinstance(name_or_entry, DatasetEntry) else get_dataset_entry(name_or_entry)
+    entry = name_or_entry if isinstance(name_or_entry, DatasetEntry) else dataset_entry(name_or_entry, data_root)
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8:
         raise ConfigError(f"resolution must be an integer of at least 8 pixels, not {resolution!r}")
     items = read_items(entry, data_root)
@@ -151,7 +152,11 @@ def load_dataset(name_or_entry: str | DatasetEntry, resolution: int, data_root: 
         entry=entry,
         resolution=resolution,
         fingerprint=_fingerprint(entry, spec, items.table, splits),
-        audit={**audit_splits(entry, items.table, splits), "pixels_sha256": pixels_sha256},
+        audit={
+            **audit_splits(entry, items.table, splits),
+            "split": entry.split.describe(),  # the policy in words: records state how their test set was made
+            "pixels_sha256": pixels_sha256,
+        },
         **parts,
     )
 

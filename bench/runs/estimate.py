@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data.entries import get_dataset_entry
+from bench.data.folder import dataset_entry
 from bench.data.loading import describe_dataset
 from bench.runs.record import RunRecord
 from bench.runs.sweep import PlannedRun
@@ -73,5 +73,5 @@ def estimate_runs(planned: list[PlannedRun], records: list[RunRecord], device_ki
 
 
 def _split_train_size(dataset: str, data_root: str | None) -> int:
-    entry = get_dataset_entry(dataset)
+    entry = dataset_entry(dataset, data_root)
     return describe_dataset(entry, Path(data_root) if data_root else None)["split_sizes"]["train"]

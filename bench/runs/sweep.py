@@ -24,6 +24,7 @@ from bench.config import (
     check_resolution,
     check_seeds,
     from_mapping,
+    is_folder_ref,
     load_toml,
 )
 from bench.errors import ConfigError
@@ -71,7 +72,7 @@ class Group:
 
     def __post_init__(self) -> None:
         check_names(self.backbones, "backbones")  # they become folder names under the results folder
-        check_names(self.datasets, "datasets")
+        check_names([d for d in self.datasets if not is_folder_ref(d)], "datasets")  # a folder names itself
         check_seeds(self.seeds)
         check_resolution(self.resolution)
         check_epochs(self.epochs)
@@ -85,16 +86,18 @@ class Sweep:
     published: tuple[Published, ...] = ()  # a paper's figures this sweep reproduces (`bench reproduction`)
 
     def expand(self, data_root: str | None = None) -> list[RunSpec]:
+        """Every run of the sweep; a dataset folder (``./my_photos``) runs as its inferred name, read from it."""
+        datasets = _resolve_datasets([d for g in self.group for d in g.datasets], data_root)
         specs = [
             RunSpec(
                 backbone=b,
-                dataset=d,
+                dataset=datasets[d][0],
                 protocol=p,
                 seed=s,
                 resolution=g.resolution,
                 epochs=g.epochs,
                 resolution_policy=g.resolution_policy,
-                data_root=data_root,
+                data_root=datasets[d][1] or data_root,
                 weights_file=g.weights_file,
                 precision=g.precision,
                 keep_weights=g.keep_weights,
@@ -103,6 +106,24 @@ class Sweep:
             for d, b, p, s in itertools.product(g.datasets, g.backbones, g.protocols, g.seeds)
         ]
         return list(dict.fromkeys(specs))  # a run listed twice runs once
+
+
+def _resolve_datasets(values: list[str], data_root: str | None) -> dict[str, tuple[str, str | None]]:
+    """Each dataset value as (name, folder or None): :func:`bench.data.folder.resolve_dataset`, checked together."""
+    if not any(is_folder_ref(v) for v in values):
+        return {value: (value, None) for value in values}  # names only: no need to load the folder reader
+    from bench.data.folder import resolve_dataset
+
+    resolved = {value: resolve_dataset(value) for value in dict.fromkeys(values)}
+    folders: dict[str, str] = {}  # name -> folder
+    for value, (name, folder) in resolved.items():
+        if folder is None:
+            continue
+        if data_root is not None:
+            raise ConfigError(f"--data-root points registered datasets at another copy; the folder {value} is its own")
+        if folders.setdefault(name, folder) != folder:
+            raise ConfigError(f"the folders {folders[name]} and {folder} are both named '{name}': rename one")
+    return resolved
 
 
 def default_sweep_path() -> Path:
@@ -141,11 +162,11 @@ def plan_runs(specs: list[RunSpec], results_dir: Path) -> list[PlannedRun]:
     Keys include the data (:func:`bench.data.identity.data_identity`, loaded once per dataset and resolution),
     so a run whose data or dataset entry changed since its record was written is planned again.
     """
-    from bench.data.entries import get_dataset_entry
+    from bench.data.folder import dataset_entry
     from bench.runs.runner import key_of
 
-    for name in dict.fromkeys(s.dataset for s in specs):
-        get_dataset_entry(name)
+    for name, data_root in dict.fromkeys((s.dataset, s.data_root) for s in specs):
+        dataset_entry(name, data_root)
     planned = []
     for spec in specs:
         identity, key = key_of(spec)

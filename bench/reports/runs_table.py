@@ -1,0 +1,117 @@
+"""Run records as the tables other tools read: one flat row per run, written as CSV or Parquet.
+
+A record is nested JSON (spec, identity, metrics, latency settings, environment); pandas, a spreadsheet, DuckDB
+or a notebook want one row per run with scalar columns. :func:`runs_table` flattens each record once, with
+the same names everywhere: ``test_<metric>`` for every metric of the table in
+:mod:`bench.evaluation.metrics` the record holds, ``val_<metric>`` for the selected epoch's validation,
+``latency_b1_*`` for the batch-1 figures, ``version_<package>`` for each library version. Nothing is
+aggregated here (the leaderboards do that): a row is one run, failed ones included with their error, so
+any grouping a user wants is theirs to make, by ``experiment`` (the identity hash) for seeds of one
+experiment. Logging the same rows into MLflow is :mod:`bench.reports.mlflow_export`; ``bench export`` and
+``bench.export`` are :mod:`bench.reports.export`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import ConfigError
+from bench.evaluation.metrics import METRIC_NAMES
+from bench.files import atomic_write_bytes
+from bench.runs.record import RunRecord, device_label
+
+FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
+LATENCY_FIGURES = {
+    "ms_p50": "ms_per_image_p50",
+    "ms_p90": "ms_per_batch_p90",
+    "ms_p99": "ms_per_batch_p99",
+    "throughput_img_s": "throughput_img_s",
+    "cv": "cv",
+}
+"""The batch-1 latency figures a row carries (at batch 1 a batch's time is an image's), by column suffix."""
+
+
+def run_row(record: RunRecord) -> dict[str, Any]:
+    """One record as a flat row: what ran, on what data, giving what, how fast, where and with what."""
+    spec, identity = record.spec, record.identity
+    phases = identity.get("protocol", {}).get("phases") or record.protocol.get("phases") or []
+    weights = identity.get("weights", {})
+    row: dict[str, Any] = {
+        "key": record.key,
+        "experiment": record.experiment,
+        "status": record.status,
+        "created": record.created,
+        "dataset": spec.dataset,
+        "backbone": spec.backbone,
+        "arch": record.arch,
+        "protocol": record.protocol_label,
+        "pretrained": bool(record.protocol.get("pretrained")),
+        "weights": weights.get("source"),
+        "seed": spec.seed,
+        "epochs": sum(int(p.get("epochs", 0)) for p in phases) or None,
+        "epochs_per_phase": "/".join(str(p.get("epochs")) for p in phases) or None,
+        "resolution": spec.resolution,
+        "effective_resolution": record.effective_resolution,
+        "precision": spec.precision,
+        "engine_precision": (record.engine or {}).get("precision"),
+        "data_fingerprint": identity.get("data", {}).get("fingerprint"),
+        "split": (record.dataset.audit.get("split") or record.dataset.audit.get("split_policy"))
+        if record.dataset
+        else None,
+        "data_root": spec.data_root,
+        "best_epoch": record.selection.best_epoch if record.selection else None,
+        "selected_on": record.selection.on if record.selection else None,
+        "params_m": record.backbone.params / 1e6 if record.backbone else None,
+        "gmacs": record.backbone.gmacs if record.backbone else None,
+    }
+    row.update({f"test_{m}": _number(record.test.get(m)) for m in METRIC_NAMES if m in record.test})
+    row.update({f"val_{m}": _number(record.val.get(m)) for m in METRIC_NAMES if m in record.val})
+    row.update(_latency_columns(record))
+    row.update({f"time_{stage}_s": seconds for stage, seconds in record.timings_s.items()})
+    row["device"] = device_label(record.environment.device)
+    row["executor"] = (record.environment.executor or {}).get("name")
+    row["git_commit"] = record.environment.git_commit
+    row.update({f"version_{name}": v for name, v in sorted({**record.environment.versions, **record.versions}.items())})
+    row["error"] = record.error
+    row["record"] = str(record.path) if record.path else None
+    return row
+
+
+def _number(value: Any) -> float | None:
+    """A stored metric as a float column (null stays missing: JSON has no NaN)."""
+    return None if value is None else float(value)
+
+
+def _latency_columns(record: RunRecord) -> dict[str, Any]:
+    b1 = next((lat for lat in record.latency if lat.get("batch_size") == 1), None)
+    if b1 is None:
+        return {}
+    figures = {f"latency_b1_{name}": b1.get(field) for name, field in LATENCY_FIGURES.items()}
+    figure = record.latency_b1()
+    return {**figures, "latency_b1_noisy": bool(b1.get("noisy")), "latency_device": figure.device if figure else None}
+
+
+def runs_table(records: list[RunRecord]) -> pd.DataFrame:
+    """One row per record (:func:`run_row`), sorted by dataset, backbone, protocol and seed; columns are the union."""
+    rows = sorted((run_row(r) for r in records), key=lambda r: (r["dataset"], r["backbone"], r["protocol"], r["seed"]))
+    return pd.DataFrame(rows)
+
+
+def write_table(table: pd.DataFrame, out: Path) -> Path:
+    """``table`` as CSV or Parquet, by ``out``'s suffix, written whole or not at all."""
+    kind = FORMATS.get(out.suffix.lower())
+    if kind is None:
+        raise ConfigError(f"--out {out}: the table is written as {' or '.join(FORMATS)}, by the file's suffix")
+    if kind == "CSV":
+        data = table.to_csv(index=False).encode()
+    else:
+        try:
+            import pyarrow  # noqa: F401  (pandas' Parquet engine; a dependency of backbone-bench)
+        except ImportError:
+            raise ConfigError(f"--out {out}: Parquet needs pyarrow: pip install pyarrow") from None
+        data = table.to_parquet(index=False)
+    atomic_write_bytes(out, data)
+    return out
