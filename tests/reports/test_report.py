@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from test_plots import SWEEP, make_record, store
+from test_plots import SWEEP, make_record, save_probs, store
 
 from bench.cli.commands import main
-from bench.evaluation.scores import TestScores
 from bench.reports.html import median_runs
 from bench.reports.leaderboard import leaderboard
 from bench.reports.render import ci_column, table_notes
@@ -65,17 +64,6 @@ class Page(HTMLParser):
         if self._heading:
             self.headings.append(data.strip())
             self._heading = False
-
-
-def save_probs(records: list[RunRecord]) -> None:
-    """Test probabilities beside each finished run, right on its accuracy's share of the 20 test images."""
-    for r in records:
-        if r.ok:
-            labels = np.random.default_rng(0).permutation(np.repeat([0, 1, 2], r.dataset.class_counts["test"]))
-            right = np.arange(labels.size) < round(r.test["accuracy"] * labels.size)
-            probs = np.full((labels.size, 3), 0.1)
-            probs[np.arange(labels.size), np.where(right, labels, (labels + 1) % 3)] = 0.8
-            TestScores(np.array([f"i{i}" for i in range(labels.size)]), labels, probs).save(r.probs_path())
 
 
 @pytest.fixture(scope="module")
