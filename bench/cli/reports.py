@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bench.cli.output import show
+from bench.cli.output import Format, FormatOption, message, show
 from bench.cli.shared import ResultsDir, console, stored_records
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
@@ -61,10 +61,13 @@ def report(
 def reproduction(
     sweep: Annotated[str, typer.Option(help="Sweep TOML file or name whose \\[\\[published]] results to compare.")],
     results_dir: ResultsDir = Path("results"),
+    fmt: FormatOption = Format.table,
 ) -> None:
     """Published vs measured (seed mean ± std) for a sweep that reproduces a paper, from stored records.
 
-    Example: bench reproduction --sweep medmnist-v2
+    csv and json print the numeric table (the CSV written beside comparison.md) alone on stdout.
+
+    Example: bench reproduction --sweep medmnist-v2 --format csv
     """
     from bench.reports.reproduction import COMMAND, display_frame, sweep_table, write_reproduction
     from bench.runs.sweep import load_sweep
@@ -79,6 +82,6 @@ def reproduction(
         rich.add_column(str(col), justify="left" if col in ("dataset", "backbone") else "right")
     for row in shown.itertuples(index=False):
         rich.add_row(*map(str, row))
-    show(rich)
+    show(rich, fmt, table)
     command = COMMAND.format(sweep=sweep, results_dir=results_dir)
-    console.print(f"written: {write_reproduction(table, results_dir / 'comparison.md', command)}")
+    message(f"written: {write_reproduction(table, results_dir / 'comparison.md', command)}", fmt)
