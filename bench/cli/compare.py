@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bench.cli.output import show
-from bench.cli.shared import ResultsDir, console
+from bench.cli.output import Format, FormatOption, message, print_data, show
+from bench.cli.shared import ResultsDir
 from bench.evaluation.metrics import METRIC_NAMES
 
 
@@ -22,10 +22,13 @@ def compare(
     protocol_b: Annotated[str | None, typer.Option(help="Protocol of B, when it differs from A's.")] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
     results_dir: ResultsDir = Path("results"),
+    fmt: FormatOption = Format.table,
 ) -> None:
     """Is A better than B? Paired bootstrap over the same test images (seed-averaged) and McNemar per seed.
 
-    Example: bench compare resnet18 efficientnet_b0 --dataset pneumoniamnist --metric auc
+    csv and json print one row per test (the bootstrap, then McNemar per seed) and nothing else on stdout.
+
+    Example: bench compare resnet18 efficientnet_b0 --dataset pneumoniamnist --metric auc --format json
     """
     from bench.reports.compare import compare_backbones
     from bench.runs.record import load_records
@@ -33,23 +36,27 @@ def compare(
     result = compare_backbones(
         load_records(results_dir), dataset, a, b, metric, protocol, protocol_b or protocol, n_resamples=resamples
     )
+    if fmt in (Format.csv, Format.json):
+        print_data(result.frame(), fmt)
+        return
     p = result.paired
     table = Table(title=f"{a} vs {b} on {dataset}: {metric} (paired bootstrap, {p.n_resamples} resamples)")
     for col in ("backbone", "protocol", "seeds", metric):
         table.add_column(col)
     for side, score in ((result.a, p.score_a), (result.b, p.score_b)):
         table.add_row(side.backbone, side.protocol, ",".join(map(str, side.seeds)), f"{score:.4f}")
-    show(table)
+    show(table, fmt)
     if result.mcnemar_by_seed:
         mc = Table(title="McNemar's exact test on accuracy, per seed", header_style="bold")
         for col in ("seed", f"only {a} right", f"only {b} right", "p"):
             mc.add_column(col, justify="right")
         for s, t in result.mcnemar_by_seed.items():
             mc.add_row(str(s), str(t.only_a_correct), str(t.only_b_correct), f"{t.p_value:.4g}")
-        show(mc)
+        show(mc, fmt)
     verdict = "significant" if result.significant else "not significant"
     skipped = f" ({p.n_skipped} undefined resamples skipped)" if p.n_skipped else ""
-    console.print(
+    message(
         f"difference {a} - {b} = {p.difference:+.4f}, {100 * p.confidence:.0f}% CI [{p.low:+.4f}, {p.high:+.4f}], "
-        f"p = {p.p_value:.4g}: [bold]{verdict}[/] at {1 - p.confidence:.2f}{skipped}"
+        f"p = {p.p_value:.4g}: {verdict} at {1 - p.confidence:.2f}{skipped}",
+        fmt,
     )

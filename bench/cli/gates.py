@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from bench.cli.output import show
+from bench.cli.output import Format, FormatOption, for_people, message, show
 from bench.cli.progress import sweep_bars
 from bench.cli.shared import console
 from bench.errors import ConfigError
@@ -31,10 +31,13 @@ def check(
         typer.Option(help="Largest metric drop accepted where runs cannot be compared exactly (all datasets)."),
     ] = None,
     device: Annotated[str, typer.Option(help="Device for the rerun (the reference was trained on the CPU).")] = "cpu",
+    fmt: FormatOption = Format.table,
 ) -> None:
     """Accuracy gate: rerun the reference sweep in a temp folder, compare each test metric (exit 1 on a regression).
 
-    Example: bench check --results-dir results/rerun
+    csv and json print the gate table alone on stdout (one row per run and metric); the verdict goes to stderr.
+
+    Example: bench check --results-dir results/rerun --format csv > gate.csv
     """
     import tempfile
 
@@ -49,7 +52,7 @@ def check(
     specs = load_sweep(sweep).expand()
     if results_dir is None:
         with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
-            current = _rerun_reference(specs, Path(tmp), refs, resolve_device(device))
+            current = _rerun_reference(specs, Path(tmp), refs, resolve_device(device), fmt)
     elif results_dir.resolve() == reference.resolve():
         raise ConfigError(f"--results-dir {results_dir} is the reference itself: point it at a rerun")
     else:
@@ -60,17 +63,17 @@ def check(
     limits = gate.load_tolerance(reference) if tolerance is None else gate.Tolerance(tolerance)
     report = gate.compare_records(refs, current, limits)
     for pairing in report.pairings:
-        console.print(f"[bold]{pairing.label}[/]: {escape(pairing.basis())}", soft_wrap=True)
-    show(gate.report_table(report))
+        message(f"{pairing.label}: {pairing.basis()}", fmt)
+    show(gate.report_table(report), fmt, gate.report_frame(report))
     for problem in report.problems:
-        console.print(f"[red]x[/] {escape(problem)}", highlight=False, soft_wrap=True)
-    console.print(("[green]" if report.passed else "[red]") + escape(report.summary()), highlight=False, soft_wrap=True)
+        message(f"x {problem}", fmt, style="red")
+    message(report.summary(), fmt, style="green" if report.passed else "red")
     if not report.passed:
         sys.exit(1)  # not typer.Exit: main() runs click in non-standalone mode, which returns its code
 
 
 def _rerun_reference(
-    specs: list, results_dir: Path, reference: list[RunRecord], device: torch.device
+    specs: list, results_dir: Path, reference: list[RunRecord], device: torch.device, fmt: Format
 ) -> list[RunRecord]:
     """Train ``specs`` into ``results_dir`` with the reference's torch thread count where this machine has it."""
     import torch
@@ -84,8 +87,8 @@ def _rerun_reference(
     if threads is not None:
         torch.set_num_threads(threads)
     planned = plan_runs(specs, results_dir)
-    console.print(f"rerunning {len(planned)} reference run(s) on {device}, {torch.get_num_threads()} torch threads")
-    with sweep_bars(len(planned)) as bars:
+    message(f"rerunning {len(planned)} reference run(s) on {device}, {torch.get_num_threads()} torch threads", fmt)
+    with sweep_bars(len(planned), out=for_people(fmt)) as bars:
         for record in LocalExecutor([device]).run(planned, results_dir, bars.started):
             bars.finished(record)
     return load_records(results_dir)

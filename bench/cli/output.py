@@ -54,9 +54,14 @@ FormatOption = Annotated[
 ]
 
 
-def message(text: str, fmt: Format = Format.table) -> None:
-    """A line for people: on stdout beside a table or Markdown, on stderr when stdout carries csv or json."""
-    (err_console if fmt in (Format.csv, Format.json) else console).print(escape(text), soft_wrap=True, highlight=False)
+def for_people(fmt: Format) -> Console:
+    """Where lines for people go: stdout beside a table or Markdown, stderr when stdout carries csv or json."""
+    return err_console if fmt in (Format.csv, Format.json) else console
+
+
+def message(text: str, fmt: Format = Format.table, style: str | None = None) -> None:
+    """A line for people (:func:`for_people`), in ``style`` where the terminal shows styles."""
+    for_people(fmt).print(escape(text), style=style, soft_wrap=True, highlight=False)
 
 
 def show(
@@ -75,11 +80,12 @@ def show(
 
 
 def print_data(frame: pd.DataFrame, fmt: Format) -> None:
-    """csv or json on stdout, nothing else: NaN is an empty csv cell and a json null."""
+    """csv or json on stdout, nothing else: NaN is an empty csv cell and a json null. json keeps 15 significant
+    digits (pandas' most; its default, 10, would round the figures the csv carries whole)."""
     if fmt == Format.csv:
         sys.stdout.write(frame.to_csv(index=False))
     else:
-        rows = json.loads(frame.to_json(orient="records", force_ascii=False))
+        rows = json.loads(frame.to_json(orient="records", force_ascii=False, double_precision=15))
         sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
 
 

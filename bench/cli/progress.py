@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bench.cli.shared import console
@@ -54,8 +55,11 @@ class SweepBars:
 
 
 @contextmanager
-def sweep_bars(todo: int, total: int | None = None, finished_before: int = 0) -> Iterator[SweepBars]:
-    """Bars for ``todo`` runs; with ``total``, an overall bar that starts at ``finished_before``."""
+def sweep_bars(
+    todo: int, total: int | None = None, finished_before: int = 0, out: Console | None = None
+) -> Iterator[SweepBars]:
+    """Bars for ``todo`` runs on ``out`` (default stdout); with ``total``, an overall bar that starts at
+    ``finished_before``."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -63,7 +67,7 @@ def sweep_bars(todo: int, total: int | None = None, finished_before: int = 0) ->
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console,
+        console=out or console,
         transient=False,
     )
     with progress:

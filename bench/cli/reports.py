@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bench.cli.output import show
-from bench.cli.shared import ResultsDir, console, stored_records
+from bench.cli.output import Format, FormatOption, message, show
+from bench.cli.shared import ResultsDir, stored_records
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
 
@@ -30,11 +30,9 @@ def plot(
     started = time.perf_counter()
     plotted = plot_all(stored_records(results_dir), metric, latency, results_dir / "plots")
     for dataset, paths in plotted.tradeoff.items():
-        console.print(
-            f"{dataset}: " + (", ".join(map(str, paths)) or "nothing to plot (no finished run with a latency)")
-        )
+        message(f"{dataset}: " + (", ".join(map(str, paths)) or "nothing to plot (no finished run with a latency)"))
     drawn = sum(f.drawn for f in plotted.runs.values())
-    console.print(
+    message(
         f"per-run figures under {results_dir / 'plots' / 'runs'}/: {drawn} drawn, "
         f"{len(plotted.runs) - drawn} up to date ({time.perf_counter() - started:.1f} s)"
     )
@@ -51,7 +49,7 @@ def report(
 
     started = time.perf_counter()
     built = build_report(stored_records(results_dir), results_dir, metric, latency)
-    console.print(
+    message(
         f"written: {built.html} ({built.html.stat().st_size / 1e6:.1f} MB, opens offline), "
         f"{len(built.leaderboards)} leaderboard files under {results_dir / 'leaderboards'}/, "
         f"plots under {results_dir / 'plots'}/ ({time.perf_counter() - started:.1f} s)"
@@ -61,10 +59,13 @@ def report(
 def reproduction(
     sweep: Annotated[str, typer.Option(help="Sweep TOML file or name whose \\[\\[published]] results to compare.")],
     results_dir: ResultsDir = Path("results"),
+    fmt: FormatOption = Format.table,
 ) -> None:
     """Published vs measured (seed mean ± std) for a sweep that reproduces a paper, from stored records.
 
-    Example: bench reproduction --sweep medmnist-v2
+    csv and json print the numeric table (the CSV written beside comparison.md) alone on stdout.
+
+    Example: bench reproduction --sweep medmnist-v2 --format csv
     """
     from bench.reports.reproduction import COMMAND, display_frame, sweep_table, write_reproduction
     from bench.runs.sweep import load_sweep
@@ -79,6 +80,6 @@ def reproduction(
         rich.add_column(str(col), justify="left" if col in ("dataset", "backbone") else "right")
     for row in shown.itertuples(index=False):
         rich.add_row(*map(str, row))
-    show(rich)
+    show(rich, fmt, table)
     command = COMMAND.format(sweep=sweep, results_dir=results_dir)
-    console.print(f"written: {write_reproduction(table, results_dir / 'comparison.md', command)}")
+    message(f"written: {write_reproduction(table, results_dir / 'comparison.md', command)}", fmt)

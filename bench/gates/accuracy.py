@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 from rich.table import Table
 
 from bench.config import from_mapping, load_toml
@@ -275,6 +276,28 @@ def reference_threads(reference: list[RunRecord]) -> int | None:
     (n,) = threads
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return n if isinstance(n, int) and usable and n <= usable else None
+
+
+def report_frame(report: CheckReport) -> pd.DataFrame:
+    """The gate table's rows as numbers, for scripts (``bench check --format csv|json``): NaN where undefined."""
+    return pd.DataFrame(
+        [
+            {
+                "run": c.run,
+                "metric": c.metric,
+                "reference": c.reference,
+                "now": c.now,
+                "delta": c.delta,
+                "exact": c.exact,
+                "tolerance": c.tolerance,
+                "gated": c.gated,
+                "verdict": c.verdict,
+                "failed": c.failed,
+            }
+            for c in report.checks
+        ],
+        columns=["run", "metric", "reference", "now", "delta", "exact", "tolerance", "gated", "verdict", "failed"],
+    )
 
 
 def report_table(report: CheckReport) -> Table:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from bench.errors import ConfigError, DataError
 from bench.evaluation.bootstrap import PairedComparison
@@ -46,6 +47,52 @@ class Comparison:
     @property
     def significant(self) -> bool:
         return bool(self.paired.p_value < 1 - self.paired.confidence)
+
+    def frame(self) -> pd.DataFrame:
+        """One row per test, for scripts (``bench compare --format csv|json``): the paired bootstrap of
+        ``metric`` over all seeds, then McNemar's test on accuracy for each seed both sides ran. Every row
+        names both sides, so a row read alone says what was compared; cells a test has not are empty."""
+        p = self.paired
+        sides = {
+            "dataset": self.dataset,
+            "a": self.a.backbone,
+            "protocol_a": self.a.protocol,
+            "seeds_a": ",".join(map(str, self.a.seeds)),
+            "b": self.b.backbone,
+            "protocol_b": self.b.protocol,
+            "seeds_b": ",".join(map(str, self.b.seeds)),
+        }
+        bootstrap = {
+            **sides,
+            "test": "paired bootstrap",
+            "metric": self.metric,
+            "seed": None,
+            "score_a": p.score_a,
+            "score_b": p.score_b,
+            "difference": p.difference,
+            "ci_low": p.low,
+            "ci_high": p.high,
+            "confidence": p.confidence,
+            "n_resamples": p.n_resamples,
+            "n_skipped": p.n_skipped,
+            "p_value": p.p_value,
+            "significant": self.significant,
+        }
+        mcnemar_rows = [
+            {
+                **sides,
+                "test": "mcnemar",
+                "metric": "accuracy",
+                "seed": seed,
+                "only_a_right": t.only_a_correct,
+                "only_b_right": t.only_b_correct,
+                "p_value": t.p_value,
+                "significant": bool(t.p_value < 1 - p.confidence),
+            }
+            for seed, t in self.mcnemar_by_seed.items()
+        ]
+        counts = ("seed", "n_resamples", "n_skipped", "only_a_right", "only_b_right")
+        return pd.DataFrame([bootstrap, *mcnemar_rows]).astype(dict.fromkeys(counts, "Int64"))  # 0, not 0.0
 
 
 def scores_of(record: RunRecord) -> TestScores:

@@ -38,16 +38,22 @@ MAJORITY_PROTOCOL = "baseline"  # the protocol cell of the majority row
 
 @dataclass(frozen=True)
 class LatencyAxis:
-    """How inference speed enters the trade-off: the leaderboard column, its label, and its direction."""
+    """How inference speed enters the trade-off: the leaderboard column, its label, and its direction.
+
+    ``spread``: the columns of its min and max over seeds, where the table has them (None: throughput).
+    """
 
     name: str
     column: str
     label: str
     lower_is_better: bool
+    spread: tuple[str, str] | None = None
 
 
 LATENCY_AXES = {
-    "p50": LatencyAxis("p50", "latency_ms", "latency, p50 at batch 1 (ms/image)", lower_is_better=True),
+    "p50": LatencyAxis(
+        "p50", "latency_ms", "latency, p50 at batch 1 (ms/image)", True, ("latency_ms_min", "latency_ms_max")
+    ),
     "throughput": LatencyAxis("throughput", "throughput", "throughput at batch 1 (images/s)", lower_is_better=False),
 }
 
@@ -58,7 +64,7 @@ def latency_axis(name: str) -> LatencyAxis:
     return LATENCY_AXES[name]
 
 
-def pareto_front(score: ArrayLike, cost: ArrayLike) -> np.ndarray:
+def pareto_front(score: ArrayLike, cost: ArrayLike, cost_high: ArrayLike | None = None) -> np.ndarray:
     """Boolean mask of the points no other point dominates, maximising ``score`` and minimising ``cost``.
 
     Point *j* dominates point *i* when ``score[j] >= score[i]`` and ``cost[j] <= cost[i]`` with at
@@ -74,16 +80,24 @@ def pareto_front(score: ArrayLike, cost: ArrayLike) -> np.ndarray:
 
     To maximise a speed such as throughput, pass ``cost=-throughput``. Quadratic in the number of
     points, which is the number of rows of one leaderboard: a few dozen.
+
+    **Within the noise.** Given ``cost_high``, each cost is the interval ``[cost, cost_high]`` (a latency's
+    min and max over seeds) and costs are compared as intervals: *j* is no slower than *i* unless *j*'s
+    interval lies wholly above *i*'s (``cost[j] > cost_high[i]``), and strictly faster only when it lies
+    wholly below (``cost_high[j] < cost[i]``). Two overlapping latencies are then equal, so the less accurate
+    of the two is dominated: no point stays on the front by a latency gap smaller than the seeds' spread.
+    With ``cost_high == cost`` (one seed) this is the rule above.
     """
     s = np.asarray(score, dtype=float)
     c = np.asarray(cost, dtype=float)
-    if s.shape != c.shape or s.ndim != 1:
+    high = c if cost_high is None else np.asarray(cost_high, dtype=float)
+    if s.shape != c.shape or s.shape != high.shape or s.ndim != 1:
         raise ValueError(f"score and cost must be 1-d and of one length, got shapes {s.shape} and {c.shape}")
-    valid = np.isfinite(s) & np.isfinite(c)
-    sv, cv = s[valid], c[valid]
+    valid = np.isfinite(s) & np.isfinite(c) & np.isfinite(high)
+    sv, cv, hv = s[valid], c[valid], high[valid]
     # [i, j]: does point j dominate point i?
-    no_worse = (sv[None, :] >= sv[:, None]) & (cv[None, :] <= cv[:, None])
-    better = (sv[None, :] > sv[:, None]) | (cv[None, :] < cv[:, None])
+    no_worse = (sv[None, :] >= sv[:, None]) & (cv[None, :] <= hv[:, None])
+    better = (sv[None, :] > sv[:, None]) | (hv[None, :] < cv[:, None])
     front = np.zeros(s.shape, dtype=bool)
     front[valid] = ~(no_worse & better).any(axis=1)
     return front

@@ -1,11 +1,15 @@
 """Figures from stored run records: the accuracy-vs-latency trade-off, and per run what went on inside.
 
 * Per dataset, ``<dataset>-tradeoff.png`` and ``.svg``: mean test metric over seeds (error bars: sample
-  std over seeds, of the latency too on the p50 axis) against batch-1 latency (p50, ms/image) or
-  throughput on a log axis, marker area by parameter count, every row labelled, the Pareto front drawn
-  as a step line ("the best you can get within this latency budget") with its members marked, the
-  majority baseline as a horizontal line, and the device that timed the latencies in the caption (a
-  red warning when there are several, since latencies from different machines are not comparable).
+  std over seeds; on the p50 axis the latency's min-max over seeds) against batch-1 latency (p50,
+  ms/image) or throughput on a log axis, marker area growing with parameter count (the size legend shows
+  the smallest, median and largest plotted point, drawn at the points' scale), every row labelled clear
+  of the baseline, the markers, the error bars and the other labels (:mod:`bench.reports.placement`),
+  the table's Pareto front (★) drawn as a step line ("the best you can get within this latency budget"),
+  hollow where a ★ rests on a latency gap within the seeds' spread, the table's ≈ rows (tied with rank 1)
+  ringed and suffixed ≈, the majority baseline as a horizontal line, and the device that timed the
+  latencies in the caption (a red warning when there are several, since latencies from different
+  machines are not comparable).
 * Per finished run, under ``runs/<dataset>/<backbone>/``: ``<stem>.confusion.png`` (rows normalised,
   so the diagonal is per-class recall) and ``<stem>.curves.png`` (train/val loss and val balanced
   accuracy per epoch, phase boundaries and the selected epoch marked). PNG only, and only redrawn
@@ -26,6 +30,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay
 
@@ -36,13 +41,19 @@ from bench.reports.leaderboard import (
     latency_axis,
     latency_devices,
     leaderboard,
+    pareto_front,
 )
+from bench.reports.placement import place_labels
+from bench.reports.render import TIE_MARK
+from bench.reports.uncertainty import TIE_ALPHA
 from bench.runs.record import RunRecord
 
 STYLE = {"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
 FRONT_COLOUR = "tab:red"
 OTHER_COLOUR = "tab:blue"
 MIN_AREA, MAX_AREA = 30.0, 600.0  # marker area (pt^2) of the smallest and largest model
+TIE_RING = 2.2  # a ≈ row's dashed ring, in marker areas
+TIE_STYLE = {"facecolors": "none", "edgecolors": "black", "linewidths": 1.0, "linestyles": "--"}
 
 
 @dataclass(frozen=True)
@@ -70,21 +81,62 @@ def save(fig: Figure, stem: Path, formats: tuple[str, ...] = ("png",), dpi: int 
 
 
 def _row_labels(points: pd.DataFrame) -> pd.Series:
-    """Backbone names, qualified by protocol and resolution only when the table mixes several."""
+    """Backbone names, qualified by protocol and resolution only when the table mixes several; `` ≈`` after a
+    row tied with rank 1, as in the tables."""
     if points["protocol"].nunique() == 1 and points["resolution"].nunique() == 1:
-        return points["backbone"]
-    return points["backbone"] + " (" + points["protocol"] + ", " + points["resolution"].astype(int).astype(str) + " px)"
+        names = points["backbone"]
+    else:
+        names = (
+            points["backbone"]
+            + " ("
+            + points["protocol"]
+            + ", "
+            + points["resolution"].astype(int).astype(str)
+            + " px)"
+        )
+    return names + np.where(points["tied"], f" {TIE_MARK}", "")
 
 
-def _areas(params_m: pd.Series) -> tuple[np.ndarray, float]:
-    """Marker areas proportional to parameter count, and the largest count (for the size legend)."""
-    largest = float(params_m.max()) if params_m.notna().any() else 1.0
-    fraction = (params_m.fillna(0.0) / largest).to_numpy()
-    return MIN_AREA + (MAX_AREA - MIN_AREA) * fraction, largest
+def marker_areas(params_m: pd.Series, largest: float) -> np.ndarray:
+    """Marker areas (pt^2) growing linearly with parameter count up to ``largest``; no count: the smallest."""
+    fraction = (params_m.fillna(0.0) / largest).to_numpy(float)
+    return MIN_AREA + (MAX_AREA - MIN_AREA) * fraction
+
+
+def size_legend_values(params_m: pd.Series) -> list[float]:
+    """The parameter counts the size legend shows: the smallest, the median and the largest plotted point's
+    (the lower middle one for an even count, so each is an actual point's), without repeats."""
+    values = np.sort(params_m.dropna().to_numpy(float))
+    if not len(values):
+        return []
+    return sorted({values[0], values[(len(values) - 1) // 2], values[-1]})
+
+
+def latency_spread(points: pd.DataFrame, axis: LatencyAxis) -> tuple[np.ndarray, np.ndarray] | None:
+    """The x error bars: each point's min and max over seeds on the speed axis, as lengths below and above it."""
+    if axis.spread is None:
+        return None
+    low, high = (points[c].to_numpy(float) for c in axis.spread)
+    x = points[axis.column].to_numpy(float)
+    return np.nan_to_num(x - low), np.nan_to_num(high - x)
+
+
+def within_noise(points: pd.DataFrame, mean: str, axis: LatencyAxis) -> np.ndarray:
+    """Front members (★) that owe their place to a latency gap smaller than the seeds' spread: dominated once
+    latencies whose min-max ranges overlap count as equal (:func:`bench.reports.leaderboard.pareto_front`)."""
+    front = points["pareto"].to_numpy(bool)
+    if axis.spread is None:
+        return np.zeros_like(front)
+    low, high = (points[c] for c in axis.spread)
+    return front & ~pareto_front(points[mean], low, high)
 
 
 def tradeoff_figure(table: pd.DataFrame, dataset: str, metric: str, axis: LatencyAxis) -> Figure | None:
-    """The trade-off scatter of a :func:`bench.reports.leaderboard.leaderboard` table; None without a point to draw."""
+    """The trade-off scatter of a :func:`bench.reports.leaderboard.leaderboard` table; None without a point to draw.
+
+    The front and the ≈ marks are the table's own (its ``pareto`` and ``tied`` columns), never recomputed; a
+    ★ that rests on a latency gap within the seeds' spread is drawn hollow (:func:`within_noise`).
+    """
     mean, std = f"{metric}_mean", f"{metric}_std"
     backbones = table[table["protocol"] != MAJORITY_PROTOCOL]
     points = backbones[backbones[mean].notna() & backbones[axis.column].notna()].reset_index(drop=True)
@@ -94,12 +146,18 @@ def tradeoff_figure(table: pd.DataFrame, dataset: str, metric: str, axis: Latenc
         fig = Figure(figsize=(9.0, 5.0), layout="constrained")
         ax = fig.add_subplot()
         x, y = points[axis.column].to_numpy(float), points[mean].to_numpy(float)
-        xerr = points[f"{axis.column}_std"].fillna(0.0) if f"{axis.column}_std" in points else None
-        ax.errorbar(x, y, yerr=points[std].fillna(0.0), xerr=xerr, fmt="none", ecolor="0.55", elinewidth=1, capsize=3)
-        areas, largest = _areas(points["params_m"])
-        front = points["pareto"].to_numpy(bool)
-        colours = np.where(front, FRONT_COLOUR, OTHER_COLOUR)
-        dots = ax.scatter(x, y, s=areas, c=colours, alpha=0.75, edgecolors="black", linewidths=0.6, zorder=3)
+        yerr, xerr = points[std].fillna(0.0).to_numpy(float), latency_spread(points, axis)
+        ax.errorbar(x, y, yerr=yerr, xerr=xerr, fmt="none", ecolor="0.55", elinewidth=1, capsize=3)
+        largest = float(points["params_m"].max()) if points["params_m"].notna().any() else 1.0
+        areas = marker_areas(points["params_m"], largest)
+        front, tied = points["pareto"].to_numpy(bool), points["tied"].to_numpy(bool)
+        fragile = within_noise(points, mean, axis)
+        faces = np.where(fragile, "white", np.where(front, FRONT_COLOUR, OTHER_COLOUR))
+        edges = np.where(fragile, FRONT_COLOUR, "black")
+        ax.scatter(
+            x, y, s=areas, c=faces, alpha=0.75, edgecolors=edges, linewidths=np.where(fragile, 1.6, 0.6), zorder=3,
+            label="_points",
+        )  # fmt: skip
         order = np.argsort(x[front])
         ax.step(
             x[front][order],
@@ -107,13 +165,13 @@ def tradeoff_figure(table: pd.DataFrame, dataset: str, metric: str, axis: Latenc
             where="post" if axis.lower_is_better else "pre",
             color=FRONT_COLOUR,
             linewidth=1.5,
-            label="Pareto front (best metric within a speed budget)",
+            label="Pareto front (★: best metric within a speed budget)",
             zorder=2,
         )
-        ax.scatter([], [], s=MIN_AREA * 2, c=FRONT_COLOUR, edgecolors="black", label="Pareto-optimal")
-        ax.scatter([], [], s=MIN_AREA * 2, c=OTHER_COLOUR, edgecolors="black", label="dominated")
-        _label_points(ax, _row_labels(points), x, y, areas)
-        _majority_line(ax, table, mean)
+        _marker_legend_entries(ax, fragile.any(), tied.any())
+        if tied.any():
+            ax.scatter(x[tied], y[tied], s=areas[tied] * TIE_RING, label="_tie rings", zorder=4, **TIE_STYLE)
+        baseline = _majority_line(ax, table, mean)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         # Within one decade matplotlib labels minor ticks, by default as "4.2x10^0": plain numbers instead.
@@ -122,60 +180,77 @@ def tradeoff_figure(table: pd.DataFrame, dataset: str, metric: str, axis: Latenc
         ax.set_xlabel(axis.label + ("" if axis.lower_is_better else " (higher is better)"))
         ax.set_ylabel(f"test {metric} (mean ± std over seeds)")
         ax.grid(True, which="both", alpha=0.25)
-        handles = ax.get_legend_handles_labels()
-        sizes = dots.legend_elements(
-            prop="sizes", num=3, alpha=0.4, func=lambda a: (a - MIN_AREA) / (MAX_AREA - MIN_AREA) * largest
-        )
         # Both legends outside the axes, on the right, so they never hide a point.
         # add_artist clips to the axes; this legend lies outside them.
+        handles = ax.get_legend_handles_labels()
         ax.add_artist(ax.legend(*handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))).set_clip_on(False)
+        values = size_legend_values(points["params_m"])
+        legend_areas = marker_areas(pd.Series(values, dtype=float), largest)
+        room = np.sqrt(legend_areas.max()) / 7 if len(values) else 1.0  # the widest marker, in font sizes
         ax.legend(
-            *sizes,
+            [_size_handle(a) for a in legend_areas],
+            [f"{v:.3g}" for v in values],
             title="parameters (M)",
             fontsize=7,
             title_fontsize=7,
-            labelspacing=1.6,
+            handlelength=room,
+            handleheight=room,
+            labelspacing=0.8,
             loc="lower left",
             bbox_to_anchor=(1.02, 0.0),
         )
         ax.set_title(f"{dataset}: test {metric} vs {axis.label}")
-        _device_caption(fig, table, points)
+        _device_caption(fig, table, points, axis)
+        outline = np.where(tied, areas * TIE_RING, areas)  # a label keeps clear of the ≈ ring too
+        bars = [(xi, xi, yi - e, yi + e) for xi, yi, e in zip(x, y, yerr, strict=True) if e > 0]
+        if xerr is not None:
+            bars += [(xi - lo, xi + hi, yi, yi) for xi, yi, lo, hi in zip(x, y, *xerr, strict=True) if lo + hi > 0]
+        place_labels(ax, list(_row_labels(points)), x, y, outline, [] if baseline is None else [baseline], bars)
     return fig
 
 
-def _label_points(ax, labels: pd.Series, x: np.ndarray, y: np.ndarray, areas: np.ndarray) -> None:
-    """Each point's name just clear of its marker: to its right, or to its left in the right half of the
-    axis so that it stays inside the axes."""
-    logs = np.log10(x)
-    middle = (logs.min() + logs.max()) / 2
-    for label, log_x, xi, yi, area in zip(labels, logs, x, y, areas, strict=True):
-        gap = np.sqrt(area) / 2 + 3  # marker radius in points (``s`` is the squared diameter), plus air
-        right = len(x) == 1 or log_x <= middle
-        ax.annotate(
-            label,
-            (xi, yi),
-            xytext=(gap if right else -gap, 0),
-            textcoords="offset points",
-            ha="left" if right else "right",
-            va="center",
-            fontsize=8,
-        )
+def _marker_legend_entries(ax, fragile: bool, tied: bool) -> None:
+    """Legend-only handles for the marker styles actually drawn."""
+    ax.scatter([], [], s=MIN_AREA * 2, c=FRONT_COLOUR, edgecolors="black", label="Pareto-optimal (★)")
+    if fragile:
+        ax.scatter(
+            [], [], s=MIN_AREA * 2, c="white", edgecolors=FRONT_COLOUR, linewidths=1.6,
+            label="★ only by a latency gap within the seeds' min-max",
+        )  # fmt: skip
+    ax.scatter([], [], s=MIN_AREA * 2, c=OTHER_COLOUR, edgecolors="black", label="dominated")
+    if tied:
+        label = f"{TIE_MARK} tied with rank 1 (paired bootstrap, p ≥ {TIE_ALPHA})"
+        ax.scatter([], [], s=MIN_AREA * 2 * TIE_RING, label=label, **TIE_STYLE)
 
 
-def _majority_line(ax, table: pd.DataFrame, mean: str) -> None:
+def _size_handle(area: float) -> Line2D:
+    """A legend marker drawn at the scale of the points: ``markersize`` is the diameter, ``s`` its square."""
+    return Line2D(
+        [], [], linestyle="", marker="o", markersize=np.sqrt(area), markerfacecolor="0.6", markeredgecolor="black",
+        markeredgewidth=0.6, alpha=0.75,
+    )  # fmt: skip
+
+
+def _majority_line(ax, table: pd.DataFrame, mean: str) -> float | None:
+    """The majority baseline as a dashed line across the axes; its height (None without a baseline)."""
     base = table.loc[table["protocol"] == MAJORITY_PROTOCOL, mean].dropna()
-    if len(base):
-        value = float(base.iloc[0])
-        ax.axhline(value, color="0.3", linestyle="--", linewidth=1, label=f"majority baseline ({value:.3f})")
+    if not len(base):
+        return None
+    value = float(base.iloc[0])
+    ax.axhline(value, color="0.3", linestyle="--", linewidth=1, label=f"majority baseline ({value:.3f})")
+    return value
 
 
-def _device_caption(fig: Figure, table: pd.DataFrame, points: pd.DataFrame) -> None:
-    """Name the device behind the latencies; warn in red when several, since then they do not compare."""
+def _device_caption(fig: Figure, table: pd.DataFrame, points: pd.DataFrame, axis: LatencyAxis) -> None:
+    """Name the device behind the latencies, the seeds and what the bars and the ★ mean; warn in red when
+    several devices timed them, since then they do not compare."""
     devices = latency_devices(table)
     seeds = sorted(set(points["n"].astype(int)))
+    bars = "bars: std over seeds (metric), min-max over seeds (latency)" if axis.spread else "bars: std over seeds"
     fig.supxlabel(
         f"latency timed on: {' / '.join(devices) or 'unknown device'}  ·  seeds per point: "
-        f"{', '.join(map(str, seeds))}  ·  marker area ∝ parameters",
+        f"{', '.join(map(str, seeds))}  ·  {bars}  ·  marker area grows with parameters\n"
+        "★: no other backbone is at least as accurate and at least as fast, and better on one",
         fontsize=8,
         color="0.3",
     )

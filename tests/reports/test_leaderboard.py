@@ -138,6 +138,45 @@ def test_pareto_front_agrees_with_the_definition_on_random_points():
         assert front[i] == (not dominated)
 
 
+# score, cost low (min over seeds), cost high (max), expected front
+NOISY_PARETO_CASES = [
+    # The issue's case: 0.12 ms faster on the mean, within a 3.70-4.51 ms spread: the less accurate is dominated.
+    ("a gap within the spread does not keep a point", [0.80, 0.85], [3.70, 3.82], [4.51, 4.40], [False, True]),
+    ("faster beyond the spread does", [0.80, 0.85], [2.0, 3.82], [2.5, 4.40], [True, True]),
+    ("intervals that only touch overlap", [0.80, 0.85], [3.0, 4.0], [4.0, 5.0], [False, True]),
+    ("same score, overlapping latency: both kept", [0.8, 0.8], [1.0, 1.5], [2.0, 2.5], [True, True]),
+    ("same score, slower beyond the spread loses", [0.8, 0.8], [1.0, 3.0], [2.0, 4.0], [True, False]),
+    (
+        "no spread (one seed): the plain rule",
+        [0.6, 0.8, 0.9, 0.7],
+        [1.0, 2.0, 4.0, 3.0],
+        None,
+        [True, True, True, False],
+    ),
+    ("NaN spread is never on the front", [0.9, 0.5], [1.0, 2.0], [NAN, 2.0], [False, True]),
+]
+
+
+@pytest.mark.parametrize(
+    "score, low, high, expected", [c[1:] for c in NOISY_PARETO_CASES], ids=[c[0] for c in NOISY_PARETO_CASES]
+)
+def test_pareto_front_within_the_latency_spread(score, low, high, expected):
+    assert pareto_front(score, low, low if high is None else high).tolist() == expected
+
+
+def test_pareto_front_within_the_spread_agrees_with_the_definition_on_random_points():
+    """Brute force: j dominates i iff as accurate, not slower beyond the spread, and better on one beyond it."""
+    rng = np.random.default_rng(1)
+    score, low = rng.integers(0, 6, 40) / 5, rng.integers(1, 6, 40).astype(float)
+    high = low + rng.integers(0, 3, 40)
+    front = pareto_front(score, low, high)
+    for i in range(40):
+        dominated = any(
+            score[j] >= score[i] and low[j] <= high[i] and (score[j] > score[i] or high[j] < low[i]) for j in range(40)
+        )
+        assert front[i] == (not dominated)
+
+
 def test_pareto_front_needs_matching_1d_inputs():
     with pytest.raises(ValueError, match="one length"):
         pareto_front([0.1, 0.2], [1.0])

@@ -8,14 +8,21 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from factories import make_record as shared_record
+from matplotlib.legend import Legend
 from PIL import Image
 
+from bench.evaluation.scores import TestScores
 from bench.reports.leaderboard import LATENCY_AXES, leaderboard
 from bench.reports.plots import (
+    MAX_AREA,
+    MIN_AREA,
+    TIE_RING,
     confusion_figure,
     curves_figure,
+    marker_areas,
     plot_all,
     plot_run,
     plot_tradeoff,
@@ -65,6 +72,17 @@ def store(results_dir: Path, records: list[RunRecord]) -> list[RunRecord]:
     for rec in records:
         save_record(rec, results_dir)
     return load_records(results_dir)
+
+
+def save_probs(records: list[RunRecord]) -> None:
+    """Test probabilities beside each finished run, right on its accuracy's share of the 20 test images."""
+    for r in records:
+        if r.ok:
+            labels = np.random.default_rng(0).permutation(np.repeat([0, 1, 2], r.dataset.class_counts["test"]))
+            right = np.arange(labels.size) < round(r.test["accuracy"] * labels.size)
+            probs = np.full((labels.size, 3), 0.1)
+            probs[np.arange(labels.size), np.where(right, labels, (labels + 1) % 3)] = 0.8
+            TestScores(np.array([f"i{i}" for i in range(labels.size)]), labels, probs).save(r.probs_path())
 
 
 # Three Pareto-optimal backbones, one dominated (slower and less accurate than "small"), one failed.
@@ -189,3 +207,147 @@ def test_saved_figures_are_byte_reproducible(tmp_path):
     second = save(fig, tmp_path / "b" / "f", ("svg", "png"))
     plt.close(fig)
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+
+
+def trade_off(results_dir: Path, records: list[RunRecord], probs: bool = False, latency: str = "p50"):
+    """The stored records' leaderboard and the trade-off figure drawn from it."""
+    stored = store(results_dir, records)
+    if probs:
+        save_probs(stored)
+    table = leaderboard(stored, "derm", "balanced_accuracy", latency)
+    return table, tradeoff_figure(table, "derm", "balanced_accuracy", LATENCY_AXES[latency])
+
+
+def collection(axes, label: str):
+    (found,) = [c for c in axes.collections if c.get_label() == label]
+    return found
+
+
+def legend_texts(axes) -> list[str]:
+    """The entries of every legend drawn on ``axes`` (the markers' one and the sizes' one)."""
+    return [t.get_text() for child in axes.get_children() if isinstance(child, Legend) for t in child.get_texts()]
+
+
+def plotted_rows(table, axes) -> list[str]:
+    """The backbone of each plotted point, in the order of the points' scatter."""
+    points = table[(table["protocol"] != "baseline") & table["latency_ms"].notna()]
+    xy = collection(axes, "_points").get_offsets()
+    return [points.loc[np.isclose(points["latency_ms"], x) & np.isclose(points["balanced_accuracy_mean"], y)]
+            .iloc[0]["backbone"] for x, y in xy]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "params, shown",
+    [
+        ([3.37e6, 11.2e6], ["3.37", "11.2"]),  # the issue's two points: not 6 and 9
+        ([0.4e6, 5e6, 80e6], ["0.4", "5", "80"]),
+        ([1e6, 2e6, 4e6, 8e6], ["1", "2", "8"]),  # the lower middle of an even count: an actual point
+        ([25e6], ["25"]),
+        ([7e6, 7e6, 30e6], ["7", "30"]),  # no repeated entry
+    ],
+)
+def test_size_legend_shows_plotted_points_at_their_scale(tmp_path, params, shown):
+    records = [make_record(f"net{i}", acc=0.6 + 0.05 * i, ms=1.0 + i, params=p) for i, p in enumerate(params)]
+    table, fig = trade_off(tmp_path, records)
+    axes = fig.axes[0]
+    legend = axes.get_legend()
+    assert legend.get_title().get_text() == "parameters (M)"
+    assert [t.get_text() for t in legend.get_texts()] == shown
+    points = collection(axes, "_points")
+    area_of = dict(zip(plotted_rows(table, axes), points.get_sizes(), strict=True))
+    for text, handle in zip(shown, legend.legend_handles, strict=True):
+        backbone = next(b for b, p in zip(table["backbone"], table["params_m"], strict=False) if f"{p:.3g}" == text)
+        assert handle.get_markersize() ** 2 == pytest.approx(area_of[backbone])  # same scale as the point
+
+
+def test_marker_areas_grow_linearly_with_parameters():
+    """The largest model gets the largest marker, no count the smallest, and area steps follow parameter steps."""
+    areas = marker_areas(pd.Series([1.0, 2.0, 4.0, np.nan]), largest=4.0)
+    assert (areas[2], areas[3]) == (MAX_AREA, MIN_AREA)
+    np.testing.assert_allclose(np.diff(areas[:3]), [(MAX_AREA - MIN_AREA) / 4, (MAX_AREA - MIN_AREA) / 2])
+
+
+@pytest.mark.parametrize("probs", [True, False], ids=["saved probabilities", "none: no tie test"])
+def test_tied_rows_are_ringed_and_suffixed_as_in_the_table(tmp_path, probs):
+    table, fig = trade_off(tmp_path, SWEEP, probs)
+    axes = fig.axes[0]
+    rows = table.set_index("backbone")
+    tied = {b for b in rows.index if rows.loc[b, "tied"] and rows.loc[b, "protocol"] != "baseline"}
+    assert bool(tied) == probs  # the bootstrap ties some rows when it has probabilities
+    for note in axes.texts:
+        backbone = note.get_text().removesuffix(" ≈")
+        assert note.get_text().endswith(" ≈") == (backbone in tied), note.get_text()
+    assert any(t.startswith("≈ tied with rank 1") for t in legend_texts(axes)) == probs
+    if probs:
+        rings = collection(axes, "_tie rings")
+        expected = sorted((rows.loc[b, "latency_ms"], rows.loc[b, "balanced_accuracy_mean"]) for b in tied)
+        np.testing.assert_allclose(sorted(map(tuple, rings.get_offsets())), expected)
+        sizes = dict(zip(plotted_rows(table, axes), collection(axes, "_points").get_sizes(), strict=True))
+        np.testing.assert_allclose(sorted(rings.get_sizes()), sorted(sizes[b] * TIE_RING for b in tied))
+    else:
+        assert not [c for c in axes.collections if c.get_label() == "_tie rings"]
+
+
+# Majority baseline of the three-class factory: train counts 50/30/20, so always class 0: balanced accuracy 1/3.
+# make_record's balanced accuracy is acc - 0.05, so this acc puts a point right on the baseline.
+ON_LINE = 1 / 3 + 0.05
+BASELINE_CASES = {
+    "one point on the line, mid-plot": [("flat_net", ON_LINE, 2.0)],
+    "on the line at the left edge": [("flat_net", ON_LINE, 0.3)],
+    "on the line at the right edge": [("flat_net", ON_LINE, 40.0)],
+    "three on the line side by side": [("flat_a", ON_LINE, 1.0), ("flat_b", ON_LINE, 1.2), ("flat_c", ON_LINE, 1.4)],
+    "just above and just below": [("above_net", ON_LINE + 0.01, 3.0), ("below_net", ON_LINE - 0.01, 3.3)],
+}
+
+
+@pytest.mark.parametrize("extra", list(BASELINE_CASES.values()), ids=list(BASELINE_CASES))
+def test_no_label_is_struck_through_by_the_baseline_or_another_label(tmp_path, extra):
+    records = [*SWEEP[:6], *(make_record(name, acc=acc, ms=ms, params=3e6) for name, acc, ms in extra)]
+    _, fig = trade_off(tmp_path, records)
+    axes = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    (line,) = [line for line in axes.get_lines() if line.get_label().startswith("majority baseline")]
+    assert line.get_ydata()[0] == pytest.approx(1 / 3)
+    height = axes.transData.transform((1.0, 1 / 3))[1]
+    boxes = {note.get_text(): note.get_window_extent(renderer) for note in axes.texts}
+    assert {name for name, *_ in extra} <= set(boxes)
+    frame = axes.get_window_extent(renderer)
+    for text, box in boxes.items():
+        assert not box.y0 <= height <= box.y1, f"{text!r} is struck through by the baseline"
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, text
+    texts = list(boxes)
+    overlapping = [(a, b) for i, a in enumerate(texts) for b in texts[i + 1 :] if boxes[a].overlaps(boxes[b])]
+    assert not overlapping
+
+
+def test_latency_bars_span_the_seeds_and_a_star_within_them_is_hollow(tmp_path):
+    """The issue's case: 0.12 ms faster on the mean, within a 3.70-4.51 ms spread over seeds."""
+    records = [
+        make_record("fast_net", 0, acc=0.80, ms=3.70),
+        make_record("fast_net", 1, acc=0.80, ms=4.51),
+        make_record("sure_net", 0, acc=0.85, ms=4.05),
+        make_record("sure_net", 1, acc=0.85, ms=4.40),
+        make_record("quick_net", 0, acc=0.70, ms=1.0),
+        make_record("quick_net", 1, acc=0.70, ms=1.1),
+    ]
+    table, fig = trade_off(tmp_path, records)
+    axes = fig.axes[0]
+    rows = table.set_index("backbone")
+    assert rows.loc["fast_net", "latency_ms"] < rows.loc["sure_net", "latency_ms"]
+    assert rows.loc[["fast_net", "sure_net", "quick_net"], "pareto"].all()  # the table's ★: the plain rule
+    (errorbars,) = axes.containers
+    (horizontal,) = [c for c in errorbars.lines[2] if all(seg[0][0] != seg[1][0] for seg in c.get_segments())]
+    spans = sorted((round(seg[0][0], 2), round(seg[1][0], 2)) for seg in horizontal.get_segments())
+    assert spans == [(1.0, 1.1), (3.7, 4.51), (4.05, 4.4)]
+    points = collection(axes, "_points")
+    faces = dict(zip(plotted_rows(table, axes), points.get_facecolors()[:, :3].tolist(), strict=True))
+    assert faces["fast_net"] == [1.0, 1.0, 1.0]  # hollow: its ★ rests on a gap within the spread
+    assert faces["sure_net"] != [1.0, 1.0, 1.0] and faces["quick_net"] != [1.0, 1.0, 1.0]
+    assert "★ only by a latency gap within the seeds' min-max" in legend_texts(axes)
+    assert "min-max over seeds (latency)" in fig.get_supxlabel()
+
+
+def test_throughput_axis_has_no_latency_bars_and_no_hollow_star(tmp_path):
+    table, fig = trade_off(tmp_path, SWEEP, latency="throughput")
+    faces = collection(fig.axes[0], "_points").get_facecolors()[:, :3].tolist()
+    assert [1.0, 1.0, 1.0] not in faces and "min-max" not in fig.get_supxlabel()

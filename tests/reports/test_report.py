@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -16,10 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from test_plots import SWEEP, make_record, store
+from test_plots import SWEEP, make_record, save_probs, store
 
 from bench.cli.commands import main
-from bench.evaluation.scores import TestScores
 from bench.reports.html import median_runs
 from bench.reports.leaderboard import leaderboard
 from bench.reports.render import ci_column, table_notes
@@ -65,17 +65,6 @@ class Page(HTMLParser):
         if self._heading:
             self.headings.append(data.strip())
             self._heading = False
-
-
-def save_probs(records: list[RunRecord]) -> None:
-    """Test probabilities beside each finished run, right on its accuracy's share of the 20 test images."""
-    for r in records:
-        if r.ok:
-            labels = np.random.default_rng(0).permutation(np.repeat([0, 1, 2], r.dataset.class_counts["test"]))
-            right = np.arange(labels.size) < round(r.test["accuracy"] * labels.size)
-            probs = np.full((labels.size, 3), 0.1)
-            probs[np.arange(labels.size), np.where(right, labels, (labels + 1) % 3)] = 0.8
-            TestScores(np.array([f"i{i}" for i in range(labels.size)]), labels, probs).save(r.probs_path())
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +197,21 @@ def test_plot_and_report_refuse_bad_options_in_one_line(tmp_path, monkeypatch, c
     assert not (tmp_path / "results" / "plots").exists()  # refused before drawing anything
 
 
-CHROMIUM = shutil.which("chromium")
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+NO_CHROMIUM = "no Chromium on PATH (chromium, chromium-browser or google-chrome: apt-get install -y chromium)"
+# Measures in the browser, after layout, each table against the box it sits in, and the page against the window;
+# appended to a copy of the page (the report itself holds no script), and read back from the dumped DOM.
+MEASURE = """<script>
+const tables = [...document.querySelectorAll("table")].map((t) => ({
+  id: t.className, scroll: t.scrollWidth, box: t.parentElement.clientWidth,
+  box_scroll: t.parentElement.scrollWidth,
+}));
+const page = {scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth};
+const out = document.createElement("pre");
+out.id = "measured";
+out.textContent = JSON.stringify({tables, page, window: window.innerWidth});
+document.body.appendChild(out);
+</script>"""
 
 
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
@@ -241,7 +244,7 @@ def saturated_pixels(png: Path) -> int:
     return int(((rgb.max(axis=-1) - rgb.min(axis=-1)) > 60).sum())
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not on PATH (apt-get install -y chromium chromium-driver)")
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_report_renders_in_headless_chromium(report, tmp_path):
     """The browser's DOM holds the tables and images, and its screenshot shows the plot (vs a control without it)."""
     dom = Page(chromium(report, tmp_path / "profile", "--dump-dom").stdout)
@@ -258,3 +261,26 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
         assert shot.size == (1280, 1800)
     assert saturated_pixels(shots["report"]) > 2000  # the trade-off plot's coloured markers and front
     assert saturated_pixels(shots["control"]) < 50  # the page alone is grey: the colour came from the image
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
+def test_every_table_is_whole_in_a_1400px_window(report, tmp_path):
+    """At 1400x900 no table is wider than its box (nothing behind a horizontal scroll), nor the page than the window.
+
+    The screenshot is kept under the test's tmp folder, to look at when this fails.
+    """
+    measured = tmp_path / "measured.html"
+    measured.write_text(report.read_text().replace("</body>", f"{MEASURE}</body>"))
+    dom = chromium(measured, tmp_path / "profile", "--window-size=1400,900", "--dump-dom").stdout
+    found = re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S)
+    assert found, "the measuring script did not run"
+    sizes = json.loads(html.unescape(found[1]))
+    assert sizes["window"] == 1400
+    assert [t["id"] for t in sizes["tables"]] == ["provenance", "dataframe leaderboard", "dataframe leaderboard"]
+    for table in sizes["tables"]:
+        assert table["scroll"] <= table["box"] and table["box_scroll"] <= table["box"], table
+    assert sizes["page"]["scroll"] <= sizes["page"]["client"], sizes["page"]
+    shot = tmp_path / "report-1400.png"
+    chromium(report, tmp_path / "profile", "--window-size=1400,900", f"--screenshot={shot}")
+    with Image.open(shot) as image:
+        assert image.size == (1400, 900)

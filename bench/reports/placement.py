@@ -1,0 +1,114 @@
+"""Point labels placed clear of the baseline line, the markers and each other.
+
+A label written at a fixed offset from its point is struck through by the majority baseline whenever the
+point sits on it (a backbone that learned nothing), and two points a few pixels apart print their names on
+top of each other. Each label here tries a short list of positions around its marker (right, left, the
+diagonals, above, below, then the same further out) and takes the first that hits nothing, or else the one
+that hits least: crossing the baseline costs most, then leaving the axes, then covering a placed label or
+an error bar, then covering a marker.
+
+Positions are measured in display pixels with the figure's renderer, so the figure's layout must be final
+before labels are placed (:func:`place_labels` freezes it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.text import Annotation
+from matplotlib.transforms import Bbox
+
+# The cost of a candidate position per thing it covers: the baseline line must never be struck through.
+CROSSES_LINE, OUTSIDE_AXES, COVERS_LABEL, COVERS_MARKER = 10_000, 1_000, 100, 1
+AIR = 3.0  # points between a marker's edge and its label
+FURTHER = 12.0  # points added to the gap for the second ring of candidates
+LINE_AIR = 1.5  # pixels kept between a label and a line (half the dashed line's width, and some)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Where a label goes relative to its point: an offset in units of the gap, and the text's alignment."""
+
+    dx: float
+    dy: float
+    ha: str
+    va: str
+
+
+RIGHT, LEFT = Candidate(1, 0, "left", "center"), Candidate(-1, 0, "right", "center")
+AROUND = (
+    Candidate(0.7, 0.7, "left", "bottom"),
+    Candidate(0.7, -0.7, "left", "top"),
+    Candidate(-0.7, 0.7, "right", "bottom"),
+    Candidate(-0.7, -0.7, "right", "top"),
+    Candidate(0, 1, "center", "bottom"),
+    Candidate(0, -1, "center", "top"),
+)
+
+
+def place_labels(
+    ax,
+    labels: list[str],
+    x: np.ndarray,
+    y: np.ndarray,
+    areas: np.ndarray,
+    lines_y: list[float],
+    bars: list[tuple[float, float, float, float]] = (),
+    fontsize: float = 8,
+) -> list[Annotation]:
+    """Annotate each point (data ``x``, ``y``; marker area ``areas`` in pt^2) avoiding the horizontal lines at
+    data heights ``lines_y`` and the error ``bars`` (data ``(x0, x1, y0, y1)``, covered as a label would be);
+    returns the annotations in point order.
+
+    Freezes the figure's layout first (a constrained layout would move the axes after the labels were
+    measured): axes, legends and captions must all be in place before this is called.
+    """
+    fig = ax.get_figure(root=True)
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)  # a renderer to measure text with; PNG and SVG are saved the same way
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    centres = ax.transData.transform(np.column_stack([x, y]))
+    radii = np.sqrt(areas) / 2 * fig.dpi / 72  # ``s`` is the squared diameter in points
+    markers = [Bbox.from_extents(cx - r, cy - r, cx + r, cy + r) for (cx, cy), r in zip(centres, radii, strict=True)]
+    lines = [ax.transData.transform((1.0, h))[1] for h in lines_y]
+    drawn = [Bbox(ax.transData.transform([(x0, y0), (x1, y1)])).padded(LINE_AIR) for x0, x1, y0, y1 in bars]
+    middle = (frame.x0 + frame.x1) / 2
+    placed: list[Annotation] = []
+    for i, label in enumerate(labels):
+        gap = np.sqrt(areas[i]) / 2 + AIR
+        first = (RIGHT, LEFT) if len(x) == 1 or centres[i][0] <= middle else (LEFT, RIGHT)
+        options = [(c, gap) for c in (*first, *AROUND)] + [(c, gap + FURTHER) for c in (*first, *AROUND)]
+        note = ax.annotate(label, (x[i], y[i]), xytext=(0, 0), textcoords="offset points", fontsize=fontsize)
+        best = None
+        for candidate, distance in options:
+            note.set_position((candidate.dx * distance, candidate.dy * distance))
+            note.set_ha(candidate.ha)
+            note.set_va(candidate.va)
+            box = note.get_window_extent(renderer)
+            others = [m for j, m in enumerate(markers) if j != i]
+            cost = _cost(box, frame, lines, [*drawn, *(p.get_window_extent(renderer) for p in placed)], others)
+            if best is None or cost < best[0]:
+                best = (cost, candidate, distance)
+            if cost == 0:
+                break
+        _, candidate, distance = best
+        note.set_position((candidate.dx * distance, candidate.dy * distance))
+        note.set_ha(candidate.ha)
+        note.set_va(candidate.va)
+        placed.append(note)
+    return placed
+
+
+def _cost(box: Bbox, frame: Bbox, lines: list[float], labels: list[Bbox], markers: list[Bbox]) -> int:
+    inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    return (
+        CROSSES_LINE * sum(box.y0 - LINE_AIR <= h <= box.y1 + LINE_AIR for h in lines)
+        + OUTSIDE_AXES * (not inside)
+        + COVERS_LABEL * sum(box.overlaps(other) for other in labels)
+        + COVERS_MARKER * sum(box.overlaps(m) for m in markers)
+    )

@@ -1,0 +1,155 @@
+"""--format on the commands that print a comparison: compare, check (the gate table) and reproduction, piped.
+
+Each format is parsed as a script would (csv.reader, json.loads) and every row of the data behind the table
+must come back whole: csv and json hold the data alone on stdout, table and md every cell as printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from factories import make_record, write_run
+
+from bench.cli.commands import main
+from bench.gates.accuracy import compare_records, report_frame
+from bench.reports.compare import compare_backbones
+from bench.reports.reproduction import display_frame, sweep_table
+from bench.runs.record import load_records
+from bench.runs.spec import RunSpec, experiment_identity, run_key
+from bench.runs.sweep import load_sweep
+
+FORMATS = ("table", "md", "csv", "json")
+LABELS = np.random.default_rng(5).integers(0, 2, 200)
+SWEEP = 'name = "ci"\n[[group]]\nbackbones = ["test_resnet"]\ndatasets = ["tiny"]\nseeds = [0, 1]\nepochs = 1\n'
+
+
+@dataclass(frozen=True)
+class Output:
+    stdout: str
+    stderr: str
+
+
+def bench(monkeypatch, capsys, *args: str, code: int = 0) -> Output:
+    """The console entry point in-process, its stdout captured (not a terminal: what a pipe gets)."""
+    monkeypatch.setattr(sys, "argv", ["bench", *args])
+    try:
+        main()
+        status = 0
+    except SystemExit as exit_info:
+        status = exit_info.code
+    out = capsys.readouterr()
+    assert status == code, f"bench {' '.join(args)} exited {status}:\n{out.out}\n{out.err}"
+    return Output(out.out, out.err)
+
+
+def _probs(accuracy: float, seed: int) -> np.ndarray:
+    right = np.random.default_rng(seed).random(LABELS.size) < accuracy
+    probs = np.full((LABELS.size, 2), 0.2)
+    probs[np.arange(LABELS.size), np.where(right, LABELS, 1 - LABELS)] = 0.8
+    return probs
+
+
+def compare_case(root: Path) -> tuple[tuple[str, ...], pd.DataFrame, list[str]]:
+    """Two long-named backbones, two seeds each, with saved test probabilities."""
+    for seed in (0, 1):
+        for i, (name, acc) in enumerate((("tf_efficientnet_lite0", 0.9), ("inception_resnet_v2", 0.7))):
+            write_run(make_record(name, seed, acc), root, _probs(acc, 10 * seed + i), LABELS)
+    args = ("compare", "tf_efficientnet_lite0", "inception_resnet_v2", "--dataset", "d", "--resamples", "200")
+    result = compare_backbones(load_records(root), "d", "tf_efficientnet_lite0", "inception_resnet_v2", n_resamples=200)
+    p = result.paired
+    shown = [f"{p.score_a:.4f}", f"{p.score_b:.4f}", f"{p.difference:+.4f}", "tf_efficientnet_lite0"]
+    shown += [f"{t.p_value:.4g}" for t in result.mcnemar_by_seed.values()]
+    return (*args, "--results-dir", str(root)), result.frame(), shown
+
+
+def _gate_run(seed: int, auc: float):
+    rec = make_record("test_resnet", seed, dataset="tiny", metrics={"accuracy": 0.8, "auc": auc, "macro_f1": 0.6})
+    rec.spec = RunSpec("test_resnet", "tiny", "scratch", seed=seed, epochs=1)
+    rec.identity = experiment_identity(rec.spec)
+    rec.key = run_key(rec.identity, seed, rec.versions)
+    return rec
+
+
+def check_case(root: Path) -> tuple[tuple[str, ...], pd.DataFrame, list[str]]:
+    """A reference of two runs and a rerun whose seed 1 lost AUC: the gate fails (exit 1) and says so."""
+    root.mkdir(parents=True)
+    (root / "s.toml").write_text(SWEEP)
+    for where, aucs in (("ref", (0.9, 0.9)), ("now", (0.9, 0.5))):
+        for seed, auc in enumerate(aucs):
+            write_run(_gate_run(seed, auc), root / where)
+    report = compare_records(load_records(root / "ref"), load_records(root / "now"))
+    args = ("check", "--sweep", str(root / "s.toml"), "--reference", str(root / "ref"), "--results-dir")
+    shown = [c.run for c in report.checks] + ["0.9000", "0.5000", "-0.4"]
+    return (*args, str(root / "now")), report_frame(report), shown
+
+
+def reproduction_case(root: Path) -> tuple[tuple[str, ...], pd.DataFrame, list[str]]:
+    """Two seeds of the medmnist-v2 sweep's pneumoniamnist resnet18 run, against the paper's figures."""
+    plan = load_sweep("medmnist-v2")
+    spec = next(s for s in plan.expand() if (s.dataset, s.backbone) == ("pneumoniamnist", "resnet18"))
+    for seed, acc in ((0, 0.85), (1, 0.87)):
+        rec = make_record("resnet18", seed, acc, dataset="pneumoniamnist")
+        rec.spec = RunSpec(**{**spec.__dict__, "seed": seed})
+        rec.identity = experiment_identity(rec.spec)
+        rec.key = run_key(rec.identity, seed, rec.versions)
+        write_run(rec, root)
+    table = sweep_table(load_records(root), plan)
+    shown = [cell for row in display_frame(table).itertuples(index=False) for cell in map(str, row)]
+    return ("reproduction", "--sweep", "medmnist-v2", "--results-dir", str(root)), table, shown
+
+
+# command: (its case, exit status, what goes to stderr beside csv/json)
+CASES = {
+    "compare": (compare_case, 0, ""),  # the verdict is in the data
+    "check": (check_case, 1, "accuracy regression"),
+    "reproduction": (reproduction_case, 0, "written:"),
+}
+
+
+def _same(cell: str | object, value: object) -> bool:
+    """A csv/json cell against the frame's value: numbers to the last digit, NaN as empty/null, text as text."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return cell in ("", None)
+    if isinstance(value, bool | np.bool_):
+        return str(cell).lower() == str(bool(value)).lower()
+    if isinstance(value, int | np.integer):
+        return str(cell) == str(value)  # a count prints as one: "2000", never "2000.0"
+    if isinstance(value, float | np.floating):
+        return float(cell) == pytest.approx(float(value), rel=1e-12)
+    return str(cell) == str(value)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("command", list(CASES))
+def test_every_row_comes_back_whole_in_every_format(tmp_path, monkeypatch, capsys, request, command, fmt):
+    make, code, note = CASES[command]
+    if command == "check":
+        request.getfixturevalue("project")  # the tiny dataset the gate's sweep names
+    args, expected, shown = make(tmp_path / "results")
+    out = bench(monkeypatch, capsys, *args, "--format", fmt, code=code)
+    if fmt == "csv":
+        header, *rows = list(csv.reader(io.StringIO(out.stdout)))
+        assert header == list(expected.columns) and len(rows) == len(expected)
+        for row, (_, want) in zip(rows, expected.iterrows(), strict=True):
+            assert all(_same(cell, want[c]) for cell, c in zip(row, header, strict=True)), (row, want.to_dict())
+    elif fmt == "json":
+        rows = json.loads(out.stdout)  # the data alone: any message on stdout would break this
+        assert len(rows) == len(expected) and all(list(r) == list(expected.columns) for r in rows)
+        for row, (_, want) in zip(rows, expected.iterrows(), strict=True):
+            assert all(_same(row[c], want[c]) for c in expected.columns), (row, want.to_dict())
+    else:
+        assert "…" not in out.stdout
+        missing = [cell for cell in shown if cell not in out.stdout]
+        assert not missing, out.stdout
+        if fmt == "md":
+            assert "| ---" in out.stdout or "|:--" in out.stdout or "|---" in out.stdout
+    if fmt in ("csv", "json"):
+        assert note in out.stderr  # the lines for people went to stderr
