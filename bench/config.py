@@ -104,6 +104,20 @@ def check_resolution(resolution: int, field: str = "resolution") -> None:
         raise FieldError(field, f"is {resolution}: an input side must be {MIN_RESOLUTION} to {MAX_RESOLUTION} pixels")
 
 
+SPLIT_FRACTIONS = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{1,2})")
+
+
+def split_fractions(text: str, field: str = "split") -> tuple[float, float, float]:
+    """Train/val/test fractions from percentages ``"70/20/10"`` (each 1-98, summing to 100), else a FieldError."""
+    match = SPLIT_FRACTIONS.fullmatch(text)
+    parts = [int(g) for g in match.groups()] if match else []
+    if not parts or sum(parts) != 100 or min(parts) < 1:
+        hint = "give 'dataset' or train/val/test percentages summing to 100, e.g. '70/20/10'"
+        raise FieldError(field, f"is {text!r}; {hint}")
+    train, val, test = parts
+    return train / 100, val / 100, test / 100
+
+
 def check_device_name(name: str, what: str = "--device") -> str:
     """``name`` if it can name a device (auto, cpu, cuda, cuda:N); checked before torch is imported."""
     if not DEVICE_NAME.fullmatch(name):

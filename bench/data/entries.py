@@ -48,7 +48,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from bench.config import FieldError, check_identifier, from_mapping, load_toml, only_for
+from bench.config import FieldError, check_identifier, from_mapping, load_toml, only_for, split_fractions
 from bench.data._layouts import Crop, MetadataOptions, Resize
 from bench.errors import ConfigError
 from bench.paths import project_root
@@ -195,3 +195,19 @@ def parse_entry(file: Path) -> DatasetEntry:
     entry = from_mapping(DatasetEntry, load_toml(file), str(file), source_file=file)
     path = entry.path.expanduser()
     return replace(entry, path=path if path.is_absolute() else project_root() / path)
+
+
+def with_split(entry: DatasetEntry, split: str) -> DatasetEntry:
+    """``entry`` under a protocol's ``split``: itself for ``"dataset"``, else a stratified split at those percentages.
+
+    ``"70/20/10"`` pools every labelled image (a published split and a split file are set aside) and splits
+    it train/val/test by class, grouped when the data has groups, with the entry's split seed. The entry's
+    content, and so the run's identity, says which split a run saw.
+    """
+    if split == "dataset":
+        return entry
+    train, val, test = split_fractions(split)
+    seed = entry.split.seed if entry.split.seed is not None else 0
+    metadata = replace(entry.metadata_csv, split_file=None) if entry.metadata_csv else None
+    spec = SplitSpec("stratified", seed=seed, train=train, val=val, test=test)
+    return replace(entry, split=spec, metadata_csv=metadata)

@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data.entries import DatasetEntry
+from bench.data.entries import DatasetEntry, with_split
 from bench.data.folder import dataset_entry
 from bench.data.loading import LoadedDataset, load_dataset
 
@@ -36,9 +36,10 @@ class DataIdentity:
         return cls(data.entry, data.fingerprint, data.audit.get("pixels_sha256"))
 
 
-def data_identity(dataset: str, resolution: int, data_root: str | None = None) -> DataIdentity:
-    """The data identity of ``dataset`` at ``resolution`` (read from ``data_root`` when given)."""
-    entry = dataset_entry(dataset, data_root)
+def data_identity(dataset: str, resolution: int, data_root: str | None = None, split: str = "dataset") -> DataIdentity:
+    """The data identity of ``dataset`` at ``resolution`` (read from ``data_root`` when given) under a protocol's
+    ``split`` (:func:`bench.data.entries.with_split`)."""
+    entry = with_split(dataset_entry(dataset, data_root), split)
     root = Path(data_root).expanduser().absolute() if data_root else entry.path
     return _load(entry, resolution, data_root, _stat(root))
 

@@ -83,12 +83,14 @@ def create_backbone(
     num_classes: int,
     pretrained: bool = False,
     weights_file: str | Path | None = None,
+    drop_rate: float = 0.0,
 ) -> tuple[nn.Module, dict]:
     """Build ``name`` with a ``num_classes`` head; returns the model and its weights' provenance.
 
     Pretrained weights are loaded into the architecture's own 1000-class model first and the head is
     replaced afterwards with ``reset_classifier``, so the loaded tensors are checked strictly against
-    the layout they were saved for.
+    the layout they were saved for. ``drop_rate`` is timm's dropout before the classifier (no parameters,
+    so it changes no weight's layout).
     """
     entry = get_backbone(name)
     if entry.small_input_stem and pretrained:
@@ -97,22 +99,24 @@ def create_backbone(
             "use a protocol that trains from scratch"
         )
     if not pretrained:
-        return build_model(entry.arch, num_classes, entry.small_input_stem, name), {"source": "random-init"}
+        return build_model(entry.arch, num_classes, entry.small_input_stem, name, drop_rate), {"source": "random-init"}
     from bench.models.weights import load_pretrained
 
-    model = timm.create_model(entry.arch, pretrained=False)
+    model = timm.create_model(entry.arch, pretrained=False, drop_rate=drop_rate)
     provenance = load_pretrained(model, entry.arch, weights_file)
     model.reset_classifier(num_classes)
     return model, provenance
 
 
-def build_model(arch: str, num_classes: int, small_input_stem: bool = False, name: str | None = None) -> nn.Module:
+def build_model(
+    arch: str, num_classes: int, small_input_stem: bool = False, name: str | None = None, drop_rate: float = 0.0
+) -> nn.Module:
     """A randomly initialised timm ``arch`` with a ``num_classes`` head, in the module layout an entry asks for.
 
     The one place a module's layout is decided, so a kept model is rebuilt (:mod:`bench.models.kept`) exactly as
-    it was trained, from the record alone.
+    it was trained, from the record alone (``drop_rate`` adds no parameter and does nothing in eval mode).
     """
-    model = timm.create_model(arch, num_classes=num_classes)
+    model = timm.create_model(arch, num_classes=num_classes, drop_rate=drop_rate)
     if small_input_stem:
         replace_stem(model, name or arch)
     return model

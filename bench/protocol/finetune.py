@@ -27,14 +27,19 @@ def layer_groups(model: nn.Module) -> list[list[str]]:
     return [g for g in body if g]
 
 
-def apply_phase(model: nn.Module, phase: Phase) -> list[str]:
+def apply_phase(model: nn.Module, phase: Phase, epoch: int | None = None) -> list[str]:
     """Set ``requires_grad`` for ``phase``; returns the names of the parameters that train.
 
-    The top ``ceil(trainable * n)`` body groups and the head train. With ``freeze_bn``, BatchNorm
-    affine parameters stay fixed too (their running statistics are held by :func:`set_train_mode`).
+    The top ``ceil(trainable * n)`` body groups and the head train. Under ``unfreeze = "gradual"``, epoch
+    ``epoch`` (from 1) of the phase trains only the top ``epoch`` of those groups; ``epoch=None`` gives the
+    whole phase's set, which its optimiser is built over (parameters without a gradient are skipped by the
+    optimiser, so a group not yet unfrozen neither moves nor decays). With ``freeze_bn``, BatchNorm affine
+    parameters stay fixed too (their running statistics are held by :func:`set_train_mode`).
     """
     groups = layer_groups(model)
     n_top = math.ceil(phase.trainable * len(groups))
+    if phase.unfreeze == "gradual" and epoch is not None:
+        n_top = min(n_top, epoch)
     trainable = {n for g in groups[len(groups) - n_top :] for n in g}
     trainable |= {n for n, p in model.named_parameters() if _is_head(model, p)}
     bn_params = {f"{m_name}.{p_name}" for m_name, m in _batchnorms(model) for p_name, _ in m.named_parameters()}

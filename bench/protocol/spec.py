@@ -2,7 +2,12 @@
 
 One protocol is a list of phases. Each phase says how much of the network trains (a fraction of timm's
 layer groups, counted from the top; 0 means the classifier head alone; :mod:`bench.protocol.finetune`), for
-how many epochs, at which learning rate, and whether BatchNorm stays frozen. The presets are data, like the
+how many epochs, at which learning rate, and whether BatchNorm stays frozen; optionally with the learning rate
+decayed layer by layer below the top (``layer_decay``) and the layer groups unfrozen one per epoch
+(``unfreeze = "gradual"``). The protocol also says how batches are drawn (``sampler``), the dropout before the
+classifier (``drop_rate``) and, where a comparison needs one, its own train/val/test split (``split``). Every
+field added after record schema 2 defaults to the behaviour before it (:mod:`bench.runs.spec`). The presets are
+data, like the
 backbone and dataset registries: adding one is adding a file ``protocols/<name>.toml``, whose ``name``
 equals the file name. A file holds :class:`Protocol`'s fields, phases as ``[[phases]]`` tables and the
 augmentation as an ``[augment]`` table; ``early_stopping_patience = false`` turns early stopping off (TOML
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bench.config import FieldError, check_identifier, from_mapping, load_toml
+from bench.config import FieldError, check_identifier, from_mapping, load_toml, split_fractions
 from bench.errors import ConfigError
 from bench.evaluation.metrics import SELECTABLE_METRICS
 from bench.paths import project_root
@@ -31,12 +36,19 @@ class Phase:
     lr: float
     trainable: float  # fraction of layer groups trained, from the top; 0.0 = head only, 1.0 = all
     freeze_bn: bool = False  # keep BatchNorm statistics and affine terms fixed while fine-tuning
+    # Each layer group below the top trains at this times the lr of the one above (timm's
+    # param_groups_layer_decay: discriminative learning rates); 1.0 = one lr for the whole phase.
+    layer_decay: float = 1.0
+    # "gradual": epoch k of the phase trains the top k of its layer groups (and the head), one more per epoch.
+    unfreeze: Literal["all", "gradual"] = "all"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.trainable <= 1.0:
             raise ConfigError(f"phase {self.name!r}: trainable must be in [0, 1], got {self.trainable}")
         if self.epochs < 0 or self.lr <= 0:
             raise ConfigError(f"phase {self.name!r}: needs epochs >= 0 and lr > 0")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise FieldError("layer_decay", f"is {self.layer_decay}; it must be in (0, 1] (1 = no decay)")
 
 
 @dataclass(frozen=True)
@@ -70,10 +82,21 @@ class Protocol:
     select_on: str = "loss"  # or a metric of bench.evaluation.metrics.SELECTABLE_METRICS (higher is better)
     class_weighted_loss: bool = False
     augment: Augment = field(default_factory=Augment)
+    # "balanced": each epoch draws as many images as the train split holds, with replacement, every class
+    # equally likely (under the run seed); "shuffle": every image once, in a random order.
+    sampler: Literal["shuffle", "balanced"] = "shuffle"
+    drop_rate: float = 0.0  # dropout before the classifier (timm create_model's drop_rate)
+    # "dataset": the dataset entry's split; "70/20/10": train/val/test percentages, stratified over all the
+    # labelled images (a published split is pooled first), grouped when the data has groups (HAM10000's lesions).
+    split: str = "dataset"
 
     def __post_init__(self) -> None:
         if not self.phases or sum(phase.epochs for phase in self.phases) < 1:
             raise FieldError("phases", "train for 0 epochs in all: give at least one phase epochs >= 1")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise FieldError("drop_rate", f"is {self.drop_rate}; a dropout rate must be in [0, 1)")
+        if self.split != "dataset":
+            split_fractions(self.split)
         if self.select_on != "loss" and self.select_on not in SELECTABLE_METRICS:
             raise FieldError("select_on", f"is '{self.select_on}'; choose loss, {', '.join(SELECTABLE_METRICS)}")
 

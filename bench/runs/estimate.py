@@ -15,6 +15,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.data.entries import with_split
 from bench.data.folder import dataset_entry
 from bench.data.loading import describe_dataset
 from bench.runs.record import RunRecord
@@ -64,7 +65,7 @@ def estimate_runs(planned: list[PlannedRun], records: list[RunRecord], device_ki
             why = f"no earlier run of {run.spec.backbone} at {effective} px on {device_kind}"
             estimates[run.key] = Estimate(None, 0, why)
             continue
-        where = (run.spec.dataset, run.spec.data_root)
+        where = (run.spec.dataset, run.spec.data_root, run.identity["protocol"].get("split", "dataset"))
         if where not in images:
             images[where] = _split_train_size(*where)
         epochs = sum(phase["epochs"] for phase in run.identity["protocol"]["phases"])
@@ -72,6 +73,6 @@ def estimate_runs(planned: list[PlannedRun], records: list[RunRecord], device_ki
     return estimates
 
 
-def _split_train_size(dataset: str, data_root: str | None) -> int:
-    entry = dataset_entry(dataset, data_root)
+def _split_train_size(dataset: str, data_root: str | None, split: str) -> int:
+    entry = with_split(dataset_entry(dataset, data_root), split)  # a protocol's own split has another train size
     return describe_dataset(entry, Path(data_root) if data_root else None)["split_sizes"]["train"]

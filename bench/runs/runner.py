@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from timm.data import resolve_data_config
 
+from bench.data.entries import with_split
+from bench.data.folder import dataset_entry
 from bench.data.identity import DataIdentity
 from bench.data.loading import LoadedDataset, Split, load_dataset
 from bench.environment import git_commit, versions
@@ -138,7 +140,8 @@ def _train_and_evaluate(
     resolution = record.effective_resolution
 
     t = time.perf_counter()
-    data = load_dataset(spec.dataset, resolution, Path(spec.data_root) if spec.data_root else None)
+    entry = with_split(dataset_entry(spec.dataset, spec.data_root), protocol.split)
+    data = load_dataset(entry, resolution, Path(spec.data_root) if spec.data_root else None)
     timings["data"] = time.perf_counter() - t
     _check_data(data, record.identity)
     record.dataset = _dataset_summary(data)
@@ -151,7 +154,9 @@ def _train_and_evaluate(
     t = time.perf_counter()
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)
-    model, provenance = create_backbone(spec.backbone, data.num_classes, protocol.pretrained, spec.weights_file)
+    model, provenance = create_backbone(
+        spec.backbone, data.num_classes, protocol.pretrained, spec.weights_file, protocol.drop_rate
+    )
     record.backbone = BackboneSummary(
         name=spec.backbone, arch=record.arch, weights=provenance, **model_stats(model, resolution)
     )

@@ -192,7 +192,7 @@ def experiment_identity(spec: RunSpec, data: DataIdentity | None = None) -> dict
     protocol = get_protocol(spec.protocol).with_epochs(spec.epochs)
     effective = resolve_resolution(entry, spec.resolution, spec.resolution_policy)  # type: ignore[arg-type]
     if data is None:
-        data = data_identity(spec.dataset, effective, spec.data_root)
+        data = data_identity(spec.dataset, effective, spec.data_root, protocol.split)
     return identity_of(
         backbone=canonical(entry),
         protocol=canonical(protocol),

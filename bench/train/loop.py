@@ -29,7 +29,9 @@ from bench.precision import AmpDtype
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import Augment, Phase, Protocol
 from bench.train.engine import Amp, EngineConfig
+from bench.train.optim import optimizer_for, param_groups, scheduler_for, top_lr
 from bench.train.pipeline import BatchPipeline
+from bench.train.sampling import epoch_order
 from bench.train.utilisation import GpuUtilisation
 
 ProgressFn = Callable[[dict], None]  # receives the step and epoch events of a run (and the runner's start event)
@@ -115,25 +117,6 @@ def evaluate(
     return loss, compute_metrics(labels.numpy(), softmax64(logits), classes, positive).to_dict()
 
 
-def scheduler_for(opt: torch.optim.Optimizer, protocol: Protocol, phase: Phase, steps_per_epoch: int):
-    """The protocol's learning-rate schedule over one phase, stepped once per optimisation step."""
-    if protocol.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, phase.epochs * steps_per_epoch))
-    if protocol.schedule == "step":
-        milestones = [m * steps_per_epoch for m in protocol.milestones]
-        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=protocol.gamma)
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-
-
-def optimizer_for(
-    protocol: Protocol, params: list[nn.Parameter], lr: float, fused: bool = False
-) -> torch.optim.Optimizer:
-    """The protocol's optimiser over ``params`` (a phase's trainable parameters) at ``lr``."""
-    cls = torch.optim.AdamW if protocol.optimizer == "adamw" else torch.optim.Adam
-    # fused=None keeps torch's default (for-loop on the CPU), which CPU results were recorded with
-    return cls(params, lr=lr, weight_decay=protocol.weight_decay, fused=fused or None)
-
-
 def train_step(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -174,14 +157,14 @@ def train_one_epoch(
     amp: Amp | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> tuple[float, float | None]:
-    """One pass over ``train`` in a fresh random order; returns the mean loss and the mean GPU utilisation.
+    """One epoch over ``train`` in a fresh order (``protocol.sampler``); returns the mean loss and mean GPU utilisation.
 
     The loss is summed on the device and read once at the end: the epoch's one host-device sync, so the
     time the caller measures around it is real. ``on_step`` gets each step's number, from 1.
     """
     n = len(train.labels)
     # One copy of the order per epoch, so that indexing on-device data never copies per step.
-    order = torch.randperm(n, generator=gen).to(train.images.device)
+    order = epoch_order(train.labels, protocol.sampler, gen).to(train.images.device)
     total = torch.zeros((), device=pipeline.device)
     with GpuUtilisation(pipeline.device) as busy:
         for step, i in enumerate(range(0, n, protocol.batch_size)):
@@ -283,9 +266,8 @@ def fit(
         resuming = saved is not None and phase_index == state.phase_index
         if phase_index < state.phase_index or phase.epochs == 0 or (resuming and state.phase_finished):
             continue
-        names = set(apply_phase(model, phase))
-        params = [p for name, p in model.named_parameters() if name in names]
-        opt = optimizer_for(protocol, params, phase.lr, engine.fused_optimizer)
+        apply_phase(model, phase)
+        opt = optimizer_for(protocol, param_groups(model, protocol, phase), phase.lr, engine.fused_optimizer)
         sched = scheduler_for(opt, protocol, phase, steps_per_epoch)
         if resuming and state.epochs_done_in_phase:
             opt.load_state_dict(saved["optimizer"])
@@ -318,6 +300,8 @@ def _epoch(
         run.progress({"event": "step", "phase": phase.name, "epoch": epoch_no, "step": step})
 
     start = time.perf_counter()
+    if phase.unfreeze == "gradual":
+        apply_phase(run.model, phase, state.epochs_done_in_phase + 1)
     set_train_mode(run.model, phase)
     train_loss, gpu_util_pct = train_one_epoch(
         run.model,
@@ -340,7 +324,7 @@ def _epoch(
     log = EpochLog(
         phase=phase.name,
         epoch=epoch_no,
-        lr=opt.param_groups[0]["lr"],
+        lr=top_lr(opt),
         train_loss=train_loss,
         val_loss=val_loss,
         val=val_metrics,

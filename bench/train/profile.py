@@ -35,7 +35,8 @@ from bench.models.registry import create_backbone, get_backbone, resolve_resolut
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import Protocol, get_protocol
 from bench.train.engine import Amp, EngineConfig, engine_for
-from bench.train.loop import optimizer_for, scheduler_for, train_step
+from bench.train.loop import train_step
+from bench.train.optim import optimizer_for, scheduler_for
 from bench.train.pipeline import BatchPipeline, augment_batch
 
 TARGET_RATIO = 1.10  # the target: the harness step costs at most 10% more than the bare step

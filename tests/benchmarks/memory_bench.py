@@ -64,7 +64,7 @@ def small_training():
     from bench.models.registry import create_backbone
     from bench.protocol.finetune import apply_phase
     from bench.protocol.spec import get_protocol
-    from bench.train.loop import optimizer_for, scheduler_for
+    from bench.train.optim import optimizer_for, scheduler_for
     from bench.train.pipeline import BatchPipeline
 
     torch.set_num_threads(1)

@@ -18,7 +18,8 @@ from bench.environment.device import device_fingerprint
 from bench.models.registry import create_backbone
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import get_protocol
-from bench.train.loop import optimizer_for, scheduler_for, train_step
+from bench.train.loop import train_step
+from bench.train.optim import optimizer_for, scheduler_for
 from bench.train.pipeline import BatchPipeline
 
 BACKBONE, SIDE, BATCH = "resnet18", 28, 32

@@ -56,6 +56,14 @@ def write(path: Path, text: str) -> None:
 SWEEP = 'name = "{name}"\n[[group]]\nbackbones = ["test_resnet"]\ndatasets = ["{dataset}"]\n{line}\n'
 
 
+PROTOCOL_TOP = 'name = "p"\npretrained = false\n{top}\n'
+PROTOCOL = PROTOCOL_TOP + '[[phases]]\nname = "full"\nepochs = 1\nlr = 0.01\ntrainable = 1.0\n{phase}\n'
+
+
+def protocol_file(top: str = "", phase: str = "") -> Callable[[Path, Path], None]:
+    return lambda home, tmp: write(tmp / "p.toml", PROTOCOL.format(top=top, phase=phase))
+
+
 def sweep_file(line: str, name: str = "mine", dataset: str = "tiny") -> Callable[[Path, Path], None]:
     return lambda home, tmp: write(tmp / "mine.toml", SWEEP.format(name=name, dataset=dataset, line=line))
 
@@ -150,6 +158,16 @@ CASES = [
         npz_file(images=lambda x: x.astype(object)),
     ),
     Case("npz-float-labels", ("list", "datasets"), "holds label 0.5", npz_file(labels=lambda y: y + 0.5)),
+    *(
+        Case(f"protocol-{field}", (*ADHOC, "--protocol", "{tmp}/p.toml"), f"p.toml: field '{field}' is {shown}", setup)
+        for field, shown, setup in (
+            ("split", "'70/30'", protocol_file(top='split = "70/30"')),
+            ("drop_rate", "1.5", protocol_file(top="drop_rate = 1.5")),
+            ("sampler", "'even'", protocol_file(top='sampler = "even"')),
+            ("phases[0].layer_decay", "0.0", protocol_file(phase="layer_decay = 0.0")),
+            ("phases[0].unfreeze", "'slowly'", protocol_file(phase='unfreeze = "slowly"')),
+        )
+    ),
 ]
 
 

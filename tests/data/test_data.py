@@ -593,3 +593,32 @@ def test_bundled_dermamnist_decodes_at_28_pixels() -> None:
     assert loaded.train.images.shape == (7007, 3, 28, 28) and loaded.test.images.shape == (2005, 3, 28, 28)
     assert np.bincount(loaded.val.labels.numpy()).tolist() == DERMAMNIST_COUNTS["val"]
     assert loaded.audit["groups_in_multiple_splits"] == 1006
+
+
+# ---------------------------------------------------------------------------------------------------
+# A protocol's own split (``split = "70/20/10"``: bench.data.entries.with_split)
+
+
+def test_a_70_20_10_split_pools_a_published_split(home: Path, tmp_path: Path) -> None:
+    from bench.data.entries import with_split
+
+    make_class_folders(tmp_path / "xr", {"a": 40, "b": 60}, split="train")
+    make_class_folders(tmp_path / "xr", {"a": 20, "b": 30}, split="test")
+    folders_entry(home, "xr", tmp_path / "xr", "carve_val", "val = 0.1")
+    entry = get_dataset_entry("xr")
+    assert with_split(entry, "dataset") is entry
+    loaded = load_dataset(with_split(entry, "70/20/10"), 16)
+    assert len(loaded.test) == 15 and abs(len(loaded.val) - 30) <= 1 and len(loaded.train) + len(loaded.val) == 135
+    assert loaded.audit["split_policy"] == "stratified"
+    assert loaded.audit["class_counts"]["test"] == {"a": 6, "b": 9}  # stratified by class
+    assert loaded.fingerprint != load_dataset(entry, 16).fingerprint
+
+
+def test_a_70_20_10_split_keeps_lesions_whole(home: Path, tmp_path: Path) -> None:
+    from bench.data.entries import with_split
+
+    meta = make_ham(tmp_path / "ham", lesions_per_class=20)
+    ham_entry(home, "ham", tmp_path / "ham", split="train = 0.7\nval = 0.1\ntest = 0.2\nseed = 3")
+    loaded = load_dataset(with_split(get_dataset_entry("ham"), "70/20/10"), 16)
+    assert loaded.audit["groups_in_multiple_splits"] == 0 and loaded.audit["split_seed"] == 3
+    assert abs(len(loaded.test) / len(meta) - 0.1) < 0.05 and abs(len(loaded.val) / len(meta) - 0.2) < 0.08

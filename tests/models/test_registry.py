@@ -141,3 +141,17 @@ def test_small_input_stem_errors(tmp_path, monkeypatch, toml, pretrained, messag
     monkeypatch.setenv("BENCH_HOME", str(tmp_path))
     with pytest.raises(ConfigError, match=message):
         create_backbone("x", num_classes=2, pretrained=pretrained)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0", "tf_efficientnetv2_s", "convnext_tiny"])
+def test_drop_rate_puts_dropout_before_the_classifier(name):
+    plain, _ = create_backbone(name, num_classes=2)
+    model, _ = create_backbone(name, num_classes=2, drop_rate=0.3)
+    assert (plain.drop_rate, model.drop_rate) == (0.0, 0.3)
+    model.train()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert not torch.equal(model.forward_head(features), model.forward_head(features))  # dropout draws
+        model.eval()
+        assert torch.equal(model.forward_head(features), model.forward_head(features))

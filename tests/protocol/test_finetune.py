@@ -71,3 +71,21 @@ def test_frozen_bottom_batchnorm_is_in_eval_mode():
     set_train_mode(model, phase)
     assert not model.bn1.training  # stem: frozen
     assert model.layer4[1].bn2.training  # top group: trains with live statistics
+
+
+def test_gradual_unfreezing_adds_one_group_from_the_top_per_epoch(model):
+    groups = layer_groups(model)
+    phase = Phase("gradual", epochs=3, lr=1e-3, trainable=1.0, unfreeze="gradual")
+    for epoch in (1, 2, 3):
+        apply_phase(model, phase, epoch)
+        assert _trainable(model) == {n for g in groups[-epoch:] for n in g} | _head_names(model), epoch
+    assert set(apply_phase(model, phase)) == {n for n, _ in model.named_parameters()}  # what the optimiser holds
+
+
+def test_gradual_unfreezing_stops_at_the_phase_fraction():
+    model = timm.create_model("resnet18", num_classes=2)
+    groups = layer_groups(model)
+    phase = Phase("gradual", epochs=9, lr=1e-3, trainable=0.3, unfreeze="gradual")
+    n_top = math.ceil(0.3 * len(groups))
+    apply_phase(model, phase, epoch=9)
+    assert _trainable(model) == {n for g in groups[-n_top:] for n in g} | _head_names(model)

@@ -62,6 +62,51 @@ PRESETS = [
         early_stopping_patience=None,
         select_on="auc",
     ),
+    # The five source projects' protocols (issue 18), each with the fields it needs.
+    Protocol(
+        name="s0-head-top30",
+        pretrained=True,
+        drop_rate=0.3,
+        phases=(Phase("head", epochs=10, lr=1e-3, trainable=0.0), Phase("top", epochs=10, lr=1e-4, trainable=0.3)),
+        augment=FLIP_ROT_ZOOM,
+    ),
+    Protocol(
+        name="s1-rebalanced",
+        pretrained=True,
+        optimizer="adamw",
+        weight_decay=1e-4,
+        sampler="balanced",
+        phases=(
+            Phase("head", epochs=5, lr=1e-3, trainable=0.0),
+            Phase("top", epochs=25, lr=1e-4, trainable=0.75, freeze_bn=True),
+            Phase("full", epochs=5, lr=1e-5, trainable=1.0, freeze_bn=True),
+        ),
+        augment=FLIP_ROT_ZOOM,
+    ),
+    Protocol(
+        name="s2-discriminative",
+        pretrained=True,
+        early_stopping_patience=None,
+        phases=(Phase("finetune", epochs=15, lr=1e-4, trainable=1.0, layer_decay=0.8),),
+        augment=Augment(hflip=True, vflip=True),
+    ),
+    Protocol(
+        name="s3-frozen-gap",
+        pretrained=True,
+        drop_rate=0.5,
+        class_weighted_loss=True,
+        phases=(Phase("head", epochs=30, lr=1e-3, trainable=0.0),),
+    ),
+    Protocol(
+        name="s4-gradual",
+        pretrained=True,
+        split="70/20/10",
+        phases=(
+            Phase("head", epochs=5, lr=1e-3, trainable=0.0),
+            Phase("gradual", epochs=10, lr=1e-4, trainable=1.0, unfreeze="gradual"),
+        ),
+        augment=Augment(rotation=10.0, hflip=True, zoom=0.1),
+    ),
 ]
 
 
@@ -105,7 +150,7 @@ def test_a_preset_named_unlike_its_file_is_refused(home):
 
 
 def test_unknown_protocol_lists_the_presets():
-    with pytest.raises(ConfigError, match=r"presets: linear, medmnist-v2, scratch, staged, staged-s1 \(or a path"):
+    with pytest.raises(ConfigError, match=r"presets: linear, medmnist-v2, s0-head-top30, .*, staged-s1 \(or a path"):
         get_protocol("nonsense")
 
 

@@ -27,7 +27,7 @@ def timed(backbone: str = "resnet18", seconds: float = 10.0, status: str = "ok",
 
 @pytest.fixture(autouse=True)
 def two_hundred_training_images(monkeypatch):
-    monkeypatch.setattr(estimate, "_split_train_size", lambda dataset, data_root: 200)
+    monkeypatch.setattr(estimate, "_split_train_size", lambda dataset, data_root, split: 200)
 
 
 @pytest.mark.parametrize(

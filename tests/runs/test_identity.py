@@ -98,3 +98,19 @@ def test_a_field_added_later_at_its_default_leaves_identities_alone():
 def test_a_schema2_field_always_enters_even_at_its_default():
     """So changing a default later changes the identity of runs that used it, as it changes their numbers."""
     assert canonical(Phase("full", epochs=2, lr=1e-3, trainable=1.0))["freeze_bn"] is False
+
+
+def test_the_new_protocol_fields_at_their_defaults_leave_the_protocol_identity_alone():
+    phase = Phase("full", epochs=2, lr=1e-3, trainable=1.0)
+    assert set(canonical(phase)) == SCHEMA2_FIELDS["Phase"]
+    assert set(canonical(Protocol(name="p", pretrained=False, phases=(phase,)))) == SCHEMA2_FIELDS["Protocol"]
+
+
+def test_a_protocol_split_is_another_experiment_of_other_data(project, tmp_path):
+    body = '\n[[phases]]\nname = "full"\nepochs = 1\nlr = 0.01\ntrainable = 1.0\n'
+    (tmp_path / "own.toml").write_text('name = "own"\npretrained = false\n' + body)
+    (tmp_path / "resplit.toml").write_text('name = "resplit"\npretrained = false\nsplit = "70/20/10"\n' + body)
+    plain = experiment_identity(dataclasses.replace(SPEC, protocol=str(tmp_path / "own.toml")))
+    other = experiment_identity(dataclasses.replace(SPEC, protocol=str(tmp_path / "resplit.toml")))
+    assert other["data"]["entry"]["split"] == {"policy": "stratified", "seed": 0, "train": 0.7, "val": 0.2, "test": 0.1}
+    assert other["data"]["fingerprint"] != plain["data"]["fingerprint"] and other["protocol"]["split"] == "70/20/10"

@@ -208,3 +208,28 @@ def test_predict_halves_the_batch_on_out_of_memory():
     probs = predict(model, split, pipe, batch_size=32)
     assert probs.shape == (40, 2) and model.seen[:3] == [32, 16, 8] and max(model.seen[3:]) == 8
     np.testing.assert_allclose(probs, predict(model.inner, split, pipe, batch_size=8), rtol=1e-6)
+
+
+def test_gradual_unfreezing_moves_one_more_group_each_epoch():
+    """After 2 epochs of a gradual phase the top 2 groups and the head moved; every group below is untouched."""
+    from bench.protocol.finetune import layer_groups
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_resnet", num_classes=2)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    phase = Phase("gradual", epochs=2, lr=3e-3, trainable=1.0, unfreeze="gradual")
+    protocol = dataclasses.replace(QUICK, phases=(phase,), early_stopping_patience=None)
+    fit(model, protocol, _split(64, 1), _split(32, 2), CLASSES, PIPE, seed=0)
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    groups = layer_groups(model)
+    assert len(groups) > 2
+    assert {n for g in groups[-2:] for n in g} | {"fc.weight", "fc.bias"} <= moved
+    assert not {n for g in groups[:-2] for n in g} & moved
+
+
+def test_a_balanced_sampler_trains_deterministically_and_differently():
+    balanced = dataclasses.replace(QUICK, sampler="balanced")
+    (_, a), (_, b) = _fit(balanced), _fit(balanced)
+    (_, shuffled) = _fit()
+    assert [h.train_loss for h in a.history] == [h.train_loss for h in b.history]
+    assert [h.train_loss for h in a.history] != [h.train_loss for h in shuffled.history]
