@@ -16,7 +16,14 @@ if TYPE_CHECKING:
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
 
-ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where run records and tables go.")]
+ResultsDir = Annotated[
+    Path,
+    typer.Option(
+        "--results-dir",
+        help="Where run records and tables go: your own runs by default (git-ignored); the published ones, "
+        "which the README and the gates quote, are in results/.",
+    ),
+]
 
 
 class Interrupted(Exception):
@@ -29,5 +36,8 @@ def stored_records(results_dir: Path) -> list[RunRecord]:
 
     records = load_records(results_dir)
     if not records:
-        raise ConfigError(f"no run records under {results_dir}/runs: run `bench run` first")
+        raise ConfigError(
+            f"no run records under {results_dir}/runs: run `bench run --results-dir {results_dir}` first, "
+            "or read the published ones with --results-dir results"
+        )
     return records

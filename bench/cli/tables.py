@@ -12,6 +12,7 @@ from bench.cli import options
 from bench.cli.output import Format, FormatOption, message, print_data, show
 from bench.cli.shared import ResultsDir, stored_records
 from bench.config import MAX_RESOLUTION, MIN_RESOLUTION
+from bench.paths import WORKING_RESULTS
 
 if TYPE_CHECKING:
     from bench.runs.record import RunRecord
@@ -50,7 +51,7 @@ def print_leaderboards(records: list[RunRecord], metric: str, results_dir: Path,
 
 def leaderboard(
     metric: Annotated[str, typer.Option(help="Sort metric.")] = "balanced_accuracy",
-    results_dir: ResultsDir = Path("results"),
+    results_dir: ResultsDir = WORKING_RESULTS,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Print and write the leaderboards from stored records (no training).
@@ -133,7 +134,7 @@ def latency(
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model first.")] = False,
     budget: Annotated[float, typer.Option(help="Seconds of timed passes per setting at most.")] = 10.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    results_dir: ResultsDir = Path("results"),
+    results_dir: ResultsDir = WORKING_RESULTS,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Inference latency per backbone: p50/p90/p99, throughput, CV and peak memory, with a device fingerprint.
