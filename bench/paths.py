@@ -74,6 +74,11 @@ def replaced_entries(kind: str) -> list[str]:
     ]
 
 
+def is_shipped(file: Path) -> bool:
+    """Whether a registry file is one the harness ships (not the user's, from ``BENCH_HOME``)."""
+    return file.resolve().is_relative_to(project_root())
+
+
 def data_hint() -> str:
     """How to get the bundled data where it is not (an installed wheel ships the registries, not the data)."""
     if project_root() != shipped_copy():

@@ -33,7 +33,7 @@ from bench.data.entries import DatasetEntry, get_dataset_entry
 from bench.data.images import ImageFile, ImageRows, write_images
 from bench.data.splits import assign_splits, audit_splits
 from bench.errors import ConfigError, DataError
-from bench.paths import cache_dir, data_hint, project_root
+from bench.paths import cache_dir, data_hint, is_shipped
 
 
 @dataclass
@@ -93,7 +93,7 @@ def read_items(entry: DatasetEntry, data_root: Path | None) -> Items:
     if not root.exists():
         if data_root is not None:
             hint = "check --data-root"
-        elif entry.source_file.resolve().is_relative_to(project_root()):
+        elif is_shipped(entry.source_file):
             hint = data_hint()  # a shipped entry: its data is bundled with the repository
         else:
             hint = f"download the data and pass --data-root, or fix 'path' in {entry.source_file}"
