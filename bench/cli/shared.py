@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from bench.errors import ConfigError
+from bench.paths import PUBLISHED_RESULTS, WORKING_RESULTS
 
 if TYPE_CHECKING:
     from bench.runs.record import RunRecord
@@ -36,8 +37,9 @@ def stored_records(results_dir: Path) -> list[RunRecord]:
 
     records = load_records(results_dir)
     if not records:
+        elsewhere = "" if results_dir == WORKING_RESULTS else f" --results-dir {results_dir}"
         raise ConfigError(
-            f"no run records under {results_dir}/runs: run `bench run --results-dir {results_dir}` first, "
-            "or read the published ones with --results-dir results"
+            f"no run records under {results_dir}/runs: run `bench run{elsewhere}` first, "
+            f"or read the published ones with --results-dir {PUBLISHED_RESULTS}"
         )
     return records
