@@ -5,7 +5,8 @@ scores its own predictions, or a command-line mistake, does not wait for them.
 
 - :func:`run_sweep`: train and evaluate a sweep (a file, or backbones x datasets), skipping finished runs;
   returns the runs' records (:class:`bench.runs.record.RunRecord`).
-- :func:`load_records`: every record under a results folder.
+- :func:`load_records`: every record under a results folder (default `my-results`, as the commands; the
+  published records are under `results`).
 - :func:`leaderboard`: one dataset's table (a ``pandas.DataFrame``) from records.
 - :func:`load_model`: the model a run kept (a record, or its JSON path): the timm model with its head, eval mode.
 - :func:`measure_latency`: ``bench latency``'s measurement of any ``nn.Module``.
@@ -21,6 +22,8 @@ import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bench.paths import WORKING_RESULTS
 
 if TYPE_CHECKING:
     from torch import nn
@@ -55,7 +58,7 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY, "__version__"])
 
 
-def load_records(results_dir: str | Path = "results") -> list[RunRecord]:
+def load_records(results_dir: str | Path = WORKING_RESULTS) -> list[RunRecord]:
     """Every run record under ``results_dir/runs`` (unreadable files are skipped with a warning)."""
     from bench.runs.record import load_records as load
 
@@ -71,7 +74,7 @@ def run_sweep(
     seeds: Sequence[int] = (0,),
     resolution: int = 28,
     epochs: int | tuple[int, ...] | None = None,
-    results_dir: str | Path = "results",
+    results_dir: str | Path = WORKING_RESULTS,
     device: str = "auto",
     keep_weights: bool = True,
     retry_failed: bool = False,

@@ -1,8 +1,14 @@
 """Where the harness finds its registries, bundled data and results.
 
-The registries (``backbones/``, ``datasets/``, ``protocols/``) and the embedded data live beside the package in the
-repository, so a clone works with no configuration. ``BENCH_HOME`` points elsewhere (for example an
-installed copy used against a project folder of the user's own).
+The shipped registries (``backbones/``, ``datasets/``, ``protocols/``, ``sweeps/``) are the repository's own
+folders in a clone, and copies inside the package (``bench/_registry/``, see pyproject.toml) in an installed
+wheel, so both work with no configuration. ``BENCH_HOME`` names a folder of the user's own with any of those
+four folders: its entries are added to the shipped ones, and one with the name of a shipped entry replaces it
+(:func:`replaced_entries` lists those, so the commands can say so).
+
+Results: the records the README and the gates quote are *published* under ``results/`` and committed; a
+command that writes or reads runs without ``--results-dir`` uses :data:`WORKING_RESULTS`, a git-ignored
+folder, so a fresh clone's ``bench run`` trains instead of finding the published records finished.
 """
 
 from __future__ import annotations
@@ -10,11 +16,77 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+WORKING_RESULTS = Path("my-results")
+"""The default ``--results-dir`` (relative to where ``bench`` runs): the user's own runs, git-ignored."""
+
+PUBLISHED_RESULTS = Path("results")
+"""The committed records behind the README's tables, plots and the regression gates."""
+
+REGISTRIES = ("backbones", "datasets", "protocols", "sweeps")
+
 
 def project_root() -> Path:
-    """The folder holding ``backbones/``, ``datasets/``, ``protocols/`` and ``data/`` (``BENCH_HOME`` or the repo)."""
+    """The folder holding the shipped registries: the repository, or ``bench/_registry`` in a wheel.
+
+    In a clone it also holds the bundled ``data/``; a wheel ships no data (74 MB), see :func:`data_hint`.
+    """
+    repo = Path(__file__).resolve().parent.parent
+    return repo if (repo / "pyproject.toml").is_file() and (repo / "backbones").is_dir() else shipped_copy()
+
+
+def shipped_copy() -> Path:
+    """Where a built wheel puts its copies of the registries (pyproject's force-include)."""
+    return Path(__file__).resolve().parent / "_registry"
+
+
+def user_home() -> Path | None:
+    """``BENCH_HOME``, the user's own folder of registry entries (and data), if set."""
     env = os.environ.get("BENCH_HOME")
-    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
+    return Path(env).expanduser().resolve() if env else None
+
+
+def registry_folders(kind: str) -> list[Path]:
+    """The folders ``kind`` (one of :data:`REGISTRIES`) is read from, lowest precedence first: shipped, then user."""
+    folders = [project_root() / kind]
+    home = user_home()
+    if home is not None and (home / kind).resolve() != folders[0].resolve():
+        folders.append(home / kind)
+    return folders
+
+
+def registry_files(kind: str) -> dict[str, Path]:
+    """Every ``*.toml`` of ``kind`` by file stem, sorted; a user file replaces the shipped one of its stem."""
+    files: dict[str, Path] = {}
+    for folder in registry_folders(kind):
+        files.update({path.stem: path for path in sorted(folder.glob("*.toml"))})
+    return dict(sorted(files.items()))
+
+
+def replaced_entries(kind: str) -> list[str]:
+    """The shipped ``kind`` entries a ``BENCH_HOME`` file of the same name replaces (a line each, to print)."""
+    shipped, *user = registry_folders(kind)
+    if not user:
+        return []
+    return [
+        f"{kind}: {path} replaces the shipped {path.stem}"
+        for path in sorted(user[0].glob("*.toml"))
+        if (shipped / path.name).is_file()
+    ]
+
+
+def is_shipped(file: Path) -> bool:
+    """Whether a registry file is one the harness ships (not the user's, from ``BENCH_HOME``)."""
+    return file.resolve().is_relative_to(project_root())
+
+
+def data_hint() -> str:
+    """How to get the bundled data where it is not (an installed wheel ships the registries, not the data)."""
+    if project_root() != shipped_copy():
+        return "the bundled data is in the repository's data/ folder: restore it with `git checkout -- data`"
+    return (
+        "the wheel ships no data: set BENCH_HOME to a clone of the backbone-bench repository (its datasets/ "
+        "and data/), or pass --data-root to a download"
+    )
 
 
 def cache_dir() -> Path:

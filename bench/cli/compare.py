@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +10,7 @@ from rich.table import Table
 from bench.cli.output import Format, FormatOption, message, print_data, show
 from bench.cli.shared import ResultsDir
 from bench.evaluation.metrics import METRIC_NAMES
+from bench.paths import WORKING_RESULTS
 
 
 def compare(
@@ -21,7 +21,7 @@ def compare(
     protocol: Annotated[str | None, typer.Option(help="Protocol of A (and of B unless --protocol-b).")] = None,
     protocol_b: Annotated[str | None, typer.Option(help="Protocol of B, when it differs from A's.")] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
-    results_dir: ResultsDir = Path("results"),
+    results_dir: ResultsDir = WORKING_RESULTS,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Is A better than B? Paired bootstrap over the same test images (seed-averaged) and McNemar per seed.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,13 +12,14 @@ from bench.cli.output import Format, FormatOption, message, show
 from bench.cli.shared import ResultsDir, stored_records
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
+from bench.paths import WORKING_RESULTS
 
 Metric = Annotated[str, typer.Option(help=f"Accuracy metric: {', '.join(HEADLINE_METRICS)}.")]
 Speed = Annotated[str, typer.Option(help="Speed axis: p50 (batch-1 ms/image, lower is better) or throughput.")]
 
 
 def plot(
-    metric: Metric = "balanced_accuracy", latency: Speed = "p50", results_dir: ResultsDir = Path("results")
+    metric: Metric = "balanced_accuracy", latency: Speed = "p50", results_dir: ResultsDir = WORKING_RESULTS
 ) -> None:
     """Accuracy-vs-latency plots per dataset and figures per run, from stored records (no training).
 
@@ -39,7 +39,7 @@ def plot(
 
 
 def report(
-    metric: Metric = "balanced_accuracy", latency: Speed = "p50", results_dir: ResultsDir = Path("results")
+    metric: Metric = "balanced_accuracy", latency: Speed = "p50", results_dir: ResultsDir = WORKING_RESULTS
 ) -> None:
     """One self-contained HTML page: plots, leaderboards and provenance, from stored records (no training).
 
@@ -58,7 +58,7 @@ def report(
 
 def reproduction(
     sweep: Annotated[str, typer.Option(help="Sweep TOML file or name whose \\[\\[published]] results to compare.")],
-    results_dir: ResultsDir = Path("results"),
+    results_dir: ResultsDir = WORKING_RESULTS,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Published vs measured (seed mean ± std) for a sweep that reproduces a paper, from stored records.

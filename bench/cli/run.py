@@ -17,6 +17,7 @@ from bench.cli.progress import sweep_bars
 from bench.cli.shared import Interrupted, ResultsDir, console
 from bench.cli.tables import print_leaderboards
 from bench.config import MAX_RESOLUTION, MIN_RESOLUTION
+from bench.paths import PUBLISHED_RESULTS, WORKING_RESULTS
 
 if TYPE_CHECKING:
     from bench.runs.plan import SweepPlan
@@ -61,7 +62,7 @@ def run(
         bool, typer.Option("--no-keep-weights", help="Keep no run's model (.safetensors beside its record).")
     ] = False,
     metric: Annotated[str, typer.Option(help="Leaderboard sort metric.")] = "balanced_accuracy",
-    results_dir: ResultsDir = Path("results"),
+    results_dir: ResultsDir = WORKING_RESULTS,
     executor_kind: Annotated[
         str, typer.Option("--executor", help="local (this machine; one process per GPU) or ray (a Ray cluster).")
     ] = "local",
@@ -100,15 +101,14 @@ def run(
     )
     plan = plan_sweep(request, results_dir, executor, retry_failed)
     command = shlex.join(["bench", *sys.argv[1:]])
-    skipped_failed = f"; {plan.failed_before} failed before, skipped (add --retry-failed)" if plan.failed_before else ""
     console.print(
         f"[bold]{plan.name}[/]: {len(plan.specs)} runs ({len(plan.todo)} to do) on {plan.executor}, "
-        f"results in {results_dir}/{skipped_failed}",
+        f"results in {results_dir}/{skip_note(plan, results_dir)}",
         soft_wrap=True,
     )
     print_inferred(plan)
     if dry_run:
-        print_plan(plan, [results_dir, *(estimate_from or [])])
+        print_plan(plan, [results_dir, PUBLISHED_RESULTS, *(estimate_from or [])])
         return
     started = time.perf_counter()
     not_recorded = []  # unfinished or skipped: reported at the end, never written
@@ -151,6 +151,22 @@ def print_inferred(plan: SweepPlan) -> None:
             highlight=False,
         )
         console.print(entry_toml(entry), soft_wrap=True, markup=False, highlight=False, end="")
+
+
+def skip_note(plan: SweepPlan, results_dir: Path) -> str:
+    """Why runs of the sweep are not trained now, and how to train them again (the end of the first line).
+
+    Without it a skip reads as a run that did nothing: a run counts as done when a finished record of the same
+    run key (the same experiment, seed and torch/timm/harness versions) is in the results folder.
+    """
+    finished = plan.finished_before - plan.failed_before
+    note = (
+        f"; {finished} skipped: a finished record with the same run key is in {results_dir}/runs (to train "
+        "them again, pass another --results-dir or delete those records)"
+        if finished
+        else ""
+    )
+    return note + (f"; {plan.failed_before} failed before, skipped (add --retry-failed)" if plan.failed_before else "")
 
 
 def print_plan(plan: SweepPlan, timed_by: list[Path]) -> None:

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from bench.errors import ConfigError
+from bench.paths import PUBLISHED_RESULTS, WORKING_RESULTS
 
 if TYPE_CHECKING:
     from bench.runs.record import RunRecord
@@ -16,7 +17,14 @@ if TYPE_CHECKING:
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
 
-ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where run records and tables go.")]
+ResultsDir = Annotated[
+    Path,
+    typer.Option(
+        "--results-dir",
+        help="Where run records and tables go: your own runs by default (git-ignored); the published ones, "
+        "which the README and the gates quote, are in results/.",
+    ),
+]
 
 
 class Interrupted(Exception):
@@ -29,5 +37,9 @@ def stored_records(results_dir: Path) -> list[RunRecord]:
 
     records = load_records(results_dir)
     if not records:
-        raise ConfigError(f"no run records under {results_dir}/runs: run `bench run` first")
+        elsewhere = "" if results_dir == WORKING_RESULTS else f" --results-dir {results_dir}"
+        raise ConfigError(
+            f"no run records under {results_dir}/runs: run `bench run{elsewhere}` first, "
+            f"or read the published ones with --results-dir {PUBLISHED_RESULTS}"
+        )
     return records

@@ -12,10 +12,12 @@ from bench.cli import options
 from bench.cli.output import Format, FormatOption, message, print_data, show
 from bench.cli.shared import ResultsDir, stored_records
 from bench.config import MAX_RESOLUTION, MIN_RESOLUTION
+from bench.paths import WORKING_RESULTS, data_hint, is_shipped, replaced_entries
 
 if TYPE_CHECKING:
     from bench.runs.record import RunRecord
 
+SPLITS = ("train", "val", "test")
 Resolution = Annotated[
     int,
     typer.Option(
@@ -50,7 +52,7 @@ def print_leaderboards(records: list[RunRecord], metric: str, results_dir: Path,
 
 def leaderboard(
     metric: Annotated[str, typer.Option(help="Sort metric.")] = "balanced_accuracy",
-    results_dir: ResultsDir = Path("results"),
+    results_dir: ResultsDir = WORKING_RESULTS,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Print and write the leaderboards from stored records (no training).
@@ -96,6 +98,8 @@ def list_backbones(resolution: Resolution = 224, fmt: FormatOption = Format.tabl
             row["title"],
         )
     show(table, fmt, data)
+    for line in replaced_entries("backbones"):
+        message(line, fmt)
 
 
 def list_datasets(fmt: FormatOption = Format.table) -> None:
@@ -111,17 +115,27 @@ def list_datasets(fmt: FormatOption = Format.table) -> None:
         table.add_column(col, justify="left" if col == "name" else "right")
     table.add_column("classes", max_width=30)  # prose wraps at words (max_width), names and figures never
     table.add_column("shares source with", max_width=50)
-    for entry in list_datasets():
-        info = describe_dataset(entry)
+    entries = list_datasets()
+    absent = [e for e in entries if not e.path.exists()]  # an installed wheel ships the entries, not the data
+    for entry in entries:
+        info = {} if entry in absent else describe_dataset(entry)
         sizes = info.get("split_sizes", {})
         table.add_row(
             entry.name,
-            *(str(sizes.get(s, "?")) for s in ("train", "val", "test")),
+            *(("no local data", "", "") if entry in absent else (str(sizes.get(s, "?")) for s in SPLITS)),
             "" if info.get("groups_in_multiple_splits") is None else str(info["groups_in_multiple_splits"]),
             ", ".join(entry.classes),
             entry.shares_source_with,
         )
     show(table, fmt)
+    shipped = [e.name for e in absent if is_shipped(e.source_file)]
+    if shipped:
+        message(f"no local data for {', '.join(shipped)}: {data_hint()}", fmt)
+    for entry in absent:
+        if entry.name not in shipped:
+            message(f"no local data for {entry.name} at {entry.path}: fix 'path' in {entry.source_file}", fmt)
+    for line in replaced_entries("datasets"):
+        message(line, fmt)
 
 
 def latency(
@@ -133,7 +147,7 @@ def latency(
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model first.")] = False,
     budget: Annotated[float, typer.Option(help="Seconds of timed passes per setting at most.")] = 10.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    results_dir: ResultsDir = Path("results"),
+    results_dir: ResultsDir = WORKING_RESULTS,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Inference latency per backbone: p50/p90/p99, throughput, CV and peak memory, with a device fingerprint.

@@ -51,7 +51,7 @@ from typing import Literal
 from bench.config import FieldError, check_identifier, from_mapping, load_toml, only_for, split_fractions
 from bench.data._layouts import Crop, MetadataOptions, Resize
 from bench.errors import ConfigError
-from bench.paths import project_root
+from bench.paths import registry_files
 
 Layout = Literal["npz", "class_folders", "metadata_csv"]
 Task = Literal["binary", "multiclass"]
@@ -160,41 +160,38 @@ def _check_split_file(metadata: MetadataOptions | None, policy: str) -> None:
         )
 
 
-def datasets_dir() -> Path:
-    return project_root() / "datasets"
-
-
 def list_datasets() -> list[DatasetEntry]:
-    """Every entry in ``datasets/``, sorted by name; a malformed file raises ConfigError naming it."""
-    folder = datasets_dir()
-    if not folder.is_dir():
-        raise ConfigError(f"no datasets folder at {folder} (set BENCH_HOME to your project folder)")
-    return [parse_entry(file) for file in sorted(folder.glob("*.toml"))]
+    """Every entry in ``datasets/`` (shipped and ``BENCH_HOME``'s), sorted by name; a malformed file raises
+    ConfigError naming it."""
+    return [parse_entry(file) for file in registry_files("datasets").values()]
 
 
 def registered_names() -> list[str]:
     """The names of the entries in ``datasets/``, sorted (without reading them)."""
-    return sorted(p.stem for p in datasets_dir().glob("*.toml"))
+    return sorted(registry_files("datasets"))
 
 
 def get_dataset_entry(name: str) -> DatasetEntry:
     """The entry ``datasets/<name>.toml``; an unknown name suggests the closest known ones."""
     check_identifier(name, "dataset name")  # a path such as ../x would read a file outside datasets/
-    file = datasets_dir() / f"{name}.toml"
-    if file.is_file():
-        return parse_entry(file)
-    known = registered_names()
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    files = registry_files("datasets")
+    if name in files:
+        return parse_entry(files[name])
+    close = difflib.get_close_matches(name, list(files), n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     folder = f"; for the folder {name}/ pass ./{name}" if Path(name).is_dir() else ""
-    raise ConfigError(f"unknown dataset '{name}'; {hint}(known: {', '.join(known) or 'none'}){folder}")
+    raise ConfigError(f"unknown dataset '{name}'; {hint}(known: {', '.join(files) or 'none'}){folder}")
 
 
 def parse_entry(file: Path) -> DatasetEntry:
-    """Read and validate one dataset TOML; every mistake is a ConfigError naming file and field."""
+    """Read and validate one dataset TOML; every mistake is a ConfigError naming file and field.
+
+    A relative ``path`` is under the folder that holds the entry's ``datasets/`` (the repository's ``data/``
+    for a shipped entry, ``BENCH_HOME``'s for the user's own).
+    """
     entry = from_mapping(DatasetEntry, load_toml(file), str(file), source_file=file)
     path = entry.path.expanduser()
-    return replace(entry, path=path if path.is_absolute() else project_root() / path)
+    return replace(entry, path=path if path.is_absolute() else file.resolve().parent.parent / path)
 
 
 def with_split(entry: DatasetEntry, split: str) -> DatasetEntry:

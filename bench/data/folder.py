@@ -33,9 +33,9 @@ from PIL import Image, UnidentifiedImageError
 
 from bench.config import from_mapping, is_folder_ref, is_identifier
 from bench.data._layouts import IMAGE_SUFFIXES, SPLITS
-from bench.data.entries import DatasetEntry, datasets_dir, get_dataset_entry, registered_names
+from bench.data.entries import DatasetEntry, get_dataset_entry, registered_names
 from bench.errors import ConfigError, DataError
-from bench.paths import project_root
+from bench.paths import registry_folders
 
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
 CARVED_VAL = 0.1  # as the registered train/test entries (isic, chest_xray) carve theirs
@@ -177,14 +177,16 @@ def entry_toml(entry: DatasetEntry) -> str:
 
 
 def _saved_as(folder: Path) -> Path:
-    """Where the inferred entry would be saved to register it (an entry's name is its file's stem)."""
-    return datasets_dir() / f"{folder_name(folder)}.toml"
+    """Where the inferred entry would be saved to register it (an entry's name is its file's stem): the user's
+    ``BENCH_HOME/datasets`` when set, else the project's ``datasets/``."""
+    return registry_folders("datasets")[-1] / f"{folder_name(folder)}.toml"
 
 
 def _as_written(folder: Path) -> str:
-    """The path as an entry writes it: relative to the project when inside it (a clone elsewhere still reads it)."""
+    """The path as an entry writes it: relative to the folder above its ``datasets/`` when inside it (the rule of
+    :func:`bench.data.entries.parse_entry`, so a clone elsewhere still reads it)."""
     try:
-        return folder.relative_to(project_root()).as_posix()
+        return folder.relative_to(_saved_as(folder).resolve().parent.parent).as_posix()
     except ValueError:
         return str(folder)
 

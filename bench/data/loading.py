@@ -34,7 +34,7 @@ from bench.data.folder import dataset_entry
 from bench.data.images import ImageFile, ImageRows, write_images
 from bench.data.splits import assign_splits, audit_splits
 from bench.errors import ConfigError, DataError
-from bench.paths import cache_dir
+from bench.paths import cache_dir, data_hint, is_shipped
 
 
 @dataclass
@@ -92,11 +92,12 @@ class LoadedDataset:
 def read_items(entry: DatasetEntry, data_root: Path | None) -> Items:
     root = Path(data_root).expanduser().absolute() if data_root is not None else entry.path
     if not root.exists():
-        hint = (
-            "check --data-root"
-            if data_root is not None
-            else f"download the data and pass --data-root, or fix 'path' in {entry.source_file}"
-        )
+        if data_root is not None:
+            hint = "check --data-root"
+        elif is_shipped(entry.source_file):
+            hint = data_hint()  # a shipped entry: its data is bundled with the repository
+        else:
+            hint = f"download the data and pass --data-root, or fix 'path' in {entry.source_file}"
         raise DataError(f"dataset '{entry.name}': path {root} does not exist; {hint}")
     if entry.layout != "npz" and not root.is_dir():
         raise DataError(f"dataset '{entry.name}': {root} is a file; layout '{entry.layout}' needs a folder")

@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.config import load_toml
 from bench.environment.software import installed_version
 from bench.files import write_json
-from bench.paths import cache_dir, project_root
+from bench.paths import cache_dir, registry_files
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class BackboneFigures:
 
 def registry_figures(resolution: int) -> list[BackboneFigures]:
     """Every registered backbone's figures at ``resolution``, counted only where the cache has none."""
-    files = sorted((project_root() / "backbones").glob("*.toml"))  # the registry's folder (models.registry)
+    files = list(registry_files("backbones").values())  # the registry's files (models.registry)
     cached = {path: _read(_cache_path(path, resolution)) for path in files}
     missing = [path for path, figures in cached.items() if figures is None]
     if missing:

@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench.config import check_identifier, from_mapping, load_toml
 from bench.errors import ConfigError
-from bench.paths import project_root
+from bench.paths import registry_files
 
 ResolutionPolicy = Literal["upsize", "refuse"]
 
@@ -44,14 +44,10 @@ class BackboneEntry:
         return self.timm_name or self.name
 
 
-def registry_dir() -> Path:
-    return project_root() / "backbones"
-
-
 @functools.cache
-def _load_entries(folder: Path) -> dict[str, BackboneEntry]:
+def _load_entries(files: tuple[Path, ...]) -> dict[str, BackboneEntry]:
     entries: dict[str, BackboneEntry] = {}
-    for path in sorted(folder.glob("*.toml")):
+    for path in files:
         entry = from_mapping(BackboneEntry, load_toml(path), str(path))
         check_identifier(entry.name, "backbone name", f"{path}: field 'name'")  # it names a results folder
         if entry.name in entries:
@@ -62,13 +58,18 @@ def _load_entries(folder: Path) -> dict[str, BackboneEntry]:
     return entries
 
 
+def _entries() -> dict[str, BackboneEntry]:
+    """The shipped entries and ``BENCH_HOME``'s (a user file replaces the shipped one of its name)."""
+    return _load_entries(tuple(registry_files("backbones").values()))
+
+
 def list_backbones() -> list[BackboneEntry]:
-    return list(_load_entries(registry_dir()).values())
+    return list(_entries().values())
 
 
 def get_backbone(name: str) -> BackboneEntry:
     """The registered entry for ``name``, or an ad-hoc entry for any other timm model name."""
-    entries = _load_entries(registry_dir())
+    entries = _entries()
     if name in entries:
         return entries[name]
     if name in timm.list_models():

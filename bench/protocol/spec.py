@@ -24,7 +24,7 @@ from typing import Literal
 from bench.config import FieldError, check_identifier, from_mapping, load_toml, split_fractions
 from bench.errors import ConfigError
 from bench.evaluation.metrics import SELECTABLE_METRICS
-from bench.paths import project_root
+from bench.paths import registry_files
 
 
 @dataclass(frozen=True)
@@ -116,17 +116,13 @@ class Protocol:
         return dataclasses.asdict(self)
 
 
-def protocols_dir() -> Path:
-    return project_root() / "protocols"
-
-
 def list_protocols() -> list[str]:
-    """The preset names: the files in ``protocols/``, sorted."""
-    return sorted(p.stem for p in protocols_dir().glob("*.toml"))
+    """The preset names: the files in ``protocols/`` (shipped and ``BENCH_HOME``'s), sorted."""
+    return list(registry_files("protocols"))
 
 
 def _is_preset(name_or_path: str) -> bool:
-    return Path(name_or_path).name == name_or_path and (protocols_dir() / f"{name_or_path}.toml").is_file()
+    return Path(name_or_path).name == name_or_path and name_or_path in registry_files("protocols")
 
 
 def protocol_name(name_or_path: str) -> str:
@@ -139,15 +135,15 @@ def protocol_name(name_or_path: str) -> str:
     path = Path(name_or_path)
     if path.suffix == ".toml":
         return check_identifier(path.stem, "protocol file name", str(path))
-    presets = ", ".join(list_protocols()) or f"none in {protocols_dir()}"
+    presets = ", ".join(list_protocols()) or "none in protocols/"
     raise ConfigError(f"unknown protocol {name_or_path!r}; presets: {presets} (or a path to a .toml file)")
 
 
 def get_protocol(name_or_path: str) -> Protocol:
     """A preset by name (``protocols/<name>.toml``), or a protocol TOML file given by its path."""
     protocol_name(name_or_path)  # an unknown name, or a file stem that is not a name, fails here
-    preset = protocols_dir() / f"{name_or_path}.toml"
     if _is_preset(name_or_path):
+        preset = registry_files("protocols")[name_or_path]
         protocol = read_protocol(preset)
         if protocol.name != preset.stem:
             problem = f"is '{protocol.name}' but must equal the file name '{preset.stem}'"

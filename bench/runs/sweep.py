@@ -29,7 +29,7 @@ from bench.config import (
 )
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
-from bench.paths import project_root
+from bench.paths import registry_files
 from bench.precision import Precision
 from bench.runs.record import STORED, RunRecord, record_path
 from bench.runs.spec import RunSpec
@@ -127,13 +127,14 @@ def _resolve_datasets(values: list[str], data_root: str | None) -> dict[str, tup
 
 
 def default_sweep_path() -> Path:
-    return project_root() / "sweeps" / "default.toml"
+    return registry_files("sweeps")["default"]
 
 
 def load_sweep(path: Path | str) -> Sweep:
+    """A sweep file, or a sweep by name (``sweeps/<name>.toml``, shipped or ``BENCH_HOME``'s)."""
     path = Path(path)
-    if not path.exists() and (project_root() / "sweeps" / f"{path}.toml").exists():
-        path = project_root() / "sweeps" / f"{path}.toml"
+    if not path.exists() and str(path) in registry_files("sweeps"):
+        path = registry_files("sweeps")[str(path)]
     sweep = from_mapping(Sweep, load_toml(path), str(path))
     check_identifier(sweep.name, "sweep name", f"{path}: field 'name'")
     if not sweep.group:

@@ -22,6 +22,8 @@ from typing import get_args, get_type_hints
 import numpy as np
 import pytest
 
+from bench.paths import WORKING_RESULTS
+
 ENTRY = "from bench.cli import main; main()"
 ADHOC = ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--device", "cpu")
 
@@ -183,11 +185,12 @@ def snapshot(root: Path) -> dict[str, bytes]:
 @pytest.fixture
 def filled_results(project, tmp_path) -> Path:
     """A results folder holding a record, its probabilities and a leaderboard, as after an earlier sweep."""
-    run_dir = tmp_path / "results" / "runs" / "tiny" / "test_resnet"
+    results = tmp_path / WORKING_RESULTS  # where the commands look without --results-dir
+    run_dir = results / "runs" / "tiny" / "test_resnet"
     write(run_dir / "scratch-r28-s0-0123456789ab.json", '{"schema": 1, "status": "ok", "key": "0123456789ab"}\n')
     (run_dir / "scratch-r28-s0-0123456789ab.probs.npz").write_bytes(b"not really an npz")
-    write(tmp_path / "results" / "leaderboards" / "tiny.md", "| backbone |\n| --- |\n")
-    return tmp_path / "results"
+    write(results / "leaderboards" / "tiny.md", "| backbone |\n| --- |\n")
+    return results
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

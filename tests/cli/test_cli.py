@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from bench.cli.commands import main
+from bench.paths import WORKING_RESULTS
 from bench.runs.record import load_records
 
 
@@ -62,6 +63,10 @@ def test_run_trains_records_and_ranks(project, tmp_path):
 
     # Resume: the same sweep again finds everything finished and writes no duplicate.
     again = bench(*RUN).stdout
+    assert again.splitlines()[0].endswith(
+        "; 2 skipped: a finished record with the same run key is in results/runs (to train them again, pass "
+        "another --results-dir or delete those records)"
+    )
     assert "0 run(s) done (0 failed), 2 already finished" in again
     assert len(load_records(tmp_path / "results")) == 2
 
@@ -115,7 +120,7 @@ def test_pretrained_unavailable_is_a_failed_run_not_a_random_model(project, tmp_
         "run", "--backbones", "test_resnet", "--datasets", "tiny", "--protocol", "linear", "--epochs", "1", check=False
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr  # a failed run fails the sweep, after the others
-    (record,) = load_records(tmp_path / "results")
+    (record,) = load_records(tmp_path / WORKING_RESULTS)
     assert record.status == "failed" and "WeightsError" in record.error
     assert record.test == {}
 
@@ -126,7 +131,7 @@ def test_sweep_file(project, tmp_path):
         'name = "mine"\n[[group]]\nbackbones = ["test_resnet"]\ndatasets = ["tiny"]\nseeds = [3]\nepochs = 1\n'
     )
     bench("run", "--sweep", str(sweep))
-    (record,) = load_records(tmp_path / "results")
+    (record,) = load_records(tmp_path / WORKING_RESULTS)
     assert record.spec.seed == 3 and json.loads(json.dumps(record.protocol))["name"] == "scratch"
 
 
@@ -144,7 +149,7 @@ def test_precision_is_a_run_of_its_own_unless_auto(project, tmp_path, monkeypatc
     assert "1 run(s) done (0 failed), 0 already finished" in out
     out = _in_process(monkeypatch, capsys, *adhoc, "--precision", "auto")
     assert "0 run(s) done (0 failed), 1 already finished" in out
-    records = {r.spec.precision: r for r in load_records(tmp_path / "results")}
+    records = {r.spec.precision: r for r in load_records(tmp_path / WORKING_RESULTS)}
     assert records.keys() == {"auto", "fp32"} and records["auto"].key != records["fp32"].key
     assert records["fp32"].test == records["auto"].test  # autocast is off on the CPU either way
     assert [r.engine["amp"] for r in records.values()] == [None, None]

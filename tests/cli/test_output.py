@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -98,7 +99,7 @@ def test_leaderboard_formats_for_scripts(results):
 
 @pytest.fixture
 def tiny_registry(project):
-    """The project's registry replaced by two of timm's test models (counted in well under a second)."""
+    """The project's registry: two of timm's test models (counted in well under a second), added to the shipped."""
     for path in (project / "backbones").glob("*.toml"):
         path.unlink()
     for name, title in (("test_resnet", "timm's test ResNet"), ("test_efficientnet", "timm's test EfficientNet")):
@@ -106,11 +107,19 @@ def tiny_registry(project):
     return project
 
 
-def test_piped_backbone_list_is_whole_and_its_figures_are_cached(tiny_registry, tmp_path):
-    env = {"BENCH_HOME": str(tiny_registry), "BENCH_CACHE": str(tmp_path / "cache")}
+@pytest.fixture(scope="module")
+def figures_cache(tmp_path_factory) -> Path:
+    """One cache for the module: the shipped backbones' figures are counted once (each entry's file is its own)."""
+    return tmp_path_factory.mktemp("figures")
+
+
+def test_piped_backbone_list_is_whole_and_its_figures_are_cached(tiny_registry, figures_cache):
+    env = {"BENCH_HOME": str(tiny_registry), "BENCH_CACHE": str(figures_cache)}
     data = json.loads(bench("list", "backbones", "--resolution", "32", "--format", "json", **env).stdout)
-    assert {row["name"] for row in data} == {"test_resnet", "test_efficientnet"}
-    assert len(list((tmp_path / "cache" / "backbone-figures").glob("*.json"))) == 2
+    names = {row["name"] for row in data}
+    assert {"test_resnet", "test_efficientnet", "resnet18", "vgg16"} <= names  # BENCH_HOME's and the shipped
+    cached = {p.name.split("-32-")[0] for p in (figures_cache / "backbone-figures").glob("*-32-*.json")}
+    assert cached >= names
     out = bench("list", "backbones", "--resolution", "32", **env).stdout
     for row in data:
         assert row["name"] in out and f"{row['params_m']:.2f}" in out and f"{row['gmacs']:.3f}" in out
@@ -118,14 +127,14 @@ def test_piped_backbone_list_is_whole_and_its_figures_are_cached(tiny_registry, 
     assert list(csv["name"]) == [row["name"] for row in data]
 
 
-def test_an_edited_entry_is_counted_again(tiny_registry, tmp_path):
-    env = {"BENCH_HOME": str(tiny_registry), "BENCH_CACHE": str(tmp_path / "cache")}
+def test_an_edited_entry_is_counted_again(tiny_registry, figures_cache):
+    env = {"BENCH_HOME": str(tiny_registry), "BENCH_CACHE": str(figures_cache)}
     listing = ("list", "backbones", "--resolution", "32", "--format", "json")
     first = {row["name"]: row for row in json.loads(bench(*listing, **env).stdout)}
     (tiny_registry / "backbones" / "test_resnet.toml").write_text('name = "test_resnet"\ntitle = "renamed"\n')
     again = {row["name"]: row for row in json.loads(bench(*listing, **env).stdout)}
     assert again["test_resnet"]["title"] == "renamed" and again["test_efficientnet"] == first["test_efficientnet"]
-    assert len(list((tmp_path / "cache" / "backbone-figures").glob("test_resnet-32-*.json"))) == 2
+    assert len(list((figures_cache / "backbone-figures").glob("test_resnet-32-*.json"))) == 2
 
 
 def test_piped_latency_holds_every_backbone_and_percentile(tiny_registry, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from bench.cli.commands import main
+from bench.paths import WORKING_RESULTS
 from bench.runs.claims import Claims, lock_path
 from bench.runs.record import load_records
 from bench.runs.spec import RunSpec
@@ -51,9 +52,9 @@ def test_a_failed_run_is_listed_whole_with_the_retry_command_and_exit_1(project,
     proc = bench("run", "--sweep", "mixed.toml", "--device", "cpu", **offline)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
-    statuses = {r.spec.protocol: r.status for r in load_records(tmp_path / "results")}
+    statuses = {r.spec.protocol: r.status for r in load_records(tmp_path / WORKING_RESULTS)}
     assert statuses == {"scratch": "ok", "linear": "failed"}  # the other run finished
-    (failed,) = [r for r in load_records(tmp_path / "results") if not r.ok]
+    (failed,) = [r for r in load_records(tmp_path / WORKING_RESULTS) if not r.ok]
     *_, reason_line, retry_line = proc.stdout.strip().splitlines()
     assert reason_line == f"failed: {failed.label}: {failed.error}"  # whole, on one line of an 80-column terminal
     assert len(reason_line) > 80 and failed.error.startswith("WeightsError: ")
@@ -87,12 +88,13 @@ def test_environment_failures_are_reported_not_recorded(where, fault, reason, pr
     *_, unfinished, retry = capsys.readouterr().out.strip().splitlines()
     assert unfinished.startswith("unfinished: tiny/test_resnet/scratch/r28/s0: ") and reason in unfinished
     assert retry == f"retry: bench {' '.join(ADHOC)}"  # no --retry-failed needed: nothing was recorded
-    assert not list((tmp_path / "results").rglob("*.json"))
-    assert plan_runs([RunSpec("test_resnet", "tiny", "scratch", epochs=1)], tmp_path / "results")[0].status is None
+    assert not list((tmp_path / WORKING_RESULTS).rglob("*.json"))
+    results = tmp_path / WORKING_RESULTS
+    assert plan_runs([RunSpec("test_resnet", "tiny", "scratch", epochs=1)], results)[0].status is None
 
     main()  # the disk has room again: the same command runs it, no flag
     assert "1 run(s) done (0 failed), 0 already finished" in capsys.readouterr().out
-    assert [r.status for r in load_records(tmp_path / "results")] == ["ok"]
+    assert [r.status for r in load_records(tmp_path / WORKING_RESULTS)] == ["ok"]
 
 
 def test_the_results_folder_is_checked_writable_before_anything_trains(project, tmp_path):
@@ -134,8 +136,8 @@ def test_two_sweeps_on_one_results_folder_train_each_run_once(project, tmp_path)
     assert [p.returncode for p in sweeps] == [0, 0], outputs
     trained = [line.split() for line in log.read_text().splitlines()]
     assert sorted(seed for _, seed in trained) == ["0", "1", "2"], (trained, outputs)  # once each, no more
-    assert sorted(r.spec.seed for r in load_records(tmp_path / "results") if r.ok) == [0, 1, 2]
-    runs = tmp_path / "results" / "runs"
+    assert sorted(r.spec.seed for r in load_records(tmp_path / WORKING_RESULTS) if r.ok) == [0, 1, 2]
+    runs = tmp_path / WORKING_RESULTS / "runs"
     assert not list(runs.rglob("*.lock")) and not list(runs.rglob("*.tmp")) and not list(runs.rglob("*.ckpt"))
 
 
@@ -150,7 +152,7 @@ time.sleep(600)
 
 
 def test_a_live_claim_is_respected_and_a_dead_ones_taken_over(project, tmp_path):
-    (item,) = plan_runs([RunSpec("test_resnet", "tiny", "scratch", epochs=1)], tmp_path / "results")
+    (item,) = plan_runs([RunSpec("test_resnet", "tiny", "scratch", epochs=1)], tmp_path / WORKING_RESULTS)
     lock = lock_path(item.path)
     lock.parent.mkdir(parents=True)
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], stdout=subprocess.PIPE, text=True)
@@ -173,7 +175,7 @@ def test_a_live_claim_is_respected_and_a_dead_ones_taken_over(project, tmp_path)
 
 
 def test_a_run_finished_by_another_sweep_meanwhile_is_not_run_again(project, tmp_path):
-    (item,) = plan_runs([RunSpec("test_resnet", "tiny", "scratch", epochs=1)], tmp_path / "results")
+    (item,) = plan_runs([RunSpec("test_resnet", "tiny", "scratch", epochs=1)], tmp_path / WORKING_RESULTS)
     item.path.parent.mkdir(parents=True)
     item.path.write_text('{"status": "ok"}')  # what another sweep wrote after this one planned the run as to do
     with Claims() as claims:
