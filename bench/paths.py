@@ -55,10 +55,16 @@ def registry_folders(kind: str) -> list[Path]:
 
 
 def registry_files(kind: str) -> dict[str, Path]:
-    """Every ``*.toml`` of ``kind`` by file stem, sorted; a user file replaces the shipped one of its stem."""
+    """Every ``*.toml`` of ``kind`` by name, sorted; a user file replaces the shipped one of its name.
+
+    The name is the path below the registry folder without ``.toml``, so a subfolder groups entries (the
+    sweeps of the source projects are ``seeds/s0-...``).
+    """
     files: dict[str, Path] = {}
     for folder in registry_folders(kind):
-        files.update({path.stem: path for path in sorted(folder.glob("*.toml"))})
+        files.update(
+            {path.relative_to(folder).with_suffix("").as_posix(): path for path in sorted(folder.rglob("*.toml"))}
+        )
     return dict(sorted(files.items()))
 
 
@@ -68,9 +74,9 @@ def replaced_entries(kind: str) -> list[str]:
     if not user:
         return []
     return [
-        f"{kind}: {path} replaces the shipped {path.stem}"
-        for path in sorted(user[0].glob("*.toml"))
-        if (shipped / path.name).is_file()
+        f"{kind}: {path} replaces the shipped {path.relative_to(user[0]).with_suffix('').as_posix()}"
+        for path in sorted(user[0].rglob("*.toml"))
+        if (shipped / path.relative_to(user[0])).is_file()
     ]
 
 

@@ -13,7 +13,16 @@ from bench.protocol.spec import get_protocol, list_protocols
 from bench.runs.sweep import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED_SWEEPS = {"default", "medmnist-v2", "mission-cpu", "reference"}
+SHIPPED_SWEEPS = {"default", "medmnist-v2", "mission", "mission-cpu", "reference"} | {
+    f"seeds/{name}"
+    for name in (
+        "s0-effnetv2s-ham10000",
+        "s1-effnetv2b0-ham10000",
+        "s2-effnetb0-isic",
+        "s3-frozen-ham10000",
+        "s4-transfer-xray-isic",
+    )
+}
 
 NOTES = 'name = "notes"\ntitle = "my notes"\nlayout = "npz"\npath = "data/notes.npz"\nclasses = ["a", "b"]\n'
 NOTES += 'task = "binary"\ncolor = "grayscale"\nlicence = "mine"\ncitation = "mine"\n[split]\npolicy = "official"\n'

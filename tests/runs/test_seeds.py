@@ -84,7 +84,7 @@ def test_an_unknown_seeds_sweep_is_one_line(project):
 
 def test_reproduction_with_no_runs_says_so(mission_data):
     proc = bench("reproduction", "--sweep", "seeds/s0-effnetv2s-ham10000")
-    assert proc.returncode == 2 and "no run records under results/runs: run `bench run` first" in proc.stderr
+    assert proc.returncode == 2 and "no run records under my-results/runs: run `bench run` first" in proc.stderr
 
 
 def test_hub_cache_weights_load_offline_exactly(tmp_path, monkeypatch):
