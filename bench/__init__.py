@@ -96,7 +96,7 @@ def run_sweep(
         keep_weights=keep_weights,
     )
     results = Path(results_dir)
-    plan = plan_sweep(request, results, ExecutorRequest(device=device), retry_failed)
+    plan = plan_sweep(request, results, ExecutorRequest(device=device, workers=1), retry_failed)
     for _ in plan.executor.run(plan.todo, results, lambda planned: None):
         pass
     keys = {p.key for p in plan.planned}

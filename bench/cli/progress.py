@@ -19,9 +19,10 @@ if TYPE_CHECKING:  # the runs layer imports torch: `bench --help` should not wai
 class SweepBars:
     """The bars of one sweep; :meth:`started` is the executors' progress factory, :meth:`finished` takes records."""
 
-    def __init__(self, progress: Progress, total: int | None, finished_before: int, todo: int) -> None:
+    def __init__(self, progress: Progress, total: int | None, finished_before: int, todo: int, lines: bool) -> None:
         self.progress = progress
         self.todo = todo
+        self.lines = lines
         self.tasks: dict[str, object] = {}
         self.done = self.failed = self.skipped = 0  # failed: failed or unfinished; skipped: another process has it
         self.overall = (
@@ -46,8 +47,15 @@ class SweepBars:
     def finished(self, record: RunRecord) -> None:
         task = self.tasks[record.key]
         error = f": {record.error}" if record.error else ""
-        self.progress.update(task, info=record.status + error)
-        self.progress.stop_task(task)
+        if self.lines:  # several at once: a finished run leaves one line, so only running runs keep a bar
+            self.progress.remove_task(task)
+            seconds = sum(record.timings_s.values())
+            self.progress.console.print(
+                f"{record.status}: {record.label} in {seconds:.0f} s{error}", soft_wrap=True, markup=False
+            )
+        else:
+            self.progress.update(task, info=record.status + error)
+            self.progress.stop_task(task)
         self.failed += record.status in ("failed", "unfinished")
         self.done += record.ok
         self.skipped += record.status == "skipped"
@@ -56,10 +64,18 @@ class SweepBars:
 
 @contextmanager
 def sweep_bars(
-    todo: int, total: int | None = None, finished_before: int = 0, out: Console | None = None
+    todo: int,
+    total: int | None = None,
+    finished_before: int = 0,
+    out: Console | None = None,
+    lines: bool = False,
 ) -> Iterator[SweepBars]:
     """Bars for ``todo`` runs on ``out`` (default stdout); with ``total``, an overall bar that starts at
-    ``finished_before``."""
+    ``finished_before``.
+
+    ``lines`` (several runs at once): each finished run is a printed line instead of a bar kept to the end,
+    so the live part stays as tall as the runs in progress and a log or ``grep`` gets one line per run.
+    """
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -71,7 +87,7 @@ def sweep_bars(
         transient=False,
     )
     with progress:
-        yield SweepBars(progress, total, finished_before, todo)
+        yield SweepBars(progress, total, finished_before, todo, lines)
 
 
 def _run_callback(progress: Progress, task) -> Callable[[dict], None]:

@@ -70,6 +70,13 @@ def run(
         str | None, typer.Option(help="ray: join this cluster, auto or HOST:PORT (default: start a local Ray).")
     ] = None,
     cpus_per_task: Annotated[int, typer.Option(help="ray: CPUs (torch threads) each run holds.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="local, CPU: runs at once, each a process with cores/N torch threads (default: one per core; "
+            "a single run stays in this process)."
+        ),
+    ] = None,
     retries: Annotated[
         int, typer.Option(help="Re-queue a run whose worker failed or was lost this many times, then record it failed.")
     ] = 1,
@@ -97,7 +104,12 @@ def run(
         keep_weights=not no_keep_weights,
     )
     executor = ExecutorRequest(
-        kind=executor_kind, device=device, ray_address=ray_address, cpus_per_task=cpus_per_task, retries=retries
+        kind=executor_kind,
+        device=device,
+        ray_address=ray_address,
+        cpus_per_task=cpus_per_task,
+        retries=retries,
+        workers=workers,
     )
     plan = plan_sweep(request, results_dir, executor, retry_failed)
     command = shlex.join(["bench", *sys.argv[1:]])
@@ -112,7 +124,9 @@ def run(
         return
     started = time.perf_counter()
     not_recorded = []  # unfinished or skipped: reported at the end, never written
-    with sweep_bars(len(plan.todo), total=len(plan.specs), finished_before=plan.finished_before) as bars:
+    several = executor_kind == "ray" or len(plan.devices) > 1
+    bars_at = sweep_bars(len(plan.todo), total=len(plan.specs), finished_before=plan.finished_before, lines=several)
+    with bars_at as bars:
         try:
             for record in plan.executor.run(plan.todo, results_dir, bars.started):
                 bars.finished(record)

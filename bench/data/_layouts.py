@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
+from bench.environment.cores import usable_cores
 from bench.errors import DataError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -27,8 +28,8 @@ Resize = Literal["nearest", "box", "bilinear", "hamming", "bicubic", "lanczos"] 
 Crop = Literal["none", "center"]
 RESAMPLING = {name: Image.Resampling[name.upper()] for name in get_args(Resize)}
 # PIL decodes and resizes with the GIL released, so threads give real parallelism without the pickling
-# cost of processes; two matches the machines this harness is developed on.
-DECODE_WORKERS = 2
+# cost of processes: one per core this process may use (a cold first load is mostly decoding).
+DECODE_WORKERS = usable_cores()
 CHUNK_BYTES = 64 << 20  # decoded images are handed on (to the cache file) in chunks of about this size
 
 

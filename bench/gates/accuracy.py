@@ -18,7 +18,6 @@ of them (dataset, backbone, protocol, resolution, seed), in which case the confi
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import pandas as pd
 from rich.table import Table
 
 from bench.config import from_mapping, load_toml
+from bench.environment.cores import usable_cores
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
 from bench.runs.experiments import flatten
@@ -274,7 +274,7 @@ def reference_threads(reference: list[RunRecord]) -> int | None:
     if len(threads) != 1:
         return None
     (n,) = threads
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cores()
     return n if isinstance(n, int) and usable and n <= usable else None
 
 

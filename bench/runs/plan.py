@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.config import check_device_name
+from bench.environment.cores import usable_cores
 from bench.errors import ConfigError
 from bench.files import check_writable
 from bench.precision import PRECISIONS
@@ -51,13 +52,18 @@ class SweepRequest:
 
 @dataclass(frozen=True)
 class ExecutorRequest:
-    """Where the runs go: ``local`` on ``device`` (auto, cpu, cuda, cuda:N) or ``ray``, with its options."""
+    """Where the runs go: ``local`` on ``device`` (auto, cpu, cuda, cuda:N) or ``ray``, with its options.
+
+    ``workers``: runs at once on the CPU, each a process with ``cores // workers`` torch threads (None: one
+    per core, which measured fastest on this project's 2-core machines; see README "What the harness costs").
+    """
 
     kind: str = "local"
     device: str = "auto"
     ray_address: str | None = None
     cpus_per_task: int = 1
     retries: int = 1
+    workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,8 +116,12 @@ def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
     return sweep.name, specs
 
 
-def make_executor(request: ExecutorRequest) -> tuple[Executor, list[torch.device]]:
-    """The executor and the local devices it uses; Ray's GPUs are on its nodes, where each run checks its own."""
+def make_executor(request: ExecutorRequest, runs: int | None = None) -> tuple[Executor, list[torch.device]]:
+    """The executor and the local devices it uses; Ray's GPUs are on its nodes, where each run checks its own.
+
+    On the CPU the local executor gets one device entry per worker process, never more than the ``runs`` to
+    do: a single run stays in this process, with every core, and starts no worker.
+    """
     import torch
 
     from bench.runs.executors.local import LocalExecutor, visible_devices
@@ -124,6 +134,14 @@ def make_executor(request: ExecutorRequest) -> tuple[Executor, list[torch.device
     from bench.environment.device import resolve_device
 
     devices = visible_devices(resolve_device(request.device))
+    if devices[0].type == "cpu":
+        workers = request.workers or usable_cores()
+        devices = devices * max(1, min(workers, runs if runs is not None else workers))
+    elif request.workers is not None and request.workers != len(devices):
+        raise ConfigError(
+            f"--workers {request.workers}: on {devices[0].type} the local executor runs one worker per visible GPU "
+            f"({len(devices)} here; CUDA_VISIBLE_DEVICES picks them)"
+        )
     return LocalExecutor(devices, request.retries), devices
 
 
@@ -133,6 +151,11 @@ def _check_executor(request: ExecutorRequest) -> None:
     if request.ray_address and request.kind != "ray":
         raise ConfigError(f"--ray-address {request.ray_address} needs --executor ray")
     check_device_name(request.device, "--device")
+    if request.workers is not None:
+        if request.kind != "local":
+            raise ConfigError(f"--workers {request.workers} needs --executor local (Ray: --cpus-per-task)")
+        if request.workers < 1:
+            raise ConfigError(f"--workers takes 1 or more, got {request.workers}")
 
 
 def plan_sweep(
@@ -146,7 +169,7 @@ def plan_sweep(
     name, specs = sweep_specs(request)
     planned = plan_runs(specs, results_dir)
     todo = [p for p in planned if p.status is None or (retry_failed and p.status == "failed")]
-    runner, devices = make_executor(executor)
+    runner, devices = make_executor(executor, len(todo))
     check_precisions(specs, devices)
     check_writable(results_dir)  # the last check, the first write: nothing is made for a sweep that fails a check
     return SweepPlan(name, specs, planned, todo, runner, devices)

@@ -273,6 +273,33 @@ def test_second_load_reads_the_cache_without_decoding(
     assert changed.audit["pixels_sha256"] != first.audit["pixels_sha256"]
 
 
+def test_the_grouped_split_is_computed_once_per_table_and_split_spec(
+    home: Path, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold start's slowest step (StratifiedGroupKFold) is cached: another resolution reuses it, another
+    seed or a changed table is computed anew."""
+    import bench.data.splits as splits
+
+    make_ham(tmp_path / "ham", lesions_per_class=6)
+    ham_entry(home, "ham", tmp_path / "ham", split="train = 0.6\nval = 0.2\ntest = 0.2")
+    ham_entry(home, "ham_seed5", tmp_path / "ham", split="train = 0.6\nval = 0.2\ntest = 0.2\nseed = 5")
+    computed = []
+    compute = splits._compute_splits
+    monkeypatch.setattr(
+        splits, "_compute_splits", lambda entry, table: computed.append(entry.name) or compute(entry, table)
+    )
+    first = load_dataset("ham", 16)
+    again = load_dataset("ham", 20)  # another resolution: the same split, read from its cache file
+    assert computed == ["ham"] and list(again.test.ids) == list(first.test.ids)
+    load_dataset("ham_seed5", 16)
+    assert computed == ["ham", "ham_seed5"] and len(list((cache / "splits").glob("*.npy"))) == 2
+    meta = pd.read_csv(tmp_path / "ham" / "meta.csv")
+    meta.loc[0, "lesion_id"] = "a_new_lesion"  # another grouping: the cached split no longer applies
+    meta.to_csv(tmp_path / "ham" / "meta.csv", index=False)
+    load_dataset("ham", 16)
+    assert computed == ["ham", "ham_seed5", "ham"]
+
+
 def test_entries_sharing_images_share_the_cache(home: Path, tmp_path: Path, cache: Path) -> None:
     make_ham(tmp_path / "ham", lesions_per_class=6)
     ham_entry(home, "ham", tmp_path / "ham", split="train = 0.6\nval = 0.2\ntest = 0.2")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -170,6 +171,33 @@ def test_ray_gives_the_records_and_leaderboard_of_a_local_run(project, tmp_path,
     pd.testing.assert_frame_equal(board("ray"), board("local"))
 
 
+def test_cpu_workers_give_the_records_of_a_serial_run(project, tmp_path, one_thread, monkeypatch, capsys):
+    """``--workers 2``: two runs at once in worker processes, the records and probabilities of a serial run."""
+    (tmp_path / "four.toml").write_text(SWEEP)
+    for workers, results in (("1", "serial"), ("2", "parallel")):
+        args = ("--sweep", "four.toml", "--device", "cpu", "--workers", workers, "--results-dir", results)
+        _bench_in_process(monkeypatch, "run", *args)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "4 runs (4 to do) on cpu, results in serial/" in out
+    assert "4 runs (4 to do) on 2 worker processes on cpu (OMP_NUM_THREADS=1), results in parallel/" in out
+    # several at once: each finished run is one line (for a log or grep), not a bar kept to the end
+    assert len(re.findall(r"ok: tiny/test_\w+/scratch(@fp32)?/r28/s[01] in \d+ s", out)) == 4, out
+
+    reference = {r.key: r for r in load_records(tmp_path / "serial")}
+    records = {r.key: r for r in load_records(tmp_path / "parallel")}
+    assert len(reference) == 4 and records.keys() == reference.keys()
+    assert {r.status for r in records.values()} == {"ok"}
+    pids = set()
+    for key, record in records.items():
+        assert _comparable(record) == _comparable(reference[key]), record.spec
+        for name in ("probs", "logits"):  # byte for byte
+            got, expected = TestScores.load(record.probs_path()), TestScores.load(reference[key].probs_path())
+            assert getattr(got, name).tobytes() == getattr(expected, name).tobytes()
+        assert record.environment.executor["name"] == "local" and record.environment.device["torch_threads"] == 1
+        pids.add(record.environment.executor["pid"])
+    assert len(pids) == 2  # two worker processes shared the four runs
+
+
 def _kill_workers(kind: str) -> set[int]:
     """SIGKILL this test's busy workers: Ray's run tasks, or the spawned processes of local pools."""
     marker = "ray::_ray_task" if kind == "ray" else "multiprocessing.spawn import spawn_main"
@@ -248,6 +276,8 @@ def test_a_requested_precision_reaches_a_worker_process(project, tmp_path, one_t
         (("--executor", "ray", "--device", "cuda:1"), "--device cuda:1: with --executor ray use auto, cpu or cuda"),
         (("--executor", "ray", "--retries", "-1"), "--retries takes a count of 0 or more, got -1"),
         (("--executor", "ray", "--cpus-per-task", "0"), "--cpus-per-task takes 1 or more, got 0"),
+        (("--workers", "0"), "--workers takes 1 or more, got 0"),
+        (("--executor", "ray", "--workers", "2"), "--workers 2 needs --executor local (Ray: --cpus-per-task)"),
     ],
 )
 def test_executor_options_are_checked_before_anything_runs(project, tmp_path, args, message, monkeypatch, capsys):

@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -128,8 +130,12 @@ def test_two_sweeps_on_one_results_folder_train_each_run_once(project, tmp_path)
     log = tmp_path / "trained.log"
     args = ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--seeds", "0,1,2", "--epochs", "2")
     env = {**os.environ, "COLUMNS": "200", "TRAINED_LOG": str(log)}
+    # --workers 1: the log is written by this process's runner.run (a worker process would not have the patch);
+    # claims are taken by the driver either way
     sweeps = [
-        subprocess.Popen([sys.executable, "-c", LOGGED, *args, "--device", "cpu"], stdout=subprocess.PIPE, env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", LOGGED, *args, "--device", "cpu", "--workers", "1"], stdout=subprocess.PIPE, env=env
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=600)[0].decode() for p in sweeps]
@@ -181,3 +187,52 @@ def test_a_run_finished_by_another_sweep_meanwhile_is_not_run_again(project, tmp
     with Claims() as claims:
         assert claims.take(item) == f"finished by another process meanwhile ({item.path.name})"
     assert not lock_path(item.path).exists()
+
+
+def test_ctrl_c_stops_every_worker_and_the_runs_resume(project, tmp_path):
+    """``--workers 2``: a terminal's Ctrl-C (SIGINT to the whole group) stops the driver and both workers.
+
+    The driver says what was saved in one line, exit 130, no traceback from any process, no process left,
+    each run's last epoch checkpoint kept (test_resume.py shows a checkpoint resumes) and no claim held.
+    """
+    args = ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--seeds", "0,1", "--device", "cpu")
+    long = (*args, "--epochs", "200", "--workers", "2")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ENTRY, *long],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        start_new_session=True,
+    )
+    runs = tmp_path / "results" / "runs"
+    deadline = time.monotonic() + 240
+    while len(list(runs.rglob("*.ckpt"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep ended before both runs had a checkpoint"
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in out + err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("interrupted: 0 run(s) finished now and 0 before are saved in results/runs")
+    assert not _live_in_group(proc.pid), "no worker outlived the driver"
+    assert len(list(runs.rglob("*.ckpt"))) == 2 and not list(runs.rglob("*.json"))
+    assert not list(runs.rglob("*.lock"))
+
+
+def _live_in_group(pgid: int, wait_s: float = 10.0) -> list[int]:
+    """Processes of group ``pgid`` still running (zombies aside) after up to ``wait_s`` seconds."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        live = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                live.append(int(stat.parent.name))
+        if not live or time.monotonic() > deadline:
+            return live
+        time.sleep(0.2)

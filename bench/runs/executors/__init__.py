@@ -1,7 +1,7 @@
 """Executors run the planned runs of a sweep; records are the same whichever one runs them.
 
 ``local`` (:mod:`bench.runs.executors.local`) runs them in this process one after another on one device or,
-given several devices (every visible GPU), in one worker process per device. ``ray``
+given several devices (every visible GPU, or the CPU once per ``--workers``), in one worker process per device. ``ray``
 (:mod:`bench.runs.executors.ray`, ``pip install -e ".[ray]"``) fans them out over a Ray cluster, one task per
 run holding a whole GPU (or N CPUs). An executor (:class:`~bench.runs.executors.driver.Executor`) yields each
 run's record as it finishes, so the caller can show progress and nothing depends on the order in which runs

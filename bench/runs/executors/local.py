@@ -1,10 +1,16 @@
-"""The local executor: runs in this process on one device, or one worker process per device (every visible GPU)."""
+"""The local executor: runs in this process on one device, or one worker process per device entry.
+
+Several entries are every visible GPU, or the CPU repeated once per worker (``bench run --workers N``): small
+CPU models scale badly across threads, so N single-thread runs side by side finish a sweep sooner than one
+N-thread run after another.
+"""
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
 import queue
+import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -13,6 +19,7 @@ from typing import Any
 
 import torch
 
+from bench.environment.cores import usable_cores
 from bench.errors import ConfigError
 from bench.runs.claims import Claims
 from bench.runs.executors.driver import Forward, ProgressFactory, check_retries, drive, execute, outcome_record
@@ -29,8 +36,17 @@ def visible_devices(device: torch.device) -> list[torch.device]:
     return [device]
 
 
+def worker_threads(workers: int) -> int | None:
+    """Torch threads of each of ``workers`` processes: the cores shared evenly, or None to honour OMP_NUM_THREADS.
+
+    With OMP_NUM_THREADS set, it holds in the workers as it does here (the tests pin one thread so CPU runs
+    give the same bits in any executor).
+    """
+    return None if "OMP_NUM_THREADS" in os.environ else max(1, usable_cores() // workers)
+
+
 class LocalExecutor:
-    """One device: runs one after another in this process. Several: one worker process per device.
+    """One device: runs one after another in this process. Several: one worker process per device entry.
 
     Worker processes write their records to ``results_dir`` themselves (it is on this machine) and share
     the CPU's cores evenly as torch threads. ``retries`` applies to them only: in this process, a run its
@@ -46,6 +62,10 @@ class LocalExecutor:
     def __str__(self) -> str:
         if len(self.devices) == 1:
             return str(self.devices[0])
+        if {d.type for d in self.devices} == {"cpu"}:
+            threads = worker_threads(len(self.devices))
+            each = f"{threads} torch thread(s) each" if threads else f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"
+            return f"{len(self.devices)} worker processes on cpu ({each})"
         return f"{len(self.devices)} worker processes ({', '.join(map(str, self.devices))})"
 
     def run(self, planned: list[PlannedRun], results_dir: Path, progress: ProgressFactory) -> Iterator[RunRecord]:
@@ -72,15 +92,18 @@ _EVENTS: Any = None  # in a local worker process: the driver's event queue
 
 
 def _start_process(events: Any, threads: int | None) -> None:
+    """A worker leaves Ctrl-C to the driver, which stops it (a terminal sends SIGINT to the whole group)."""
     global _EVENTS
     _EVENTS = events
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if threads is not None:
         torch.set_num_threads(threads)
 
 
 def _process_task(spec: RunSpec, key: str, results_dir: Path, device: str, attempt: int) -> RunRecord:
     forward = Forward(_EVENTS.put, key)
-    record = execute(spec, key, results_dir, torch.device(device), forward, {"name": "local", "attempt": attempt})
+    executor = {"name": "local", "attempt": attempt, "pid": os.getpid()}  # which worker: runs share a pool
+    record = execute(spec, key, results_dir, torch.device(device), forward, executor)
     forward.flush()
     return record
 
@@ -96,8 +119,7 @@ class _Processes:
         self.slots = len(devices)
         self._context = mp.get_context("spawn")  # CUDA cannot be used in a forked child
         self._events = self._context.Queue()
-        # OMP_NUM_THREADS, when set, holds in the workers as it does here; else they share the cores
-        self._threads = None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // len(devices))
+        self._threads = worker_threads(len(devices))
         self._pools: dict[int, ProcessPoolExecutor] = {}
         self._free = list(range(len(devices)))
         self._slot: dict[Future, int] = {}
@@ -138,6 +160,13 @@ class _Processes:
                 return out
 
     def close(self) -> None:
+        """After the last run; with runs still in flight (Ctrl-C, or the caller stopped), their workers are stopped.
+
+        A stopped run resumes from its last epoch checkpoint next time, as one interrupted in this process does.
+        """
+        if self._slot:
+            for process in mp.active_children():  # this driver's only children are its pools' workers
+                process.terminate()
         for pool in self._pools.values():
             pool.shutdown(wait=True, cancel_futures=True)
         self._events.close()
