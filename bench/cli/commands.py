@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from bench.cli import compare, gates, reports, run, tables
+from bench.cli import compare, gates, leakage, reports, run, tables
 from bench.cli.shared import Interrupted, err_console
 from bench.errors import BenchError
 
@@ -65,6 +65,7 @@ app.command("report")(reports.report)
 app.command("reproduction")(reports.reproduction)
 app.command("check")(gates.check)
 app.command("check-readme")(gates.check_readme)
+app.command("leakage")(leakage.leakage)
 
 
 def main() -> None:
