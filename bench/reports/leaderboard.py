@@ -165,6 +165,14 @@ def source_label(weights: dict) -> str:
     return str(kind)
 
 
+def _sources_differ(rows: list[dict]) -> bool:
+    """Whether the table needs a source column: its rows differ in initial weights beyond what their protocol
+    says. A protocol already tells random init (``pretrained = false``) from the library's weights, so the
+    column appears once some row starts from a file or another run (and the rows do not all share it)."""
+    sources = {r["source"] for r in rows}
+    return len(sources) > 1 and any(s not in ("none", "ImageNet") for s in sources)
+
+
 def _row(experiment: Experiment, label: str) -> tuple[dict, list[str]]:
     ok = experiment.ok
     row = {
@@ -200,7 +208,7 @@ def leaderboard(
     """The aggregated table for ``dataset``, best mean ``metric`` first, ranked, majority row included.
 
     One row per experiment; ``experiment`` is its id, ``protocol`` its label (:func:`bench.runs.experiments.labels`),
-    ``source`` its initial weights (:func:`source_label`; only when the rows differ in them).
+    ``source`` its initial weights (:func:`source_label`; only where some row starts from a file or another run).
     ``n`` counts the finished seeds behind each mean; std is the sample std (ddof=1), NaN for n < 2.
     ``pareto`` marks the rows on the front of mean ``metric`` against the ``latency`` measure (a key
     of :data:`LATENCY_AXES`), among backbone rows that have both numbers. The CI, tie and ``p_vs_rank1``
@@ -218,7 +226,7 @@ def leaderboard(
     rows, notes = [r for r, _ in built], {e.id: n for e, (_, n) in zip(experiments, built, strict=True)}
     base = majority_row(records, dataset)
     table = pd.DataFrame(rows + ([base | {"source": ""}] if base else []))
-    if len({r["source"] for r in rows}) < 2:  # a column only where rows differ in their initial weights
+    if not _sources_differ(rows):
         table = table.drop(columns="source")
     key = f"{metric}_mean"
     table = table.sort_values(key, ascending=False, na_position="last", kind="stable").reset_index(drop=True)

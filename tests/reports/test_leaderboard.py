@@ -516,3 +516,6 @@ def test_a_source_column_appears_where_rows_differ_in_their_initial_weights():
     assert list(table["source"]) == ["run:ham10000/resnet18/scratch", "none", ""]  # best first; majority: none
     assert list(display_frame(table).columns[:4]) == ["rank", "backbone", "protocol", "source"]
     assert "source" not in leaderboard(scratch, "d")  # one kind of weights: no column
+    for r in transferred:  # none vs ImageNet is what the protocols already say (pretrained = false / true)
+        r.identity["weights"] = {"source": "default-pretrained"}
+    assert "source" not in leaderboard(scratch + transferred, "d")

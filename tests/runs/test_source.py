@@ -71,6 +71,11 @@ def test_the_source_runs_first_and_the_target_records_it(tiny3, tmp_path):
     assert stored.weights_source.overlap["count"] == 0 and stored.weights_source.overlap["checked"] == 48
     assert stored.backbone is not None and stored.backbone.weights["source"] == "run"
 
+    # A kept .safetensors named by path, its record beside it, is that run as a source too.
+    by_path = dataclasses.replace(TARGET, weights_file=str(source.path.with_suffix(".safetensors")))
+    assert source_record(by_path, results).key == source.key
+    assert source_record(dataclasses.replace(TARGET, weights_file=None), results) is None
+
     # What the target started from: every tensor of the source's kept model but the head, and a new 3-class head.
     model, _, _ = model_from_source(target_plan.spec, source_record(target_plan.spec, results), 3)
     kept = source.kept_weights
