@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from bench.cli import compare, export, gates, reports, run, tables
+from bench.cli import compare, export, gates, leakage, reports, run, tables
 from bench.cli.shared import Interrupted, err_console
 from bench.errors import BenchError
 
@@ -66,6 +66,7 @@ app.command("reproduction")(reports.reproduction)
 app.command("check")(gates.check)
 app.command("check-readme")(gates.check_readme)
 app.command("export")(export.export)
+app.command("leakage")(leakage.leakage)
 
 
 def main() -> None:

@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from bench.cli.shared import ResultsDir, console
+from bench.paths import WORKING_RESULTS
 
 
 def export(
-    results_dir: ResultsDir = Path("results"),
+    results_dir: ResultsDir = WORKING_RESULTS,
     out: Annotated[
         Path | None, typer.Option(help="Write the table here: FILE.csv or FILE.parquet (default: CSV on stdout).")
     ] = None,

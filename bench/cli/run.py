@@ -61,6 +61,17 @@ def run(
     no_keep_weights: Annotated[
         bool, typer.Option("--no-keep-weights", help="Keep no run's model (.safetensors beside its record).")
     ] = False,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Initial weights of every run (pretrained protocols): a weights file, a kept .safetensors, "
+            "or another run: run:DATASET/BACKBONE/PROTOCOL[/sSEED]."
+        ),
+    ] = None,
+    allow_overlap: Annotated[
+        bool,
+        typer.Option("--allow-overlap", help="Train from a run source although it saw target val/test images."),
+    ] = False,
     metric: Annotated[str, typer.Option(help="Leaderboard sort metric.")] = "balanced_accuracy",
     results_dir: ResultsDir = WORKING_RESULTS,
     executor_kind: Annotated[
@@ -102,6 +113,8 @@ def run(
         precision=precision,
         data_root=data_root,
         keep_weights=not no_keep_weights,
+        weights=weights,
+        allow_overlap=allow_overlap,
     )
     executor = ExecutorRequest(
         kind=executor_kind,

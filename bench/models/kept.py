@@ -21,7 +21,7 @@ from torch import nn
 from bench.errors import WeightsError
 from bench.files import atomic_write_bytes, file_sha256
 from bench.models.registry import build_model
-from bench.models.weights import load_strict, read_checkpoint
+from bench.models.weights import load_except_head, load_strict, read_checkpoint
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,25 @@ def save_model(model: nn.Module, path: Path) -> SavedFile:
 
 def load_model_file(path: Path, sha256: str, arch: str, num_classes: int, small_input_stem: bool = False) -> nn.Module:
     """The model kept at ``path``, on the CPU in eval mode, after checking the file is the one ``sha256`` names."""
+    what = _checked(path, sha256)
+    model = build_model(arch, num_classes, small_input_stem)
+    load_strict(model, read_checkpoint(path, what), what, arch)
+    return model.eval()
+
+
+def load_backbone_file(model: nn.Module, path: Path, sha256: str, arch: str) -> None:
+    """Start ``model`` (its new head for another task) from the kept model at ``path``: every tensor but the
+    head's, loaded strictly (:func:`bench.models.weights.load_except_head`), after the same sha256 check."""
+    what = _checked(path, sha256)
+    load_except_head(model, read_checkpoint(path, what), what, arch)
+
+
+def _checked(path: Path, sha256: str) -> str:
+    """How messages name the kept file at ``path``, once it is known to be the one ``sha256`` names."""
     what = f"kept weights {path}"
     if not path.is_file():
         raise WeightsError(f"{what} do not exist (moved or deleted since the run kept them?)")
     found = file_sha256(path)
     if found != sha256:
         raise WeightsError(f"{what}: sha256 {found[:16]}... is not the record's {sha256[:16]}...: the file changed")
-    model = build_model(arch, num_classes, small_input_stem)
-    load_strict(model, read_checkpoint(path, what), what, arch)
-    return model.eval()
+    return what

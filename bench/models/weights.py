@@ -216,6 +216,31 @@ def load_strict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], 
     model.load_state_dict(state_dict, strict=True)
 
 
+def load_except_head(
+    model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str, timm_name: str
+) -> None:
+    """:func:`load_strict` for every tensor but the classifier head's, which keeps ``model``'s own (new) head.
+
+    Transfer from another run replaces the head for the new task (its classes and their number may differ), so
+    the source's head tensors are dropped and every other key and shape must still match exactly: a source of
+    another architecture or stem is refused by name rather than half-loaded.
+    """
+    prefixes = head_prefixes(model)
+    own = model.state_dict()
+    kept = {k: v for k, v in state_dict.items() if not _under(k, prefixes)}
+    load_strict(model, kept | {k: v for k, v in own.items() if _under(k, prefixes)}, origin, timm_name)
+
+
+def head_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
+    """The module names of ``model``'s classifier head, as timm's pretrained config names them."""
+    classifier = getattr(model, "pretrained_cfg", {}).get("classifier") or ()
+    return (classifier,) if isinstance(classifier, str) else tuple(classifier)
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == p or key.startswith(f"{p}.") for p in prefixes)
+
+
 def _first_line(err: BaseException) -> str:
     """Keep messages one line: library errors often span several."""
     text = str(err).strip()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from bench.errors import ConfigError
+from bench.paths import WORKING_RESULTS
 from bench.reports.runs_table import FORMATS, runs_table, write_table
 from bench.runs.record import load_records
 
@@ -30,7 +31,7 @@ class Exported:
 
 
 def export(
-    results_dir: str | Path = "results",
+    results_dir: str | Path = WORKING_RESULTS,
     out: str | Path | None = None,
     mlflow: str | None = None,
     experiment: str = "backbone-bench",

@@ -164,12 +164,36 @@ def _latency_cells(ok: tuple[RunRecord, ...]) -> tuple[dict, list[str]]:
     return cells, notes
 
 
+def source_label(weights: dict) -> str:
+    """An experiment's initial weights as a table cell: ``none`` (random init), ``ImageNet`` (the library's
+    pretrained weights), ``file <sha256 prefix>``, or the source run (``run:ham10000/resnet18/scratch``)."""
+    kind = weights.get("source")
+    if kind == "random-init":
+        return "none"
+    if kind == "default-pretrained":
+        return "ImageNet"
+    if kind == "file":
+        return f"file {str(weights.get('sha256'))[:8]}"
+    if kind == "run":
+        return f"run:{weights.get('run')}"
+    return str(kind)
+
+
+def _sources_differ(rows: list[dict]) -> bool:
+    """Whether the table needs a source column: its rows differ in initial weights beyond what their protocol
+    says. A protocol already tells random init (``pretrained = false``) from the library's weights, so the
+    column appears once some row starts from a file or another run (and the rows do not all share it)."""
+    sources = {r["source"] for r in rows}
+    return len(sources) > 1 and any(s not in ("none", "ImageNet") for s in sources)
+
+
 def _row(experiment: Experiment, label: str) -> tuple[dict, list[str]]:
     ok = experiment.ok
     row = {
         "dataset": experiment.dataset,
         "backbone": experiment.backbone,
         "protocol": label,
+        "source": source_label(experiment.identity.get("weights") or {}),
         "resolution": experiment.resolution,
         "experiment": experiment.id,
         "n": len(ok),
@@ -197,7 +221,8 @@ def leaderboard(
 ) -> pd.DataFrame:
     """The aggregated table for ``dataset``, best mean ``metric`` first, ranked, majority row included.
 
-    One row per experiment; ``experiment`` is its id, ``protocol`` its label (:func:`bench.runs.experiments.labels`).
+    One row per experiment; ``experiment`` is its id, ``protocol`` its label (:func:`bench.runs.experiments.labels`),
+    ``source`` its initial weights (:func:`source_label`; only where some row starts from a file or another run).
     ``n`` counts the finished seeds behind each mean; std is the sample std (ddof=1), NaN for n < 2.
     ``pareto`` marks the rows on the front of mean ``metric`` against the ``latency`` measure (a key
     of :data:`LATENCY_AXES`), among backbone rows that have both numbers. The CI, tie and ``p_vs_rank1``
@@ -214,7 +239,9 @@ def leaderboard(
     built = [_row(e, names[e.id]) for e in experiments]
     rows, notes = [r for r, _ in built], {e.id: n for e, (_, n) in zip(experiments, built, strict=True)}
     base = majority_row(records, dataset)
-    table = pd.DataFrame(rows + ([base] if base else []))
+    table = pd.DataFrame(rows + ([base | {"source": ""}] if base else []))
+    if not _sources_differ(rows):
+        table = table.drop(columns="source")
     key = f"{metric}_mean"
     table = table.sort_values(key, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     table.insert(0, "rank", table[key].rank(ascending=False, method="min"))

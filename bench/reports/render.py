@@ -64,6 +64,7 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
             + np.where(table["pareto"], f" {PARETO_MARK}", ""),
             "backbone": table["backbone"],
             "protocol": table["protocol"],
+            **({"source": table["source"]} if "source" in table else {}),
             "res": table["resolution"].astype(int),
             "n": table["n"].astype(str)
             + np.where(table["failed"] > 0, " (+" + table["failed"].astype(str) + " failed)", ""),
@@ -109,12 +110,13 @@ def rich_table(table: pd.DataFrame, title: str) -> Table:
     which keeps columns from the left, shows the ranking's figures first."""
     shown = display_frame(table)
     metric = table.attrs["metric"]
-    first = [c for c in shown.columns if c in ("rank", "backbone", "protocol", "res", "n")]
+    first = [c for c in shown.columns if c in ("rank", "backbone", "protocol", "source", "res", "n")]
     ranked = [seeds_column(metric), ci_column(metric)]
     shown = shown[first + ranked + [c for c in shown.columns if c not in first + ranked]]
     rt = Table(title=title, caption="\n".join(table_notes(table)), header_style="bold")
     for col in shown.columns:
-        rt.add_column(str(col), justify="left" if col in ("backbone", "protocol", "latency device") else "right")
+        left = ("backbone", "protocol", "source", "latency device")
+        rt.add_column(str(col), justify="left" if col in left else "right")
     for row in shown.itertuples(index=False):
         rt.add_row(*map(str, row))
     return rt
@@ -156,7 +158,7 @@ def write_latex(table: pd.DataFrame, path: Path, dataset: str) -> None:
     caption carries the notes of the Markdown table.
     """
     shown = display_frame(table)
-    left = {"backbone", "protocol", "latency device"}
+    left = {"backbone", "protocol", "source", "latency device"}
     notes = " ".join(_latex_symbols(note.translate(_LATEX_SPECIALS)) for note in table_notes(table))
     latex = (
         shown.style.hide(axis="index")

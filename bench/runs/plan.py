@@ -36,6 +36,8 @@ class SweepRequest:
 
     ``epochs`` and ``precision`` override every run's when set; ``data_root`` points every run's dataset at
     another copy (a full download); ``keep_weights=False`` keeps no run's model (a sweep's groups can also say so).
+    ``weights`` replaces every run's initial weights (a file, or ``run:...``: :mod:`bench.runs.source`), and
+    ``allow_overlap`` lets every run train from a source that saw its val/test images.
     """
 
     sweep: str | None = None
@@ -48,6 +50,8 @@ class SweepRequest:
     precision: str | None = None
     data_root: Path | None = None
     keep_weights: bool = True
+    weights: str | None = None
+    allow_overlap: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,10 @@ def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
         specs = [dataclasses.replace(s, precision=request.precision) for s in specs]
     if not request.keep_weights:
         specs = [dataclasses.replace(s, keep_weights=False) for s in specs]
+    if request.weights is not None:
+        specs = [dataclasses.replace(s, weights_file=request.weights) for s in specs]
+    if request.allow_overlap:
+        specs = [dataclasses.replace(s, allow_overlap=True) for s in specs]
     return sweep.name, specs
 
 

@@ -102,6 +102,23 @@ class KeptWeights:
 
 
 @dataclass
+class WeightsSource:
+    """The run a run's initial weights came from (``weights_file = "run:..."``, or a kept file with its record).
+
+    ``run`` is the source's label, ``key`` its run key and ``experiment`` its experiment id, ``sha256`` that of the
+    kept weights loaded (checked against the source record's before loading). ``overlap`` is what the leakage
+    check (:func:`bench.data.leakage.check_overlap`) found: ``count`` target val/test images in the source's
+    training data (nonzero only where the run allowed it), by test, with the first few files.
+    """
+
+    run: str
+    key: str
+    experiment: str
+    sha256: str
+    overlap: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Selection:
     """Which epoch's model was tested, chosen on validation ``on``."""
 
@@ -134,6 +151,7 @@ _NESTED = {
     "backbone": BackboneSummary,
     "selection": Selection,
     "kept_weights": KeptWeights,
+    "weights_source": WeightsSource,
 }
 
 
@@ -165,6 +183,7 @@ class RunRecord:
     test: dict[str, Any] = field(default_factory=dict)
     latency: list[dict[str, Any]] = field(default_factory=list)
     kept_weights: KeptWeights | None = None
+    weights_source: WeightsSource | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know, kept on rewrite
     path: Path | None = None
 

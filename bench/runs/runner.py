@@ -46,6 +46,7 @@ from bench.runs.record import (
     record_path,
     save_record,
 )
+from bench.runs.source import model_from_source, source_record
 from bench.runs.spec import KEY_VERSIONS, RunSpec, canonical, experiment_identity, run_key
 from bench.runs.unfinished import ENVIRONMENT_FAILURES, RunUnfinished, reason
 from bench.train.engine import EngineConfig, engine_for
@@ -62,7 +63,7 @@ ProgressFn = Callable[[dict], None]
 def key_of(spec: RunSpec, identity: dict | None = None) -> tuple[dict, str]:
     """``spec``'s experiment identity (computed, loading the data, when not given) and its run key here."""
     identity = experiment_identity(spec) if identity is None else identity
-    return identity, run_key(identity, spec.seed, versions())
+    return identity, run_key(identity, spec.seed, versions(), spec.source_key)
 
 
 def new_record(spec: RunSpec, key: str, identity: dict, environment: Environment) -> RunRecord:
@@ -154,9 +155,13 @@ def _train_and_evaluate(
     t = time.perf_counter()
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)
-    model, provenance = create_backbone(
-        spec.backbone, data.num_classes, protocol.pretrained, spec.weights_file, protocol.drop_rate
-    )
+    source = source_record(spec, results_dir) if protocol.pretrained else None
+    if source is not None:
+        model, provenance, record.weights_source = model_from_source(spec, source, data.num_classes, protocol.drop_rate)
+    else:
+        model, provenance = create_backbone(
+            spec.backbone, data.num_classes, protocol.pretrained, spec.weights_file, protocol.drop_rate
+        )
     record.backbone = BackboneSummary(
         name=spec.backbone, arch=record.arch, weights=provenance, **model_stats(model, resolution)
     )

@@ -74,6 +74,11 @@ class RunSpec:
     device, the others are kept to or refused. ``data_root`` says where the data is, not what it is: the data
     enters the identity by its fingerprint and pixels. ``keep_weights`` says whether the selected model is kept
     beside the record; like ``data_root`` it changes no number, so it is in neither the identity nor the key.
+    A ``weights_file`` of the form ``run:<dataset>/<backbone>/<protocol>[/s<seed>]`` names another run as the
+    source of the initial weights; planning resolves it (:func:`bench.runs.source.resolve_sources`) and sets
+    ``source_experiment`` and ``source_key``, so identity and key follow from the spec alone, on any worker.
+    ``allow_overlap`` lets such a run train although the leakage check (:mod:`bench.data.leakage`) found images
+    of its val/test split in the source's training split; the overlap count is recorded either way.
     """
 
     backbone: str
@@ -87,6 +92,9 @@ class RunSpec:
     weights_file: str | None = None
     precision: Precision = "auto"
     keep_weights: bool = True
+    source_experiment: str | None = None  # the experiment id a ``weights = "run:..."`` source resolved to
+    source_key: str | None = None  # and the run key (bench.runs.source.resolve_sources)
+    allow_overlap: bool = False  # train even where the leakage check finds target images in the source's training
 
     def __post_init__(self) -> None:
         # Names become folders and file names under the results folder: never a path that leaves it.
@@ -103,8 +111,9 @@ class RunSpec:
         spec = dataclasses.asdict(self)
         if self.precision == "auto":
             del spec["precision"]
-        if self.keep_weights:
-            del spec["keep_weights"]
+        for name in ("keep_weights", "source_experiment", "source_key", "allow_overlap"):
+            if spec[name] == RunSpec.__dataclass_fields__[name].default:
+                del spec[name]
         return spec
 
     @classmethod
@@ -158,16 +167,30 @@ def _at_default(f: dataclasses.Field, value: Any) -> bool:
     return False  # a required field added later always enters
 
 
-def weights_identity(pretrained: bool, weights_file: str | None) -> dict[str, str | None]:
+RUN_SOURCE = "run:"
+"""The prefix of a ``weights`` value that names another run (``run:ham10000/resnet18/scratch``)."""
+
+
+def weights_identity(
+    pretrained: bool, weights_file: str | None, source_experiment: str | None = None
+) -> dict[str, str | None]:
     """Which initial weights, as far as is known before training.
 
     A weights file is hashed up front (so an edited file is another experiment); the library's default
     pretrained weights are named by their source only, since their file is found while building the model.
+    A run source enters as written and by the experiment it resolved to (seed-free, so the seeds of a transfer
+    experiment stay one experiment); the source *run* enters the run key (:func:`run_key`), since seed 1's
+    source run is not seed 0's. Its weights' sha256 is known only once the source has run (it may be planned
+    in the same sweep), so the record holds it (:class:`bench.runs.record.WeightsSource`), checked on loading.
     """
     if not pretrained:
         return {"source": "random-init"}
     if weights_file is None:
         return {"source": "default-pretrained"}
+    if weights_file.startswith(RUN_SOURCE):
+        if source_experiment is None:
+            raise ConfigError(f"weights {weights_file!r}: not resolved to a run yet (plan the sweep to resolve it)")
+        return {"source": "run", "run": weights_file.removeprefix(RUN_SOURCE), "experiment": source_experiment}
     path = Path(weights_file).expanduser()
     try:
         digest = file_sha256(path)
@@ -200,7 +223,7 @@ def experiment_identity(spec: RunSpec, data: DataIdentity | None = None) -> dict
         policy=spec.resolution_policy,
         effective=effective,
         precision=spec.precision,
-        weights=weights_identity(protocol.pretrained, spec.weights_file),
+        weights=weights_identity(protocol.pretrained, spec.weights_file, spec.source_experiment),
         data={"entry": canonical(data.entry), "fingerprint": data.fingerprint, "pixels_sha256": data.pixels_sha256},
     )
 
@@ -231,6 +254,10 @@ def experiment_id(identity: dict[str, Any]) -> str:
     return digest(identity)
 
 
-def run_key(identity: dict[str, Any], seed: int, versions: dict[str, str]) -> str:
-    """The run's key: its identity, its seed, and the versions of :data:`KEY_VERSIONS`."""
-    return digest({"identity": identity, "seed": seed, "versions": {k: versions.get(k) for k in KEY_VERSIONS}})
+def run_key(identity: dict[str, Any], seed: int, versions: dict[str, str], source_key: str | None = None) -> str:
+    """The run's key: its identity, its seed, the versions of :data:`KEY_VERSIONS`, and the key of the run its
+    weights come from (only when there is one: every other key stays what it was)."""
+    keyed: dict[str, Any] = {"identity": identity, "seed": seed, "versions": {k: versions.get(k) for k in KEY_VERSIONS}}
+    if source_key is not None:
+        keyed["source"] = source_key
+    return digest(keyed)

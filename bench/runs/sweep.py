@@ -69,6 +69,7 @@ class Group:
     weights_file: str | None = None
     precision: Precision = "auto"  # of training and evaluation on CUDA; see bench.train.engine.engine_for
     keep_weights: bool = True  # keep each run's selected model as safetensors beside its record (not in the key)
+    allow_overlap: bool = False  # train from a run: source although it saw target val/test images (bench.data.leakage)
 
     def __post_init__(self) -> None:
         check_names(self.backbones, "backbones")  # they become folder names under the results folder
@@ -101,6 +102,7 @@ class Sweep:
                 weights_file=g.weights_file,
                 precision=g.precision,
                 keep_weights=g.keep_weights,
+                allow_overlap=g.allow_overlap,
             )
             for g in self.group
             for d, b, p, s in itertools.product(g.datasets, g.backbones, g.protocols, g.seeds)
@@ -161,13 +163,18 @@ def plan_runs(specs: list[RunSpec], results_dir: Path) -> list[PlannedRun]:
     """Resolve every spec up front (a typo fails before anything trains) and find what is finished.
 
     Keys include the data (:func:`bench.data.identity.data_identity`, loaded once per dataset and resolution),
-    so a run whose data or dataset entry changed since its record was written is planned again.
+    so a run whose data or dataset entry changed since its record was written is planned again. Runs whose
+    weights come from another run (``run:...``) are resolved to it and planned after every run they may source
+    from (:func:`bench.runs.source.resolve_sources`).
     """
     from bench.data.folder import dataset_entry
     from bench.runs.runner import key_of
+    from bench.runs.source import check_overlaps, resolve_sources
 
     for name, data_root in dict.fromkeys((s.dataset, s.data_root) for s in specs):
         dataset_entry(name, data_root)
+    specs = resolve_sources(specs, results_dir)
+    check_overlaps(specs)
     planned = []
     for spec in specs:
         identity, key = key_of(spec)
@@ -176,11 +183,15 @@ def plan_runs(specs: list[RunSpec], results_dir: Path) -> list[PlannedRun]:
     return planned
 
 
-def sweep_runs(specs: list[RunSpec]) -> set[tuple[str, int]]:
-    """(experiment id, seed) of every run in ``specs`` (loading their data): what a sweep's records must match."""
+def sweep_runs(specs: list[RunSpec], results_dir: Path | None = None) -> set[tuple[str, int]]:
+    """(experiment id, seed) of every run in ``specs`` (loading their data): what a sweep's records must match.
+
+    ``run:`` weights sources are resolved among ``specs`` and the records of ``results_dir``.
+    """
+    from bench.runs.source import resolve_sources
     from bench.runs.spec import experiment_id, experiment_identity
 
-    return {(experiment_id(experiment_identity(s)), s.seed) for s in specs}
+    return {(experiment_id(experiment_identity(s)), s.seed) for s in resolve_sources(specs, results_dir)}
 
 
 def sweep_records(records: list[RunRecord], runs: set[tuple[str, int]]) -> list[RunRecord]:

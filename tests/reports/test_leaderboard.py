@@ -544,3 +544,17 @@ def test_fp32_and_auto_rows_each_get_the_ci_of_their_own_probabilities(tmp_path)
         low, high = np.quantile(np.mean(per_seed, axis=0), [0.025, 0.975])
         assert table.loc[protocol, ["accuracy_ci95_low", "accuracy_ci95_high"]].tolist() == pytest.approx([low, high])
         assert table.loc[protocol, "n"] == 2 and table.loc[protocol, "note"] == ""
+
+
+def test_a_source_column_appears_where_rows_differ_in_their_initial_weights():
+    scratch = [record("resnet18", seed=s, acc=0.7) for s in (0, 1)]
+    transferred = [record("resnet18", seed=s, acc=0.8) for s in (0, 1)]
+    for r in transferred:
+        r.identity["weights"] = {"source": "run", "run": "ham10000/resnet18/scratch", "experiment": "e" * 64}
+    table = leaderboard(scratch + transferred, "d")
+    assert list(table["source"]) == ["run:ham10000/resnet18/scratch", "none", ""]  # best first; majority: none
+    assert list(display_frame(table).columns[:4]) == ["rank", "backbone", "protocol", "source"]
+    assert "source" not in leaderboard(scratch, "d")  # one kind of weights: no column
+    for r in transferred:  # none vs ImageNet is what the protocols already say (pretrained = false / true)
+        r.identity["weights"] = {"source": "default-pretrained"}
+    assert "source" not in leaderboard(scratch + transferred, "d")

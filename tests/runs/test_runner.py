@@ -90,7 +90,7 @@ def test_committed_records_keep_their_keys(path, monkeypatch):
     data = record.identity["data"]
     stored = DataIdentity(get_dataset_entry(spec.dataset), data["fingerprint"], data["pixels_sha256"])
     assert experiment_identity(spec, stored) == record.identity
-    assert run_key(record.identity, spec.seed, record.versions) == record.key
+    assert run_key(record.identity, spec.seed, record.versions, spec.source_key) == record.key
     assert record_path(path.parents[3], spec, record.key) == path
 
 
