@@ -40,6 +40,8 @@ def compare(
         print_data(result.frame(), fmt)
         return
     p = result.paired
+    # the same backbone under two protocols (a transfer against scratch) is told apart by its protocol
+    la, lb = (f"{a} ({result.a.protocol})", f"{b} ({result.b.protocol})") if a == b else (a, b)
     table = Table(title=f"{a} vs {b} on {dataset}: {metric} (paired bootstrap, {p.n_resamples} resamples)")
     for col in ("backbone", "protocol", "seeds", metric):
         table.add_column(col)
@@ -48,7 +50,7 @@ def compare(
     show(table, fmt)
     if result.mcnemar_by_seed:
         mc = Table(title="McNemar's exact test on accuracy, per seed", header_style="bold")
-        for col in ("seed", f"only {a} right", f"only {b} right", "p"):
+        for col in ("seed", f"only {la} right", f"only {lb} right", "p"):
             mc.add_column(col, justify="right")
         for s, t in result.mcnemar_by_seed.items():
             mc.add_row(str(s), str(t.only_a_correct), str(t.only_b_correct), f"{t.p_value:.4g}")
@@ -56,7 +58,7 @@ def compare(
     verdict = "significant" if result.significant else "not significant"
     skipped = f" ({p.n_skipped} undefined resamples skipped)" if p.n_skipped else ""
     message(
-        f"difference {a} - {b} = {p.difference:+.4f}, {100 * p.confidence:.0f}% CI [{p.low:+.4f}, {p.high:+.4f}], "
+        f"difference {la} - {lb} = {p.difference:+.4f}, {100 * p.confidence:.0f}% CI [{p.low:+.4f}, {p.high:+.4f}], "
         f"p = {p.p_value:.4g}: {verdict} at {1 - p.confidence:.2f}{skipped}",
         fmt,
     )

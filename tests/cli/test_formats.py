@@ -153,3 +153,15 @@ def test_every_row_comes_back_whole_in_every_format(tmp_path, monkeypatch, capsy
             assert "| ---" in out.stdout or "|:--" in out.stdout or "|---" in out.stdout
     if fmt in ("csv", "json"):
         assert note in out.stderr  # the lines for people went to stderr
+
+
+def test_one_backbone_under_two_protocols_is_told_apart_by_protocol(monkeypatch, capsys, tmp_path):
+    """A transfer against scratch compares a backbone with itself: each side is named with its protocol."""
+    for seed in (0, 1):
+        for i, (protocol, acc) in enumerate((("staged", 0.9), ("scratch", 0.7))):
+            record = make_record("resnet18", seed, acc, protocol=protocol)
+            write_run(record, tmp_path, _probs(acc, 10 * seed + i), LABELS)
+    args = ("compare", "resnet18", "resnet18", "--dataset", "d", "--protocol", "staged", "--protocol-b", "scratch")
+    out = bench(monkeypatch, capsys, *args, "--resamples", "200", "--results-dir", str(tmp_path), "--format", "md")
+    assert "only resnet18 (staged) right" in out.stdout and "only resnet18 (scratch) right" in out.stdout
+    assert "difference resnet18 (staged) - resnet18 (scratch) = +" in out.stdout + out.stderr

@@ -545,7 +545,9 @@ def test_malformed_entries(home: Path, body: str, match: str) -> None:
 
 def test_unknown_dataset_suggests_close_names(home: Path) -> None:
     (home / "datasets" / "ham10000.toml").write_text(GOOD.replace('"bad"', '"ham10000"'))
-    with pytest.raises(ConfigError, match=r"unknown dataset 'ham1000'; did you mean 'ham10000'\?"):
+    with pytest.raises(
+        ConfigError, match=r"unknown dataset 'ham1000'; did you mean 'ham10000' or 'ham10000-minus-isic'\?"
+    ):
         get_dataset_entry("ham1000")
 
 

@@ -205,7 +205,7 @@ def test_ctrl_c_stops_every_worker_and_the_runs_resume(project, tmp_path):
         env={**os.environ, "COLUMNS": "200"},
         start_new_session=True,
     )
-    runs = tmp_path / "results" / "runs"
+    runs = tmp_path / WORKING_RESULTS / "runs"
     deadline = time.monotonic() + 240
     while len(list(runs.rglob("*.ckpt"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -215,7 +215,7 @@ def test_ctrl_c_stops_every_worker_and_the_runs_resume(project, tmp_path):
     assert proc.returncode == 130, out + err
     assert "Traceback" not in out + err
     (line,) = err.strip().splitlines()
-    assert line.startswith("interrupted: 0 run(s) finished now and 0 before are saved in results/runs")
+    assert line.startswith(f"interrupted: 0 run(s) finished now and 0 before are saved in {WORKING_RESULTS}/runs")
     assert not _live_in_group(proc.pid), "no worker outlived the driver"
     assert len(list(runs.rglob("*.ckpt"))) == 2 and not list(runs.rglob("*.json"))
     assert not list(runs.rglob("*.lock"))
