@@ -122,7 +122,11 @@ def select_side(records: list[RunRecord], dataset: str, backbone: str, protocol:
         )
     if len(chosen) > 1:
         listed = ", ".join(sorted(f"{names[e.id]} at {e.resolution} px" for e in chosen))
-        raise ConfigError(f"{backbone!r} on {dataset!r} has runs under several settings ({listed}): pass --protocol")
+        example = names[chosen[0].id]
+        raise ConfigError(
+            f"{backbone!r} on {dataset!r} has runs under several settings ({listed}): pass one of those labels "
+            f"as --protocol (or --protocol-b), e.g. --protocol '{example}'"
+        )
     (experiment,) = chosen
     return Side(backbone, names[experiment.id], experiment.ok)
 
