@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from bench.cli.output import PIPE_WIDTH
 from bench.cli.shared import console
 
 if TYPE_CHECKING:  # the runs layer imports torch: `bench --help` should not wait for it
@@ -62,6 +63,13 @@ class SweepBars:
         self._update_overall(advance=1)
 
 
+def _whole_lines(target: Console) -> Console:
+    """``target``, or where it is no terminal (a pipe, a log file) a console as wide as a piped table: rich draws
+    the bars once at the end there, and at its default 80 columns it would cut the run names a log is grepped
+    for (``chest_xray/tf_efficientnet_lite0/staged/…``)."""
+    return target if target.is_terminal else Console(file=target.file, width=PIPE_WIDTH, color_system=None)
+
+
 @contextmanager
 def sweep_bars(
     todo: int,
@@ -83,7 +91,7 @@ def sweep_bars(
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=out or console,
+        console=_whole_lines(out or console),
         transient=False,
     )
     with progress:

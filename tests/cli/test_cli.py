@@ -186,3 +186,18 @@ def test_sweep_group_precision_is_checked(project, tmp_path):
     sweep.write_text('name = "mine"\n[[group]]\nbackbones = ["r"]\ndatasets = ["d"]\nprecision = "fp8"\n')
     with pytest.raises(ConfigError, match=r"mine.toml: .*precision.* 'fp8'.*'auto', 'fp32', 'bf16', 'fp16'"):
         load_sweep(sweep)
+
+
+def test_piped_run_names_every_run_whole(project):
+    """A log of ``bench run`` (stdout not a terminal) holds each run's name whole, however narrow COLUMNS is."""
+    args = ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--seeds", "0", "--epochs", "1")
+    proc = subprocess.run(
+        [sys.executable, "-c", "from bench.cli.commands import main; main()", *args, "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "30"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    bars = [line for line in proc.stdout.splitlines() if "tiny/test_resnet" in line]
+    assert bars and all("tiny/test_resnet/scratch/s0" in line for line in bars), proc.stdout
