@@ -1,7 +1,9 @@
 """The built wheel works outside the repository: registries and sweeps ship inside it, the data does not.
 
 Built with the `build` front end (no isolation: the dev extras hold the backend), installed with `--no-deps`
-into a fresh venv that sees this environment's site-packages (torch is not downloaded again), then run as a
+into a fresh venv that sees this environment's site-packages (torch is not downloaded again; the wheel is
+installed with --ignore-installed, or pip would take the editable install of this checkout, the same version,
+as already satisfied), then run as a
 user would from a folder of their own: one tiny run reads a BENCH_HOME dataset entry, another a bare folder of
 class subfolders (``--datasets ./photos``, no entry at all).
 """
@@ -44,7 +46,16 @@ def venv(tmp_path_factory) -> Path:
     subprocess.run(build, check=True, capture_output=True, timeout=300)
     (wheel,) = (root / "dist").glob("backbone_bench-*.whl")
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(root / "venv")], check=True)
-    pip = [str(root / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
+    pip = [
+        str(root / "venv" / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-index",
+        "--ignore-installed",
+    ]
     subprocess.run([*pip, str(wheel)], check=True, capture_output=True, timeout=300)
     return root / "venv"
 
