@@ -84,7 +84,8 @@ def test_unknown_sides(results, a, protocol, match):
 
 def test_several_protocols_need_a_choice(results):
     _write_run(results, "good", 0, 0.9, protocol="staged")
-    with pytest.raises(ConfigError, match=r"several settings \(scratch at 28 px, staged at 28 px\): pass one of those labels as --protocol"):
+    several = r"several settings \(scratch at 28 px, staged at 28 px\): pass one of those labels as --protocol"
+    with pytest.raises(ConfigError, match=several):
         compare_backbones(load_records(results), "d", "good", "poor")
     assert compare_backbones(load_records(results), "d", "good", "poor", protocol_a="staged").a.seeds == [0]
 
