@@ -2,7 +2,7 @@
 
     nox -s tests          the README's test command (pytest)
     nox -s lint           ruff
-    nox -s bench          speed gate: pytest-benchmark against the committed baseline
+    nox -s bench          speed gate: pytest-benchmark against the committed baseline, in machine-speed units
     nox -s memory         memory gate: peak RSS of an epoch over a generated set stays under 1 GB
     nox -s regression     accuracy gate: `bench check` reruns the reference sweep and compares
     nox -s docs-numbers   the README's generated blocks re-derived from results/
@@ -33,19 +33,18 @@ TIMER = "time.process_time"
 A sleep is no CPU work: waiting regressions are caught by the in-run ratio of
 tests/benchmarks/test_overhead_bench.py, which is timed on the wall clock.
 """
-COMPARE_FAIL = "min:60%"
-"""Fail a benchmark whose fastest round costs more than 1.6x the baseline's.
+COMPARE_FAIL = 1.6
+"""Fail a benchmark whose fastest round, in units of the machine's speed, costs more than 1.6x the baseline's.
 
-Measured on this project's shared 2-core machines (AMD EPYC; other developers' jobs, load average 2-16), the
-fastest round of each benchmark, max/min over runs:
-
-* wall time, 13 runs: up to +105% (harness train step 161-331 ms; resnet18 batch-1 latency 16.3-29.2 ms);
-* CPU time, 16 runs: up to +51% (efficientnet_b0 batch-1 5.8-8.8 ms; the overhead profile +35% over 10 runs;
-  train step 94.8-122.3 ms, +29%; resnet18 11.8-14.6 ms, +23%; data pipeline 0.34-0.38 ms, +12%); against
-  the committed baseline (saved at load ~9), from -15% to +29%.
-
-So CPU time, its minimum only (medians and means move more), and 60%: above every spread seen between any
-two runs, so noise alone would never have failed it.
+Absolute times do not compare even on one machine: this project's shared 2-core VMs (AMD EPYC) have run the
+same commit 1.5-1.7x slower from one hour to the next, every benchmark alike (baseline commit b51b7492 and
+today's code, interleaved: data pipeline 524-531 vs 527-905 us, train step 153-163 vs 149-181 ms, while the
+baseline of 2026-11-25 says 362 us and 106 ms). So beside every benchmark a fixed plain-torch step is timed
+(tests/benchmarks/conftest.py), and tests/benchmarks/speed_gate.py divides by it: the machine cancels and
+the harness stays. CPU time (a wait is no CPU work: waiting regressions are caught by the in-run ratio of
+tests/benchmarks/test_overhead_bench.py, timed on the wall clock), the fastest round only (medians move more),
+and 60%: over 8 runs, idle and beside a 2-worker sweep, every normalised ratio was within 0.73-1.12, while a
+planted second augmentation pass read 1.97 on the data pipeline.
 """
 
 
@@ -64,10 +63,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Speed gate: the benchmarks under tests/benchmarks, compared with the committed baseline.
+    """Speed gate: the benchmarks under tests/benchmarks, against the committed baseline in machine-speed units.
 
-    Absolute times only compare on the machine class the baseline was measured on (same CPU model and core
-    count); elsewhere the figures are still written for the history (github-action-benchmark) and the
+    Each benchmark's fastest round is divided by a reference step timed beside it, here and in the baseline
+    (tests/benchmarks/speed_gate.py), so a slower or busier machine of the same class does not fail the gate
+    and a slower harness does. Across CPU models the ratio between workloads shifts too, so on another
+    machine class the figures are still written for the history (github-action-benchmark) and the
     benchmarks' own in-run checks still apply, but no baseline comparison is made, and the session says so.
     Re-baseline (on the reference machine class, when a slowdown is intended or the benchmarks change):
     ``rm -r results/reference/benchmarks && nox -s bench -- --benchmark-save=baseline``.
@@ -75,24 +76,23 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     baseline = _latest_baseline()
     BENCHMARK_JSON.parent.mkdir(parents=True, exist_ok=True)
-    args = [
+    session.run(
         "pytest",
         "tests/benchmarks",
         "--benchmark-only",
         f"--benchmark-storage=file://{BASELINES}",
         f"--benchmark-json={BENCHMARK_JSON}",
         f"--benchmark-timer={TIMER}",
-    ]
+        *session.posargs,
+    )
     if baseline is None:
         session.warn(f"no baseline under {BASELINES}/: nothing to compare with")
     elif reason := _not_comparable(baseline):
         session.warn(f"baseline {baseline} not compared: {reason}")
     else:
-        args += [f"--benchmark-compare={baseline}", f"--benchmark-compare-fail={COMPARE_FAIL}"]
-    session.run(*args, *session.posargs)
-    missing = _missing_benchmarks(baseline, BENCHMARK_JSON)
-    if missing:
-        session.error(f"benchmarks in the baseline did not run (skipped or renamed): {', '.join(missing)}")
+        session.run(
+            "python", "tests/benchmarks/speed_gate.py", str(baseline), str(BENCHMARK_JSON), f"--limit={COMPARE_FAIL}"
+        )
 
 
 MEMORY_ARGS = ["--images", "2000", "--side", "64", "--no-ham", "--fail-above-mb", "1000"]
@@ -146,12 +146,3 @@ def _not_comparable(baseline: Path) -> str | None:
     then = (cpu.get("brand_raw"), cpu.get("count"))
     now = (_cpu_model(), os.cpu_count())
     return None if then == now else f"measured on {then[0]} x{then[1]}, this is {now[0]} x{now[1]}"
-
-
-def _missing_benchmarks(baseline: Path | None, current: Path) -> list[str]:
-    """Baseline benchmarks absent from this run: a gate must not pass because its benchmark stopped running."""
-    ran = {b["fullname"] for b in json.loads(current.read_text())["benchmarks"]} if current.exists() else set()
-    if not ran:
-        return ["(no benchmark ran at all)"]
-    expected = {b["fullname"] for b in json.loads(baseline.read_text())["benchmarks"]} if baseline else set()
-    return sorted(expected - ran)

@@ -1,5 +1,5 @@
 """Batch-1 CPU latency of two small backbones, as pytest-benchmark tests so CI can gate on regressions
-(``--benchmark-compare-fail``). Skipped by default (``--benchmark-skip`` in addopts); run them with
+(tests/benchmarks/speed_gate.py). Skipped by default (``--benchmark-skip`` in addopts); run them with
 ``pytest tests/benchmarks --benchmark-only``.
 
 pytest-benchmark times the forward pass itself (its own clock and statistics). Torch runs on one thread:
@@ -21,7 +21,7 @@ CASES = [("resnet18", 64), ("efficientnet_b0", 64)]
 
 
 @pytest.mark.parametrize("name, side", CASES, ids=[c[0] for c in CASES])
-def test_cpu_batch1_latency(benchmark, torch_threads, name, side):
+def test_cpu_batch1_latency(benchmark, torch_threads, reference, name, side):
     model, _ = create_backbone(name, num_classes=1000)
     model.eval()
     inputs = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0))
@@ -38,5 +38,5 @@ def test_cpu_batch1_latency(benchmark, torch_threads, name, side):
         unit="seconds per batch of 1",
         fingerprint=device_fingerprint(torch.device("cpu")),
     )
-    output = benchmark.pedantic(forward, warmup_rounds=5, rounds=50, iterations=1)
+    output = benchmark.pedantic(forward, setup=reference.setup, warmup_rounds=5, rounds=100, iterations=1)
     assert output.shape == (1, 1000)

@@ -23,10 +23,10 @@ CONFIG = ProfileConfig(
 )
 
 
-def test_harness_step_over_bare_step(benchmark):
+def test_harness_step_over_bare_step(benchmark, reference):
     results: list[ProfileResult] = []
     benchmark.group = "harness-overhead-ratio"
-    benchmark.pedantic(lambda: results.extend(profile(CONFIG)), rounds=REPEATS, iterations=1)
+    benchmark.pedantic(lambda: results.extend(profile(CONFIG)), setup=reference.setup, rounds=REPEATS, iterations=1)
     ratio = statistics.median(r.ratio for r in results)
     benchmark.extra_info.update(ratio=ratio, profiles=[dataclasses.asdict(r) for r in results])
     worst = max(results, key=lambda r: r.ratio)

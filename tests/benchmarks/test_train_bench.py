@@ -1,5 +1,5 @@
 """One harness training step and the data pipeline alone, as pytest-benchmark tests so CI can gate on them
-(``--benchmark-compare-fail``). Skipped by default (``--benchmark-skip`` in addopts); run them with
+(tests/benchmarks/speed_gate.py). Skipped by default (``--benchmark-skip`` in addopts); run them with
 ``pytest tests/benchmarks --benchmark-only``.
 
 Torch runs on one thread, for the reasons given in ``test_latency_bench.py``: a gate compares runs across
@@ -46,7 +46,7 @@ def _info(benchmark, what: str) -> None:
     )
 
 
-def test_harness_train_step(benchmark, torch_threads, uint8_batch):
+def test_harness_train_step(benchmark, torch_threads, uint8_batch, reference):
     torch.manual_seed(0)
     model, _ = create_backbone(BACKBONE, num_classes=2)
     phase = PROTOCOL.phases[0]
@@ -63,11 +63,11 @@ def test_harness_train_step(benchmark, torch_threads, uint8_batch):
         return train_step(model, opt, sched, pipeline, images, labels, PROTOCOL.augment, gen)
 
     _info(benchmark, "bench.train.loop.train_step: uint8 batch -> augmented float, forward, backward, Adam, scheduler")
-    loss = benchmark.pedantic(step, warmup_rounds=3, rounds=20, iterations=1)
+    loss = benchmark.pedantic(step, setup=reference.setup, warmup_rounds=3, rounds=20, iterations=1)
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 
-def test_data_pipeline(benchmark, torch_threads, uint8_batch):
+def test_data_pipeline(benchmark, torch_threads, uint8_batch, reference):
     pipeline = BatchPipeline((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     images, _ = uint8_batch
@@ -76,5 +76,5 @@ def test_data_pipeline(benchmark, torch_threads, uint8_batch):
         return pipeline(images, PROTOCOL.augment, gen)
 
     _info(benchmark, "BatchPipeline: uint8 batch -> normalised, augmented float batch")
-    x = benchmark.pedantic(convert, warmup_rounds=5, rounds=200, iterations=1)
+    x = benchmark.pedantic(convert, setup=reference.setup, warmup_rounds=5, rounds=3000, iterations=1)
     assert x.shape == (BATCH, 3, SIDE, SIDE) and x.dtype == torch.float32
