@@ -114,6 +114,9 @@ def make_record(
     record.latency = [
         {
             "batch_size": 1,
+            "resolution": resolution,
+            "precision": "fp32",
+            "memory_format": "contiguous",
             "ms_per_image_p50": 2.0 + seed if ms is None else ms,
             "throughput_img_s": throughput,
             "noisy": noisy,

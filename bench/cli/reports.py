@@ -25,10 +25,12 @@ def plot(
 
     Example: bench plot --metric auc --latency throughput
     """
+    from bench.reports.latency_pass import load_latency_passes
     from bench.reports.plots import plot_all
 
     started = time.perf_counter()
-    plotted = plot_all(stored_records(results_dir), metric, latency, results_dir / "plots")
+    passes = load_latency_passes(results_dir)
+    plotted = plot_all(stored_records(results_dir), metric, latency, results_dir / "plots", passes)
     for dataset, paths in plotted.tradeoff.items():
         message(f"{dataset}: " + (", ".join(map(str, paths)) or "nothing to plot (no finished run with a latency)"))
     drawn = sum(f.drawn for f in plotted.runs.values())

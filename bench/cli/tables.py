@@ -34,12 +34,14 @@ def print_leaderboards(records: list[RunRecord], metric: str, results_dir: Path,
     """
     import pandas as pd
 
+    from bench.reports.latency_pass import load_latency_passes
     from bench.reports.leaderboard import datasets_in, leaderboard
     from bench.reports.render import rich_table, write_leaderboard
 
     numeric = []
+    passes = load_latency_passes(results_dir)
     for dataset in datasets_in(records):
-        table = leaderboard(records, dataset, metric)
+        table = leaderboard(records, dataset, metric, passes=passes)
         if fmt in (Format.csv, Format.json):
             numeric.append(table)
         else:

@@ -43,6 +43,7 @@ def regenerate_leaderboard(path: str, root: Path) -> str | None:
     mark), so every combination is tried, the defaults first, and the one that reproduces the file wins;
     when none does, the defaults' output is returned for the report.
     """
+    from bench.reports.latency_pass import load_latency_passes
     from bench.reports.leaderboard import LATENCY_AXES, leaderboard
     from bench.reports.render import write_leaderboard
     from bench.runs.record import load_records
@@ -51,6 +52,7 @@ def regenerate_leaderboard(path: str, root: Path) -> str | None:
     if match is None:
         return None
     records = load_records(root / match["dir"])
+    passes = load_latency_passes(root / match["dir"])
     if not any(r.spec.dataset == match["dataset"] for r in records):
         raise ResultsError(f"no run records of {match['dataset']} under {match['dir']}/runs")
     current = (root / path).read_text() if (root / path).is_file() else None
@@ -58,7 +60,7 @@ def regenerate_leaderboard(path: str, root: Path) -> str | None:
     first = None
     with tempfile.TemporaryDirectory(prefix="bench-docs-") as tmp:
         for i, (metric, latency) in enumerate(itertools.product(metrics, LATENCY_AXES)):
-            table = leaderboard(records, match["dataset"], metric, latency)
+            table = leaderboard(records, match["dataset"], metric, latency, passes)
             written = {p.name: p for p in write_leaderboard(table, Path(tmp) / str(i), match["dataset"])}
             if Path(path).name not in written:
                 return None

@@ -28,6 +28,7 @@ import pandas as pd
 
 from bench.environment import git_commit
 from bench.files import atomic_write_bytes
+from bench.reports.latency_pass import load_latency_passes
 from bench.reports.leaderboard import MAJORITY_PROTOCOL, dataset_experiments, latency_axis, latency_devices
 from bench.reports.plots import Plotted, RunFigures, plot_all
 from bench.reports.render import display_frame, table_notes, write_leaderboard
@@ -68,7 +69,7 @@ class Report:
 
 def build_report(records: list[RunRecord], results_dir: Path, metric: str, latency: str) -> Report:
     """Figures, leaderboard files and ``results_dir/report.html`` from ``records``."""
-    plotted = plot_all(records, metric, latency, results_dir / "plots")
+    plotted = plot_all(records, metric, latency, results_dir / "plots", load_latency_passes(results_dir))
     tables_dir = results_dir / "leaderboards"
     written = [p for d, t in plotted.tables.items() for p in write_leaderboard(t, tables_dir, d)]
     path = results_dir / "report.html"

@@ -12,7 +12,9 @@ for *some* latency budget; every other row is beaten on both counts by one of th
 
 **Latency cells** are the mean over seeds of each run's batch-1 p50, and ``latency_ms_std`` / ``_min`` /
 ``_max`` its spread. A figure the latency module flagged ``noisy`` (it never stabilised) is left out of the
-mean and the spread, and the row's notes say so; a row whose every figure is noisy has no latency.
+mean and the spread, and the row's notes say so; a row whose every figure is noisy has no latency. Given
+``bench latency`` passes (:mod:`bench.reports.latency_pass`), a row whose setting a pass measured takes the
+pass's figure instead (min and max: its p50's 95% CI), and ``latency_from`` says which rows did.
 
 The 95% CIs over test images and the tie marks are :mod:`bench.reports.uncertainty`'s; the renderings
 (Markdown, CSV, LaTeX, rich) are :mod:`bench.reports.render`'s.
@@ -20,6 +22,7 @@ The 95% CIs over test images and the tie marks are :mod:`bench.reports.uncertain
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +32,7 @@ from numpy.typing import ArrayLike
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS as HEADLINE
 from bench.evaluation.metrics import compute_metrics
+from bench.reports.latency_pass import LatencyPass, pass_for
 from bench.reports.uncertainty import uncertainty
 from bench.runs.experiments import Experiment, group_experiments, labels, legend
 from bench.runs.record import RunRecord
@@ -137,8 +141,22 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return (series.mean() if len(series) else np.nan), (series.std(ddof=1) if len(series) > 1 else np.nan)
 
 
-def _latency_cells(ok: tuple[RunRecord, ...]) -> tuple[dict, list[str]]:
-    """Mean and spread of the runs' batch-1 latency, noisy figures left out (and named in the notes)."""
+def _latency_cells(ok: tuple[RunRecord, ...], passes: Sequence[LatencyPass] = ()) -> tuple[dict, list[str]]:
+    """Mean and spread of the runs' batch-1 latency, noisy figures left out (and named in the notes); or a
+    ``bench latency`` pass's figure, where one measured the runs' setting."""
+    found = pass_for(ok, passes)
+    if found is not None:
+        low, high = found.ci95 or (found.figure.ms_p50, found.figure.ms_p50)
+        return {
+            "latency_ms": found.figure.ms_p50,
+            "latency_ms_std": np.nan,
+            "latency_ms_min": low,
+            "latency_ms_max": high,
+            "throughput": found.figure.throughput if found.figure.throughput is not None else np.nan,
+            "latency_noisy": 0,
+            "latency_device": found.device,
+            "latency_from": f"latency/{found.path.name}",
+        }, []
     figures = [(r.spec.seed, r.latency_b1()) for r in ok]
     measured = [(s, f) for s, f in figures if f is not None and f.ms_p50 is not None]
     kept = [f for _, f in measured if not f.noisy]
@@ -151,6 +169,7 @@ def _latency_cells(ok: tuple[RunRecord, ...]) -> tuple[dict, list[str]]:
         "throughput": np.mean([f.throughput for f in kept if f.throughput is not None] or [np.nan]),
         "latency_noisy": len(measured) - len(kept),
         "latency_device": " / ".join(sorted({f.device for f in kept})),
+        "latency_from": "runs" if kept else "",
     }
     notes = []
     noisy = [(s, f) for s, f in measured if f.noisy]
@@ -187,7 +206,7 @@ def _sources_differ(rows: list[dict]) -> bool:
     return len(sources) > 1 and any(s not in ("none", "ImageNet") for s in sources)
 
 
-def _row(experiment: Experiment, label: str) -> tuple[dict, list[str]]:
+def _row(experiment: Experiment, label: str, passes: Sequence[LatencyPass]) -> tuple[dict, list[str]]:
     ok = experiment.ok
     row = {
         "dataset": experiment.dataset,
@@ -203,7 +222,7 @@ def _row(experiment: Experiment, label: str) -> tuple[dict, list[str]]:
         row[f"{m}_mean"], row[f"{m}_std"] = _mean_std([r.score(m) for r in ok])
     row["params_m"] = np.mean([r.backbone.params / 1e6 for r in ok if r.backbone] or [np.nan])
     row["gmacs"] = np.mean([r.backbone.gmacs for r in ok if r.backbone] or [np.nan])
-    latency, notes = _latency_cells(ok)
+    latency, notes = _latency_cells(ok, passes)
     row |= latency
     row["train_s"] = np.mean([r.timings_s["train"] for r in ok if "train" in r.timings_s] or [np.nan])
     if experiment.note:
@@ -217,7 +236,11 @@ def dataset_experiments(records: list[RunRecord], dataset: str) -> list[Experime
 
 
 def leaderboard(
-    records: list[RunRecord], dataset: str, metric: str = "balanced_accuracy", latency: str = "p50"
+    records: list[RunRecord],
+    dataset: str,
+    metric: str = "balanced_accuracy",
+    latency: str = "p50",
+    passes: Sequence[LatencyPass] = (),
 ) -> pd.DataFrame:
     """The aggregated table for ``dataset``, best mean ``metric`` first, ranked, majority row included.
 
@@ -227,7 +250,9 @@ def leaderboard(
     ``pareto`` marks the rows on the front of mean ``metric`` against the ``latency`` measure (a key
     of :data:`LATENCY_AXES`), among backbone rows that have both numbers. The CI, tie and ``p_vs_rank1``
     columns are :func:`bench.reports.uncertainty.uncertainty`'s; ``note`` says what a row's cells leave out
-    or why it has no CI. ``table.attrs``: ``metric`` (the sort metric) and ``legend`` (what hash labels stand for).
+    or why it has no CI. ``passes``: ``bench latency`` figures that stand for the runs' own where they measured
+    the same setting (``latency_from``: the pass's file, ``runs``, or empty for no latency).
+    ``table.attrs``: ``metric`` (the sort metric) and ``legend`` (what hash labels stand for).
     """
     if metric not in HEADLINE:
         raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(HEADLINE)}")
@@ -236,7 +261,7 @@ def leaderboard(
     if not experiments:
         return pd.DataFrame()
     names = labels(experiments)
-    built = [_row(e, names[e.id]) for e in experiments]
+    built = [_row(e, names[e.id], passes) for e in experiments]
     rows, notes = [r for r, _ in built], {e.id: n for e, (_, n) in zip(experiments, built, strict=True)}
     base = majority_row(records, dataset)
     table = pd.DataFrame(rows + ([base | {"source": ""}] if base else []))

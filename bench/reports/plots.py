@@ -23,6 +23,7 @@ text as text (``svg.fonttype: none``), so labels stay searchable and the files s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay
 
+from bench.reports.latency_pass import LatencyPass
 from bench.reports.leaderboard import (
     MAJORITY_PROTOCOL,
     LatencyAxis,
@@ -241,12 +243,21 @@ def _majority_line(ax, table: pd.DataFrame, mean: str) -> float | None:
     return value
 
 
+def _latency_bars(table: pd.DataFrame) -> str:
+    """What a latency error bar spans: the seeds' min-max, or a ``bench latency`` pass's p50 95% CI."""
+    sources = table["latency_from"].fillna("") if "latency_from" in table else pd.Series(dtype=str)
+    if not sources.str.startswith("latency/").any():
+        return "min-max over seeds"
+    rest = ", else min-max over seeds" if (sources == "runs").any() else ""
+    return f"p50 95% CI of the bench latency pass{rest}"
+
+
 def _device_caption(fig: Figure, table: pd.DataFrame, points: pd.DataFrame, axis: LatencyAxis) -> None:
     """Name the device behind the latencies, the seeds and what the bars and the ★ mean; warn in red when
     several devices timed them, since then they do not compare."""
     devices = latency_devices(table)
     seeds = sorted(set(points["n"].astype(int)))
-    bars = "bars: std over seeds (metric), min-max over seeds (latency)" if axis.spread else "bars: std over seeds"
+    bars = f"bars: std over seeds (metric), {_latency_bars(table)} (latency)" if axis.spread else "bars: std over seeds"
     fig.supxlabel(
         f"latency timed on: {' / '.join(devices) or 'unknown device'}  ·  seeds per point: "
         f"{', '.join(map(str, seeds))}  ·  {bars}  ·  marker area grows with parameters\n"
@@ -357,10 +368,13 @@ class Plotted:
     runs: dict[str, RunFigures]  # by record key; finished runs only
 
 
-def plot_all(records: list[RunRecord], metric: str, latency: str, out_dir: Path) -> Plotted:
-    """Trade-off plots for every dataset in ``records`` and figures for every finished run."""
+def plot_all(
+    records: list[RunRecord], metric: str, latency: str, out_dir: Path, passes: Sequence[LatencyPass] = ()
+) -> Plotted:
+    """Trade-off plots for every dataset in ``records`` and figures for every finished run; ``passes``: the
+    ``bench latency`` figures the leaderboards take in place of the runs' own (:mod:`bench.reports.latency_pass`)."""
     axis = latency_axis(latency)
-    tables = {d: leaderboard(records, d, metric, latency) for d in datasets_in(records)}
+    tables = {d: leaderboard(records, d, metric, latency, passes) for d in datasets_in(records)}
     tradeoff = {d: plot_tradeoff(t, d, metric, axis, out_dir) for d, t in tables.items()}
     runs = {r.key: plot_run(r, out_dir) for r in records if r.ok}
     return Plotted(tables, tradeoff, runs)

@@ -100,9 +100,26 @@ def table_notes(table: pd.DataFrame) -> list[str]:
             "predicting the most frequent class."
         )
     notes += [f"Row label {line}." for line in table.attrs.get("legend", [])]
+    notes += _latency_source_notes(table)
     for row in table[table["note"] != ""].itertuples():
         notes.append(f"{row.backbone} ({row.protocol}, {int(row.resolution)} px): {row.note}.")
     return notes
+
+
+def _latency_source_notes(table: pd.DataFrame) -> list[str]:
+    """Where the latency column came from, when some rows took a ``bench latency`` pass's figure."""
+    if "latency_from" not in table:
+        return []
+    sources = table["latency_from"].fillna("")
+    passes = sorted({s for s in sources if s.startswith("latency/")})
+    if not passes:
+        return []
+    runs = table.loc[sources == "runs", "backbone"].tolist()
+    rest = f"; {', '.join(runs)}: their runs' own figures, measured as each run ended" if runs else ""
+    return [
+        f"Latency: batch-1 p50 from the `bench latency` pass {', '.join(passes)} for the rows it measured "
+        f"(same backbone, resolution, precision and device; min-max: the p50's 95% CI){rest}."
+    ]
 
 
 def rich_table(table: pd.DataFrame, title: str) -> Table:
