@@ -5,16 +5,19 @@ Not a pytest test (it prints figures and takes minutes): run it as a script, fro
     python tests/benchmarks/memory_bench.py                          # 25,000 images at 256 px + HAM10000 at 96 px
     python tests/benchmarks/memory_bench.py --images 5000 --side 128 # a smaller generated set (a busy machine)
     python tests/benchmarks/memory_bench.py --images 2000 --side 64 --no-ham --fail-above-mb 1000   # CI (nox -s memory)
+    python tests/benchmarks/memory_bench.py --batch 32               # the model's share at a batch for 256 px
 
 Each dataset is measured in a fresh process (peak RSS is per process): load it (decoding it into the cache on
 the first run), then pass one full epoch of its training batches through the training pipeline, a few real
 optimiser steps of a small model (``--model``, default timm's tiny ``test_resnet``, so the figure is the data
 path's and not resnet18's activations, 1.3 GB at batch 128) and the rest gathered and augmented, and report
-the peak RSS above the RSS after the imports. The generated set is written once under the decode cache
-folder (``BENCH_CACHE``), never into the repository: JPEGs in the ISIC layout (train|test/benign|malignant).
-``--speed`` then times resnet18 training steps on HAM10000 at 28 and 96 px with batches read from the cache
-file and from the same images held in RAM (the previous loader's path), interleaved in one process, and
-prints the ratio.
+the peak RSS above the RSS after the imports. The model's share is measured first, one step on a random batch
+before any data is loaded ("step alone"): it grows with the batch and the square of the side (test_resnet at
+256 px, batch 128: 2.5 GB), so the data path's own share is the difference, printed as "data share". The
+generated set is written once under the decode cache folder (``BENCH_CACHE``), never into the repository:
+JPEGs in the ISIC layout (train|test/benign|malignant). ``--speed`` then times resnet18 training steps on
+HAM10000 at 28 and 96 px with batches read from the cache file and from the same images held in RAM (the
+previous loader's path), interleaved in one process, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 STEPS = 3  # real optimiser steps per epoch; the other batches are gathered and augmented only
-BATCH = 128
+BATCH = 128  # the default --batch; --speed always uses it
 
 
 def rss_kib(field: str) -> int:
@@ -81,7 +84,7 @@ def small_training(backbone: str = "resnet18"):
     return model.train(), opt, sched, BatchPipeline(cfg["mean"], cfg["std"], torch.device("cpu")), protocol
 
 
-def child(dataset: str, side: int, root: str | None, backbone: str) -> dict:
+def child(dataset: str, side: int, root: str | None, backbone: str, batch_size: int = BATCH) -> dict:
     """One measurement in this process: load, one epoch, peak RSS above the post-import baseline."""
     import torch
 
@@ -93,8 +96,9 @@ def child(dataset: str, side: int, root: str | None, backbone: str) -> dict:
     baseline = rss_kib("VmRSS")
     gen = torch.Generator().manual_seed(0)
     channels = 1 if dataset == "chest_xray" else 3
-    batch = torch.randint(0, 256, (BATCH, channels, side, side), generator=gen, dtype=torch.uint8)
-    train_step(model, opt, sched, pipeline, batch, torch.zeros(BATCH, dtype=torch.long), protocol.augment, gen)
+    batch = torch.randint(0, 256, (batch_size, channels, side, side), generator=gen, dtype=torch.uint8)
+    labels = torch.zeros(batch_size, dtype=torch.long)
+    train_step(model, opt, sched, pipeline, batch, labels, protocol.augment, gen)
     step_peak = rss_kib("VmHWM") - baseline  # the model's own share: one step, no dataset
     del batch
     t = time.perf_counter()
@@ -103,8 +107,8 @@ def child(dataset: str, side: int, root: str | None, backbone: str) -> dict:
     train = data.train
     order = torch.randperm(len(train), generator=gen)
     t = time.perf_counter()
-    for step, i in enumerate(range(0, len(train), BATCH)):
-        idx = order[i : i + BATCH]
+    for step, i in enumerate(range(0, len(train), batch_size)):
+        idx = order[i : i + batch_size]
         images, labels = train.images[idx], train.labels[idx]
         if step < STEPS:
             train_step(model, opt, sched, pipeline, images, labels, protocol.augment, gen)
@@ -172,16 +176,18 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=256, help="generated image side in px (default 256)")
     parser.add_argument("--ham-side", type=int, default=96, help="HAM10000 side in px (default 96)")
     parser.add_argument("--model", default="test_resnet", help="what the real steps train (default test_resnet)")
+    parser.add_argument("--batch", type=int, default=BATCH, help=f"batch of the epoch (default {BATCH})")
     parser.add_argument("--no-ham", action="store_true", help="the generated set only (no HAM10000 decode)")
     parser.add_argument("--fail-above-mb", type=float, help="exit 1 when a peak above baseline exceeds this")
     parser.add_argument("--speed", action="store_true", help="also time training from the file vs from RAM")
     parser.add_argument("--speed-steps", type=int, default=4, help="steps per timed round (default 4)")
     parser.add_argument("--speed-rounds", type=int, default=3, help="interleaved rounds per path (default 3)")
-    parser.add_argument("--child", nargs=4, metavar=("DATASET", "SIDE", "ROOT", "MODEL"), help=argparse.SUPPRESS)
+    child_args = ("DATASET", "SIDE", "ROOT", "MODEL", "BATCH")
+    parser.add_argument("--child", nargs=5, metavar=child_args, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        dataset, side, root, backbone = args.child
-        print(json.dumps(child(dataset, int(side), root if root != "-" else None, backbone)))
+        dataset, side, root, backbone, batch = args.child
+        print(json.dumps(child(dataset, int(side), root if root != "-" else None, backbone, int(batch))))
         return
 
     from bench.paths import cache_dir
@@ -190,10 +196,10 @@ def main() -> None:
     cases = [("isic", args.side, str(root))] + ([] if args.no_ham else [("ham10000", args.ham_side, "-")])
     peaks = []
     head = f"{'dataset':<10} {'images':>7} {'px':>4} {'pixels MB':>10} {'peak RSS MB':>12} {'step alone':>11}"
-    print(f"{head} {'load s':>7} {'epoch s':>8}")
+    print(f"{head} {'data share':>11} {'load s':>7} {'epoch s':>8}")
     for dataset, side, data_root in cases:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", dataset, str(side), data_root, args.model],
+            [sys.executable, __file__, "--child", dataset, str(side), data_root, args.model, str(args.batch)],
             capture_output=True,
             text=True,
         )
@@ -203,12 +209,13 @@ def main() -> None:
         name = "generated" if dataset == "isic" else dataset
         print(
             f"{name:<10} {r['images']:>7} {side:>4} {r['pixels_mb']:>10.0f} "
-            f"{r['peak_above_baseline_mb']:>12.0f} {r['step_alone_mb']:>11.0f} {r['load_s']:>7.1f} {r['epoch_s']:>8.1f}"
+            f"{r['peak_above_baseline_mb']:>12.0f} {r['step_alone_mb']:>11.0f} "
+            f"{r['peak_above_baseline_mb'] - r['step_alone_mb']:>11.0f} {r['load_s']:>7.1f} {r['epoch_s']:>8.1f}"
         )
         peaks.append(r["peak_above_baseline_mb"])
     print(f"peak RSS: VmHWM above the RSS after imports and {args.model} creation, over one training step on a")
-    print(f"random batch (step alone: its share), the load and the epoch ({STEPS} real steps at batch {BATCH},")
-    print("the other batches gathered and augmented); pixels: all splits, uint8")
+    print(f"random batch (step alone: its share), the load and the epoch ({STEPS} real steps at batch {args.batch},")
+    print("the other batches gathered and augmented); data share: peak - step alone; pixels: all splits, uint8")
     if args.fail_above_mb is not None and max(peaks) > args.fail_above_mb:
         sys.exit(f"peak RSS {max(peaks):.0f} MB above baseline exceeds --fail-above-mb {args.fail_above_mb:.0f}")
     if args.speed:
