@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from console import run_bench
 
 from bench.cli.commands import main
 from bench.paths import WORKING_RESULTS
@@ -136,9 +137,9 @@ def test_sweep_file(project, tmp_path):
 
 
 def _in_process(monkeypatch, capsys, *args: str) -> str:
-    monkeypatch.setattr(sys, "argv", ["bench", *args])
-    main()
-    return capsys.readouterr().out
+    out = run_bench(monkeypatch, capsys, *args)
+    assert out.status == 0, f"bench {' '.join(args)} exited {out.status}:\n{out.stdout}\n{out.stderr}"
+    return out.stdout
 
 
 def test_precision_is_a_run_of_its_own_unless_auto(project, tmp_path, monkeypatch, capsys):
@@ -171,10 +172,9 @@ def test_sweep_group_precision(line, precision, refused_on_cpu, project, tmp_pat
     sweep.write_text(f'name = "mine"\n[[group]]\nbackbones = ["test_resnet"]\ndatasets = ["tiny"]\n{line}\n')
     assert [s.precision for s in load_sweep(sweep).expand()] == [precision]
     if refused_on_cpu:
-        with pytest.raises(SystemExit) as exit_info:
-            _in_process(monkeypatch, capsys, "run", "--sweep", str(sweep), "--device", "cpu")
-        err = capsys.readouterr().err
-        assert exit_info.value.code == 2 and refused_on_cpu in err and len(err.strip().splitlines()) == 1, err
+        out = run_bench(monkeypatch, capsys, "run", "--sweep", str(sweep), "--device", "cpu")
+        err = out.stderr
+        assert out.status == 2 and refused_on_cpu in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "results").exists()
 
 

@@ -9,16 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from console import Output, run_bench
 from factories import make_record, write_run
 
-from bench.cli.commands import main
 from bench.gates.accuracy import compare_records, report_frame
 from bench.reports.compare import compare_backbones
 from bench.reports.reproduction import display_frame, sweep_table
@@ -31,23 +29,11 @@ LABELS = np.random.default_rng(5).integers(0, 2, 200)
 SWEEP = 'name = "ci"\n[[group]]\nbackbones = ["test_resnet"]\ndatasets = ["tiny"]\nseeds = [0, 1]\nepochs = 1\n'
 
 
-@dataclass(frozen=True)
-class Output:
-    stdout: str
-    stderr: str
-
-
 def bench(monkeypatch, capsys, *args: str, code: int = 0) -> Output:
     """The console entry point in-process, its stdout captured (not a terminal: what a pipe gets)."""
-    monkeypatch.setattr(sys, "argv", ["bench", *args])
-    try:
-        main()
-        status = 0
-    except SystemExit as exit_info:
-        status = exit_info.code
-    out = capsys.readouterr()
-    assert status == code, f"bench {' '.join(args)} exited {status}:\n{out.out}\n{out.err}"
-    return Output(out.out, out.err)
+    out = run_bench(monkeypatch, capsys, *args)
+    assert out.status == code, f"bench {' '.join(args)} exited {out.status}:\n{out.stdout}\n{out.stderr}"
+    return out
 
 
 def _probs(accuracy: float, seed: int) -> np.ndarray:

@@ -4,14 +4,13 @@ the README-numbers gate, and both as commands, including a real rerun and a plan
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from console import run_bench
 from factories import make_record
 
-from bench.cli.commands import main
 from bench.errors import ConfigError
 from bench.files import write_json
 from bench.gates.accuracy import (
@@ -249,15 +248,8 @@ def test_generated_blocks_are_found_with_their_line():
 
 def bench(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     """The console entry point in-process: (exit status, stdout + stderr)."""
-    monkeypatch.setattr(sys, "argv", ["bench", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    out = run_bench(monkeypatch, capsys, *args, columns=200)
+    return out.status, out.stdout + out.stderr
 
 
 @pytest.fixture
