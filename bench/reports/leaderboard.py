@@ -169,7 +169,7 @@ def _latency_cells(ok: tuple[RunRecord, ...], passes: Sequence[LatencyPass] = ()
         "throughput": np.mean([f.throughput for f in kept if f.throughput is not None] or [np.nan]),
         "latency_noisy": len(measured) - len(kept),
         "latency_device": " / ".join(sorted({f.device for f in kept})),
-        "latency_from": "runs" if kept else "",
+        "latency_from": "runs",
     }
     notes = []
     noisy = [(s, f) for s, f in measured if f.noisy]
@@ -251,7 +251,7 @@ def leaderboard(
     of :data:`LATENCY_AXES`), among backbone rows that have both numbers. The CI, tie and ``p_vs_rank1``
     columns are :func:`bench.reports.uncertainty.uncertainty`'s; ``note`` says what a row's cells leave out
     or why it has no CI. ``passes``: ``bench latency`` figures that stand for the runs' own where they measured
-    the same setting (``latency_from``: the pass's file, ``runs``, or empty for no latency).
+    the same setting (``latency_from``: the pass's file, else ``runs``, whether or not their figures settled).
     ``table.attrs``: ``metric`` (the sort metric) and ``legend`` (what hash labels stand for).
     """
     if metric not in HEADLINE:
