@@ -2,8 +2,9 @@
 
 User mistakes print one red line and exit with status 2: a :class:`~bench.errors.BenchError` from the
 package, and a usage error of the command line itself (an unknown command or option, a missing argument,
-a value of the wrong type or out of range). Ctrl-C prints one line saying what was kept and exits 130.
-Anything else is a harness bug and keeps its traceback.
+a value of the wrong type or out of range). Ctrl-C prints one line saying what was kept and exits 130, and so
+does SIGTERM (`kill PID`, a batch scheduler's or `docker stop`'s stop), which would otherwise end the process
+without stopping its worker processes or saying what was saved. Anything else is a harness bug and keeps its traceback.
 
 This module is the command table; each command lives in a module of its own (run, tables, compare,
 reports, gates), and the business logic below them in the package.
@@ -11,7 +12,9 @@ reports, gates), and the business logic below them in the package.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -75,6 +78,7 @@ def main() -> None:
     Typer bundles its own copy of click (``typer._click``), whose exceptions are not ``click``'s: they are
     caught here by their public base, :class:`typer.TyperException`.
     """
+    previous = _terminate_as_interrupt()
     try:
         status = app(prog_name="bench", standalone_mode=False)  # typer.Exit(n) comes back as n, not raised
     except BenchError as err:
@@ -91,11 +95,28 @@ def main() -> None:
         where = f"{ctx.command_path}: " if ctx is not None else ""
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         _fail(f"{where}{err.format_message()}{hint}", USAGE_ERROR)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if status == INTERRUPTED:  # typer turns Ctrl-C in a command that did not catch it into Exit(130)
         command = " ".join(["bench", *sys.argv[1:2]])
         _fail(f"`{command}` did not finish; the files it wrote are whole, run it again", status, "interrupted")
     if isinstance(status, int) and status:
         sys.exit(status)
+
+
+def _terminate_as_interrupt() -> signal.Handlers | None:
+    """Make SIGTERM raise KeyboardInterrupt, as Ctrl-C does; returns the handler it replaced (None: not set).
+
+    Only the main thread can set a handler; a `bench` called from another thread keeps the default.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _fail(message: str, status: int, label: str = "error") -> None:

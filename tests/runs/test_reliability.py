@@ -189,11 +189,23 @@ def test_a_run_finished_by_another_sweep_meanwhile_is_not_run_again(project, tmp
     assert not lock_path(item.path).exists()
 
 
-def test_ctrl_c_stops_every_worker_and_the_runs_resume(project, tmp_path):
-    """``--workers 2``: a terminal's Ctrl-C (SIGINT to the whole group) stops the driver and both workers.
+def _ctrl_c(pid: int) -> None:
+    os.killpg(pid, signal.SIGINT)  # a terminal signals the whole foreground group
+
+
+def _kill(pid: int) -> None:
+    os.kill(pid, signal.SIGTERM)  # `kill PID`, a scheduler's or `docker stop`'s stop: the driver alone
+
+
+@pytest.mark.parametrize("stop", [_ctrl_c, _kill], ids=["ctrl-c to the group", "SIGTERM to the driver"])
+def test_ctrl_c_stops_every_worker_and_the_runs_resume(project, tmp_path, stop):
+    """``--workers 2``: Ctrl-C (SIGINT to the whole group), or SIGTERM to the driver alone, stops the driver and
+    both workers.
 
     The driver says what was saved in one line, exit 130, no traceback from any process, no process left,
     each run's last epoch checkpoint kept (test_resume.py shows a checkpoint resumes) and no claim held.
+    SIGTERM reaches the driver only: without its handler the driver died at once and left both workers
+    training as orphans.
     """
     args = ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--seeds", "0,1", "--device", "cpu")
     long = (*args, "--epochs", "200", "--workers", "2")
@@ -210,7 +222,7 @@ def test_ctrl_c_stops_every_worker_and_the_runs_resume(project, tmp_path):
     while len(list(runs.rglob("*.ckpt"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert proc.poll() is None, "the sweep ended before both runs had a checkpoint"
-    os.killpg(proc.pid, signal.SIGINT)
+    stop(proc.pid)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
     assert "Traceback" not in out + err
