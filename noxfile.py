@@ -43,7 +43,7 @@ baseline of 2026-11-25 says 362 us and 106 ms). So beside every benchmark a fixe
 (tests/benchmarks/conftest.py), and tests/benchmarks/speed_gate.py divides by it: the machine cancels and
 the harness stays. CPU time (a wait is no CPU work: waiting regressions are caught by the in-run ratio of
 tests/benchmarks/test_overhead_bench.py, timed on the wall clock), the fastest round only (medians move more),
-and 60%: over 8 runs, idle and beside a 2-worker sweep, every normalised ratio was within 0.73-1.12, while a
+and 60%: over 6 runs, idle and beside a 2-worker sweep, every normalised ratio was within 0.73-1.12, while a
 planted second augmentation pass read 1.97 on the data pipeline.
 """
 

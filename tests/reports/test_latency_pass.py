@@ -118,3 +118,14 @@ def test_an_unreadable_pass_names_its_file(tmp_path, content):
     bad.write_text(content)
     with pytest.raises(ResultsError, match="latency-20260101T000000000000Z-deadbeef.json"):
         load_latency_passes(tmp_path)
+
+
+def test_the_plot_says_what_its_latency_bars_span(noisy_runs, tmp_path):
+    from bench.reports.leaderboard import latency_axis
+    from bench.reports.plots import plot_tradeoff
+
+    _pass(noisy_runs, 1.5)
+    table, _ = _row(noisy_runs, "resnet18")
+    paths = plot_tradeoff(table, "d", "balanced_accuracy", latency_axis("p50"), tmp_path / "plots")
+    svg = next(p for p in paths if p.suffix == ".svg").read_text()
+    assert "p50 95% CI of the bench latency pass, else min-max over seeds (latency)" in svg  # vgg16 kept its own
