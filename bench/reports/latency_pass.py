@@ -61,18 +61,19 @@ def _batch1(record: dict) -> bool:
 
 def _pass(record: dict, created_utc: str, path: Path) -> LatencyPass:
     ci = record.get("ms_per_batch_p50_ci95")
+    device = device_label(record["fingerprint"])
     return LatencyPass(
         backbone=record["backbone"],
         resolution=int(record["resolution"]),
         precision=record["precision"],
         memory_format=record["memory_format"],
-        device=device_label(record["fingerprint"]),
+        device=device,
         figure=LatencyFigure(
             ms_p50=record["ms_per_image_p50"],
             throughput=record.get("throughput_img_s"),
             noisy=bool(record.get("noisy")),
             noisy_reason=record.get("noisy_reason"),
-            device=device_label(record["fingerprint"]),
+            device=device,
         ),
         ci95=(float(ci[0]), float(ci[1])) if ci else None,
         created_utc=created_utc,
