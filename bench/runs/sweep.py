@@ -10,6 +10,7 @@ The sweep schema's types live here, the ``[[published]]`` figures a sweep reprod
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from bench.evaluation.metrics import HEADLINE_METRICS
 from bench.paths import registry_files
 from bench.precision import Precision
 from bench.runs.record import STORED, RunRecord, record_path
-from bench.runs.spec import RunSpec
+from bench.runs.spec import RUN_SOURCE, RunSpec
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,25 @@ def load_sweep(path: Path | str) -> Sweep:
     check_identifier(sweep.name, "sweep name", f"{path}: field 'name'")
     if not sweep.group:
         raise ConfigError(f"{path}: a sweep needs at least one [[group]]")
-    return sweep
+    return dataclasses.replace(sweep, group=tuple(_paths_from(path.parent, g) for g in sweep.group))
+
+
+def _paths_from(folder: Path, group: Group) -> Group:
+    """The group with its relative paths (dataset folders, a ``weights_file``) read from the sweep file's folder.
+
+    As in a pyproject.toml or a compose file: a sweep that names ``./photos`` beside it runs the same from any
+    working directory. Neither path is in a run's identity or key (the data and the weights are known by
+    their contents), so where a path is read from changes no result.
+    """
+
+    def here(value: str) -> str:
+        return value if value.startswith("~") or Path(value).is_absolute() else str(folder / value)
+
+    datasets = tuple(here(d) if is_folder_ref(d) else d for d in group.datasets)
+    weights = group.weights_file
+    if weights is not None and not weights.startswith(RUN_SOURCE):
+        weights = here(weights)
+    return dataclasses.replace(group, datasets=datasets, weights_file=weights)
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image
 
 from bench.runs.record import load_records
 from bench.runs.runner import run
 from bench.runs.spec import RunSpec
-from bench.runs.sweep import plan_runs
+from bench.runs.sweep import Sweep, load_sweep, plan_runs
 
 SPEC = RunSpec("test_resnet", "tiny", "scratch", epochs=1)
 CPU = torch.device("cpu")
@@ -60,3 +61,27 @@ def test_a_failed_run_whose_data_changed_since_is_run_again_without_a_flag(proje
     assert plan_runs([SPEC], tmp_path)[0].key != planned.key and plan_runs([SPEC], tmp_path)[0].status is None
     _flip_test_labels(project / "data" / "tiny.npz")  # the file as it was planned: the failed record is this run's
     assert plan_runs([SPEC], tmp_path)[0].status == "failed"
+
+
+def test_relative_paths_in_a_sweep_file_are_read_from_its_folder(tmp_path, monkeypatch):
+    """A dataset folder and a weights file named relative to the sweep file, run from another directory."""
+    study = tmp_path / "study"
+    for name, value in (("cat", 60), ("dog", 180)):
+        (study / "pets" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((12, 12, 3), value + i, np.uint8)).save(study / "pets" / name / f"{i}.png")
+    absolute = str(tmp_path / "elsewhere.safetensors")
+    sweep = study / "s.toml"
+    sweep.write_text(
+        'name = "s"\n'
+        '[[group]]\nbackbones = ["test_resnet"]\ndatasets = ["./pets"]\nweights_file = "start.safetensors"\n'
+        f'[[group]]\nbackbones = ["test_resnet"]\ndatasets = ["{study / "pets"}"]\nweights_file = "{absolute}"\n'
+        '[[group]]\nbackbones = ["test_resnet"]\ndatasets = ["pets2"]\nweights_file = "run:pets/test_resnet/scratch"\n'
+    )
+    monkeypatch.chdir(tmp_path)  # not the sweep file's folder
+    relative, given, named = load_sweep(sweep).group
+    assert (relative.datasets, relative.weights_file) == ((str(study / "pets"),), str(study / "start.safetensors"))
+    assert (given.datasets, given.weights_file) == ((str(study / "pets"),), absolute)  # absolute: as written
+    assert (named.datasets, named.weights_file) == (("pets2",), "run:pets/test_resnet/scratch")  # not paths
+    (spec,) = Sweep("s", group=(relative,)).expand()
+    assert (spec.dataset, spec.data_root) == ("pets", str(study / "pets"))
