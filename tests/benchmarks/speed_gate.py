@@ -24,7 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LIMIT = 1.6
-"""Fail a benchmark whose normalised fastest round costs more than 1.6x the baseline's (see noxfile.COMPARE_FAIL)."""
+"""Fail a benchmark whose fastest round, in units of the machine's speed, costs more than 1.6x the baseline's.
+
+Absolute times do not compare even on one machine: this project's shared 2-core VMs (AMD EPYC) have run the
+same commit 1.5-1.7x slower from one hour to the next, every benchmark alike (baseline commit b51b7492 and
+today's code, interleaved: data pipeline 524-531 vs 527-905 us, train step 153-163 vs 149-181 ms, while the
+baseline of 2026-11-25 says 362 us and 106 ms). So beside every benchmark a fixed plain-torch step is timed
+(tests/benchmarks/conftest.py), and this gate divides by it: the machine cancels and
+the harness stays. CPU time (a wait is no CPU work: waiting regressions are caught by the in-run ratio of
+tests/benchmarks/test_overhead_bench.py, timed on the wall clock), the fastest round only (medians move more),
+and 60%: over 6 runs, idle and beside a 2-worker sweep, every normalised ratio was within 0.73-1.12, while a
+planted second augmentation pass read 1.97 on the data pipeline.
+"""
 
 
 class GateInputError(ValueError):
