@@ -292,6 +292,14 @@ def _pareto_column(table: pd.DataFrame, key: str, axis: LatencyAxis) -> np.ndarr
     return mask
 
 
+def latency_sources(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Where a table's latency column came from: the ``bench latency`` pass files some rows took (``latency/...``)
+    and the backbones of the rows that kept their runs' own figures."""
+    sources = table["latency_from"].fillna("") if "latency_from" in table else pd.Series(dtype=str)
+    passes = sorted({s for s in sources if s.startswith("latency/")})
+    return passes, table.loc[sources == "runs", "backbone"].tolist()
+
+
 def latency_devices(table: pd.DataFrame) -> list[str]:
     """Distinct devices behind a table's latency column: more than one means they are not comparable."""
     return sorted(

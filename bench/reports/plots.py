@@ -42,6 +42,7 @@ from bench.reports.leaderboard import (
     datasets_in,
     latency_axis,
     latency_devices,
+    latency_sources,
     leaderboard,
     pareto_front,
 )
@@ -245,10 +246,10 @@ def _majority_line(ax, table: pd.DataFrame, mean: str) -> float | None:
 
 def _latency_bars(table: pd.DataFrame) -> str:
     """What a latency error bar spans: the seeds' min-max, or a ``bench latency`` pass's p50 95% CI."""
-    sources = table["latency_from"].fillna("") if "latency_from" in table else pd.Series(dtype=str)
-    if not sources.str.startswith("latency/").any():
+    passes, runs = latency_sources(table)
+    if not passes:
         return "min-max over seeds"
-    rest = ", else min-max over seeds" if (sources == "runs").any() else ""
+    rest = ", else min-max over seeds" if runs else ""
     return f"p50 95% CI of the bench latency pass{rest}"
 
 

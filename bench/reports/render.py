@@ -15,7 +15,7 @@ from rich.table import Table
 
 from bench.evaluation.metrics import HEADLINE_METRICS as HEADLINE
 from bench.files import atomic_write_bytes
-from bench.reports.leaderboard import MAJORITY_PROTOCOL
+from bench.reports.leaderboard import MAJORITY_PROTOCOL, latency_sources
 from bench.reports.uncertainty import CI_RESAMPLES, TIE_ALPHA
 
 PARETO_MARK = "★"
@@ -108,13 +108,9 @@ def table_notes(table: pd.DataFrame) -> list[str]:
 
 def _latency_source_notes(table: pd.DataFrame) -> list[str]:
     """Where the latency column came from, when some rows took a ``bench latency`` pass's figure."""
-    if "latency_from" not in table:
-        return []
-    sources = table["latency_from"].fillna("")
-    passes = sorted({s for s in sources if s.startswith("latency/")})
+    passes, runs = latency_sources(table)
     if not passes:
         return []
-    runs = table.loc[sources == "runs", "backbone"].tolist()
     rest = f"; {', '.join(runs)}: their runs' own figures, measured as each run ended" if runs else ""
     return [
         f"Latency: batch-1 p50 from the `bench latency` pass {', '.join(passes)} for the rows it measured "
