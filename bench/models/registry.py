@@ -150,7 +150,12 @@ def min_input_size(entry: BackboneEntry) -> int:
 
 @functools.cache
 def probe_min_input_size(arch: str, start: int = 8, stop: int = 512) -> int:
-    """Smallest side in [start, stop] that a forward pass accepts (binary search: acceptance is monotone)."""
+    """Smallest side in [start, stop] that a forward pass accepts (acceptance is monotone in the side).
+
+    Sides double from ``start`` until one is accepted, then a binary search runs between the last refused
+    and the first accepted: most minimums are under 64 px, so the probe's forward passes stay small (a
+    first pass at ``stop`` cost most of a second on a CPU, for every unregistered name a sweep plans).
+    """
     model = timm.create_model(arch, num_classes=2).eval()
 
     def accepts(size: int) -> bool:
@@ -161,9 +166,12 @@ def probe_min_input_size(arch: str, start: int = 8, stop: int = 512) -> int:
         except RuntimeError:
             return False
 
-    if not accepts(stop):
-        raise ConfigError(f"backbone {arch!r} does not accept a {stop}x{stop} input")
-    lo, hi = start, stop
+    refused, side = start - 1, start
+    while not accepts(side):
+        if side == stop:
+            raise ConfigError(f"backbone {arch!r} does not accept a {stop}x{stop} input")
+        refused, side = side, min(2 * side, stop)
+    lo, hi = refused + 1, side
     while lo < hi:
         mid = (lo + hi) // 2
         if accepts(mid):
