@@ -23,8 +23,19 @@ def _tiny_npz(path: Path, seed: int = 0) -> None:
     np.savez_compressed(path, **arrays)
 
 
+@pytest.fixture(scope="session")
+def shared_splits(tmp_path_factory) -> Path:
+    """One split-assignment cache for the session's projects.
+
+    Its files are keyed by the table's content, the split spec and the sklearn version, so no test can read
+    another's assignment for different data; sharing them spares each test that lists the shipped datasets
+    the 10 s of StratifiedGroupKFold over HAM10000's lesions. Decoded images and figures stay per test.
+    """
+    return tmp_path_factory.mktemp("splits")
+
+
 @pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
+def project(tmp_path, monkeypatch, shared_splits) -> Path:
     """A BENCH_HOME with the real backbone registry and one tiny npz dataset named ``tiny``."""
     home = tmp_path / "home"
     shutil.copytree(REPO / "backbones", home / "backbones")
@@ -38,6 +49,8 @@ def project(tmp_path, monkeypatch) -> Path:
         'task = "binary"\ncolor = "grayscale"\nlicence = "CC0"\ncitation = "synthetic"\n[split]\npolicy = "official"\n'
     )
     monkeypatch.setenv("BENCH_HOME", str(home))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "splits").symlink_to(shared_splits, target_is_directory=True)
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     return home
