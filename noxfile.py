@@ -1,6 +1,6 @@
 """Developer and CI sessions: the same commands the README, ``.ci/run`` and ``.github/workflows/bench.yml`` use.
 
-    nox -s tests          the README's test command (pytest)
+    nox -s tests          the README's test command (pytest -n auto --dist loadfile: every core)
     nox -s lint           ruff
     nox -s bench          speed gate: pytest-benchmark against the committed baseline, in machine-speed units
     nox -s memory         memory gate: peak RSS of an epoch over a generated set stays under 1 GB
@@ -37,9 +37,13 @@ tests/benchmarks/test_overhead_bench.py, which is timed on the wall clock.
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The README's test command."""
+    """The README's test command, on every core (``-- -n 0`` runs it in one process).
+
+    ``loadfile`` keeps each test file on one worker, so a module's fixtures are built once. Most of the
+    suite's time is whole ``bench`` processes (imports, then a few seconds of work), which run side by side.
+    """
     session.install("-e", ".[dev]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session
