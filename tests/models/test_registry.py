@@ -84,6 +84,34 @@ def test_probe_finds_the_minimum_of_an_unregistered_model():
     assert resolve_resolution(entry, 16) == 29
 
 
+class _RefusesBelow(torch.nn.Module):
+    """A stand-in architecture that raises as a too-small input does, and counts the sides it was shown."""
+
+    def __init__(self, minimum: int):
+        super().__init__()
+        self.minimum, self.sides = minimum, []
+
+    def forward(self, x):
+        self.sides.append(x.shape[-1])
+        if x.shape[-1] < self.minimum:
+            raise RuntimeError("Input size is too small")
+        return x.mean()
+
+
+@pytest.mark.parametrize("minimum", [8, 9, 29, 32, 33, 75, 300, 512])
+def test_probe_finds_any_minimum_without_a_pass_above_twice_it(monkeypatch, minimum):
+    model = _RefusesBelow(minimum)
+    monkeypatch.setattr(timm, "create_model", lambda arch, **kwargs: model)
+    assert probe_min_input_size.__wrapped__(f"fake_{minimum}") == minimum
+    assert max(model.sides) < 2 * minimum  # no 512 px pass for a 29 px minimum
+
+
+def test_probe_of_a_model_refusing_every_side_names_it(monkeypatch):
+    monkeypatch.setattr(timm, "create_model", lambda arch, **kwargs: _RefusesBelow(10_000))
+    with pytest.raises(ConfigError, match="'fake' does not accept a 512x512 input"):
+        probe_min_input_size.__wrapped__("fake")
+
+
 @pytest.mark.parametrize(
     "arch, resolution, params, gmacs",
     # Reference figures: timm's published ImageNet model cards (1000 classes, 224 px).
