@@ -212,12 +212,27 @@ def print_plan(plan: SweepPlan, timed_by: list[Path]) -> None:
         seconds = "unknown" if guess.seconds is None else f"{guess.seconds / 60:.1f} min"
         table.add_row(item.label, seconds, guess.reason or f"median of {guess.based_on} run(s)")
     show(table)
+    console.print(_plan_summary(plan, estimates, timed_by), soft_wrap=True)
+
+
+def _plan_summary(plan: SweepPlan, estimates: dict, timed_by: list[Path]) -> str:
+    """The plan's last line: counts and the total estimate, or, with none to give, where one would come from."""
+    head = f"{len(plan.specs)} runs: {plan.finished_before} done, {len(plan.todo)} to do"
     known = [e.seconds for e in estimates.values() if e.seconds is not None]
-    console.print(
-        f"{len(plan.specs)} runs: {plan.finished_before} done, {len(plan.todo)} to do; estimated training "
-        f"{sum(known) / 3600:.2f} h for the {len(known)} of them with earlier runs of the same backbone, "
-        "resolution and device (evaluation and latency add a few seconds a run); nothing was trained",
-        soft_wrap=True,
+    if not plan.todo:
+        return f"{head}; nothing was trained"
+    if not known:
+        folders = ", ".join(f"{folder}/" for folder in dict.fromkeys(timed_by))
+        return (
+            f"{head}; no estimate: no finished run of the same backbone, resolution and device in {folders} "
+            "(pass --estimate-from FOLDER with such records, or time one run first); nothing was trained"
+        )
+    unknown = len(plan.todo) - len(known)
+    return (
+        f"{head}; estimated training {sum(known) / 3600:.2f} h for {len(known)} of them"
+        + (f" ({unknown} unknown)" if unknown else "")
+        + ", from earlier runs of the same backbone, resolution and device (evaluation and latency add a few "
+        "seconds a run); nothing was trained"
     )
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from factories import make_record
 
 import bench.runs.estimate as estimate
+from bench.cli.run import _plan_summary
 from bench.runs.estimate import estimate_runs
 from bench.runs.sweep import PlannedRun
 
@@ -57,3 +60,18 @@ def test_the_estimate_is_the_median_rate_times_epochs_and_images(earlier, expect
 def test_another_backbone_size_or_device_gives_no_estimate(earlier, device, reason):
     (guess,) = estimate_runs([planned()], earlier, device).values()
     assert guess.seconds is None and guess.based_on == 0 and guess.reason == reason
+
+
+@pytest.mark.parametrize(
+    "seconds, expected",
+    [
+        ([3600.0, 1800.0], "3 runs: 1 done, 2 to do; estimated training 1.50 h for 2 of them, from earlier runs"),
+        ([3600.0, None], "estimated training 1.00 h for 1 of them (1 unknown), from earlier runs"),
+        ([None, None], "no estimate: no finished run of the same backbone, resolution and device in mine/, results/"),
+    ],
+)
+def test_the_plan_line_totals_what_is_known_and_says_what_is_not(seconds, expected):
+    plan = SimpleNamespace(specs=[1, 2, 3], finished_before=1, todo=[1, 2])
+    estimates = {i: estimate.Estimate(s, 1 if s else 0) for i, s in enumerate(seconds)}
+    line = _plan_summary(plan, estimates, [Path("mine"), Path("results"), Path("mine")])
+    assert expected in line and line.endswith("nothing was trained")

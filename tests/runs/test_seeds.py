@@ -74,6 +74,7 @@ def test_every_seeds_sweep_and_the_mission_plan_with_dry_run(sweep, mission_data
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = proc.stdout.split(" runs: ")[0].split()[-1]
     assert f"{runs} runs: 0 done, {runs} to do" in proc.stdout and "nothing was trained" in proc.stdout
+    assert "no estimate" in proc.stdout and "--estimate-from FOLDER" in proc.stdout  # nothing earlier times it
     assert not (tmp_path / "results" / "runs").exists()
 
 
