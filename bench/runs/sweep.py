@@ -11,6 +11,7 @@ The sweep schema's types live here, the ``[[published]]`` figures a sweep reprod
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -136,8 +137,13 @@ def default_sweep_path() -> Path:
 def load_sweep(path: Path | str) -> Sweep:
     """A sweep file, or a sweep by name (``sweeps/<name>.toml``, shipped or ``BENCH_HOME``'s)."""
     path = Path(path)
-    if not path.exists() and str(path) in registry_files("sweeps"):
-        path = registry_files("sweeps")[str(path)]
+    if not path.exists():
+        named = registry_files("sweeps")
+        if str(path) not in named:
+            close = difflib.get_close_matches(str(path), list(named), n=1)
+            hint = f"did you mean {close[0]}?" if close else f"the sweeps: {', '.join(named)}"
+            raise ConfigError(f"--sweep {path}: no such file, and no sweep of that name ({hint})")
+        path = named[str(path)]
     sweep = from_mapping(Sweep, load_toml(path), str(path))
     check_identifier(sweep.name, "sweep name", f"{path}: field 'name'")
     if not sweep.group:

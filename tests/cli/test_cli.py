@@ -91,7 +91,8 @@ def test_leaderboard_from_records_alone(project, tmp_path):
         (("run", "--backbones", "resnet18", "--datasets", "tiny2"), "unknown dataset 'tiny2'"),
         (("run", "--backbones", "resnet18"), "needs both --backbones and --datasets"),
         (("run", "--backbones", "resnet18", "--datasets", "tiny", "--seeds", "a"), "--seeds takes"),
-        (("run", "--sweep", "missing.toml"), "missing.toml: cannot read"),
+        (("run", "--sweep", "missing.toml"), "--sweep missing.toml: no such file, and no sweep of that name"),
+        (("run", "--sweep", "mision-cpu"), "(did you mean mission-cpu?)"),
         (("run", "--backbones", "resnet18", "--datasets", "tiny", "--protocol", "nope"), "unknown protocol 'nope'"),
         (("leaderboard", "--results-dir", "empty"), "no run records under empty/runs"),
         (
