@@ -3,9 +3,12 @@
 A label written at a fixed offset from its point is struck through by the majority baseline whenever the
 point sits on it (a backbone that learned nothing), and two points a few pixels apart print their names on
 top of each other. Each label here tries a short list of positions around its marker (right, left, the
-diagonals, above, below, then the same further out) and takes the first that hits nothing, or else the one
-that hits least: crossing the baseline costs most, then leaving the axes, then covering a placed label or
-an error bar, then covering a marker.
+diagonals, above, below, then the same on three rings further out) and takes the first that hits nothing, or
+else the one that costs least: crossing the baseline costs most, then leaving the axes, then covering a
+placed label, then sitting nearer another point's marker than its own (it would read as that point's), then
+covering another marker, then each ring further out, then an error bar or the front's line. In a tight
+cluster (the leading rows of a leaderboard often sit within a few pixels) only the outer rings may be free;
+a label put that far out gets a thin leader line back to its point.
 
 Positions are measured in display pixels with the figure's renderer, so the figure's layout must be final
 before labels are placed (:func:`place_labels` freezes it).
@@ -21,9 +24,14 @@ from matplotlib.text import Annotation
 from matplotlib.transforms import Bbox
 
 # The cost of a candidate position per thing it covers: the baseline line must never be struck through.
-CROSSES_LINE, OUTSIDE_AXES, COVERS_LABEL, COVERS_MARKER = 10_000, 1_000, 100, 1
+CROSSES_LINE, OUTSIDE_AXES, COVERS_LABEL, COVERS_MARKER, COVERS_BAR = 10_000, 1_000, 100, 30, 10
+PER_RING = 15  # each ring further out: a label near its point over a thin bar reads better than a far one
+MISREAD = 60  # a label without a leader line nearer another point's marker than its own reads as that point's
 AIR = 3.0  # points between a marker's edge and its label
-FURTHER = 12.0  # points added to the gap for the second ring of candidates
+FURTHER = 12.0  # points added to the gap for each further ring of candidates
+RINGS = (0.0, FURTHER, 2 * FURTHER, 3 * FURTHER)  # each ring tries every position before the next
+LEADER_FROM = 2 * FURTHER  # a label this much further out than the first ring gets a leader line
+LEADER = {"arrowstyle": "-", "color": "0.45", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 2}
 LINE_AIR = 1.5  # pixels kept between a label and a line (half the dashed line's width, and some)
 
 
@@ -79,36 +87,56 @@ def place_labels(
     drawn = [Bbox(ax.transData.transform([(x0, y0), (x1, y1)])).padded(LINE_AIR) for x0, x1, y0, y1 in bars]
     middle = (frame.x0 + frame.x1) / 2
     placed: list[Annotation] = []
+    taken: list[Bbox] = []  # the placed labels' text boxes (an annotation's own extent includes its leader line)
     for i, label in enumerate(labels):
         gap = np.sqrt(areas[i]) / 2 + AIR
         first = (RIGHT, LEFT) if len(x) == 1 or centres[i][0] <= middle else (LEFT, RIGHT)
-        options = [(c, gap) for c in (*first, *AROUND)] + [(c, gap + FURTHER) for c in (*first, *AROUND)]
+        options = [(c, k, gap + ring) for k, ring in enumerate(RINGS) for c in (*first, *AROUND)]
         note = ax.annotate(label, (x[i], y[i]), xytext=(0, 0), textcoords="offset points", fontsize=fontsize)
         best = None
-        for candidate, distance in options:
+        for candidate, k, distance in options:
             note.set_position((candidate.dx * distance, candidate.dy * distance))
             note.set_ha(candidate.ha)
             note.set_va(candidate.va)
             box = note.get_window_extent(renderer)
             others = [m for j, m in enumerate(markers) if j != i]
-            cost = _cost(box, frame, lines, [*drawn, *(p.get_window_extent(renderer) for p in placed)], others)
+            cost = PER_RING * k + _cost(box, frame, lines, taken, drawn, others)
+            if distance < gap + LEADER_FROM and others and min(_gap(box, m) for m in others) < _gap(box, markers[i]):
+                cost += MISREAD
             if best is None or cost < best[0]:
-                best = (cost, candidate, distance)
+                best = (cost, candidate, distance, box)
             if cost == 0:
                 break
-        _, candidate, distance = best
-        note.set_position((candidate.dx * distance, candidate.dy * distance))
-        note.set_ha(candidate.ha)
-        note.set_va(candidate.va)
+        _, candidate, distance, box = best
+        taken.append(box)
+        note.remove()  # drawn anew: a leader line can only be given when an annotation is made
+        leader = {"arrowprops": LEADER} if distance >= gap + LEADER_FROM else {}
+        xytext = (candidate.dx * distance, candidate.dy * distance)
+        note = ax.annotate(
+            label,
+            (x[i], y[i]),
+            xytext=xytext,
+            textcoords="offset points",
+            fontsize=fontsize,
+            ha=candidate.ha,
+            va=candidate.va,
+            **leader,
+        )
         placed.append(note)
     return placed
 
 
-def _cost(box: Bbox, frame: Bbox, lines: list[float], labels: list[Bbox], markers: list[Bbox]) -> int:
+def _gap(a: Bbox, b: Bbox) -> float:
+    """Pixels between two boxes (0 where they overlap)."""
+    return float(np.hypot(max(0.0, max(a.x0, b.x0) - min(a.x1, b.x1)), max(0.0, max(a.y0, b.y0) - min(a.y1, b.y1))))
+
+
+def _cost(box: Bbox, frame: Bbox, lines: list[float], labels: list[Bbox], bars: list[Bbox], markers: list[Bbox]) -> int:
     inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
     return (
         CROSSES_LINE * sum(box.y0 - LINE_AIR <= h <= box.y1 + LINE_AIR for h in lines)
         + OUTSIDE_AXES * (not inside)
         + COVERS_LABEL * sum(box.overlaps(other) for other in labels)
+        + COVERS_BAR * sum(box.overlaps(bar) for bar in bars)
         + COVERS_MARKER * sum(box.overlaps(m) for m in markers)
     )

@@ -23,6 +23,7 @@ text as text (``svg.fonttype: none``), so labels stay searchable and the files s
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,20 +85,29 @@ def save(fig: Figure, stem: Path, formats: tuple[str, ...] = ("png",), dpi: int 
 
 
 def _row_labels(points: pd.DataFrame) -> pd.Series:
-    """Backbone names, qualified by protocol and resolution only when the table mixes several; `` ≈`` after a
-    row tied with rank 1, as in the tables."""
-    if points["protocol"].nunique() == 1 and points["resolution"].nunique() == 1:
-        names = points["backbone"]
-    else:
-        names = (
-            points["backbone"]
-            + " ("
-            + points["protocol"]
-            + ", "
-            + points["resolution"].astype(int).astype(str)
-            + " px)"
-        )
+    """Backbone names, each qualified only by the protocol or resolution that differs from most rows' (which
+    :func:`usual_setting` names in the caption), and `` ≈`` after a row tied with rank 1, as in the tables.
+
+    Thirteen labels that all end in "(scratch, 32 px)" crowd a cluster of leading rows until they cover each
+    other; the exceptions ("(staged)", "(75 px)") are what a reader needs to see at the point.
+    """
+    protocol, resolution = usual_setting(points)
+    parts = pd.DataFrame(
+        {
+            "protocol": points["protocol"].where(points["protocol"] != protocol, ""),
+            "resolution": np.where(
+                points["resolution"] != resolution, points["resolution"].astype(int).astype(str) + " px", ""
+            ),
+        }
+    )
+    qualifier = parts.apply(lambda row: ", ".join(v for v in row if v), axis=1)
+    names = points["backbone"] + np.where(qualifier != "", " (" + qualifier + ")", "")
     return names + np.where(points["tied"], f" {TIE_MARK}", "")
+
+
+def usual_setting(points: pd.DataFrame) -> tuple[str, int]:
+    """The protocol and the resolution most rows have (ties: the first row's), left off their labels."""
+    return str(points["protocol"].mode().iloc[0]), int(points["resolution"].mode().iloc[0])
 
 
 def marker_areas(params_m: pd.Series, largest: float) -> np.ndarray:
@@ -208,8 +218,19 @@ def tradeoff_figure(table: pd.DataFrame, dataset: str, metric: str, axis: Latenc
         bars = [(xi, xi, yi - e, yi + e) for xi, yi, e in zip(x, y, yerr, strict=True) if e > 0]
         if xerr is not None:
             bars += [(xi - lo, xi + hi, yi, yi) for xi, yi, lo, hi in zip(x, y, *xerr, strict=True) if lo + hi > 0]
+        bars += _step_segments(x[front][order], y[front][order], post=axis.lower_is_better)  # labels avoid the front
         place_labels(ax, list(_row_labels(points)), x, y, outline, [] if baseline is None else [baseline], bars)
     return fig
+
+
+def _step_segments(xs: np.ndarray, ys: np.ndarray, post: bool) -> list[tuple[float, float, float, float]]:
+    """The pieces of ``ax.step(xs, ys)`` (``where="post"`` or ``"pre"``) as ``(x0, x1, y0, y1)`` boxes."""
+    pieces = []
+    for (xa, ya), (xb, yb) in itertools.pairwise(zip(xs, ys, strict=True)):
+        corner = (xb, ya) if post else (xa, yb)
+        pieces += [(min(xa, corner[0]), max(xa, corner[0]), min(ya, corner[1]), max(ya, corner[1]))]
+        pieces += [(min(corner[0], xb), max(corner[0], xb), min(corner[1], yb), max(corner[1], yb))]
+    return pieces
 
 
 def _marker_legend_entries(ax, fragile: bool, tied: bool) -> None:
@@ -259,9 +280,11 @@ def _device_caption(fig: Figure, table: pd.DataFrame, points: pd.DataFrame, axis
     devices = latency_devices(table)
     seeds = sorted(set(points["n"].astype(int)))
     bars = f"bars: std over seeds (metric), {_latency_bars(table)} (latency)" if axis.spread else "bars: std over seeds"
+    protocol, resolution = usual_setting(points)
     fig.supxlabel(
         f"latency timed on: {' / '.join(devices) or 'unknown device'}  ·  seeds per point: "
         f"{', '.join(map(str, seeds))}  ·  {bars}  ·  marker area grows with parameters\n"
+        f"a label without (protocol, size): {protocol}, {resolution} px  ·  "
         "★: no other backbone is at least as accurate and at least as fast, and better on one",
         fontsize=8,
         color="0.3",

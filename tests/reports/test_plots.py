@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from factories import make_record as shared_record
 from matplotlib.legend import Legend
+from matplotlib.text import Text
 from PIL import Image
 
 from bench.evaluation.scores import TestScores
@@ -20,6 +21,7 @@ from bench.reports.plots import (
     MAX_AREA,
     MIN_AREA,
     TIE_RING,
+    _row_labels,
     confusion_figure,
     curves_figure,
     marker_areas,
@@ -28,6 +30,7 @@ from bench.reports.plots import (
     plot_tradeoff,
     save,
     tradeoff_figure,
+    usual_setting,
 )
 from bench.runs.record import RunRecord, Selection, load_records, save_record
 
@@ -104,6 +107,12 @@ def assert_png(path: Path, min_side: int = 300) -> np.ndarray:
         pixels = np.asarray(img.convert("RGB"))
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50, f"{path} looks blank"
     return pixels
+
+
+def text_box(note, renderer):
+    """An annotation's text box in pixels, without its leader line (``get_window_extent`` includes it)."""
+    note.update_positions(renderer)
+    return Text.get_window_extent(note, renderer)
 
 
 def svg_text(path: Path) -> str:
@@ -297,6 +306,8 @@ BASELINE_CASES = {
     "on the line at the right edge": [("flat_net", ON_LINE, 40.0)],
     "three on the line side by side": [("flat_a", ON_LINE, 1.0), ("flat_b", ON_LINE, 1.2), ("flat_c", ON_LINE, 1.4)],
     "just above and just below": [("above_net", ON_LINE + 0.01, 3.0), ("below_net", ON_LINE - 0.01, 3.3)],
+    # the leading rows of a real leaderboard: five names for points a few pixels apart
+    "a tight cluster of five": [(f"cluster_net_{i}", 0.62 + 0.004 * i, 1.0 + 0.04 * i) for i in range(5)],
 }
 
 
@@ -309,7 +320,7 @@ def test_no_label_is_struck_through_by_the_baseline_or_another_label(tmp_path, e
     (line,) = [line for line in axes.get_lines() if line.get_label().startswith("majority baseline")]
     assert line.get_ydata()[0] == pytest.approx(1 / 3)
     height = axes.transData.transform((1.0, 1 / 3))[1]
-    boxes = {note.get_text(): note.get_window_extent(renderer) for note in axes.texts}
+    boxes = {note.get_text(): text_box(note, renderer) for note in axes.texts}
     assert {name for name, *_ in extra} <= set(boxes)
     frame = axes.get_window_extent(renderer)
     for text, box in boxes.items():
@@ -351,3 +362,41 @@ def test_throughput_axis_has_no_latency_bars_and_no_hollow_star(tmp_path):
     table, fig = trade_off(tmp_path, SWEEP, latency="throughput")
     faces = collection(fig.axes[0], "_points").get_facecolors()[:, :3].tolist()
     assert [1.0, 1.0, 1.0] not in faces and "min-max" not in fig.get_supxlabel()
+
+
+@pytest.mark.parametrize(
+    "rows, usual, expected",
+    [
+        ([("a", "scratch", 32, False), ("b", "scratch", 32, True)], ("scratch", 32), ["a", "b ≈"]),
+        ([("a", "scratch", 32, False), ("b", "staged", 32, False), ("c", "scratch", 75, True)], ("scratch", 32),
+         ["a", "b (staged)", "c (75 px) ≈"]),
+        ([("a", "staged", 75, False), ("b", "scratch", 32, False), ("c", "scratch", 32, False)], ("scratch", 32),
+         ["a (staged, 75 px)", "b", "c"]),
+    ],
+)  # fmt: skip
+def test_labels_name_only_the_setting_that_differs_from_most_rows(rows, usual, expected):
+    points = pd.DataFrame(rows, columns=["backbone", "protocol", "resolution", "tied"])
+    assert usual_setting(points) == usual and list(_row_labels(points)) == expected
+
+
+def test_the_caption_names_the_setting_unqualified_labels_have(tmp_path):
+    _, fig = trade_off(tmp_path, SWEEP[:6])
+    assert "a label without (protocol, size): staged, 28 px" in fig.get_supxlabel()
+
+
+def test_in_a_cluster_a_label_is_nearest_its_own_point_or_has_a_leader_line(tmp_path):
+    cluster = [make_record(f"cluster_net_{i}", acc=0.62 + 0.004 * i, ms=1.0 + 0.04 * i, params=3e6) for i in range(5)]
+    _, fig = trade_off(tmp_path, [*SWEEP[:6], *cluster])
+    axes, renderer = fig.axes[0], fig.canvas.get_renderer()
+    anchors = {note.get_text(): axes.transData.transform(note.xy) for note in axes.texts}
+
+    def gap(box, point):
+        return np.hypot(max(box.x0 - point[0], point[0] - box.x1, 0), max(box.y0 - point[1], point[1] - box.y1, 0))
+
+    led = [note.get_text() for note in axes.texts if note.arrow_patch is not None]
+    assert led, "five points a few pixels apart leave no free spot near every one of them"
+    for note in axes.texts:
+        if note.arrow_patch is None:
+            box = text_box(note, renderer)
+            own = gap(box, anchors[note.get_text()])
+            assert all(own <= gap(box, xy) for t, xy in anchors.items() if t != note.get_text()), note.get_text()
