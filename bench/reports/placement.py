@@ -16,6 +16,7 @@ before labels are placed (:func:`place_labels` freezes it).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,6 +125,17 @@ def place_labels(
         )
         placed.append(note)
     return placed
+
+
+def step_segments(xs: np.ndarray, ys: np.ndarray, post: bool) -> list[tuple[float, float, float, float]]:
+    """The pieces of a front drawn by ``ax.step(xs, ys)`` (``where="post"`` or ``"pre"``) as ``(x0, x1, y0, y1)``
+    boxes, for :func:`place_labels` to keep labels off, as it does error bars."""
+    pieces = []
+    for (xa, ya), (xb, yb) in itertools.pairwise(zip(xs, ys, strict=True)):
+        corner = (xb, ya) if post else (xa, yb)
+        pieces += [(min(xa, corner[0]), max(xa, corner[0]), min(ya, corner[1]), max(ya, corner[1]))]
+        pieces += [(min(corner[0], xb), max(corner[0], xb), min(corner[1], yb), max(corner[1], yb))]
+    return pieces
 
 
 def _gap(a: Bbox, b: Bbox) -> float:

@@ -23,7 +23,6 @@ text as text (``svg.fonttype: none``), so labels stay searchable and the files s
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from bench.reports.leaderboard import (
     leaderboard,
     pareto_front,
 )
-from bench.reports.placement import place_labels
+from bench.reports.placement import place_labels, step_segments
 from bench.reports.render import TIE_MARK
 from bench.reports.uncertainty import TIE_ALPHA
 from bench.runs.record import RunRecord
@@ -218,19 +217,9 @@ def tradeoff_figure(table: pd.DataFrame, dataset: str, metric: str, axis: Latenc
         bars = [(xi, xi, yi - e, yi + e) for xi, yi, e in zip(x, y, yerr, strict=True) if e > 0]
         if xerr is not None:
             bars += [(xi - lo, xi + hi, yi, yi) for xi, yi, lo, hi in zip(x, y, *xerr, strict=True) if lo + hi > 0]
-        bars += _step_segments(x[front][order], y[front][order], post=axis.lower_is_better)  # labels avoid the front
+        bars += step_segments(x[front][order], y[front][order], post=axis.lower_is_better)  # labels avoid the front
         place_labels(ax, list(_row_labels(points)), x, y, outline, [] if baseline is None else [baseline], bars)
     return fig
-
-
-def _step_segments(xs: np.ndarray, ys: np.ndarray, post: bool) -> list[tuple[float, float, float, float]]:
-    """The pieces of ``ax.step(xs, ys)`` (``where="post"`` or ``"pre"``) as ``(x0, x1, y0, y1)`` boxes."""
-    pieces = []
-    for (xa, ya), (xb, yb) in itertools.pairwise(zip(xs, ys, strict=True)):
-        corner = (xb, ya) if post else (xa, yb)
-        pieces += [(min(xa, corner[0]), max(xa, corner[0]), min(ya, corner[1]), max(ya, corner[1]))]
-        pieces += [(min(corner[0], xb), max(corner[0], xb), min(corner[1], yb), max(corner[1], yb))]
-    return pieces
 
 
 def _marker_legend_entries(ax, fragile: bool, tied: bool) -> None:
