@@ -6,6 +6,7 @@ path from argument parsing to exit status; the subprocess tests keep the real co
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -31,3 +32,12 @@ def run_bench(monkeypatch, capsys, *args: str, columns: int | None = None) -> Ou
         status = 0 if exit_info.code is None else exit_info.code
     out = capsys.readouterr()
     return Output(status, out.out, out.err)
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a subprocess a test will Ctrl-C: SIGINT at its default, as a terminal's foreground job has.
+
+    A suite started in the background of a shell without job control (``bash .ci/run &``) inherits SIGINT
+    ignored, and a Python started so keeps ignoring it: the test's Ctrl-C would then do nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

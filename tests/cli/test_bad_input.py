@@ -21,6 +21,7 @@ from typing import get_args, get_type_hints
 
 import numpy as np
 import pytest
+from console import as_from_a_terminal
 
 from bench.paths import WORKING_RESULTS
 
@@ -271,6 +272,7 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(project, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=as_from_a_terminal,
     )
     deadline = time.monotonic() + 240
     while not list((tmp_path / "results").rglob("*.ckpt")) and proc.poll() is None and time.monotonic() < deadline:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from console import as_from_a_terminal
 
 from bench.cli.commands import main
 from bench.paths import WORKING_RESULTS
@@ -216,6 +217,7 @@ def test_ctrl_c_stops_every_worker_and_the_runs_resume(project, tmp_path, stop):
         text=True,
         env={**os.environ, "COLUMNS": "200"},
         start_new_session=True,
+        preexec_fn=as_from_a_terminal,
     )
     runs = tmp_path / WORKING_RESULTS / "runs"
     deadline = time.monotonic() + 240
