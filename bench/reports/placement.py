@@ -31,7 +31,7 @@ MISREAD = 60  # a label without a leader line nearer another point's marker than
 AIR = 3.0  # points between a marker's edge and its label
 FURTHER = 12.0  # points added to the gap for each further ring of candidates
 RINGS = (0.0, FURTHER, 2 * FURTHER, 3 * FURTHER)  # each ring tries every position before the next
-LEADER_FROM = 2 * FURTHER  # a label this much further out than the first ring gets a leader line
+LEADER_FROM = 2 * FURTHER  # a label on a ring this much further out than the first gets a leader line
 LEADER = {"arrowstyle": "-", "color": "0.45", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 2}
 LINE_AIR = 1.5  # pixels kept between a label and a line (half the dashed line's width, and some)
 
@@ -92,27 +92,28 @@ def place_labels(
     for i, label in enumerate(labels):
         gap = np.sqrt(areas[i]) / 2 + AIR
         first = (RIGHT, LEFT) if len(x) == 1 or centres[i][0] <= middle else (LEFT, RIGHT)
-        options = [(c, k, gap + ring) for k, ring in enumerate(RINGS) for c in (*first, *AROUND)]
+        options = [(c, k, ring) for k, ring in enumerate(RINGS) for c in (*first, *AROUND)]
+        others = [m for j, m in enumerate(markers) if j != i]
         note = ax.annotate(label, (x[i], y[i]), xytext=(0, 0), textcoords="offset points", fontsize=fontsize)
         best = None
-        for candidate, k, distance in options:
+        for candidate, k, ring in options:
+            distance = gap + ring
             note.set_position((candidate.dx * distance, candidate.dy * distance))
             note.set_ha(candidate.ha)
             note.set_va(candidate.va)
             box = note.get_window_extent(renderer)
-            others = [m for j, m in enumerate(markers) if j != i]
             cost = PER_RING * k + _cost(box, frame, lines, taken, drawn, others)
-            if distance < gap + LEADER_FROM and others and min(_gap(box, m) for m in others) < _gap(box, markers[i]):
+            if ring < LEADER_FROM and others and min(_gap(box, m) for m in others) < _gap(box, markers[i]):
                 cost += MISREAD
             if best is None or cost < best[0]:
-                best = (cost, candidate, distance, box)
+                best = (cost, candidate, ring, box)
             if cost == 0:
                 break
-        _, candidate, distance, box = best
+        _, candidate, ring, box = best
         taken.append(box)
         note.remove()  # drawn anew: a leader line can only be given when an annotation is made
-        leader = {"arrowprops": LEADER} if distance >= gap + LEADER_FROM else {}
-        xytext = (candidate.dx * distance, candidate.dy * distance)
+        leader = {"arrowprops": LEADER} if ring >= LEADER_FROM else {}
+        xytext = (candidate.dx * (gap + ring), candidate.dy * (gap + ring))
         note = ax.annotate(
             label,
             (x[i], y[i]),

@@ -91,16 +91,13 @@ def _row_labels(points: pd.DataFrame) -> pd.Series:
     other; the exceptions ("(staged)", "(75 px)") are what a reader needs to see at the point.
     """
     protocol, resolution = usual_setting(points)
-    parts = pd.DataFrame(
-        {
-            "protocol": points["protocol"].where(points["protocol"] != protocol, ""),
-            "resolution": np.where(
-                points["resolution"] != resolution, points["resolution"].astype(int).astype(str) + " px", ""
-            ),
-        }
-    )
-    qualifier = parts.apply(lambda row: ", ".join(v for v in row if v), axis=1)
-    names = points["backbone"] + np.where(qualifier != "", " (" + qualifier + ")", "")
+    names = []
+    for row in points.itertuples():
+        differs = ([row.protocol] if row.protocol != protocol else []) + (
+            [f"{int(row.resolution)} px"] if row.resolution != resolution else []
+        )
+        names.append(f"{row.backbone} ({', '.join(differs)})" if differs else row.backbone)
+    names = pd.Series(names, index=points.index)
     return names + np.where(points["tied"], f" {TIE_MARK}", "")
 
 
