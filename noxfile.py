@@ -6,9 +6,13 @@
     nox -s memory         memory gate: peak RSS of an epoch over a generated set stays under 1 GB
     nox -s regression     accuracy gate: `bench check` reruns the reference sweep and compares
     nox -s docs-numbers   the README's generated blocks re-derived from results/
+    nox -s newest         drift check: a fresh venv with the newest versions pyproject.toml allows, no lock
+    nox -s lock           regenerate requirements/lock.txt (uv pip compile; not a gate)
 
-Each session makes its own virtualenv (torch included: the first one takes a while). In an environment that
-already has ``pip install -e ".[dev]"`` (CI), run them in place: ``nox --no-venv --no-install -s tests ...``.
+Each session makes its own virtualenv from the lock (torch included: the first one takes a while). In an
+environment already installed from the lock (CI's fresh venv), run the gates in place:
+``nox --no-venv --no-install -s tests ...``. ``newest`` always makes a fresh venv of its own: its point is
+to install what a new user would get today.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests", "docs-numbers", "regression", "bench", "memory"]
+
+LOCK = "requirements/lock.txt"
+"""Every dependency's exact version (the dev extras included), as the README's install command uses it."""
+PINS = "requirements/pins.in"
+"""The versions the lock holds back from the newest release, each with its reason."""
+DEV = ("-c", LOCK, "-e", ".[dev]")
 
 BASELINES = Path("results/reference/benchmarks")
 BENCHMARK_JSON = Path(".benchmarks/latest.json")  # this run's figures, for github-action-benchmark
@@ -42,13 +52,13 @@ def tests(session: nox.Session) -> None:
     ``loadfile`` keeps each test file on one worker, so a module's fixtures are built once. Most of the
     suite's time is whole ``bench`` processes (imports, then a few seconds of work), which run side by side.
     """
-    session.install("-e", ".[dev]")
+    session.install(*DEV)
     session.run("pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install("-c", LOCK, "ruff")
     session.run("ruff", "check", "bench", "tests", "scripts", "noxfile.py")
 
 
@@ -64,7 +74,7 @@ def bench(session: nox.Session) -> None:
     Re-baseline (on the reference machine class, when a slowdown is intended or the benchmarks change):
     ``rm -r results/reference/benchmarks && nox -s bench -- --benchmark-save=baseline``.
     """
-    session.install("-e", ".[dev]")
+    session.install(*DEV)
     baseline = _latest_baseline()
     BENCHMARK_JSON.parent.mkdir(parents=True, exist_ok=True)
     session.run(
@@ -100,22 +110,72 @@ the full-size benchmark (25,000 images at 256 px) is held to as well.
 @nox.session
 def memory(session: nox.Session) -> None:
     """Memory gate: tests/benchmarks/memory_bench.py at CI size; fails when a peak passes 1 GB."""
-    session.install("-e", ".[dev]")
+    session.install(*DEV)
     session.run("python", "tests/benchmarks/memory_bench.py", *MEMORY_ARGS, *session.posargs)
 
 
 @nox.session
 def regression(session: nox.Session) -> None:
     """Accuracy gate: rerun sweeps/reference.toml and compare with results/reference/ (see `bench check`)."""
-    session.install("-e", ".[dev]")
+    session.install(*DEV)
     session.run("bench", "check", *session.posargs)
 
 
 @nox.session(name="docs-numbers")
 def docs_numbers(session: nox.Session) -> None:
     """Every generated block of the README equals its file under results/, re-derived from the records."""
-    session.install("-e", ".[dev]")
+    session.install(*DEV)
     session.run("bench", "check-readme", "README.md")
+
+
+@nox.session(reuse_venv=False)
+def newest(session: nox.Session) -> None:
+    """Drift check: what ``pip install -e ".[dev]"`` gives a new user today, without the lock.
+
+    A fresh venv every time, the newest release of every dependency that ``pyproject.toml`` allows (a
+    machine-wide pip constraint, such as this project's machines' cap on torch, is lifted for the session),
+    then the fast tests (every command's ``--help`` among them). A new release that breaks the harness fails
+    this session the day it appears, while the locked install (the README's, and CI's gates) still passes:
+    the fix is a code change, or a ceiling in ``pyproject.toml`` with its reason. The versions that differ from
+    the lock are printed first, so the failure names its suspects.
+    """
+    session.install("-e", ".[dev]", env={"PIP_CONFIG_FILE": os.devnull})  # no machine-wide pip.conf constraint
+    frozen = session.run("python", "-m", "pip", "freeze", "--exclude-editable", silent=True) or ""
+    for line in _drift(Path(LOCK).read_text(), frozen):
+        session.log(line)
+    session.run("pytest", "-n", "auto", "--dist", "loadfile", "-m", "not slow", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def lock(session: nox.Session) -> None:
+    """Regenerate requirements/lock.txt: the newest versions allowed, less requirements/pins.in, for every platform.
+
+    ``--universal`` resolves once for every OS and Python from 3.11 (markers say where an entry applies), so the
+    one file serves Linux, macOS and Windows alike; pip reads it as a constraints file (``pip install -c``).
+    Needs ``uv`` (``pip install uv``). Commit the result with the tests passing on it.
+    """
+    session.run(
+        "uv", "pip", "compile", "pyproject.toml", "--extra", "dev", "--universal", "--python-version", "3.11",
+        "--constraint", PINS, "--upgrade", "--custom-compile-command", "nox -s lock", "--output-file", LOCK,
+    )  # fmt: skip
+
+
+def _drift(locked: str, frozen: str) -> list[str]:
+    """One line per package whose installed version is not the locked one (a new package counts as drift)."""
+    pattern = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)", re.MULTILINE)
+    pins: dict[str, set[str]] = {}
+    for name, version in pattern.findall(locked):  # a universal lock may pin one name per Python version
+        pins.setdefault(_canonical(name), set()).add(version)
+    lines = [
+        f"{name} {version} (lock: {', '.join(sorted(pins.get(_canonical(name), ()))) or 'absent'})"
+        for name, version in pattern.findall(frozen)
+        if version not in pins.get(_canonical(name), set())
+    ]
+    return [f"not the locked version: {line}" for line in lines] or ["every installed version is the locked one"]
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _latest_baseline() -> Path | None:
