@@ -6,8 +6,11 @@ scores its own predictions, or a command-line mistake, does not wait for them.
 - :func:`run_sweep`: train and evaluate a sweep (a file, or backbones x datasets), skipping finished runs;
   returns the runs' records (:class:`bench.runs.record.RunRecord`).
 - :func:`load_records`: every record under a results folder (default `my-results`, as the commands; the
-  published records are under `results`).
-- :func:`leaderboard`: one dataset's table (a ``pandas.DataFrame``) from records.
+  published records are under `results`). Each record knows the file it was read from, and so its folder.
+- :func:`leaderboard`: one dataset's table (a ``pandas.DataFrame``) from records, the very table
+  ``bench leaderboard --results-dir FOLDER`` prints for ``leaderboard(load_records(FOLDER), dataset)``: both
+  take the ``bench latency`` passes stored in the records' folder (``FOLDER/latency/``) for the latency
+  column and the Pareto marks, by one code path (``passes=()`` keeps the runs' own figures).
 - :func:`load_model`: the model a run kept (a record, or its JSON path): the timm model with its head, eval mode.
 - :func:`measure_latency`: ``bench latency``'s measurement of any ``nn.Module``.
 - :func:`export`: every record as one row of a table (CSV, Parquet), and as an MLflow run
@@ -19,7 +22,7 @@ scores its own predictions, or a command-line mistake, does not wait for them.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +62,10 @@ def __dir__() -> list[str]:
 
 
 def load_records(results_dir: str | Path = WORKING_RESULTS) -> list[RunRecord]:
-    """Every run record under ``results_dir/runs`` (unreadable files are skipped with a warning)."""
+    """Every run record under ``results_dir/runs`` (unreadable files are skipped with a warning).
+
+    Each record's ``path`` is its file, so :func:`leaderboard` finds the folder's ``bench latency`` passes from
+    the records alone, as ``bench leaderboard --results-dir results_dir`` does."""
     from bench.runs.record import load_records as load
 
     return load(Path(results_dir))
@@ -81,16 +87,19 @@ def run_sweep(
 ) -> list[RunRecord]:
     """Run ``sweep`` (a TOML file or a name under ``sweeps/``) or the ad-hoc ``backbones`` x ``datasets``, as
     ``bench run`` does (checked whole first; finished runs skipped, interrupted ones resumed), one run after
-    another on ``device``; returns the record of every run of the sweep, finished before or now."""
+    another on ``device``; returns the record of every run of the sweep, finished before or now.
+
+    ``backbones``, ``datasets`` and ``seeds`` are lists (or tuples): ``backbones=["resnet18"]``. A bare string
+    or number is refused with a :class:`~bench.errors.ConfigError` saying so, never read letter by letter."""
     from bench.runs.plan import ExecutorRequest, SweepRequest, plan_sweep
     from bench.runs.record import load_records as load
 
     request = SweepRequest(
         sweep=None if sweep is None else str(sweep),
-        backbones=tuple(backbones),
-        datasets=tuple(datasets),
+        backbones=_listed(backbones, "backbones"),
+        datasets=_listed(datasets, "datasets"),
         protocol=protocol,
-        seeds=tuple(seeds),
+        seeds=_listed(seeds, "seeds"),
         resolution=resolution,
         epochs=epochs,
         keep_weights=keep_weights,
@@ -101,6 +110,17 @@ def run_sweep(
         pass
     keys = {p.key for p in plan.planned}
     return [r for r in load(results) if r.key in keys]
+
+
+def _listed(values: Sequence[Any], name: str) -> tuple[Any, ...]:
+    """``values`` as a tuple; a bare string (``"resnet18"`` would be read as r, e, s, ...) or a lone number is a
+    one-line ConfigError naming the argument and how to write it."""
+    from bench.errors import ConfigError
+
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        one = repr(values) if isinstance(values, int) == (name == "seeds") else "..."  # a name, or a seed
+        raise ConfigError(f"{name} takes a list, got {type(values).__name__} {values!r}: write {name}=[{one}]")
+    return tuple(values)
 
 
 def measure_latency(

@@ -13,6 +13,8 @@ import json
 import math
 import os
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,6 +22,11 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from bench.errors import ResultsError
+
+UNREADABLE_NUMPY = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+"""What ``np.load`` and reading an npz member raise on a damaged file: OSError or ValueError (not numpy's
+format), EOFError (0 bytes), BadZipFile (truncated: no central directory), zlib.error (corrupt member).
+EOFError must never escape to the CLI, where click would take it for end of input at a prompt."""
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -41,9 +48,17 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except OSError as err:
-        raise ResultsError(f"cannot write {path}: {err.strerror}") from None
+        raise ResultsError(f"cannot write {path}: {err.strerror or err}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_savefig(fig: Any, path: Path, **options: Any) -> None:
+    """A matplotlib figure's ``savefig`` into :func:`atomic_write`: a full disk leaves no truncated image behind.
+
+    The format is ``path``'s suffix, as ``savefig`` takes it from a file name (a file object names none).
+    """
+    atomic_write(path, lambda fh: fig.savefig(fh, format=path.suffix.lstrip("."), **options))
 
 
 def check_writable(folder: Path) -> None:

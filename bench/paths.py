@@ -28,7 +28,8 @@ REGISTRIES = ("backbones", "datasets", "protocols", "sweeps")
 def project_root() -> Path:
     """The folder holding the shipped registries: the repository, or ``bench/_registry`` in a wheel.
 
-    In a clone it also holds the bundled ``data/``; a wheel ships no data (74 MB), see :func:`data_hint`.
+    In a clone it also holds the bundled ``data/``; a wheel ships none of it (74 MB), only the default sweep's
+    datasets decoded at its resolution (:func:`embedded_folder`), see :func:`data_hint`.
     """
     repo = Path(__file__).resolve().parent.parent
     return repo if (repo / "pyproject.toml").is_file() and (repo / "backbones").is_dir() else shipped_copy()
@@ -85,12 +86,42 @@ def is_shipped(file: Path) -> bool:
     return file.resolve().is_relative_to(project_root())
 
 
+def embedded_folder() -> Path:
+    """Where a wheel keeps the default sweep's datasets, decoded at the sweep's resolution (``<name>-<R>px.npz``).
+
+    So ``bench run`` from a wheel trains the default sweep with no clone (:mod:`bench.data.embed` writes the
+    files, hatch_build.py puts them here); in a clone this folder does not exist and ``data/`` is read.
+    """
+    return shipped_copy() / "embedded"
+
+
+def embedded_data() -> dict[str, list[int]]:
+    """The resolutions each dataset is embedded at in this installation, by name (empty in a clone)."""
+    found: dict[str, list[int]] = {}
+    for file in sorted(embedded_folder().glob("*px.npz")):
+        name, _, pixels = file.name.removesuffix("px.npz").rpartition("-")
+        if name and pixels.isdigit():
+            found.setdefault(name, []).append(int(pixels))
+    return {name: sorted(sizes) for name, sizes in sorted(found.items())}
+
+
+def describe_embedded() -> str:
+    """The embedded data in words, ``chest_xray, ham10000, isic at 28 px``, or "" where none is."""
+    by_sizes: dict[str, list[str]] = {}
+    for name, sizes in embedded_data().items():
+        by_sizes.setdefault(" and ".join(map(str, sizes)), []).append(name)
+    return "; ".join(f"{', '.join(names)} at {sizes} px" for sizes, names in by_sizes.items())
+
+
 def data_hint() -> str:
-    """How to get the bundled data where it is not (an installed wheel ships the registries, not the data)."""
+    """How to get the bundled data where it is not (an installed wheel ships the registries and the default
+    sweep's data decoded at its resolution, not ``data/``)."""
     if project_root() != shipped_copy():
         return "the bundled data is in the repository's data/ folder: restore it with `git checkout -- data`"
+    embedded = describe_embedded()
+    shipped = f"the wheel ships only the default sweep's data ({embedded})" if embedded else "the wheel ships no data"
     return (
-        "the wheel ships no data: set BENCH_HOME to a clone of the backbone-bench repository (its datasets/ "
+        f"{shipped}: set BENCH_HOME to a clone of the backbone-bench repository (its datasets/ "
         "and data/), or pass --data-root to a download"
     )
 

@@ -1,6 +1,7 @@
 """The numeric precisions the harness knows, in one place: what a run may ask for and what autocast runs.
 
-A run asks for a :data:`Precision`; ``auto`` is resolved per device by :func:`bench.train.engine.engine_for`.
+A run asks for a :data:`Precision`; ``auto`` is resolved per device by :func:`bench.train.engine.engine_for`
+(on a CPU, from a measurement made when the sweep is planned: :mod:`bench.train.cpu_engine`).
 A latency setting measures one of the :data:`MEASURED_PRECISIONS`, never ``auto``, because a latency figure
 must say which precision it is. Records, sweeps and reports name precisions without running anything, so
 this module does not import torch at import time: reading a record or rendering a report stays torch-free.
@@ -21,6 +22,12 @@ AmpDtype = Literal["bf16", "fp16"]  # the precisions that mean autocast
 AMP_DTYPES: tuple[str, ...] = get_args(AmpDtype)
 
 MEASURED_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")  # what one latency setting runs
+
+MemoryFormat = Literal["auto", "nchw", "nhwc"]
+"""How a run lays out its images and convolution weights: ``nhwc`` is torch's channels_last. ``auto`` is NHWC on
+CUDA and, on a CPU, whichever :mod:`bench.train.cpu_engine` measured faster. It changes speed, not the numbers
+(beyond the order of float sums), so unlike the precision it is no part of a run's identity."""
+MEMORY_FORMATS: tuple[str, ...] = get_args(MemoryFormat)
 
 
 def autocast_dtype(precision: AmpDtype) -> torch.dtype:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,11 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# CPU runs train in the standing fp32 NCHW unless a test asks for the measured choice (tests/train/test_cpu_engine.py,
+# tests/runs/test_engines.py): a measurement per `bench run` would cost seconds and could pick another engine on
+# another machine, and with it another key. Set here, at import, so the `bench` subprocesses inherit it.
+os.environ["BENCH_CPU_ENGINE"] = "fp32-nchw"
 
 
 def _tiny_npz(path: Path, seed: int = 0) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import bench
@@ -17,6 +20,7 @@ from bench.evaluation.bootstrap import bootstrap_ci
 from bench.evaluation.metrics import compute_metrics
 
 REPO = Path(__file__).resolve().parents[1]
+MISSION = REPO / "results" / "mission"  # published records with `bench latency` passes beside them
 
 
 def test_import_bench_loads_no_heavy_library():
@@ -92,3 +96,49 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     record, result = namespace["record"], namespace["result"]
     assert record.ok and (tmp_path / "results" / "example" / "runs").is_dir()
     assert result.values == pytest.approx({k: record.test[k] for k in result.values}, abs=1e-12)
+
+
+@pytest.fixture(scope="module")
+def mission_command(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    """`bench leaderboard --format json` on a copy of results/mission (the command writes its tables beside it)."""
+    folder = tmp_path_factory.mktemp("mission")
+    for part in ("runs", "latency"):
+        shutil.copytree(MISSION / part, folder / part)
+    args = ["leaderboard", "--results-dir", str(folder), "--format", "json"]
+    code = "from bench.cli.commands import main; main()"
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, timeout=600)
+    return folder, pd.DataFrame(json.loads(out.stdout))
+
+
+@pytest.mark.parametrize("dataset", ["isic", "chest_xray", "ham10000"])
+def test_the_api_leaderboard_is_the_commands(mission_command, dataset):
+    """`bench.leaderboard(bench.load_records(folder), d)` is the table `bench leaderboard --results-dir folder`
+    prints: same rows in the same order, the same `bench latency` passes behind the latency, the same front."""
+    folder, printed = mission_command
+    table = bench.leaderboard(bench.load_records(folder), dataset)
+    command = printed[printed["dataset"] == dataset].reset_index(drop=True)
+    assert list(table.columns) == list(command.columns) and len(table) == len(command) > 2
+    for column in ("backbone", "protocol", "experiment", "pareto", "latency_from"):
+        assert table[column].fillna("").tolist() == command[column].fillna("").tolist(), column
+    assert table["latency_from"].str.startswith("latency/").any()  # the passes were read, not skipped on both sides
+    for column in ("rank", "latency_ms", "latency_ms_min", "latency_ms_max", "throughput", "balanced_accuracy_mean"):
+        np.testing.assert_allclose(table[column], command[column].astype(float), rtol=1e-12, err_msg=column)
+
+
+# a bare value where run_sweep takes a list -> the one line it gets (was: "unknown backbone 'r'", letter by letter)
+NOT_LISTS = {
+    "backbone-string": ({"backbones": "vgg16"}, "backbones takes a list, got str 'vgg16': write backbones=['vgg16']"),
+    "dataset-string": ({"datasets": "isic"}, "datasets takes a list, got str 'isic': write datasets=['isic']"),
+    "seed-number": ({"seeds": 0}, "seeds takes a list, got int 0: write seeds=[0]"),
+    "seeds-string": ({"seeds": "0,1"}, "seeds takes a list, got str '0,1': write seeds=[...]"),
+}
+
+
+@pytest.mark.parametrize(("given", "problem"), NOT_LISTS.values(), ids=NOT_LISTS.keys())
+def test_run_sweep_refuses_a_bare_value_where_it_takes_a_list(tmp_path, given, problem):
+    from bench.errors import ConfigError
+
+    arguments = {"backbones": ["resnet18"], "datasets": ["isic"], "results_dir": tmp_path / "r"} | given
+    with pytest.raises(ConfigError, match=f"^{re.escape(problem)}$"):
+        bench.run_sweep(**arguments)
+    assert not (tmp_path / "r").exists()

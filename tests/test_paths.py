@@ -69,3 +69,19 @@ def test_a_user_entry_of_a_shipped_name_wins_and_is_named(user_home):
         f"backbones: {user_home / 'backbones' / 'resnet18.toml'} replaces the shipped resnet18"
     ]
     assert replaced_entries("datasets") == [] and replaced_entries("sweeps") == []
+
+
+def test_the_embedded_data_is_read_from_file_names_and_named_in_the_wheel_hint(tmp_path, monkeypatch):
+    import bench.paths
+
+    monkeypatch.setattr(bench.paths, "shipped_copy", lambda: tmp_path)
+    monkeypatch.setattr(bench.paths, "project_root", lambda: tmp_path)  # as in an installed wheel
+    assert bench.paths.embedded_data() == {} and bench.paths.data_hint().startswith("the wheel ships no data: ")
+    (tmp_path / "embedded").mkdir()
+    for name in ("isic-28px.npz", "ham10000-minus-isic-28px.npz", "isic-64px.npz", "notes.txt", "bad-xpx.npz"):
+        (tmp_path / "embedded" / name).touch()
+    assert bench.paths.embedded_data() == {"ham10000-minus-isic": [28], "isic": [28, 64]}
+    assert bench.paths.describe_embedded() == "ham10000-minus-isic at 28 px; isic at 28 and 64 px"
+    hint = bench.paths.data_hint()
+    assert hint.startswith("the wheel ships only the default sweep's data (ham10000-minus-isic at 28 px; isic at")
+    assert "BENCH_HOME" in hint

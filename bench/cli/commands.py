@@ -5,6 +5,7 @@ package, and a usage error of the command line itself (an unknown command or opt
 a value of the wrong type or out of range). Ctrl-C prints one line saying what was kept and exits 130, and so
 does SIGTERM (`kill PID`, a batch scheduler's or `docker stop`'s stop), which would otherwise end the process
 without stopping its worker processes or saying what was saved. Anything else is a harness bug and keeps its traceback.
+A warning (a damaged file skipped, say) is one line too, ``warning: <message>``, without Python's source location.
 
 This module is the command table; each command lives in a module of its own (run, tables, compare,
 reports, gates), and the business logic below them in the package.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import warnings
 from typing import Annotated
 
 import typer
@@ -33,8 +35,10 @@ HELP = (
     "Example: bench run (the default sweep), then bench leaderboard, bench plot, bench report."
 )
 
-app = typer.Typer(add_completion=True, no_args_is_help=True, help=HELP)
-list_app = typer.Typer(no_args_is_help=True, help="List registered backbones or datasets.")
+# Help texts are plain text, never markup: with typer's default ("rich") a bracket in a help text, such as
+# `run:DATASET/BACKBONE/PROTOCOL[/sSEED]`, is read as a rich tag and `--help` fails (MarkupError) or drops it.
+app = typer.Typer(add_completion=True, no_args_is_help=True, help=HELP, rich_markup_mode=None)
+list_app = typer.Typer(no_args_is_help=True, help="List registered backbones or datasets.", rich_markup_mode=None)
 app.add_typer(list_app, name="list")
 
 
@@ -79,6 +83,7 @@ def main() -> None:
     caught here by their public base, :class:`typer.TyperException`.
     """
     previous = _terminate_as_interrupt()
+    show_warning, warnings.showwarning = warnings.showwarning, _warning_line
     try:
         status = app(prog_name="bench", standalone_mode=False)  # typer.Exit(n) comes back as n, not raised
     except BenchError as err:
@@ -96,6 +101,7 @@ def main() -> None:
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         _fail(f"{where}{err.format_message()}{hint}", USAGE_ERROR)
     finally:
+        warnings.showwarning = show_warning
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if status == INTERRUPTED:  # typer turns Ctrl-C in a command that did not catch it into Exit(130)
@@ -117,6 +123,15 @@ def _terminate_as_interrupt() -> signal.Handlers | None:
         raise KeyboardInterrupt
 
     return signal.signal(signal.SIGTERM, interrupt)
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *where: object, **_: object) -> None:
+    """A warning (a skipped damaged file, say) as one line ``warning: <message>`` on stderr.
+
+    Installed by :func:`main` alone: a user of the command needs the message, not the harness's file and source
+    line that Python's format adds; library users keep Python's warnings as they are.
+    """
+    err_console.print(f"[yellow]warning:[/] {escape(' '.join(str(message).split()))}", highlight=False)
 
 
 def _fail(message: str, status: int, label: str = "error") -> None:

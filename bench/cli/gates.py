@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
+from bench.cli.options import results_folder
 from bench.cli.output import Format, FormatOption, for_people, message, show
 from bench.cli.progress import sweep_bars
 from bench.cli.shared import console
@@ -22,7 +23,13 @@ if TYPE_CHECKING:
 
 def check(
     results_dir: Annotated[
-        Path | None, typer.Option("--results-dir", help="Compare the records already here instead of rerunning.")
+        Path | None,
+        typer.Option(
+            "--results-dir",
+            parser=results_folder,
+            metavar="<path>",
+            help="Compare the records already here instead of rerunning.",
+        ),
     ] = None,
     reference: Annotated[Path, typer.Option(help="The committed reference records.")] = Path("results/reference"),
     sweep: Annotated[str, typer.Option(help="Sweep file or name the reference was made from.")] = "reference",
@@ -75,7 +82,11 @@ def check(
 def _rerun_reference(
     specs: list, results_dir: Path, reference: list[RunRecord], device: torch.device, fmt: Format
 ) -> list[RunRecord]:
-    """Train ``specs`` into ``results_dir`` with the reference's torch thread count where this machine has it."""
+    """Train ``specs`` into ``results_dir`` with the reference's torch thread count where this machine has it.
+
+    In the CPU's standing fp32 NCHW, as the reference was made: ``plan_runs`` without an engine choice measures
+    nothing, so the rerun's keys are the reference's own (:data:`bench.gates.accuracy.REFERENCE_COMMAND`).
+    """
     import torch
 
     from bench.gates.accuracy import reference_threads

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from bench.cli.shared import console
+from bench.files import atomic_write_bytes
 
 
 def leakage(
@@ -33,7 +34,7 @@ def leakage(
     console.print(escape(overlap.summary()), highlight=False, soft_wrap=True)
     if write_source is not None:
         table = without_overlap(source, target)
-        table.to_csv(write_source, index=False)
+        atomic_write_bytes(write_source, table.to_csv(index=False).encode())  # whole, or one line naming it
         console.print(f"wrote {escape(str(write_source))}: {len(table)} rows", highlight=False, soft_wrap=True)
     if overlap.count:
         sys.exit(1)

@@ -7,6 +7,7 @@ the same from ``--seeds`` as from a sweep file, only the culprit is named differ
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.config import FieldError, check_epochs, check_identifier, check_resolution, check_seeds, is_folder_ref
@@ -55,6 +56,15 @@ def resolutions(value: str, option: str) -> tuple[int, ...]:
     for each in parsed:
         _checked(option, check_resolution, each)
     return parsed
+
+
+def results_folder(value: str | Path) -> Path:
+    """``--results-dir`` as a path; an empty or blank one is refused (``Path("")`` is ``.``: it would write
+    ``runs/``, ``splits/`` and ``leaderboards/`` into the current folder). ``.`` itself is taken as written."""
+    if not str(value).strip():
+        what = "empty" if not str(value) else "only whitespace"
+        raise ConfigError(f"--results-dir is {what}: name a folder, or `.` for the current one")
+    return Path(value)
 
 
 def _checked(option: str, check: Callable[[Any], None], value: Any) -> None:

@@ -59,7 +59,7 @@ def report(
 
 
 def reproduction(
-    sweep: Annotated[str, typer.Option(help="Sweep TOML file or name whose \\[\\[published]] results to compare.")],
+    sweep: Annotated[str, typer.Option(help="Sweep TOML file or name whose [[published]] results to compare.")],
     results_dir: ResultsDir = WORKING_RESULTS,
     fmt: FormatOption = Format.table,
 ) -> None:

@@ -43,8 +43,16 @@ def run(
     precision: Annotated[
         str | None,
         typer.Option(
-            help="auto (CUDA: bf16 autocast, fp16 without bf16; CPU: fp32), fp32, or bf16 or fp16 (CUDA only). "
-            "Overrides the sweep's (default: auto); not auto is part of the run key."
+            help="auto (CUDA: bf16 autocast, fp16 without bf16; CPU: fp32, or bf16 where measured faster), fp32, "
+            "bf16 (CUDA, or a CPU with native bf16) or fp16 (CUDA only). Overrides the sweep's (default: auto); "
+            "bf16 and any asked precision are part of the run key."
+        ),
+    ] = None,
+    memory_format: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (CUDA: nhwc; CPU: whichever measured faster), nchw or nhwc (channels_last). Overrides the "
+            "sweep's; speed only, not part of the run key."
         ),
     ] = None,
     retry_failed: Annotated[bool, typer.Option(help="Re-run runs whose record says failed.")] = False,
@@ -111,6 +119,7 @@ def run(
         resolution=resolution,
         epochs=epoch_counts,
         precision=precision,
+        memory_format=memory_format,
         data_root=data_root,
         keep_weights=not no_keep_weights,
         weights=weights,
@@ -131,6 +140,8 @@ def run(
         f"results in {results_dir}/{skip_note(plan, results_dir)}",
         soft_wrap=True,
     )
+    for note in plan.engines:
+        console.print(note.line(), soft_wrap=True, markup=False, highlight=False)
     print_inferred(plan)
     if dry_run:
         print_plan(plan, [results_dir, PUBLISHED_RESULTS, *(estimate_from or [])])
@@ -198,6 +209,7 @@ def skip_note(plan: SweepPlan, results_dir: Path) -> str:
 
 def print_plan(plan: SweepPlan, timed_by: list[Path]) -> None:
     """The runs still to do, each with its estimated training time from earlier records (``--dry-run``)."""
+    from bench.runs.engines import engine_label
     from bench.runs.estimate import estimate_runs
     from bench.runs.record import load_records
 
@@ -205,12 +217,13 @@ def print_plan(plan: SweepPlan, timed_by: list[Path]) -> None:
     earlier = [r for folder in dict.fromkeys(timed_by) for r in load_records(folder)]
     estimates = estimate_runs(plan.todo, earlier, kind)
     table = Table(title=f"{plan.name}: to do", header_style="bold")
-    for column in ("run", "estimated train", "from"):
-        table.add_column(column, justify="left" if column == "run" else "right")
+    for column in ("run", "engine", "estimated train", "from"):
+        table.add_column(column, justify="left" if column in ("run", "engine") else "right")
     for item in plan.todo:
         guess = estimates[item.key]
         seconds = "unknown" if guess.seconds is None else f"{guess.seconds / 60:.1f} min"
-        table.add_row(item.label, seconds, guess.reason or f"median of {guess.based_on} run(s)")
+        engine = engine_label(item.spec, kind)
+        table.add_row(item.label, engine, seconds, guess.reason or f"median of {guess.based_on} run(s)")
     show(table)
     console.print(_plan_summary(plan, estimates, timed_by), soft_wrap=True)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from bench.cli.options import results_folder
 from bench.errors import ConfigError
 from bench.paths import PUBLISHED_RESULTS, WORKING_RESULTS
 
@@ -21,6 +22,8 @@ ResultsDir = Annotated[
     Path,
     typer.Option(
         "--results-dir",
+        parser=results_folder,  # the raw string: typer's Path would read '' as '.'
+        metavar="<path>",
         help="Where run records and tables go: your own runs by default (git-ignored); the published ones, "
         "which the README and the gates quote, are in results/.",
     ),

@@ -12,7 +12,9 @@ from bench.cli import options
 from bench.cli.output import Format, FormatOption, message, print_data, show
 from bench.cli.shared import ResultsDir, stored_records
 from bench.config import MAX_RESOLUTION, MIN_RESOLUTION
-from bench.paths import WORKING_RESULTS, data_hint, is_shipped, replaced_entries
+from bench.errors import ConfigError
+from bench.paths import WORKING_RESULTS, data_hint, describe_embedded, embedded_data, is_shipped, replaced_entries
+from bench.reports.column_groups import COLUMN_GROUPS, parse_columns
 
 if TYPE_CHECKING:
     from bench.runs.record import RunRecord
@@ -26,27 +28,36 @@ Resolution = Annotated[
 ]
 
 
-def print_leaderboards(records: list[RunRecord], metric: str, results_dir: Path, fmt: Format = Format.table) -> None:
+def print_leaderboards(
+    records: list[RunRecord],
+    metric: str,
+    results_dir: Path,
+    fmt: Format = Format.table,
+    columns: tuple[str, ...] = (),
+) -> None:
     """One table per dataset of ``records``, printed and written under ``results_dir/leaderboards``.
 
+    Each table is ``bench.leaderboard(records, dataset, metric)``, the library's own call: the records read from
+    a folder bring its ``bench latency`` passes (:func:`bench.reports.latency_pass.passes_of`).
     csv and json print the numeric tables of every dataset as one, with a ``dataset`` column: the rows of the
-    CSV files written beside the Markdown.
+    CSV files written beside the Markdown. ``columns``: the optional column groups to add (``--columns``), whose
+    tables and files are written under their own names (:func:`bench.reports.column_files.write_column_files`).
     """
     import pandas as pd
 
-    from bench.reports.latency_pass import load_latency_passes
+    from bench.reports.column_files import write_column_files
     from bench.reports.leaderboard import datasets_in, leaderboard
     from bench.reports.render import rich_table, write_leaderboard
 
     numeric = []
-    passes = load_latency_passes(results_dir)
     for dataset in datasets_in(records):
-        table = leaderboard(records, dataset, metric, passes=passes)
+        table = leaderboard(records, dataset, metric, columns=columns)
         if fmt in (Format.csv, Format.json):
             numeric.append(table)
         else:
             show(rich_table(table, f"{dataset}: test split, sorted by {metric}"), fmt)
         paths = write_leaderboard(table, results_dir / "leaderboards", dataset)
+        paths += write_column_files(table, records, results_dir, dataset)
         message(f"written: {', '.join(map(str, paths))}", fmt)
     if numeric:
         print_data(pd.concat(numeric, ignore_index=True), fmt)
@@ -54,14 +65,24 @@ def print_leaderboards(records: list[RunRecord], metric: str, results_dir: Path,
 
 def leaderboard(
     metric: Annotated[str, typer.Option(help="Sort metric.")] = "balanced_accuracy",
+    columns: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated column groups to add to the default columns: "
+            + "; ".join(f"{g.name}: {g.description}" for g in COLUMN_GROUPS)
+            + ". Written as leaderboards/<dataset>+<group>.md, never over the default table."
+        ),
+    ] = "",
     results_dir: ResultsDir = WORKING_RESULTS,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Print and write the leaderboards from stored records (no training).
 
     Example: bench leaderboard --metric auc --format csv > leaderboard.csv
+    Calibration and subgroups: bench leaderboard --columns calibration,subgroups
     """
-    print_leaderboards(stored_records(results_dir), metric, results_dir, fmt)
+    groups = parse_columns(columns)  # an unknown group is one line naming it, before any record is read
+    print_leaderboards(stored_records(results_dir), metric, results_dir, fmt, groups)
 
 
 def list_backbones(resolution: Resolution = 224, fmt: FormatOption = Format.table) -> None:
@@ -118,7 +139,9 @@ def list_datasets(fmt: FormatOption = Format.table) -> None:
     table.add_column("classes", max_width=30)  # prose wraps at words (max_width), names and figures never
     table.add_column("shares source with", max_width=50)
     entries = list_datasets()
-    absent = [e for e in entries if not e.path.exists()]  # an installed wheel ships the entries, not the data
+    embedded = embedded_data()  # an installed wheel ships the entries, and the default sweep's data decoded
+    served = [e for e in entries if not e.path.exists() and e.name in embedded and is_shipped(e.source_file)]
+    absent = [e for e in entries if not e.path.exists() and e not in served]
     for entry in entries:
         info = {} if entry in absent else describe_dataset(entry)
         sizes = info.get("split_sizes", {})
@@ -130,6 +153,12 @@ def list_datasets(fmt: FormatOption = Format.table) -> None:
             entry.shares_source_with,
         )
     show(table, fmt)
+    if served:
+        message(
+            f"embedded in the wheel, decoded (so only at these resolutions): {describe_embedded()}; "
+            "the full data: set BENCH_HOME to a clone",
+            fmt,
+        )
     shipped = [e.name for e in absent if is_shipped(e.source_file)]
     if shipped:
         message(f"no local data for {', '.join(shipped)}: {data_hint()}", fmt)
@@ -194,17 +223,34 @@ def profile(
     channels: Annotated[int, typer.Option(help="Image channels of the fake dataset: 1 (grayscale) or 3.")] = 3,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (1: steadier on a shared machine).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    engines: Annotated[
+        bool,
+        typer.Option(
+            "--engines",
+            help="CPU: compare the engine settings instead (fp32/bf16 x NCHW/channels-last): step time, ratio to "
+            "fp32 NCHW, achieved FLOP/s and its share of the measured peak; the one `bench run` picks is marked.",
+        ),
+    ] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Harness training step vs the bare model step: the overhead ratio and what each harness part costs.
 
     Example: bench profile --backbones resnet18 --resolutions 28 --threads 1
+    Engines: bench profile --engines --backbones resnet18,densenet121,efficientnet_b0 --resolutions 32 --threads 1
     """
     from bench.environment.device import resolve_device
 
     wanted = options.names(backbones, "--backbones", "backbone name")
     sides = options.resolutions(resolutions, "--resolutions")
     on = str(resolve_device(device))
+    if engines:
+        if on != "cpu":
+            raise ConfigError(f"--engines compares the CPU's engine settings: use --device cpu, not {on}")
+        from bench.train.engine_speed import EngineSpeedConfig, engine_speed_table, engine_speeds
+
+        config = EngineSpeedConfig(wanted, sides, batch_size, rounds, warmup, threads)
+        show(engine_speed_table(engine_speeds(config)), fmt)
+        return
     from bench.train.profile import ProfileConfig, profile, profile_table  # torch: after the options are checked
 
     config = ProfileConfig(

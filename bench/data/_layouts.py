@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, get_args
@@ -133,11 +134,21 @@ class FileImages:
 
     def _decode_one(self, key: str, spec: ImageSpec) -> np.ndarray:
         path = self.root / key
-        try:
-            with Image.open(path) as img:
-                return to_array(img, spec)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-            raise DataError(f"cannot decode image {path}: {one_line(err)}") from err
+        with decoding(path), Image.open(path) as img:
+            return to_array(img, spec)
+
+
+@contextmanager
+def decoding(path: Path) -> Iterator[None]:
+    """Whatever PIL raises on an image file it cannot open or decode, as one :class:`DataError` naming the file.
+
+    The one place both a registered entry's images and a bare folder's headers are read through. PIL's
+    ``DecompressionBombError`` (more pixels than ``Image.MAX_IMAGE_PIXELS`` allows) is no ``OSError``.
+    """
+    try:
+        yield
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"cannot decode image {path}: {one_line(err)}") from err
 
 
 def stack_images(arrays: list[np.ndarray], spec: ImageSpec) -> np.ndarray:

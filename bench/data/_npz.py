@@ -18,6 +18,7 @@ from PIL import Image
 
 from bench.data._layouts import SPLITS, ImageSpec, Items, chunk_rows, one_line, stack_images, to_array
 from bench.errors import DataError
+from bench.files import UNREADABLE_NUMPY
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,14 @@ class NpzImages:
 
     def decode(self, keys: Sequence[str], spec: ImageSpec) -> Iterator[np.ndarray]:
         """A compressed npz member cannot be read in part, so the source arrays are read whole, once."""
-        with np.load(self.path) as npz:
-            arrays_by_split = {
-                split: npz_pixels(self.path, f"{split}_images", npz[f"{split}_images"])
-                for split in {k.split("/")[0] for k in keys}
-            }
+        try:
+            with np.load(self.path) as npz:
+                arrays_by_split = {
+                    split: npz_pixels(self.path, f"{split}_images", npz[f"{split}_images"])
+                    for split in {k.split("/")[0] for k in keys}
+                }
+        except UNREADABLE_NUMPY as err:  # pixels damaged past the headers that describing the file read
+            raise DataError(f"cannot read npz file {self.path}: {one_line(err)}") from None
         step = chunk_rows(spec)
         for start in range(0, len(keys), step):
             arrays = []
@@ -80,9 +84,15 @@ def read_npz(path: Path, classes: Sequence[str]) -> Items:
     if path.is_dir():
         raise DataError(f"{path} is a folder; the npz layout needs the path of the .npz file itself")
     try:
-        npz = np.load(path)
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read npz file {path}: {one_line(err)}") from err
+        frames = _npz_frames(path, classes)
+    except UNREADABLE_NUMPY as err:  # 0 bytes, truncated, corrupt: np.load's EOFError would read as Ctrl-D
+        raise DataError(f"cannot read npz file {path}: {one_line(err)}") from None
+    table = pd.concat(frames, ignore_index=True)
+    return Items(table=table, source=NpzImages(path=path, label=path.stem))
+
+
+def _npz_frames(path: Path, classes: Sequence[str]) -> list[pd.DataFrame]:
+    npz = np.load(path)
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise DataError(f"{path} holds a single array, not an npz archive with MedMNIST keys")
     with npz:
@@ -93,9 +103,7 @@ def read_npz(path: Path, classes: Sequence[str]) -> Items:
                         f"{path}: missing key '{split}_{kind}' (a MedMNIST npz holds "
                         f"train/val/test_images and train/val/test_labels; found {sorted(npz.files)})"
                     )
-        frames = [_npz_split_frame(path, npz, split, len(classes)) for split in SPLITS]
-    table = pd.concat(frames, ignore_index=True)
-    return Items(table=table, source=NpzImages(path=path, label=path.stem))
+        return [_npz_split_frame(path, npz, split, len(classes)) for split in SPLITS]
 
 
 def _npz_split_frame(path: Path, npz: np.lib.npyio.NpzFile, split: str, num_classes: int) -> pd.DataFrame:

@@ -37,6 +37,20 @@ Entry schema, read into :class:`DatasetEntry` by :func:`bench.config.from_mappin
     group_column = "lesion_id"       # optional: splits keep groups whole; audit counts groups across splits
     split_file = "split.csv"         # optional, official/carve_val: columns split, <id_column> [, index]
 
+    [subgroups]                      # optional: per-image metadata to score subgroups by (bench.data.subgroups)
+    metadata = "meta.csv"            # relative to path; one row per image
+    id_column = "image_id"           # the ids runs save with their test scores
+    columns = {sex = "sex", age = "age", site = "localization"}   # attribute = metadata column
+    bands = {age = [30, 45, 60, 75]}  # optional: numeric attributes cut into bands (<30, 30-44, ..., 75+)
+
+    # Evaluation sets (bench.data.eval_sets); descriptive like subgroups: none of these is in a run's identity.
+    modality = "dermoscopy"          # dermoscopy | chest_xray: which MedMNIST-C corruptions fit its images
+    same_source = ["other"]          # entries of the same images: never an external test set for each other
+    eval_sets = ["corrupted", "external:isic"]   # sets every run on this dataset also scores   default none
+
+    [label_maps.isic]                # this dataset's classes onto another entry's, for external eval sets
+    mel = "malignant"                # fine class = coarse class
+
 Layouts: ``npz`` holds MedMNIST keys ``{train,val,test}_{images,labels}``; ``class_folders`` is
 ``<path>/<class>/*`` (no published split) or ``<path>/{train,test[,val]}/<class>/*``.
 """
@@ -44,12 +58,14 @@ Layouts: ``npz`` holds MedMNIST keys ``{train,val,test}_{images,labels}``; ``cla
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from bench.config import FieldError, check_identifier, from_mapping, load_toml, only_for, split_fractions
 from bench.data._layouts import Crop, MetadataOptions, Resize
+from bench.data.eval_sets import EvalSetSpec, Modality, declared
+from bench.data.subgroups import SubgroupOptions
 from bench.errors import ConfigError
 from bench.paths import registry_files
 
@@ -118,6 +134,12 @@ class DatasetEntry:
     citation: str
     shares_source_with: str = ""
     metadata_csv: MetadataOptions | None = only_for("layout", "metadata_csv")
+    subgroups: SubgroupOptions | None = None  # descriptive: not in a run's identity
+    # Evaluation sets (bench.data.eval_sets): what a trained model is also scored on, so descriptive too.
+    modality: Modality | None = None
+    same_source: tuple[str, ...] = ()
+    label_maps: dict[str, dict[str, str]] = field(default_factory=dict, hash=False)
+    eval_sets: tuple[EvalSetSpec | str, ...] = ()
     source_file: Path
 
     def __post_init__(self) -> None:
@@ -127,6 +149,8 @@ class DatasetEntry:
         if self.positive is not None and self.positive not in self.classes:
             raise FieldError("positive", f"is '{self.positive}', not one of the classes {list(self.classes)}")
         _check_split_file(self.metadata_csv, self.split.policy)
+        _check_label_maps(self.label_maps, self.classes)
+        object.__setattr__(self, "eval_sets", declared(self.eval_sets))
 
     @property
     def grayscale(self) -> bool:
@@ -146,6 +170,15 @@ def _check_classes(classes: tuple[str, ...], task: str) -> None:
         raise FieldError("classes", f"must have 2 names for task 'binary' (classes[1] is positive), not {len(classes)}")
     if task == "multiclass" and len(classes) < 3:
         raise FieldError("classes", "must have at least 3 names for task 'multiclass'; use task = 'binary' for 2")
+
+
+def _check_label_maps(maps: dict, classes: tuple[str, ...]) -> None:
+    """Each ``[label_maps.<entry>]`` maps this entry's classes (or another's onto these) by name, as strings."""
+    for other, mapping in maps.items():
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            raise FieldError(f"label_maps.{other}", "must be a table of class = class (strings)")
+        if not (set(mapping) <= set(classes) or set(mapping.values()) <= set(classes)):
+            raise FieldError(f"label_maps.{other}", f"maps {sorted(mapping)}: neither side is among {list(classes)}")
 
 
 def _check_split_file(metadata: MetadataOptions | None, policy: str) -> None:

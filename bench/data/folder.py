@@ -29,10 +29,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import tomli_w
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from bench.config import from_mapping, is_folder_ref, is_identifier
-from bench.data._layouts import IMAGE_SUFFIXES, SPLITS
+from bench.data._layouts import IMAGE_SUFFIXES, SPLITS, decoding
 from bench.data.entries import DatasetEntry, get_dataset_entry, registered_names
 from bench.errors import ConfigError, DataError
 from bench.paths import registry_folders
@@ -218,8 +218,5 @@ def _require_images(parent: Path, per_class: dict[str, list[Path]], least: int) 
 
 def _mode(file: Path) -> str:
     """The image's PIL mode, from its header only; a file that does not decode is refused, naming it."""
-    try:
-        with Image.open(file) as img:
-            return img.mode
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{file}: not a readable image ({' '.join(str(err).split())})") from None
+    with decoding(file), Image.open(file) as img:
+        return img.mode

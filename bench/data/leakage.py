@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from bench.data._cache import write_cache_file
 from bench.data.loading import LoadedDataset, load_dataset, read_items
 from bench.errors import ConfigError
+from bench.files import UNREADABLE_NUMPY
 from bench.paths import cache_dir
 
 CANONICAL_SIZE = 32
@@ -152,6 +153,12 @@ def _matches(hashes: ImageHashes, others: ImageHashes) -> np.ndarray:
     return np.isin(hashes.exact, others.exact) | (_nearest(hashes, others)[0] <= NEAR_BITS)
 
 
+def shared_images(hashes: ImageHashes, others: ImageHashes) -> np.ndarray:
+    """:func:`check_overlap`'s image tests (exact, or within :data:`NEAR_BITS`) as a mask over ``hashes``: what an
+    external test set (:mod:`bench.data.external_sets`) removes before it scores a model trained on ``others``."""
+    return _matches(hashes, others)
+
+
 def _nearest(hashes: ImageHashes, others: ImageHashes, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """For each of ``hashes``: the dHash distance (bits) to the nearest of ``others``, and which one that is.
 
@@ -240,5 +247,5 @@ def _read_hashes(path: Path) -> ImageHashes | None:
     try:
         with np.load(path) as cached:
             return ImageHashes(list(cached["ids"]), cached["exact"], cached["dhash"], groups=[])
-    except (OSError, ValueError, KeyError):
+    except (*UNREADABLE_NUMPY, KeyError):
         return None

@@ -8,7 +8,8 @@
   reads its rows (:mod:`bench.data.images`), so memory does not grow with the dataset.
 
 The entry says where the files are and how they are laid out (:mod:`bench.data.entries`); the readers of
-each layout are :mod:`bench.data._layouts`.
+each layout are :mod:`bench.data._layouts`. An installed wheel, which has no ``data/``, reads the default
+sweep's datasets from the copies it embeds (:mod:`bench.data._embedded`): the same table and pixels.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pandas as pd
 import torch
 
 from bench.data._cache import CACHE_FORMAT, write_cache_file
+from bench.data._embedded import embedded_items
 from bench.data._layouts import SPLITS, ImageSource, ImageSpec, Items, read_class_folders, read_metadata_csv
 from bench.data._npz import read_npz
 from bench.data.entries import DatasetEntry
@@ -92,6 +94,9 @@ class LoadedDataset:
 def read_items(entry: DatasetEntry, data_root: Path | None) -> Items:
     root = Path(data_root).expanduser().absolute() if data_root is not None else entry.path
     if not root.exists():
+        embedded = embedded_items(entry) if data_root is None and is_shipped(entry.source_file) else None
+        if embedded is not None:
+            return embedded  # a wheel: the default sweep's data, decoded at its resolution (bench.data._embedded)
         if data_root is not None:
             hint = "check --data-root"
         elif is_shipped(entry.source_file):

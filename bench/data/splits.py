@@ -27,6 +27,7 @@ from bench.data._cache import CACHE_FORMAT, write_cache_file
 from bench.data._layouts import SPLITS
 from bench.data.entries import DatasetEntry
 from bench.errors import DataError
+from bench.files import UNREADABLE_NUMPY
 from bench.paths import cache_dir
 
 
@@ -50,7 +51,7 @@ def assign_splits(entry: DatasetEntry, table: pd.DataFrame) -> np.ndarray:
 def _read_split_cache(path: Path, rows: int) -> np.ndarray | None:
     try:
         cached = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
+    except UNREADABLE_NUMPY:  # a damaged cache (0 bytes: EOFError) is computed again
         return None
     valid = cached.shape == (rows,) and set(np.unique(cached)) <= set(SPLITS)
     return cached.astype(object) if valid else None

@@ -4,7 +4,8 @@ Records made before the metric table scored probabilities as saved (they renorma
 no ``positive``, ``f1``, ``balanced_accuracy_isic`` or ``argmax_ties``), so their ``test`` block may differ from
 a recomputation from their ``.probs.npz`` in the last digits of AUC. No model is kept to predict again, so the
 ``test`` block is recomputed from the saved probabilities as they are, with the record's positive class
-(``classes[1]`` for records that do not name one); nothing else in the record changes.
+(``classes[1]`` for records that do not name one), and so is the ``eval_sets`` block of a run scored on evaluation
+sets, from its ``.evalsets.npz`` (:mod:`bench.evaluation.eval_results`); nothing else in the record changes.
 
     python -m bench.evaluation.rescore results/
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError, ResultsError
+from bench.evaluation.eval_results import rescored_eval_sets
 from bench.evaluation.metrics import compute_metrics
 from bench.evaluation.scores import TestScores
 from bench.files import write_json
@@ -28,7 +30,7 @@ from bench.files import write_json
 class Rescored:
     path: Path
     changed: tuple[str, ...]
-    """The ``test`` keys whose value changed or appeared."""
+    """The ``test`` keys whose value changed or appeared (and ``eval_sets``, when an eval set's numbers did)."""
 
 
 def scored_records(root: Path) -> list[Path]:
@@ -50,12 +52,15 @@ def rescore(path: Path) -> Rescored:
         new = compute_metrics(saved.labels, saved.probs, record["dataset"]["classes"], old.get("positive")).to_dict()
     except BenchError as err:
         raise ResultsError(f"{path}: cannot rescore: {err}") from None
+    sets = {"eval_sets": rescored_eval_sets(path, record["eval_sets"])} if record.get("eval_sets") else {}
     before = path.read_bytes()
-    write_json(path, record | {"test": new})
+    write_json(path, record | {"test": new} | sets)
     if path.read_bytes() == before:
         return Rescored(path, ())
-    stored = json.loads(path.read_text())["test"]
-    return Rescored(path, tuple(sorted(k for k in stored if stored[k] != old.get(k))))
+    stored = json.loads(path.read_text())
+    changed = [k for k in stored["test"] if stored["test"][k] != old.get(k)]
+    changed += ["eval_sets"] if stored.get("eval_sets") != json.loads(before).get("eval_sets") else []
+    return Rescored(path, tuple(sorted(changed)))
 
 
 def rescore_all(root: Path) -> list[Rescored]:

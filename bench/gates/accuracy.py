@@ -33,7 +33,11 @@ from bench.runs.experiments import flatten
 from bench.runs.record import RunRecord
 
 REFERENCE_DIR = Path("results/reference")
-REFERENCE_COMMAND = "bench run --sweep reference --results-dir results/reference --device cpu"
+REFERENCE_COMMAND = (
+    "BENCH_CPU_ENGINE=fp32-nchw bench run --sweep reference --results-dir results/reference --device cpu"
+)
+"""Remakes the reference in the engine ``bench check`` reruns it in: fp32 NCHW, the CPU's standing engine (planning
+would otherwise measure, and may pick bf16 on a CPU that has it: :mod:`bench.train.cpu_engine`)."""
 
 TOLERANCE_FILE = "tolerance.toml"  # beside the reference records: the measured tolerances
 

@@ -188,7 +188,7 @@ def read_checkpoint(path: Path, origin: str) -> dict[str, torch.Tensor]:
         else:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a bad file fails with pickle's, zip's, torch's or safetensors' own types
-        raise WeightsError(f"{origin} could not be read ({_first_line(err)})") from err
+        raise WeightsError(f"{origin}: {_what_it_is(path)} ({_first_line(err)})") from err
     if isinstance(loaded, Mapping):
         loaded = loaded.get("state_dict", loaded.get("model", loaded))
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
@@ -239,6 +239,20 @@ def head_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
 
 def _under(key: str, prefixes: tuple[str, ...]) -> bool:
     return any(key == p or key.startswith(f"{p}.") for p in prefixes)
+
+
+def _what_it_is(path: Path) -> str:
+    """What a file that failed to load is, from its first bytes: the loader's own error (``list index out of
+    range`` for a text file) says nothing of that. A torch checkpoint is a zip archive (or, before torch 1.6, a
+    pickle); a safetensors file is an 8-byte header length, then its JSON header."""
+    with path.open("rb") as fh:
+        head = fh.read(9)
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return "a PyTorch checkpoint that torch.load(weights_only=True) cannot read"
+    if head[8:9] == b"{":
+        return "a safetensors file that cannot be read"
+    empty = " (an empty file)" if not head else ""
+    return f"not a safetensors file or PyTorch checkpoint{empty}"
 
 
 def _first_line(err: BaseException) -> str:

@@ -5,7 +5,9 @@ layer groups, counted from the top; 0 means the classifier head alone; :mod:`ben
 how many epochs, at which learning rate, and whether BatchNorm stays frozen; optionally with the learning rate
 decayed layer by layer below the top (``layer_decay``) and the layer groups unfrozen one per epoch
 (``unfreeze = "gradual"``). The protocol also says how batches are drawn (``sampler``), the dropout before the
-classifier (``drop_rate``) and, where a comparison needs one, its own train/val/test split (``split``). Every
+classifier (``drop_rate``), where a comparison needs one its own train/val/test split (``split``), and the guards
+against a training loss that explodes (``grad_clip_norm``, ``warmup_epochs``). ``select_on`` names the
+validation metric that picks the kept epoch and drives early stopping. Every
 field added after record schema 2 defaults to the behaviour before it (:mod:`bench.runs.spec`). The presets are
 data, like the
 backbone and dataset registries: adding one is adding a file ``protocols/<name>.toml``, whose ``name``
@@ -78,8 +80,11 @@ class Protocol:
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     milestones: tuple[int, ...] = ()  # epochs (within a phase) where a step schedule multiplies lr by gamma
     gamma: float = 0.1
-    early_stopping_patience: int | None = 5  # epochs without a better val loss before a phase stops
-    select_on: str = "loss"  # or a metric of bench.evaluation.metrics.SELECTABLE_METRICS (higher is better)
+    # Epochs without a better validation select_on before a phase stops; the phases' epochs are then a maximum.
+    early_stopping_patience: int | None = 5
+    # What picks the kept epoch and drives early stopping: validation loss (lower is better) or a metric of
+    # bench.evaluation.metrics.SELECTABLE_METRICS (higher is better).
+    select_on: str = "loss"
     class_weighted_loss: bool = False
     augment: Augment = field(default_factory=Augment)
     # "balanced": each epoch draws as many images as the train split holds, with replacement, every class
@@ -89,6 +94,10 @@ class Protocol:
     # "dataset": the dataset entry's split; "70/20/10": train/val/test percentages, stratified over all the
     # labelled images (a published split is pooled first), grouped when the data has groups (HAM10000's lesions).
     split: str = "dataset"
+    # Gradients rescaled to at most this global L2 norm before each step (torch's clip_grad_norm_); None: never.
+    grad_clip_norm: float | None = None
+    # Each phase's learning rate ramps up linearly over its first warmup_epochs epochs, then follows the schedule.
+    warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
         if not self.phases or sum(phase.epochs for phase in self.phases) < 1:
@@ -97,6 +106,10 @@ class Protocol:
             raise FieldError("drop_rate", f"is {self.drop_rate}; a dropout rate must be in [0, 1)")
         if self.split != "dataset":
             split_fractions(self.split)
+        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
+            raise FieldError("grad_clip_norm", f"is {self.grad_clip_norm}; a gradient norm limit must be > 0")
+        if self.warmup_epochs < 0:
+            raise FieldError("warmup_epochs", f"is {self.warmup_epochs}; it must be >= 0 (0: no warm-up)")
         if self.select_on != "loss" and self.select_on not in SELECTABLE_METRICS:
             raise FieldError("select_on", f"is '{self.select_on}'; choose loss, {', '.join(SELECTABLE_METRICS)}")
 

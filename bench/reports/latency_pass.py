@@ -8,12 +8,16 @@ written into the same results folder (``<results-dir>/latency/``), can stand for
 leaderboard takes a pass's batch-1 p50 for a row when the pass measured that backbone at the row's
 resolution, precision and memory format on the device the runs name; rows without such a pass keep the
 runs' own figures, and the table says which rows took which.
+
+Records read from a results folder carry that folder's passes (:func:`passes_of`, through each record's
+``path``): ``leaderboard(load_records(folder), ...)`` in Python and ``bench leaderboard --results-dir folder``
+take the same passes, by the same code path.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +57,20 @@ def load_latency_passes(results_dir: Path) -> list[LatencyPass]:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ResultsError(f"{path}: not a readable bench latency record ({exc})") from None
     return passes
+
+
+def passes_of(records: Iterable[RunRecord]) -> list[LatencyPass]:
+    """The passes of the results folders ``records`` were read from: the folder holding the ``runs/`` folder
+    their files are under (:func:`bench.runs.record.record_path`). Records built in memory have none."""
+    folders = dict.fromkeys(folder for r in records if (folder := _results_dir(r.path)) is not None)
+    return [p for folder in folders for p in load_latency_passes(folder)]
+
+
+def _results_dir(record_file: Path | None) -> Path | None:
+    """The folder above the nearest ``runs/`` a record's file is under; None for a record not read from a file."""
+    if record_file is None:
+        return None
+    return next((folder.parent for folder in record_file.parents if folder.name == "runs"), None)
 
 
 def _batch1(record: dict) -> bool:

@@ -12,9 +12,10 @@ for *some* latency budget; every other row is beaten on both counts by one of th
 
 **Latency cells** are the mean over seeds of each run's batch-1 p50, and ``latency_ms_std`` / ``_min`` /
 ``_max`` its spread. A figure the latency module flagged ``noisy`` (it never stabilised) is left out of the
-mean and the spread, and the row's notes say so; a row whose every figure is noisy has no latency. Given
-``bench latency`` passes (:mod:`bench.reports.latency_pass`), a row whose setting a pass measured takes the
-pass's figure instead (min and max: its p50's 95% CI), and ``latency_from`` says which rows did.
+mean and the spread, and the row's notes say so; a row whose every figure is noisy has no latency. Where a
+``bench latency`` pass (:mod:`bench.reports.latency_pass`) in the records' results folder measured a row's
+setting, the row takes the pass's figure instead (min and max: its p50's 95% CI), and ``latency_from`` says
+which rows did. ``bench leaderboard`` calls :func:`leaderboard` as a script does, so both give one table.
 
 The 95% CIs over test images and the tie marks are :mod:`bench.reports.uncertainty`'s; the renderings
 (Markdown, CSV, LaTeX, rich) are :mod:`bench.reports.render`'s.
@@ -22,8 +23,9 @@ The 95% CIs over test images and the tie marks are :mod:`bench.reports.uncertain
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,7 +34,10 @@ from numpy.typing import ArrayLike
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS as HEADLINE
 from bench.evaluation.metrics import compute_metrics
-from bench.reports.latency_pass import LatencyPass, pass_for
+from bench.reports.column_groups import parse_columns
+from bench.reports.columns import add_columns
+from bench.reports.latency_pass import LatencyPass, pass_for, passes_of
+from bench.reports.row_health import row_health
 from bench.reports.uncertainty import uncertainty
 from bench.runs.experiments import Experiment, group_experiments, labels, legend
 from bench.runs.record import RunRecord
@@ -225,6 +230,10 @@ def _row(experiment: Experiment, label: str, passes: Sequence[LatencyPass]) -> t
     latency, notes = _latency_cells(ok, passes)
     row |= latency
     row["train_s"] = np.mean([r.timings_s["train"] for r in ok if "train" in r.timings_s] or [np.nan])
+    row["epochs_run"] = np.mean([r.epochs_run for r in ok] or [np.nan])
+    health = row_health(ok)
+    row |= health.cells()
+    notes.extend(health.notes)
     if experiment.note:
         notes.insert(0, experiment.note)
     return row, notes
@@ -240,23 +249,41 @@ def leaderboard(
     dataset: str,
     metric: str = "balanced_accuracy",
     latency: str = "p50",
-    passes: Sequence[LatencyPass] = (),
+    passes: Sequence[LatencyPass] | None = None,
+    columns: str | Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The aggregated table for ``dataset``, best mean ``metric`` first, ranked, majority row included.
 
     One row per experiment; ``experiment`` is its id, ``protocol`` its label (:func:`bench.runs.experiments.labels`),
     ``source`` its initial weights (:func:`source_label`; only where some row starts from a file or another run).
     ``n`` counts the finished seeds behind each mean; std is the sample std (ddof=1), NaN for n < 2.
+    ``ranked`` is False for a row most of whose seeds did not learn on validation; it sorts below the ranked rows
+    with no rank, is off the Pareto front and is not tie-tested (:mod:`bench.reports.row_health`, which also gives
+    ``did_not_learn``, ``not_converged`` and ``loss_alarm``, counts of seeds). ``epochs_run``: mean epochs trained.
     ``pareto`` marks the rows on the front of mean ``metric`` against the ``latency`` measure (a key
     of :data:`LATENCY_AXES`), among backbone rows that have both numbers. The CI, tie and ``p_vs_rank1``
     columns are :func:`bench.reports.uncertainty.uncertainty`'s; ``note`` says what a row's cells leave out
     or why it has no CI. ``passes``: ``bench latency`` figures that stand for the runs' own where they measured
-    the same setting (``latency_from``: the pass's file, else ``runs``, whether or not their figures settled).
-    ``table.attrs``: ``metric`` (the sort metric) and ``legend`` (what hash labels stand for).
+    the same setting (``latency_from``: the pass's file, else ``runs``, whether or not their figures settled);
+    None (the default): the passes of the results folders the records were read from
+    (:func:`bench.reports.latency_pass.passes_of`), as ``bench leaderboard`` takes them; ``()``: none.
+    ``table.attrs``: ``metric`` (the sort metric) and ``legend`` (what hash labels stand for). ``columns``: optional
+    column groups to add, ``"calibration,subgroups"`` or a list (:data:`bench.reports.column_groups.COLUMN_GROUPS`;
+    None: the default columns only), each cell from the rows' saved probabilities
+    (:func:`bench.reports.columns.add_columns`).
+    ``records`` must be RunRecords (a folder's path is refused, naming :func:`bench.load_records` that reads it)
+    and ``dataset`` one of theirs: anything else is a one-line :class:`ConfigError`, never an empty table.
     """
+    records = _as_records(records)
+    if dataset not in datasets_in(records):
+        present = ", ".join(repr(d) for d in datasets_in(records))
+        given = f"the records given are of {present}" if records else "no records were given"
+        raise ConfigError(f"no records of dataset {dataset!r}: {given}")
     if metric not in HEADLINE:
         raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(HEADLINE)}")
+    groups = parse_columns(columns)
     axis = latency_axis(latency)
+    passes = passes_of(records) if passes is None else passes
     experiments = dataset_experiments(records, dataset)
     if not experiments:
         return pd.DataFrame()
@@ -268,25 +295,32 @@ def leaderboard(
     if not _sources_differ(rows):
         table = table.drop(columns="source")
     key = f"{metric}_mean"
-    table = table.sort_values(key, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
-    table.insert(0, "rank", table[key].rank(ascending=False, method="min"))
+    # Rows that did not learn go below the ranked ones (the majority baseline among those), unranked.
+    table["ranked"] = table["ranked"].astype("boolean").fillna(True).astype(bool)
+    table = table.sort_values(["ranked", key], ascending=False, na_position="last", kind="stable")
+    table = table.reset_index(drop=True)
+    table.insert(0, "rank", table[key].where(table["ranked"]).rank(ascending=False, method="min"))
     table.insert(1, "pareto", _pareto_column(table, key, axis))
     by_id = {e.id: e for e in experiments}
     row_experiments = {i: by_id.get(exp) for i, exp in table["experiment"].items()}
-    extra = uncertainty(row_experiments, majority_source(records, dataset), metric)
+    unranked = set(table.index[~table["ranked"]])
+    extra = uncertainty(row_experiments, majority_source(records, dataset), metric, unranked)
     extra["note"] = [
         "; ".join([*notes.get(table.loc[i, "experiment"], []), *([n] if n else [])]) for i, n in extra["note"].items()
     ]
     table = pd.concat([table, extra], axis=1)
+    if groups:
+        table = add_columns(table, row_experiments, groups)
     table.attrs["metric"] = metric
     table.attrs["legend"] = legend(experiments)
     return table
 
 
 def _pareto_column(table: pd.DataFrame, key: str, axis: LatencyAxis) -> np.ndarray:
-    """The Pareto mask over backbone rows; the majority baseline is a reference line, never a choice."""
+    """The Pareto mask over ranked backbone rows; the majority baseline is a reference line, never a choice, and
+    a row that did not learn is no choice either."""
     cost = table[axis.column] if axis.lower_is_better else -table[axis.column]
-    candidate = (table["protocol"] != MAJORITY_PROTOCOL).to_numpy()
+    candidate = ((table["protocol"] != MAJORITY_PROTOCOL) & table["ranked"]).to_numpy()
     mask = np.zeros(len(table), dtype=bool)
     mask[candidate] = pareto_front(table.loc[candidate, key], cost[candidate])
     return mask
@@ -305,6 +339,23 @@ def latency_devices(table: pd.DataFrame) -> list[str]:
     return sorted(
         {d for cell in table.get("latency_device", []) if isinstance(cell, str) and cell for d in cell.split(" / ")}
     )
+
+
+def _as_records(records: object) -> list[RunRecord]:
+    """``records`` as a list of RunRecords, or a one-line ConfigError saying what was passed instead."""
+    if isinstance(records, str | Path):
+        raise ConfigError(
+            f"records must be a list of RunRecord, not the path {str(records)!r}: "
+            f"pass bench.load_records({str(records)!r}) to read a results folder"
+        )
+    items = list(records) if isinstance(records, Iterable) and not isinstance(records, bytes | dict) else None
+    wrong = next((r for r in items if not isinstance(r, RunRecord)), None) if items is not None else records
+    if items is None or wrong is not None:
+        raise ConfigError(
+            f"records must be a list of RunRecord (from bench.load_records), got {type(records).__name__}"
+            + ("" if items is None else f" with an item of type {type(wrong).__name__}")
+        )
+    return items
 
 
 def datasets_in(records: list[RunRecord]) -> list[str]:

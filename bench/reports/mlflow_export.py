@@ -21,6 +21,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,7 +189,8 @@ def _scores(record: RunRecord) -> TestScores | None:
         return None
     try:
         return TestScores.load(probs_path(record.path))
-    except ResultsError:
+    except ResultsError as err:  # names the file
+        warnings.warn(f"{err}; its run is exported without it and without curves", stacklevel=2)
         return None
 
 

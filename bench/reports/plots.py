@@ -7,7 +7,8 @@
   of the baseline, the markers, the error bars and the other labels (:mod:`bench.reports.placement`),
   the table's Pareto front (★) drawn as a step line ("the best you can get within this latency budget"),
   hollow where a ★ rests on a latency gap within the seeds' spread, the table's ≈ rows (tied with rank 1)
-  ringed and suffixed ≈, the majority baseline as a horizontal line, and the device that timed the
+  ringed and suffixed ≈, rows that did not learn suffixed ✗ (not ranked, never on the front: the table's
+  ``ranked``), the majority baseline as a horizontal line, and the device that timed the
   latencies in the caption (a red warning when there are several, since latencies from different
   machines are not comparable).
 * Per finished run, under ``runs/<dataset>/<backbone>/``: ``<stem>.confusion.png`` (rows normalised,
@@ -35,6 +36,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay
 
+from bench.files import atomic_savefig
 from bench.reports.latency_pass import LatencyPass
 from bench.reports.leaderboard import (
     MAJORITY_PROTOCOL,
@@ -48,6 +50,7 @@ from bench.reports.leaderboard import (
 )
 from bench.reports.placement import place_labels, step_segments
 from bench.reports.render import TIE_MARK
+from bench.reports.row_health import DID_NOT_LEARN_MARK
 from bench.reports.uncertainty import TIE_ALPHA
 from bench.runs.record import RunRecord
 
@@ -74,12 +77,11 @@ def save(fig: Figure, stem: Path, formats: tuple[str, ...] = ("png",), dpi: int 
     Byte-reproducible, so regenerating unchanged results leaves git clean: no creation date in the
     file's metadata, and SVG element ids from a fixed salt instead of random ones.
     """
-    stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
     with mpl.rc_context(STYLE | {"svg.hashsalt": "backbone-bench"}):
         for path in paths:
             metadata = {"Date": None} if path.suffix in (".svg", ".pdf") else {}
-            fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=metadata)
+            atomic_savefig(fig, path, dpi=dpi, bbox_inches="tight", metadata=metadata)  # whole, or a one-line error
     return paths
 
 
@@ -98,7 +100,8 @@ def _row_labels(points: pd.DataFrame) -> pd.Series:
         )
         names.append(f"{row.backbone} ({', '.join(differs)})" if differs else row.backbone)
     names = pd.Series(names, index=points.index)
-    return names + np.where(points["tied"], f" {TIE_MARK}", "")
+    unranked = ~points["ranked"].astype(bool) if "ranked" in points else False  # ✗: did not learn, not ranked
+    return names + np.where(points["tied"], f" {TIE_MARK}", "") + np.where(unranked, f" {DID_NOT_LEARN_MARK}", "")
 
 
 def usual_setting(points: pd.DataFrame) -> tuple[str, int]:
@@ -177,7 +180,7 @@ def tradeoff_figure(table: pd.DataFrame, dataset: str, metric: str, axis: Latenc
             label="Pareto front (★: best metric within a speed budget)",
             zorder=2,
         )
-        _marker_legend_entries(ax, fragile.any(), tied.any())
+        _marker_legend_entries(ax, fragile.any(), tied.any(), "ranked" in points and not points["ranked"].all())
         if tied.any():
             ax.scatter(x[tied], y[tied], s=areas[tied] * TIE_RING, label="_tie rings", zorder=4, **TIE_STYLE)
         baseline = _majority_line(ax, table, mean)
@@ -219,7 +222,7 @@ def tradeoff_figure(table: pd.DataFrame, dataset: str, metric: str, axis: Latenc
     return fig
 
 
-def _marker_legend_entries(ax, fragile: bool, tied: bool) -> None:
+def _marker_legend_entries(ax, fragile: bool, tied: bool, unranked: bool = False) -> None:
     """Legend-only handles for the marker styles actually drawn."""
     ax.scatter([], [], s=MIN_AREA * 2, c=FRONT_COLOUR, edgecolors="black", label="Pareto-optimal (★)")
     if fragile:
@@ -231,6 +234,8 @@ def _marker_legend_entries(ax, fragile: bool, tied: bool) -> None:
     if tied:
         label = f"{TIE_MARK} tied with rank 1 (paired bootstrap, p ≥ {TIE_ALPHA})"
         ax.scatter([], [], s=MIN_AREA * 2 * TIE_RING, label=label, **TIE_STYLE)
+    if unranked:
+        ax.plot([], [], " ", label=f"{DID_NOT_LEARN_MARK} did not learn on validation: not ranked")
 
 
 def _size_handle(area: float) -> Line2D:

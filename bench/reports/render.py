@@ -15,7 +15,9 @@ from rich.table import Table
 
 from bench.evaluation.metrics import HEADLINE_METRICS as HEADLINE
 from bench.files import atomic_write_bytes
+from bench.reports.columns import column_notes, display_columns
 from bench.reports.leaderboard import MAJORITY_PROTOCOL, latency_sources
+from bench.reports.row_health import DID_NOT_LEARN_MARK, NOT_CONVERGED_MARK, NOT_RANKED, health_summary, rank_marks
 from bench.reports.uncertainty import CI_RESAMPLES, TIE_ALPHA
 
 PARETO_MARK = "★"
@@ -54,14 +56,17 @@ def ci_column(metric: str) -> str:
 
 def display_frame(table: pd.DataFrame) -> pd.DataFrame:
     """Human-readable columns: "mean ± std" over seeds with the sort metric's test-image CI beside it, seeds as
-    n, failures spelled out, ≈ (tied with rank 1) and ★ (Pareto-optimal) after the rank."""
+    n, failures spelled out, ≈ (tied with rank 1), ★ (Pareto-optimal) and the health marks (✗k/n seeds did not
+    learn, ↗ not converged) after the rank, and "✗ did not learn" in place of the rank of a row not ranked."""
     metric = table.attrs["metric"]
     rank = table["rank"].map(lambda r: "" if pd.isna(r) else str(int(r)))
+    rank = rank + np.where(table["tied"], f" {TIE_MARK}", "") + np.where(table["pareto"], f" {PARETO_MARK}", "")
+    rank = rank + rank_marks(table)
+    if "ranked" in table:
+        rank = rank.where(table["ranked"], NOT_RANKED)
     out = pd.DataFrame(
         {
-            "rank": rank
-            + np.where(table["tied"], f" {TIE_MARK}", "")
-            + np.where(table["pareto"], f" {PARETO_MARK}", ""),
+            "rank": rank,
             "backbone": table["backbone"],
             "protocol": table["protocol"],
             **({"source": table["source"]} if "source" in table else {}),
@@ -83,6 +88,8 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
     if "latency_ms" in table:
         out["latency b1 (ms/img)"] = table["latency_ms"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
         out["latency device"] = table["latency_device"].fillna("")
+    for header, cells in display_columns(table).items():  # the optional column groups asked for, if any
+        out[header] = cells
     return out
 
 
@@ -99,8 +106,10 @@ def table_notes(table: pd.DataFrame) -> list[str]:
             f"Alarm: the majority baseline is {TIE_MARK} rank 1, so rank 1 has not been shown to beat always "
             "predicting the most frequent class."
         )
+    notes += health_summary(table)
     notes += [f"Row label {line}." for line in table.attrs.get("legend", [])]
     notes += _latency_source_notes(table)
+    notes += column_notes(table)
     for row in table[table["note"] != ""].itertuples():
         notes.append(f"{row.backbone} ({row.protocol}, {int(row.resolution)} px): {row.note}.")
     return notes
@@ -119,16 +128,16 @@ def _latency_source_notes(table: pd.DataFrame) -> list[str]:
 
 
 def rich_table(table: pd.DataFrame, title: str) -> Table:
-    """The terminal's table: the sort metric and its CI right after the row labels, so a narrow terminal,
-    which keeps columns from the left, shows the ranking's figures first."""
+    """The terminal's table: the sort metric, the column groups asked for (``--columns``) and the sort metric's CI
+    right after the row labels, so a narrow terminal, which keeps columns from the left, shows those first."""
     shown = display_frame(table)
     metric = table.attrs["metric"]
     first = [c for c in shown.columns if c in ("rank", "backbone", "protocol", "source", "res", "n")]
-    ranked = [seeds_column(metric), ci_column(metric)]
+    ranked = [seeds_column(metric), *display_columns(table), ci_column(metric)]  # the groups asked for: early
     shown = shown[first + ranked + [c for c in shown.columns if c not in first + ranked]]
     rt = Table(title=title, caption="\n".join(table_notes(table)), header_style="bold")
     for col in shown.columns:
-        left = ("backbone", "protocol", "source", "latency device")
+        left = ("backbone", "protocol", "source", "latency device", "worst group")
         rt.add_column(str(col), justify="left" if col in left else "right")
     for row in shown.itertuples(index=False):
         rt.add_row(*map(str, row))
@@ -136,10 +145,14 @@ def rich_table(table: pd.DataFrame, title: str) -> Table:
 
 
 def write_leaderboard(table: pd.DataFrame, out_dir: Path, dataset: str) -> list[Path]:
-    """Markdown (for READMEs), CSV (numeric, for analysis) and LaTeX (for papers) under ``out_dir``."""
-    md = out_dir / f"{dataset}.md"
-    csv = out_dir / f"{dataset}.csv"
-    tex = out_dir / f"{dataset}.tex"
+    """Markdown (for READMEs), CSV (numeric, for analysis) and LaTeX (for papers) under ``out_dir``.
+
+    Named ``<dataset>.<ext>``; a table with optional column groups (``--columns``) is ``<dataset>+<group>...``, so
+    it never replaces the default table (the one the README's generated blocks hold)."""
+    stem = dataset + "".join(f"+{group}" for group in table.attrs.get("columns", []))
+    md = out_dir / f"{stem}.md"
+    csv = out_dir / f"{stem}.csv"
+    tex = out_dir / f"{stem}.tex"
     notes = "\n\n".join(table_notes(table))
     atomic_write_bytes(md, f"{display_frame(table).to_markdown(index=False)}\n\n{notes}\n".encode())
     atomic_write_bytes(csv, table.to_csv(index=False).encode())
@@ -151,7 +164,9 @@ _LATEX_SPECIALS = str.maketrans(
     {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
     | {c: "\\" + c for c in "&%$#_{}"}
 )
-_LATEX_SYMBOLS = {"±": r"$\pm$", PARETO_MARK: r"$\star$", TIE_MARK: r"$\approx$", "≥": r"$\geq$"}
+_LATEX_SYMBOLS = {"±": r"$\pm$", PARETO_MARK: r"$\star$", TIE_MARK: r"$\approx$", "≥": r"$\geq$"} | {
+    DID_NOT_LEARN_MARK: r"$\times$", NOT_CONVERGED_MARK: r"$\nearrow$", "→": r"$\to$"
+}  # fmt: skip
 
 
 def _latex_symbols(text: object) -> str:

@@ -4,6 +4,11 @@ A record is nested JSON (spec, identity, metrics, latency settings, environment)
 or a notebook want one row per run with scalar columns. :func:`runs_table` flattens each record once, with
 the same names everywhere: ``test_<metric>`` for every metric of the table in
 :mod:`bench.evaluation.metrics` the record holds, ``val_<metric>`` for the selected epoch's validation,
+``epochs_run`` (the protocol's ``epochs`` are a maximum) and the run's training health (``learned``,
+``converged``, ``loss_alarm``, with their reasons: :mod:`bench.runs.health`),
+``test_ece``, ``test_ece_equal_mass``, ``test_brier`` and ``test_nll`` from the saved test scores (and after
+temperature scaling, where validation scores were saved: :mod:`bench.reports.calibration_columns`),
+``evalset_<name>_*`` for the evaluation sets it was scored on (:mod:`bench.reports.robustness_columns`),
 ``latency_b1_*`` for the batch-1 figures, ``version_<package>`` for each library version. Nothing is
 aggregated here (the leaderboards do that): a row is one run, failed ones included with their error, so
 any grouping a user wants is theirs to make, by ``experiment`` (the identity hash) for seeds of one
@@ -21,6 +26,8 @@ import pandas as pd
 from bench.errors import ConfigError
 from bench.evaluation.metrics import METRIC_NAMES
 from bench.files import atomic_write_bytes
+from bench.reports.calibration_columns import run_calibration
+from bench.reports.robustness_columns import run_eval_set_columns
 from bench.runs.record import RunRecord, device_label
 
 FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
@@ -56,7 +63,8 @@ def run_row(record: RunRecord) -> dict[str, Any]:
         "resolution": spec.resolution,
         "effective_resolution": record.effective_resolution,
         "precision": spec.precision,
-        "engine_precision": (record.engine or {}).get("precision"),
+        "engine_precision": _engine_precision(record.engine),
+        "memory_format": None if record.engine is None else ("nhwc" if record.engine.get("channels_last") else "nchw"),
         "data_fingerprint": identity.get("data", {}).get("fingerprint"),
         "split": (record.dataset.audit.get("split") or record.dataset.audit.get("split_policy"))
         if record.dataset
@@ -64,11 +72,15 @@ def run_row(record: RunRecord) -> dict[str, Any]:
         "data_root": spec.data_root,
         "best_epoch": record.selection.best_epoch if record.selection else None,
         "selected_on": record.selection.on if record.selection else None,
+        "epochs_run": record.epochs_run if record.ok else None,
+        **_health_columns(record),
         "params_m": record.backbone.params / 1e6 if record.backbone else None,
         "gmacs": record.backbone.gmacs if record.backbone else None,
     }
     row.update({f"test_{m}": _number(record.test.get(m)) for m in METRIC_NAMES if m in record.test})
     row.update({f"val_{m}": _number(record.val.get(m)) for m in METRIC_NAMES if m in record.val})
+    row.update(run_calibration(record))  # test_ece, test_brier, test_nll (and after temperature scaling)
+    row.update(run_eval_set_columns(record))  # evalset_<name>_...: corrupted and external sets it was scored on
     row.update(_latency_columns(record))
     row.update({f"time_{stage}_s": seconds for stage, seconds in record.timings_s.items()})
     row["device"] = device_label(record.environment.device)
@@ -80,9 +92,29 @@ def run_row(record: RunRecord) -> dict[str, Any]:
     return row
 
 
+def _health_columns(record: RunRecord) -> dict[str, Any]:
+    """Did it learn, converge, keep a sane loss (:mod:`bench.runs.health`), with the sentences that say why."""
+    health = record.training_health()
+    if health is None:
+        return {}
+    return {
+        "learned": health.learned,
+        "learned_p": health.learned_p,
+        "learned_reason": health.learned_reason,
+        "converged": health.converged,
+        "converged_reason": health.converged_reason,
+        "loss_alarm": health.loss_alarm,
+    }
+
+
 def _number(value: Any) -> float | None:
     """A stored metric as a float column (null stays missing: JSON has no NaN)."""
     return None if value is None else float(value)
+
+
+def _engine_precision(engine: dict[str, Any] | None) -> str | None:
+    """What the run trained in (the engine's autocast dtype, else fp32), whatever ``auto`` resolved to."""
+    return None if engine is None else engine.get("amp") or "fp32"
 
 
 def _latency_columns(record: RunRecord) -> dict[str, Any]:

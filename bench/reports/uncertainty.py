@@ -18,7 +18,8 @@ multiplicity correction; :func:`bench.evaluation.stats.tied_with_leader` documen
 on the same images as rank 1 (same ids and labels in ``.probs.npz``) can be compared; the others stay
 unmarked, with the reason in the notes. The majority baseline is scored on rank 1's test images too,
 and is marked when tied: that is an alarm, not a credit -- rank 1 has then not been shown to beat
-always predicting the most frequent class.
+always predicting the most frequent class. Rows that did not learn (:mod:`bench.reports.row_health`) are not
+ranked and not tested: rank 1 is the best row that learned.
 
 A run whose ``.probs.npz`` is missing or unreadable does not stop the table: a warning names the file,
 and its row's CI and tie mark are n/a, with the reason in the notes (never a path, so that the
@@ -28,6 +29,7 @@ Markdown does not depend on where the results folder is).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,12 +114,15 @@ def majority_predictions(source: RunRecord, on: Predictions) -> Predictions | st
     return Predictions(on.ids, on.labels, (probs,))
 
 
-def uncertainty(rows: dict[int, Experiment | None], majority: RunRecord | None, metric: str) -> pd.DataFrame:
+def uncertainty(
+    rows: dict[int, Experiment | None], majority: RunRecord | None, metric: str, unranked: Collection[int] = ()
+) -> pd.DataFrame:
     """Per row of a sorted leaderboard: 95% CIs of the headline metrics, the tie test against rank 1, notes.
 
     ``rows`` maps each row index, rank 1 first, to its experiment (None: the majority baseline, defined by
     ``majority``'s class counts). Rows are grouped by test images; each group is resampled once for every
-    headline metric (the same resamples whatever the group, since the seed is fixed).
+    headline metric (the same resamples whatever the group, since the seed is fixed). ``unranked`` rows (they
+    did not learn: :mod:`bench.reports.row_health`) get their CIs but no tie test: a failure is not a contender.
     """
     found, notes = _predictions_by_row(rows, majority)
     index = pd.Index(list(rows))
@@ -137,7 +142,7 @@ def uncertainty(rows: dict[int, Experiment | None], majority: RunRecord | None, 
                         f"95% CI from {ci.n_resamples - ci.n_skipped} of {ci.n_resamples} resamples "
                         f"({metric} is undefined on the others: a class is missing from them)"
                     )
-            if i == leader:
+            if i == leader or i in unranked or leader in unranked:
                 continue
             if leader in group:
                 out.loc[i, "p_vs_rank1"] = scores[metric].paired(str(leader), str(i)).p_value

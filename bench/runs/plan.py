@@ -1,16 +1,17 @@
 """From what a user asked for to the runs to do and the executor to do them, all checked before anything trains.
 
 ``bench run`` takes either a sweep file or an ad-hoc product (backbones x datasets x one protocol x seeds),
-then overrides (epochs, precision), a results folder and an executor. Everything that can be wrong with
-that (an unknown name, an executor option without its executor, a precision the device cannot run) is
-a one-line :class:`~bench.errors.ConfigError` here, so a sweep either starts whole or not at all, and the
-CLI only parses options and prints.
+then overrides (epochs, precision, memory format), a results folder and an executor. Everything that can be
+wrong with that (an unknown name, an executor option without its executor, a precision the device cannot run)
+is a one-line :class:`~bench.errors.ConfigError` here, so a sweep either starts whole or not at all, and the
+CLI only parses options and prints. A local CPU sweep's engine (precision, memory format) is decided here too,
+by measurement, because the precision is part of each run's key (:mod:`bench.runs.engines`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,13 +19,14 @@ from bench.config import check_device_name
 from bench.environment.cores import usable_cores
 from bench.errors import ConfigError
 from bench.files import check_writable
-from bench.precision import PRECISIONS
+from bench.precision import MEMORY_FORMATS, PRECISIONS
 from bench.runs.spec import RunSpec
 from bench.runs.sweep import Group, PlannedRun, Sweep, default_sweep_path, load_sweep, plan_runs
 
 if TYPE_CHECKING:  # torch is imported where a device is needed: a mistaken option fails without waiting for it
     import torch
 
+    from bench.runs.engines import EngineNote
     from bench.runs.executors.driver import Executor
 
 EXECUTORS = ("local", "ray")
@@ -34,10 +36,10 @@ EXECUTORS = ("local", "ray")
 class SweepRequest:
     """The runs asked for: ``sweep`` (a file or a name under ``sweeps/``), or ``backbones`` x ``datasets``.
 
-    ``epochs`` and ``precision`` override every run's when set; ``data_root`` points every run's dataset at
-    another copy (a full download); ``keep_weights=False`` keeps no run's model (a sweep's groups can also say so).
-    ``weights`` replaces every run's initial weights (a file, or ``run:...``: :mod:`bench.runs.source`), and
-    ``allow_overlap`` lets every run train from a source that saw its val/test images.
+    ``epochs``, ``precision`` and ``memory_format`` override every run's when set; ``data_root`` points every run's
+    dataset at another copy (a full download); ``keep_weights=False`` keeps no run's model (a sweep's groups can
+    also say so). ``weights`` replaces every run's initial weights (a file, or ``run:...``:
+    :mod:`bench.runs.source`), and ``allow_overlap`` lets every run train from a source that saw its val/test images.
     """
 
     sweep: str | None = None
@@ -48,6 +50,7 @@ class SweepRequest:
     resolution: int = 28
     epochs: int | tuple[int, ...] | None = None
     precision: str | None = None
+    memory_format: str | None = None
     data_root: Path | None = None
     keep_weights: bool = True
     weights: str | None = None
@@ -80,6 +83,7 @@ class SweepPlan:
     todo: list[PlannedRun]
     executor: Executor
     devices: list[torch.device]  # this machine's devices the runs use (none known here for Ray's GPUs)
+    engines: list[EngineNote] = field(default_factory=list)  # the CPU settings decided for the runs (local CPU)
 
     @property
     def finished_before(self) -> int:
@@ -115,6 +119,10 @@ def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
         if request.precision not in PRECISIONS:
             raise ConfigError(f"--precision takes {', '.join(PRECISIONS)}, got {request.precision!r}")
         specs = [dataclasses.replace(s, precision=request.precision) for s in specs]
+    if request.memory_format is not None:
+        if request.memory_format not in MEMORY_FORMATS:
+            raise ConfigError(f"--memory-format takes {', '.join(MEMORY_FORMATS)}, got {request.memory_format!r}")
+        specs = [dataclasses.replace(s, memory_format=request.memory_format) for s in specs]
     if not request.keep_weights:
         specs = [dataclasses.replace(s, keep_weights=False) for s in specs]
     if request.weights is not None:
@@ -175,18 +183,46 @@ def plan_sweep(
     """
     _check_executor(executor)  # the cheap checks first: a mistyped option fails in a second
     name, specs = sweep_specs(request)
-    planned = plan_runs(specs, results_dir)
+    threads = planned_cpu_threads(executor)
+    engines: list[EngineNote] = []
+
+    def decide(specs: list[RunSpec]) -> list[RunSpec]:
+        from bench.runs.engines import resolve_engines
+
+        resolved, notes = resolve_engines(specs, threads)  # type: ignore[arg-type]  (only called with threads)
+        engines.extend(notes)
+        return resolved
+
+    planned = plan_runs(specs, results_dir, decide if threads is not None else None)
+    specs = [p.spec for p in planned]
     todo = [p for p in planned if p.status is None or (retry_failed and p.status == "failed")]
     runner, devices = make_executor(executor, len(todo))
     check_precisions(specs, devices)
     check_writable(results_dir)  # the last check, the first write: nothing is made for a sweep that fails a check
-    return SweepPlan(name, specs, planned, todo, runner, devices)
+    return SweepPlan(name, specs, planned, todo, runner, devices, engines)
+
+
+def planned_cpu_threads(executor: ExecutorRequest) -> int | None:
+    """The torch threads of each run of a local CPU sweep, the count its engine is measured at; None elsewhere.
+
+    It is the workers' count (cores / ``--workers``, or OMP_NUM_THREADS), whatever the number of runs left to do:
+    a rerun with fewer runs left must resolve every run as before, or it would not find the finished ones. (A
+    sweep with a single run left trains it in this process on every core, in the setting measured for one worker.)
+    """
+    from bench.environment.device import resolve_device
+    from bench.runs.executors.local import worker_threads
+
+    if executor.kind != "local" or resolve_device(executor.device).type != "cpu":
+        return None
+    import torch
+
+    return worker_threads(executor.workers or usable_cores()) or torch.get_num_threads()
 
 
 def check_precisions(specs: list[RunSpec], devices: list[torch.device]) -> None:
     """Refuse a precision one of ``devices`` cannot run now, rather than as one failed record per run."""
     from bench.train.engine import check_precision
 
-    for precision in dict.fromkeys(s.precision for s in specs):
+    for precision in dict.fromkeys(s.auto_precision or s.precision for s in specs):
         for device in devices:
             check_precision(device, precision)

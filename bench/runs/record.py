@@ -26,7 +26,8 @@ from typing import Any, Literal
 from bench.errors import ResultsError
 from bench.files import write_json
 from bench.precision import PRECISIONS, Precision
-from bench.runs.spec import RunSpec, experiment_id, identity_of, protocol_label
+from bench.runs.health import RunHealth, run_health
+from bench.runs.spec import RunSpec, experiment_id, identity_of, identity_precision, protocol_label
 
 __all__ = ["PRECISIONS", "Precision", "RunSpec"]  # re-exported: the engine and the CLI import them from here
 
@@ -152,6 +153,7 @@ _NESTED = {
     "selection": Selection,
     "kept_weights": KeptWeights,
     "weights_source": WeightsSource,
+    "health": RunHealth,
 }
 
 
@@ -184,6 +186,8 @@ class RunRecord:
     latency: list[dict[str, Any]] = field(default_factory=list)
     kept_weights: KeptWeights | None = None
     weights_source: WeightsSource | None = None
+    health: RunHealth | None = None  # stored by the runner since it existed; training_health() for every record
+    eval_sets: dict[str, Any] = field(default_factory=dict)  # by name: bench.evaluation.eval_results.eval_results
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know, kept on rewrite
     path: Path | None = None
 
@@ -198,12 +202,25 @@ class RunRecord:
 
     @property
     def protocol_label(self) -> str:
-        return protocol_label(self.spec.protocol, self.spec.precision)
+        return protocol_label(self.spec.protocol, identity_precision(self.spec))
 
     @property
     def label(self) -> str:
         s = self.spec
         return f"{s.dataset}/{s.backbone}/{self.protocol_label}/r{self.effective_resolution}/s{s.seed}"
+
+    @property
+    def epochs_run(self) -> int:
+        """Epochs trained (validated): the protocol's epochs are a maximum that early stopping may cut."""
+        return len(self.history)
+
+    def training_health(self) -> RunHealth | None:
+        """Did it learn, converge, keep a sane loss (:mod:`bench.runs.health`): as stored, or derived from the
+        record's validation metrics and history where it predates the field; None for a run that did not finish."""
+        if self.health is not None or not self.ok or self.selection is None or self.dataset is None:
+            return self.health
+        s = self.selection
+        return run_health(self.val, self.history, s.on, s.best_epoch, self.dataset.classes)
 
     def score(self, metric: str) -> float:
         """A test metric; NaN where undefined (stored as null, since JSON has no NaN)."""

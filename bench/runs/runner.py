@@ -34,6 +34,8 @@ from bench.latency.timing import LatencyConfig
 from bench.models.registry import create_backbone, get_backbone, model_stats, resolve_resolution
 from bench.protocol.spec import get_protocol
 from bench.runs.checkpoint import RunCheckpoint
+from bench.runs.evaluate_sets import score_eval_sets
+from bench.runs.health import run_health
 from bench.runs.kept import keep_model
 from bench.runs.record import (
     BackboneSummary,
@@ -105,8 +107,10 @@ def run(
     Raises :class:`~bench.runs.unfinished.RunUnfinished`, writing no record, when the environment stopped it.
 
     ``identity`` is the planned experiment identity (computed here when not given); ``executor`` says who ran it.
-    ``engine`` defaults to :func:`bench.train.engine.engine_for` the device and ``spec.precision`` (all off on the
-    CPU); the record says what was asked (``spec.precision``, when not auto) and what ran (``engine``).
+    ``engine`` defaults to :func:`bench.train.engine.engine_for` the device, ``spec.precision`` and
+    ``spec.memory_format`` (fp32 NCHW on the CPU unless planning measured otherwise and wrote it into the spec:
+    :mod:`bench.runs.engines`); the record says what was asked (``spec.precision``, when not auto), what
+    planning resolved (``spec.auto_precision``, ``spec.memory_format``) and what ran (``engine``).
     """
     identity, key = key_of(spec, identity)
     environment = environment_here(device_fingerprint(device), executor, platform.platform())
@@ -147,7 +151,8 @@ def _train_and_evaluate(
     _check_data(data, record.identity)
     record.dataset = _dataset_summary(data)
     _save_split(results_dir, data)
-    engine = engine or engine_for(device, _image_bytes(data), precision=spec.precision)
+    precision = spec.auto_precision or spec.precision  # a CPU's measured bf16 was resolved when planned
+    engine = engine or engine_for(device, _image_bytes(data), precision=precision, memory_format=spec.memory_format)
     record.engine = engine.to_dict()
     if engine.data_on_device:
         data = _on_device(data, device)
@@ -184,16 +189,29 @@ def _train_and_evaluate(
     record.selection = Selection(protocol.select_on, fitted.best_epoch, fitted.best_score, fitted.stopped_early)
     best = next(h for h in fitted.history if h.epoch == fitted.best_epoch)
     record.val = best.val | {"loss": best.val_loss}
+    # Did it learn, converge, keep a sane loss: from validation and the history only (bench.runs.health).
+    record.health = run_health(
+        record.val, record.history, protocol.select_on, fitted.best_epoch, data.classes, fitted.stopped
+    )
 
-    # The one and only look at the test split, after model selection.
+    # The one and only look at the test split, after model selection. The selected model's validation scores
+    # are saved beside the test ones: calibration (temperature scaling) is fitted on them, never on test.
     t = time.perf_counter()
+    val_logits = predict(model, data.val, pipeline, engine.eval_batch_size, engine.amp)
+    val = TestScores.from_logits(data.val.ids, data.val.labels.cpu().numpy(), val_logits)
     logits = predict(model, data.test, pipeline, engine.eval_batch_size, engine.amp)
-    scores = TestScores.from_logits(data.test.ids, data.test.labels.cpu().numpy(), logits)
+    scores = TestScores.from_logits(data.test.ids, data.test.labels.cpu().numpy(), logits, val)
     record.test = compute_metrics(scores.labels, scores.probs, data.classes, positive).to_dict()
     scores.save(probs_path(path))
     timings["eval"] = time.perf_counter() - t
     if spec.keep_weights:  # the model just tested, before anything else touches it
         record.kept_weights = keep_model(model, record, path, get_backbone(spec.backbone), data, cfg)
+    t = time.perf_counter()  # the declared evaluation sets (bench.runs.evaluate_sets): corrupted copies, external data
+    record.eval_sets = score_eval_sets(
+        spec, data, lambda split: predict(model, split, pipeline, engine.eval_batch_size, engine.amp), path
+    )
+    if record.eval_sets:
+        timings["eval_sets"] = time.perf_counter() - t
 
     t = time.perf_counter()
     config = dataclasses.replace(RUN_LATENCY, device=str(device))

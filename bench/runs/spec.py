@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.config import check_identifier, check_seeds
+from bench.data.eval_sets import EvalSetSpec
 from bench.errors import ConfigError, WeightsError
 from bench.files import file_sha256
-from bench.precision import PRECISIONS, Precision
+from bench.precision import MEMORY_FORMATS, PRECISIONS, AmpDtype, MemoryFormat, Precision
 
 if TYPE_CHECKING:
     from bench.data.identity import DataIdentity
@@ -61,7 +62,21 @@ SCHEMA2_FIELDS: dict[str, frozenset[str]] = {
 
 DESCRIPTIVE_FIELDS: dict[str, frozenset[str]] = {
     "BackboneEntry": frozenset({"title", "family", "registered"}),
-    "DatasetEntry": frozenset({"title", "licence", "citation", "shares_source_with", "path", "source_file"}),
+    "DatasetEntry": frozenset(
+        {
+            "title",
+            "licence",
+            "citation",
+            "shares_source_with",
+            "path",
+            "source_file",
+            "subgroups",
+            "modality",
+            "same_source",
+            "label_maps",
+            "eval_sets",  # what a trained model is also scored on
+        }
+    ),
 }
 """Fields that describe or locate but never change a number (the data's content enters by its fingerprint)."""
 
@@ -71,14 +86,20 @@ class RunSpec:
     """What to run: a backbone on a dataset under a protocol, with one seed.
 
     ``precision`` is what the user asked of the engine (:func:`bench.train.engine.engine_for`): ``auto`` picks by
-    device, the others are kept to or refused. ``data_root`` says where the data is, not what it is: the data
-    enters the identity by its fingerprint and pixels. ``keep_weights`` says whether the selected model is kept
-    beside the record; like ``data_root`` it changes no number, so it is in neither the identity nor the key.
-    A ``weights_file`` of the form ``run:<dataset>/<backbone>/<protocol>[/s<seed>]`` names another run as the
-    source of the initial weights; planning resolves it (:func:`bench.runs.source.resolve_sources`) and sets
-    ``source_experiment`` and ``source_key``, so identity and key follow from the spec alone, on any worker.
+    device, the others are kept to or refused. On a CPU, planning measures which precision and ``memory_format``
+    train this backbone fastest (:mod:`bench.runs.engines`) and writes what differs from the CPU's standing
+    fp32 NCHW into the spec: ``auto_precision = "bf16"`` (it changes the numbers, so it enters the identity in
+    place of ``auto``: :func:`identity_precision`) and ``memory_format = "nhwc"`` (speed only: not in the
+    identity), so every worker runs what the driver planned and keyed. ``data_root`` says where the data is, not
+    what it is: the data enters the identity by its fingerprint and pixels. ``keep_weights`` says whether the
+    selected model is kept beside the record; like ``data_root`` it changes no number, so it is in neither the
+    identity nor the key. A ``weights_file`` of the form ``run:<dataset>/<backbone>/<protocol>[/s<seed>]`` names
+    another run as the source of the initial weights; planning resolves it (:func:`bench.runs.source.resolve_sources`)
+    and sets ``source_experiment`` and ``source_key``, so identity and key follow from the spec alone, on any worker.
     ``allow_overlap`` lets such a run train although the leakage check (:mod:`bench.data.leakage`) found images
-    of its val/test split in the source's training split; the overlap count is recorded either way.
+    of its val/test split in the source's training split; the overlap count is recorded either way. ``eval_sets``
+    are what the trained model is also scored on (:mod:`bench.data.eval_sets`, the dataset entry's joining them
+    when it runs): they change nothing trained, so they are in neither the identity nor the key.
     """
 
     backbone: str
@@ -95,6 +116,9 @@ class RunSpec:
     source_experiment: str | None = None  # the experiment id a ``weights = "run:..."`` source resolved to
     source_key: str | None = None  # and the run key (bench.runs.source.resolve_sources)
     allow_overlap: bool = False  # train even where the leakage check finds target images in the source's training
+    memory_format: MemoryFormat = "auto"  # nchw or nhwc (channels_last); not in the identity or key
+    auto_precision: AmpDtype | None = None  # what planning measured ``auto`` fastest as on a CPU, when not fp32
+    eval_sets: tuple[EvalSetSpec, ...] = ()  # scored after training (bench.data.eval_sets); not in the identity or key
 
     def __post_init__(self) -> None:
         # Names become folders and file names under the results folder: never a path that leaves it.
@@ -104,6 +128,13 @@ class RunSpec:
         check_seeds([self.seed], "seed")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise ConfigError(f"memory format {self.memory_format!r} is not one of {', '.join(MEMORY_FORMATS)}")
+        if self.auto_precision is not None and (self.precision != "auto" or self.auto_precision != "bf16"):
+            raise ConfigError(
+                f"auto_precision {self.auto_precision!r} with precision {self.precision!r}: only an auto precision "
+                "is resolved, and only to bf16 (fp32 is what auto always meant on a CPU)"
+            )
 
     def to_dict(self) -> dict:
         """The spec as records store it: ``precision`` and ``keep_weights`` only when not at their defaults (so
@@ -111,25 +142,41 @@ class RunSpec:
         spec = dataclasses.asdict(self)
         if self.precision == "auto":
             del spec["precision"]
-        for name in ("keep_weights", "source_experiment", "source_key", "allow_overlap"):
+        later = ("keep_weights", "source_experiment", "source_key", "allow_overlap", "memory_format", "auto_precision")
+        for name in later:
             if spec[name] == RunSpec.__dataclass_fields__[name].default:
                 del spec[name]
+        spec["eval_sets"] = [s.to_dict() for s in self.eval_sets]
+        if not spec["eval_sets"]:
+            del spec["eval_sets"]
         return spec
 
     @classmethod
     def from_dict(cls, spec: dict) -> RunSpec:
         """The spec of a record (a record made before ``precision`` existed ran ``auto``)."""
         epochs = spec.get("epochs")
-        return cls(**{**spec, "epochs": tuple(epochs) if isinstance(epochs, list) else epochs})
+        sets = tuple(EvalSetSpec.from_dict(s) for s in spec.get("eval_sets", ()))
+        return cls(**{**spec, "epochs": tuple(epochs) if isinstance(epochs, list) else epochs, "eval_sets": sets})
 
     def stem(self, key: str) -> str:
         """File stem of the run's record: readable first, unique by the key's prefix."""
-        precision = "" if self.precision == "auto" else f"-{self.precision}"
+        precision = identity_precision(self)
+        precision = "" if precision == "auto" else f"-{precision}"
         return f"{Path(self.protocol).stem}-r{self.resolution}-s{self.seed}{precision}-{key[:12]}"
 
     @property
     def label(self) -> str:
         return f"{self.dataset}/{self.backbone}/{self.protocol}/s{self.seed}"
+
+
+def identity_precision(spec: RunSpec) -> str:
+    """The precision as the identity, the key, file names and tables name it: what the numbers were made in.
+
+    ``auto`` stays ``auto`` where it means what it always has, the device's standing precision (fp32 on a CPU,
+    bf16 or fp16 autocast on CUDA), so every record made before the CPU's choice was measured keeps its key. A
+    CPU's measured bf16 (``spec.auto_precision``) is ``bf16``: another experiment, the same one as asking for bf16.
+    """
+    return spec.auto_precision or spec.precision
 
 
 def protocol_label(protocol: str, precision: str) -> str:
@@ -222,7 +269,7 @@ def experiment_identity(spec: RunSpec, data: DataIdentity | None = None) -> dict
         resolution=spec.resolution,
         policy=spec.resolution_policy,
         effective=effective,
-        precision=spec.precision,
+        precision=identity_precision(spec),
         weights=weights_identity(protocol.pretrained, spec.weights_file, spec.source_experiment),
         data={"entry": canonical(data.entry), "fingerprint": data.fingerprint, "pixels_sha256": data.pixels_sha256},
     )

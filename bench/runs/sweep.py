@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,10 +30,11 @@ from bench.config import (
     is_folder_ref,
     load_toml,
 )
+from bench.data.eval_sets import EvalSetSpec, declared
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
 from bench.paths import registry_files
-from bench.precision import Precision
+from bench.precision import MemoryFormat, Precision
 from bench.runs.record import STORED, RunRecord, record_path
 from bench.runs.spec import RUN_SOURCE, RunSpec
 
@@ -69,11 +71,14 @@ class Group:
     epochs: int | tuple[int, ...] | None = None
     resolution_policy: Literal["upsize", "refuse"] = "upsize"  # registry.ResolutionPolicy, without importing torch
     weights_file: str | None = None
-    precision: Precision = "auto"  # of training and evaluation on CUDA; see bench.train.engine.engine_for
+    precision: Precision = "auto"  # of training and evaluation; see bench.train.engine.engine_for
+    memory_format: MemoryFormat = "auto"  # nchw or nhwc (channels_last); auto: NHWC on CUDA, measured on a CPU
     keep_weights: bool = True  # keep each run's selected model as safetensors beside its record (not in the key)
     allow_overlap: bool = False  # train from a run: source although it saw target val/test images (bench.data.leakage)
+    eval_sets: tuple[EvalSetSpec | str, ...] = ()  # also scored after training (bench.data.eval_sets); not in the key
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "eval_sets", declared(self.eval_sets))
         check_names(self.backbones, "backbones")  # they become folder names under the results folder
         check_names([d for d in self.datasets if not is_folder_ref(d)], "datasets")  # a folder names itself
         check_seeds(self.seeds)
@@ -103,8 +108,10 @@ class Sweep:
                 data_root=datasets[d][1] or data_root,
                 weights_file=g.weights_file,
                 precision=g.precision,
+                memory_format=g.memory_format,
                 keep_weights=g.keep_weights,
                 allow_overlap=g.allow_overlap,
+                eval_sets=g.eval_sets,  # type: ignore[arg-type]  (read as EvalSetSpec by __post_init__)
             )
             for g in self.group
             for d, b, p, s in itertools.product(g.datasets, g.backbones, g.protocols, g.seeds)
@@ -184,8 +191,14 @@ class PlannedRun:
         return self.spec.label
 
 
-def plan_runs(specs: list[RunSpec], results_dir: Path) -> list[PlannedRun]:
+def plan_runs(
+    specs: list[RunSpec], results_dir: Path, engines: Callable[[list[RunSpec]], list[RunSpec]] | None = None
+) -> list[PlannedRun]:
     """Resolve every spec up front (a typo fails before anything trains) and find what is finished.
+
+    ``engines`` writes each run's decided engine into its spec (:func:`bench.runs.engines.resolve_engines`),
+    after the names are checked and before any key is computed; without it a CPU run trains in the standing
+    fp32 NCHW (``bench check`` reruns the reference so, as it was made).
 
     Keys include the data (:func:`bench.data.identity.data_identity`, loaded once per dataset and resolution),
     so a run whose data or dataset entry changed since its record was written is planned again. Runs whose
@@ -193,13 +206,17 @@ def plan_runs(specs: list[RunSpec], results_dir: Path) -> list[PlannedRun]:
     from (:func:`bench.runs.source.resolve_sources`).
     """
     from bench.data.folder import dataset_entry
+    from bench.runs.evaluate_sets import check_eval_sets
     from bench.runs.runner import key_of
     from bench.runs.source import check_overlaps, resolve_sources
 
     for name, data_root in dict.fromkeys((s.dataset, s.data_root) for s in specs):
         dataset_entry(name, data_root)
+    if engines is not None:
+        specs = engines(specs)
     specs = resolve_sources(specs, results_dir)
     check_overlaps(specs)
+    check_eval_sets(specs)  # an unknown corruption, a missing library, a dataset that is not external: before training
     planned = []
     for spec in specs:
         identity, key = key_of(spec)
@@ -220,8 +237,22 @@ def sweep_runs(specs: list[RunSpec], results_dir: Path | None = None) -> set[tup
 
 
 def sweep_records(records: list[RunRecord], runs: set[tuple[str, int]]) -> list[RunRecord]:
-    """The records that are runs of a sweep (:func:`sweep_runs`): a results folder may hold other runs too."""
-    return [r for r in records if (r.experiment, r.spec.seed) in runs]
+    """The records that are runs of a sweep (:func:`sweep_runs`): a results folder may hold other runs too.
+
+    A run the sweep asks in the ``auto`` precision may have been planned, on a CPU, in a measured bf16
+    (:mod:`bench.runs.engines`): its record is matched as the run it was asked as.
+    """
+    return [r for r in records if (asked_experiment(r), r.spec.seed) in runs]
+
+
+def asked_experiment(record: RunRecord) -> str:
+    """The experiment ``record`` was asked as: its own, or, where planning resolved ``auto`` to a CPU's bf16, the
+    experiment of the same run left at ``auto``."""
+    from bench.runs.spec import experiment_id
+
+    if record.spec.auto_precision is None:
+        return record.experiment
+    return experiment_id({**record.identity, "precision": record.spec.precision})
 
 
 def record_status(record_file: Path) -> str | None:

@@ -29,16 +29,19 @@ from bench.precision import AmpDtype
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import Augment, Phase, Protocol
 from bench.train.engine import Amp, EngineConfig
+from bench.train.history import check_train_loss
 from bench.train.optim import optimizer_for, param_groups, scheduler_for, top_lr
 from bench.train.pipeline import BatchPipeline
-from bench.train.sampling import epoch_order
+from bench.train.sampling import class_weights, epoch_order
+from bench.train.selection import stopping_score
 from bench.train.utilisation import GpuUtilisation
 
 ProgressFn = Callable[[dict], None]  # receives the step and epoch events of a run (and the runner's start event)
 
 
 class DivergedError(BenchError):
-    """The loss became NaN or infinite: the run is marked failed, the sweep goes on."""
+    """The loss became NaN or infinite before any epoch was validated: the run is marked failed, the sweep goes
+    on. Later, training stops instead and keeps the best epoch so far (:attr:`FitResult.stopped` says so)."""
 
 
 @dataclass
@@ -64,12 +67,8 @@ class FitResult:
     best_epoch: int = 0
     best_score: float = math.nan
     stopped_early: list[str] = field(default_factory=list)  # phases cut short by early stopping
-
-
-def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Inverse-frequency weights (sklearn's "balanced"): n / (k * count_c); absent classes get 0."""
-    counts = torch.bincount(labels, minlength=num_classes).float()
-    return torch.where(counts > 0, labels.numel() / (num_classes * counts.clamp(min=1)), 0.0)
+    stopped: str | None = None  # why training ended before its budget otherwise (a non-finite loss)
+    loss_alarm: str | None = None  # the first epoch whose training loss exploded (bench.train.history), named
 
 
 @torch.inference_mode()
@@ -128,11 +127,13 @@ def train_step(
     gen: torch.Generator | None,
     weight: torch.Tensor | None = None,
     amp: Amp | None = None,
+    clip_norm: float | None = None,
 ) -> torch.Tensor:
     """One optimisation step on a uint8 batch; returns the detached loss without a host sync.
 
     Gradients are released before the forward pass rather than after it, so the last step's gradients
-    and this step's activations are never held together (the same numbers, a lower peak).
+    and this step's activations are never held together (the same numbers, a lower peak). ``clip_norm``: the
+    protocol's ``grad_clip_norm``.
     """
     amp = amp or Amp(None, pipeline.device)
     opt.zero_grad(set_to_none=True)
@@ -140,7 +141,7 @@ def train_step(
     y = pipeline.to_device(labels)
     with amp.autocast():
         loss = F.cross_entropy(model(x), y, weight=weight)
-    amp.step(loss, opt)
+    amp.step(loss, opt, clip_norm)
     sched.step()
     return loss.detach()
 
@@ -170,7 +171,9 @@ def train_one_epoch(
         for step, i in enumerate(range(0, n, protocol.batch_size)):
             idx = order[i : i + protocol.batch_size]
             images, labels = train.images[idx], train.labels[idx]
-            loss = train_step(model, opt, sched, pipeline, images, labels, protocol.augment, gen, weight, amp)
+            loss = train_step(
+                model, opt, sched, pipeline, images, labels, protocol.augment, gen, weight, amp, protocol.grad_clip_norm
+            )
             total += loss * len(idx)
             if on_step is not None:
                 on_step(step + 1)
@@ -186,7 +189,7 @@ class FitState:
     epochs_done_in_phase: int = 0  # of the phase at phase_index
     phase_finished: bool = False  # early-stopped or ran all its epochs
     epoch_no: int = 0
-    best_phase_loss: float = math.inf
+    best_phase_loss: float = math.inf  # the phase's best early-stopping score (lower is better; the name is old)
     bad_epochs: int = 0
     result: FitResult = field(default_factory=FitResult)
 
@@ -194,10 +197,10 @@ class FitState:
         self.phase_index, self.epochs_done_in_phase, self.phase_finished = index, 0, False
         self.best_phase_loss, self.bad_epochs = math.inf, 0
 
-    def end_epoch(self, val_loss: float, phase: Phase, patience: int | None) -> bool:
-        """Count the epoch against early stopping (validation loss within the phase); True: stop the phase now."""
-        if val_loss < self.best_phase_loss:
-            self.best_phase_loss, self.bad_epochs = val_loss, 0
+    def end_epoch(self, score: float, phase: Phase, patience: int | None) -> bool:
+        """Count the epoch against early stopping (its ``stopping_score`` in the phase); True: stop the phase now."""
+        if score < self.best_phase_loss:
+            self.best_phase_loss, self.bad_epochs = score, 0
         else:
             self.bad_epochs += 1
         self.epochs_done_in_phase += 1
@@ -250,7 +253,9 @@ def fit(
     """Train through the protocol's phases; ``model`` ends holding the best-on-validation weights.
 
     Selection uses ``protocol.select_on`` over every epoch of every phase (loss: lower is better); early
-    stopping watches validation loss within a phase. A NaN/inf loss raises :class:`DivergedError`. With a
+    stopping watches the same validation measure within a phase. A NaN/inf training loss stops training there,
+    keeping the best epoch so far (``stopped`` says so), or raises :class:`DivergedError` when no epoch was
+    validated yet; a loss that explodes is named in ``loss_alarm`` and training goes on. With a
     ``checkpoint``, the state is saved after every epoch and resumed from, RNG streams included, so an
     interrupted run ends exactly as an uninterrupted one. ``engine`` (default: all off) sets precision and
     memory format; ``train`` may already live on the device; ``positive`` is for the validation metrics."""
@@ -264,7 +269,8 @@ def fit(
     steps_per_epoch = math.ceil(len(train.labels) / protocol.batch_size)
     for phase_index, phase in enumerate(protocol.phases):
         resuming = saved is not None and phase_index == state.phase_index
-        if phase_index < state.phase_index or phase.epochs == 0 or (resuming and state.phase_finished):
+        skip = phase_index < state.phase_index or phase.epochs == 0 or (resuming and state.phase_finished)
+        if skip or state.result.stopped is not None:
             continue
         apply_phase(model, phase)
         opt = optimizer_for(protocol, param_groups(model, protocol, phase), phase.lr, engine.fused_optimizer)
@@ -275,12 +281,21 @@ def fit(
         else:
             state.begin_phase(phase_index)
         while state.epochs_done_in_phase < phase.epochs:
-            log = _epoch(run, phase, opt, sched, state)
+            try:
+                log = _epoch(run, phase, opt, sched, state)
+            except DivergedError as err:
+                if not state.result.history:
+                    raise
+                state.result.stopped = f"{err}: training stopped, epoch {state.result.best_epoch} kept"
+                break
             if _select(state.result, log, protocol.select_on):
                 best_model = copy.deepcopy(model.state_dict())
+            if state.result.loss_alarm is None:
+                state.result.loss_alarm = check_train_loss([h.train_loss for h in state.result.history], len(classes))
             if progress is not None:
                 progress({"event": "epoch", "log": log})
-            stop = state.end_epoch(log.val_loss, phase, protocol.early_stopping_patience)
+            score = stopping_score(log.val_loss, log.val, protocol.select_on)
+            stop = state.end_epoch(score, phase, protocol.early_stopping_patience)
             if checkpoint is not None:
                 checkpoint.save(_checkpoint_payload(run, best_model, opt, sched, state))
             if stop:

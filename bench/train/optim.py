@@ -10,6 +10,8 @@ learning rates and nothing else.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from timm.optim import param_groups_layer_decay
 from torch import nn
@@ -43,13 +45,38 @@ def optimizer_for(
 
 
 def scheduler_for(opt: torch.optim.Optimizer, protocol: Protocol, phase: Phase, steps_per_epoch: int):
-    """The protocol's learning-rate schedule over one phase, stepped once per optimisation step."""
+    """The protocol's learning-rate schedule over one phase, stepped once per optimisation step.
+
+    With ``warmup_epochs``, the phase's first ``warmup_epochs`` epochs (at most all of it) ramp every group's lr
+    linearly up to its own, step by step, and the schedule runs over the steps after them
+    (:func:`warmed_factor`). Without, the torch schedulers below, which every record before warm-up existed ran.
+    """
+    if protocol.warmup_epochs:
+        total = phase.epochs * steps_per_epoch
+        warm = min(protocol.warmup_epochs, phase.epochs) * steps_per_epoch
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: warmed_factor(protocol, step, warm, total, steps_per_epoch)
+        )
     if protocol.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, phase.epochs * steps_per_epoch))
     if protocol.schedule == "step":
         milestones = [m * steps_per_epoch for m in protocol.milestones]
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=protocol.gamma)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def warmed_factor(protocol: Protocol, step: int, warm: int, total: int, steps_per_epoch: int) -> float:
+    """The lr multiplier at ``step`` of a phase of ``total`` steps whose first ``warm`` warm up: ``(step + 1) / warm``
+    during warm-up, then the protocol's schedule counted from the end of warm-up (cosine to 0 over the rest, x
+    ``gamma`` at each milestone epoch, or constant)."""
+    if step < warm:
+        return (step + 1) / warm
+    after = step - warm
+    if protocol.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(after, total - warm) / max(1, total - warm)))
+    if protocol.schedule == "step":
+        return protocol.gamma ** sum(after >= m * steps_per_epoch for m in protocol.milestones)
+    return 1.0
 
 
 def top_lr(opt: torch.optim.Optimizer) -> float:

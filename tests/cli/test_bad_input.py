@@ -9,6 +9,7 @@ a protocol given as a file path elsewhere) and the pixel checks that need a deco
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -77,6 +78,30 @@ def backbone_file(name: str) -> Callable[[Path, Path], None]:
 
 def npz_file(**change: Callable) -> Callable[[Path, Path], None]:
     return lambda home, tmp: write_npz(home / "data" / "tiny.npz", **change)
+
+
+def damaged_npz(keep: float) -> Callable[[Path, Path], None]:
+    """The tiny npz cut to ``keep`` of its bytes (0: an empty file, as a full disk or a killed copy leaves)."""
+
+    def damage(home: Path, tmp: Path) -> None:
+        path = home / "data" / "tiny.npz"
+        path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
+
+    return damage
+
+
+# Every command with --results-dir, with what else it needs to reach the option's check.
+RESULTS_DIR_COMMANDS = {
+    "run": ADHOC,
+    "leaderboard": ("leaderboard",),
+    "plot": ("plot",),
+    "report": ("report",),
+    "compare": ("compare", "test_resnet", "resnet18"),
+    "export": ("export",),
+    "latency": ("latency", "--backbones", "test_resnet"),
+    "reproduction": ("reproduction", "--sweep", "default"),
+    "check": ("check",),
+}
 
 
 @dataclass(frozen=True)
@@ -161,6 +186,16 @@ CASES = [
         npz_file(images=lambda x: x.astype(object)),
     ),
     Case("npz-float-labels", ("list", "datasets"), "holds label 0.5", npz_file(labels=lambda y: y + 0.5)),
+    # Damaged npz files (issue 28): numpy's EOFError on an empty file read as Ctrl-D ("aborted: no input", 130).
+    Case("npz-empty", ("list", "datasets"), "cannot read npz file {tmp}/home/data/tiny.npz: No data", damaged_npz(0)),
+    Case("npz-empty-run", ADHOC, "cannot read npz file {tmp}/home/data/tiny.npz: No data left", damaged_npz(0)),
+    Case("npz-truncated", ADHOC, "{tmp}/home/data/tiny.npz: File is not a zip file", damaged_npz(0.5)),
+    # An empty --results-dir is the current folder to pathlib: runs/, splits/, leaderboards/ written there (issue 28).
+    *(
+        Case(f"results-dir-empty-{name}", (*args, "--results-dir", ""), "--results-dir is empty: name a folder")
+        for name, args in RESULTS_DIR_COMMANDS.items()
+    ),
+    Case("results-dir-blank", (*ADHOC, "--results-dir", "  "), "--results-dir is only whitespace"),
     *(
         Case(f"protocol-{field}", (*ADHOC, "--protocol", "{tmp}/p.toml"), f"p.toml: field '{field}' is {shown}", setup)
         for field, shown, setup in (
@@ -328,3 +363,115 @@ def test_a_protocol_file_is_named_by_its_stem(tmp_path):
     assert protocol_name("scratch") == "scratch" and protocol_name(str(tmp_path / "x" / "good.toml")) == "good"
     with pytest.raises(ConfigError, match=r"my protocol.toml: protocol file name 'my protocol' is not a name"):
         get_protocol(str(tmp_path / "my protocol.toml"))
+
+
+# ------------------------------------------------------------- damaged files and a full disk (issue 28), on the CLI
+
+
+@pytest.fixture
+def scored_results(tmp_path) -> Path:
+    """Two backbones x two seeds on dataset ``d``, each record with its test probabilities beside it."""
+    from factories import make_record, write_run
+
+    labels = np.array([0] * 40 + [1] * 60)  # the factory's test class counts
+    probs = np.stack([1 - labels * 0.8 - 0.1, labels * 0.8 + 0.1], axis=1)
+    results = tmp_path / "scored"
+    for backbone in ("resnet18", "vgg16"):
+        for seed in (0, 1):
+            write_run(make_record(backbone, seed), results, probs=probs, labels=labels)
+    return results
+
+
+# damage done to one probs file -> what the warning says after naming it
+PROBS_DAMAGE = {
+    "empty": (lambda path: path.write_bytes(b""), "unreadable test scores file, damaged (No data left in file)"),
+    "truncated": (
+        lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),
+        "unreadable test scores file, damaged (File is not a zip file)",
+    ),
+    "missing": (lambda path: path.unlink(), "missing, so"),  # not damaged: the warning's format alone was wrong
+}
+
+
+@pytest.mark.parametrize("command", ["leaderboard", "report"])
+@pytest.mark.parametrize(("damage", "problem"), PROBS_DAMAGE.values(), ids=PROBS_DAMAGE.keys())
+def test_a_damaged_probs_file_is_skipped_with_one_warning_line_naming_it(scored_results, command, damage, problem):
+    """Was: "aborted: no input" (exit 130) for an empty file, a BadZipFile traceback for a truncated one, and
+    Python's warning format (the harness's file, line number and source line) for a missing one."""
+    (path, *_) = sorted(scored_results.rglob("*.probs.npz"))
+    damage(path)
+    proc = bench(command, "--results-dir", str(scored_results))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"warning: {path}: {problem}") and line.endswith(" its leaderboard row has no 95% CI")
+    assert (scored_results / "leaderboards" / "d.md").is_file()
+
+
+def test_the_one_line_warnings_are_the_commands_alone(scored_results, monkeypatch, capsys):
+    """A library user calling bench's functions after a command still gets Python's own warnings."""
+    import warnings
+
+    from console import run_bench
+
+    python_own = warnings.showwarning
+    assert run_bench(monkeypatch, capsys, "leaderboard", "--results-dir", str(scored_results)).status == 0
+    assert warnings.showwarning is python_own
+
+
+FULL_DISK = """
+import errno, sys
+from PIL import Image
+
+def full_disk(im, fp, filename, *args, **kwargs):  # some bytes reach the file, then the disk is full
+    fp.write(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(100))
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+Image.init()
+Image.SAVE["PNG"] = full_disk
+"""
+
+
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_partial_file(scored_results, command):
+    """Was: an OSError traceback and a 108-byte PNG left where the plot should be."""
+    before = snapshot(scored_results)
+    proc = subprocess.run(
+        [sys.executable, "-c", FULL_DISK + ENTRY, command, "--results-dir", str(scored_results)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    plot = scored_results / "plots" / "d-tradeoff.png"
+    assert proc.stderr.strip() == f"error: cannot write {plot}: No space left on device"
+    after = snapshot(scored_results)
+    assert {path: after.get(path) for path in before} == before  # the records and their scores, untouched
+    assert not [p for p in after if p.endswith(".png") or p.endswith(".tmp")], sorted(after)
+
+
+def test_leakage_writes_the_clean_source_table_whole_or_not_at_all(tmp_path, monkeypatch, capsys):
+    """Was: pandas' to_csv straight to the path, a traceback and a truncated CSV on a full disk."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from console import run_bench
+
+    import bench.data.leakage as leakage
+
+    overlap = SimpleNamespace(count=0, summary=lambda: "no overlap")
+    monkeypatch.setattr(leakage, "check_overlap", lambda source, target: overlap)
+    monkeypatch.setattr(leakage, "without_overlap", lambda source, target: pd.DataFrame({"image_id": ["a", "b"]}))
+    out = tmp_path / "clean.csv"
+    args = ("leakage", "ham10000", "isic", "--write-source", str(out))
+
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("bench.files.os.fsync", full_disk)
+        failed = run_bench(monkeypatch, capsys, *args)
+    assert (failed.status, failed.stderr.strip()) == (2, f"error: cannot write {out}: No space left on device")
+    assert list(tmp_path.iterdir()) == []
+    assert run_bench(monkeypatch, capsys, *args).status == 0
+    assert out.read_text() == "image_id\na\nb\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -75,6 +76,9 @@ def test_run_trains_records_and_ranks(project, tmp_path):
     plan = bench(*[("0,1,2,3" if a == "0,1" else a) for a in RUN], "--dry-run").stdout
     assert "4 runs: 2 done, 2 to do" in plan and "nothing was trained" in plan
     assert plan.count("median of 2 run(s)") == 2 and "tiny/test_resnet/scratch/s3" in plan
+    # ... and says which engine the runs train in (the suite pins the CPU's standing one: tests/conftest.py)
+    engine = r"^engine: test_resnet at 28 px, batch 128, \d+ torch threads?: fp32-nchw \(pinned by BENCH_CPU_ENGINE\)$"
+    assert re.search(engine, plan, re.MULTILINE) and plan.count("fp32-nchw") >= 3, plan  # the line, a row a run
     assert len(load_records(tmp_path / "results")) == 2
 
 
@@ -101,12 +105,19 @@ def test_leaderboard_from_records_alone(project, tmp_path):
         ),
         (
             ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--device", "cpu", "--precision", "bf16"),
-            "--precision bf16 needs a CUDA device, not cpu",
+            "--precision bf16: this CPU has no native bf16",
+        ),
+        (
+            ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--memory-format", "nwhc"),
+            "--memory-format takes auto, nchw, nhwc, got 'nwhc'",
         ),
     ],
 )
 def test_user_errors_are_one_line(project, args, message, monkeypatch, capsys):
     """In-process (the subprocess path is covered above): exit status 2 and exactly one line."""
+    import bench.train.engine
+
+    monkeypatch.setattr(bench.train.engine, "cpu_native_bf16", lambda: False)  # bf16 refused as on an older CPU
     monkeypatch.setattr(sys, "argv", ["bench", *args])
     with pytest.raises(SystemExit) as exit_info:
         main()
@@ -162,12 +173,15 @@ def test_precision_is_a_run_of_its_own_unless_auto(project, tmp_path, monkeypatc
     [
         ("", "auto", None),
         ('precision = "fp32"', "fp32", None),
-        ('precision = "bf16"', "bf16", "--precision bf16 needs a CUDA device, not cpu"),
+        ('precision = "bf16"', "bf16", "--precision bf16: this CPU has no native bf16"),
         ('precision = "fp16"', "fp16", "--precision fp16 needs a CUDA device, not cpu"),
     ],
 )
 def test_sweep_group_precision(line, precision, refused_on_cpu, project, tmp_path, monkeypatch, capsys):
+    import bench.train.engine
     from bench.runs.sweep import load_sweep
+
+    monkeypatch.setattr(bench.train.engine, "cpu_native_bf16", lambda: False)
 
     sweep = tmp_path / "mine.toml"
     sweep.write_text(f'name = "mine"\n[[group]]\nbackbones = ["test_resnet"]\ndatasets = ["tiny"]\n{line}\n')

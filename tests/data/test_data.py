@@ -8,6 +8,7 @@ the bundled ``data/`` against the published DermaMNIST numbers.
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
 from pathlib import Path
 from textwrap import dedent
@@ -398,6 +399,40 @@ def test_npz_without_the_expected_keys(home: Path, tmp_path: Path) -> None:
     make_npz(tmp_path / "p.npz", {"train": 4, "test": 4})
     write_entry(home, "p", NPZ_ENTRY.format(path=tmp_path / "p.npz"))
     expect_data_error("p", r"p\.npz: missing key 'val_images'")
+
+
+def _cut(keep: float):
+    return lambda data: data[: int(len(data) * keep)]
+
+
+def _zeroed(start: int, stop: int):
+    return lambda data: data[:start] + bytes(stop - start) + data[stop:]
+
+
+# damage to the npz's bytes -> why it cannot be read (numpy's EOFError on 0 bytes read as Ctrl-D on the CLI)
+DAMAGED_NPZ = {
+    "empty": (_cut(0), "No data left in file"),
+    "truncated": (_cut(0.5), "File is not a zip file"),
+    "pixels-corrupt": (_zeroed(20000, 20100), "Bad CRC-32 for file 'train_images.npy'"),  # past the headers read
+}
+
+
+@pytest.mark.parametrize(("damage", "reason"), DAMAGED_NPZ.values(), ids=DAMAGED_NPZ.keys())
+def test_a_damaged_npz_is_one_line_naming_it(home: Path, tmp_path: Path, damage, reason: str) -> None:
+    path = tmp_path / "p.npz"
+    make_npz(path, {"train": 60, "val": 20, "test": 20})
+    write_entry(home, "p", NPZ_ENTRY.format(path=path))
+    path.write_bytes(damage(path.read_bytes()))
+    expect_data_error("p", f"^cannot read npz file {re.escape(str(path))}: {re.escape(reason)}$")
+
+
+def test_an_empty_split_cache_is_computed_again(home: Path, tmp_path: Path, cache: Path) -> None:
+    make_npz(tmp_path / "p.npz", {"train": 10, "val": 4, "test": 6})
+    write_entry(home, "p", NPZ_ENTRY.format(path=tmp_path / "p.npz"))
+    first = load_dataset("p", 28)
+    (cached,) = (cache / "splits").glob("*.npy")
+    cached.write_bytes(b"")  # np.load raises EOFError, which no reader of a cache expected
+    assert list(load_dataset("p", 20).test.ids) == list(first.test.ids)
 
 
 def test_empty_folder(home: Path, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -100,6 +102,17 @@ def with_file(name: str, text: str) -> Callable[[Path], object]:
     return lambda r: (classes_folder(r, {"cat": 4, "dog": 4}), (r / name).write_text(text))
 
 
+def huge_png(path: Path, side: int = 20000) -> Path:
+    """A PNG whose header says ``side`` x ``side`` (no pixel data): past PIL's decompression-bomb limit on open."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path
+
+
 def renamed_test_class(r: Path) -> None:
     split_folder(r)
     (r / "test" / "benign").rename(r / "test" / "other")
@@ -117,7 +130,11 @@ BAD_FOLDERS = {
     "one-image": (lambda r: classes_folder(r, {"cat": 4, "dog": 1}), "dog: 1 image; a class needs at least 3"),
     "empty-class": (lambda r: classes_folder(r, {"cat": 4, "dog": 0}), "dog: 0 images"),
     "text-file": (with_file("cat/notes.txt", "x"), "notes.txt: not an image"),
-    "broken-png": (with_file("dog/9.png", "x"), "9.png: not a readable image"),
+    "broken-png": (with_file("dog/9.png", "x"), "cannot decode image .*9.png: cannot identify image file"),
+    "huge-png": (
+        lambda r: (classes_folder(r, {"cat": 4, "dog": 4}), huge_png(r / "dog" / "9.png")),
+        r"cannot decode image .*9.png: Image size \(400000000 pixels\) exceeds limit",
+    ),
     "no-test": (lambda r: classes_folder(r / "train", {"cat": 4, "dog": 4}), "has train/ but no test/"),
     "mixed": (
         lambda r: (split_folder(r), classes_folder(r / "extra", {"a": 3})),
@@ -135,6 +152,24 @@ def test_bad_folders_are_one_line_errors_naming_the_path(home, tmp_path, build, 
     with pytest.raises(DataError, match=message) as err:
         infer_entry(root)
     assert str(root) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_image_past_pils_pixel_limit_is_the_same_line_in_a_folder_and_through_an_entry(home, tmp_path):
+    """Issue 28: a bare folder's header check let PIL's DecompressionBombError out as a traceback."""
+    root = classes_folder(tmp_path / "pets", {"cat": 10, "dog": 10}, mode="L")
+    entry = entry_toml(infer_entry(root))
+    (home / "datasets" / "pets.toml").write_text(entry)
+    huge_png(root / "dog" / "99.png")
+    forget()
+    with pytest.raises(DataError) as from_folder:
+        infer_entry(root)
+    with pytest.raises(DataError) as from_entry:
+        load_dataset("pets", 16)
+    expected = (
+        f"cannot decode image {root / 'dog' / '99.png'}: Image size (400000000 pixels) exceeds limit of "
+        f"{2 * Image.MAX_IMAGE_PIXELS} pixels, could be decompression bomb DOS attack."
+    )
+    assert str(from_folder.value) == str(from_entry.value) == expected
 
 
 def test_values_that_read_as_paths_are_folders_and_bare_words_are_names():

@@ -72,7 +72,53 @@ def test_malformed_files_are_one_line_results_errors(tmp_path, arrays, problem) 
     assert str(path) in str(err.value) and "\n" not in str(err.value)
 
 
-def test_unreadable_file_names_itself(tmp_path) -> None:
-    (tmp_path / "x.probs.npz").write_text("not an npz")
-    with pytest.raises(ResultsError, match="x.probs.npz: unreadable test scores file"):
-        TestScores.load(tmp_path / "x.probs.npz")
+# what is left of a saved file -> why it cannot be read: OSError/ValueError were caught, EOFError (0 bytes; on
+# the CLI, click's end of input), BadZipFile (truncated) and zlib.error (a corrupt member) were not (issue 28)
+DAMAGED = {
+    "not-an-npz": (lambda data: b"not an npz", "This file contains pickled"),  # numpy reads it as a pickle
+    "empty": (lambda data: b"", "No data left in file"),
+    "truncated": (lambda data: data[: len(data) // 2], "File is not a zip file"),
+    "member-corrupt": (lambda data: data[:100] + bytes(40) + data[140:], "Error -3 while decompressing data"),
+}
+
+
+@pytest.mark.parametrize(("damage", "reason"), DAMAGED.values(), ids=DAMAGED.keys())
+def test_a_damaged_file_is_one_line_naming_itself(tmp_path, damage, reason) -> None:
+    path = tmp_path / "x.probs.npz"
+    TestScores.from_logits([f"i{i}" for i in range(50)], np.arange(50) % 2, np.ones((50, 2))).save(path)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ResultsError, match=f"x.probs.npz: unreadable test scores file, damaged \\(.*{reason}") as err:
+        TestScores.load(path)
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+
+
+def test_validation_scores_travel_beside_the_test_ones(tmp_path) -> None:
+    """New files hold the selected model's validation scores under ``val_*`` keys (for calibration fitted on
+    validation); the test keys are unchanged, so every reader of old files reads new ones alike."""
+    rng = np.random.default_rng(0)
+    val = TestScores.from_logits(["v0", "v1", "v2"], np.array([0, 1, 1]), rng.normal(size=(3, 2)))
+    saved = TestScores.from_logits(["t0", "t1"], np.array([1, 0]), rng.normal(size=(2, 2)), val)
+    saved.save(tmp_path / "r.probs.npz")
+    with np.load(tmp_path / "r.probs.npz") as npz:
+        val_keys = {"val_ids", "val_labels", "val_probs", "val_logits"}
+        assert set(npz.files) == {"ids", "labels", "probs", "logits"} | val_keys
+    back = TestScores.load(tmp_path / "r.probs.npz")
+    assert back.ids.tolist() == ["t0", "t1"] and back.val is not None and back.val.val is None
+    assert np.array_equal(back.val.logits, val.logits) and np.array_equal(back.val.probs, val.probs)
+    assert back.val.ids.tolist() == ["v0", "v1", "v2"] and back.val.labels.dtype == np.int64
+
+
+def test_files_without_validation_scores_load_with_none(tmp_path) -> None:
+    TestScores.from_logits(["t0"], np.array([1]), np.zeros((1, 2))).save(tmp_path / "old.probs.npz")
+    assert TestScores.load(tmp_path / "old.probs.npz").val is None
+
+
+def test_malformed_validation_scores_are_named(tmp_path) -> None:
+    path = tmp_path / "bad.probs.npz"
+    test = {"ids": np.array(["a"]), "labels": np.array([0]), "probs": np.ones((1, 2)) / 2}
+    np.savez(path, **test, val_ids=np.array(["v"]), val_labels=np.array([0, 1]), val_probs=np.ones((1, 2)) / 2)
+    with pytest.raises(ResultsError, match=r"val_probs \(1, 2\), val_labels \(2,\) and val_ids disagree"):
+        TestScores.load(path)
+    np.savez(path, **test, val_ids=np.array(["v"]), val_labels=np.array([0]))
+    with pytest.raises(ResultsError, match="test scores file has no val_probs"):
+        TestScores.load(path)

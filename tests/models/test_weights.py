@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -89,10 +90,20 @@ BAD_FILE_CASES = [
         ["1 missing: conv1.0.weight"],
     ),
     ("not-a-state-dict.pt", lambda: {"epoch": 3}, ["holds no state dict"]),
-    ("garbage.safetensors", lambda: b"not a checkpoint", ["could not be read"]),
-    ("garbage.pt", lambda: b"not a checkpoint", ["could not be read"]),
+    # what a file that does not load is, not the loader's error alone (was "(list index out of range)")
+    ("garbage.safetensors", lambda: b"not a checkpoint", [": not a safetensors file or PyTorch checkpoint ("]),
+    ("garbage.pt", lambda: b"not a checkpoint", [": not a safetensors file or PyTorch checkpoint ("]),
+    ("passwd", lambda: b"root:x:0:0:root:/root:/bin/bash\n", ["passwd: not a safetensors file or PyTorch checkpoint"]),
+    ("empty.pt", lambda: b"", [": not a safetensors file or PyTorch checkpoint (an empty file) (EOFError)"]),
+    ("truncated.pt", lambda: _truncated_torch_save(), [": a PyTorch checkpoint that torch.load(weights_only=True)"]),
     ("absent.pt", lambda: None, ["does not exist"]),
 ]
+
+
+def _truncated_torch_save() -> bytes:
+    buffer = io.BytesIO()
+    torch.save(tiny_model(seed=1).state_dict(), buffer)
+    return buffer.getvalue()[:1000]
 
 
 @pytest.mark.parametrize("name, content, fragments", BAD_FILE_CASES, ids=[c[0] for c in BAD_FILE_CASES])

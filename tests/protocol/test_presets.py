@@ -98,6 +98,16 @@ PRESETS = [
         phases=(Phase("head", epochs=30, lr=1e-3, trainable=0.0),),
     ),
     Protocol(
+        name="fair",
+        pretrained=False,
+        phases=(Phase("full", epochs=40, lr=1e-3, trainable=1.0),),
+        early_stopping_patience=8,
+        select_on="balanced_accuracy",
+        grad_clip_norm=1.0,
+        warmup_epochs=1,
+        augment=FLIP_ROT_ZOOM,
+    ),
+    Protocol(
         name="s4-gradual",
         pretrained=True,
         split="70/20/10",
@@ -150,7 +160,7 @@ def test_a_preset_named_unlike_its_file_is_refused(home):
 
 
 def test_unknown_protocol_lists_the_presets():
-    with pytest.raises(ConfigError, match=r"presets: linear, medmnist-v2, s0-head-top30, .*, staged-s1 \(or a path"):
+    with pytest.raises(ConfigError, match=r"presets: fair, linear, medmnist-v2, .*, staged-s1 \(or a path"):
         get_protocol("nonsense")
 
 
@@ -210,3 +220,13 @@ def test_a_protocol_that_trains_zero_epochs_is_refused(tmp_path, epochs):
     path.write_text('name = "idle"\npretrained = false\n' + phases)
     with pytest.raises(ConfigError, match=r"idle.toml: field 'phases' train for 0 epochs in all"):
         get_protocol(str(path))
+
+
+def test_the_guards_against_an_exploding_loss_are_checked(home):
+    body = '\n[[phases]]\nname = "full"\nepochs = 1\nlr = 0.01\ntrainable = 1.0\n'
+    (home / "protocols" / "clip.toml").write_text('name = "clip"\npretrained = false\ngrad_clip_norm = 0\n' + body)
+    with pytest.raises(ConfigError, match=r"clip.toml: field 'grad_clip_norm' is 0.0; a gradient norm limit must"):
+        get_protocol("clip")
+    (home / "protocols" / "warm.toml").write_text('name = "warm"\npretrained = false\nwarmup_epochs = -1\n' + body)
+    with pytest.raises(ConfigError, match=r"warm.toml: field 'warmup_epochs' is -1; it must be >= 0"):
+        get_protocol("warm")

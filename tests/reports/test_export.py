@@ -45,6 +45,18 @@ def test_a_row_is_one_run_with_its_identity_metrics_latency_and_versions():
     assert row["version_torch"] == "2.9.0" and row["version_timm"] == "1.0.31" and row["created"] == record.created
 
 
+def test_a_row_says_the_epochs_used_and_the_runs_training_health():
+    record = make_record("resnet18", 0, epochs=5)
+    record.history = record.history[:3]  # early stopping: 3 of the 5 epochs at most
+    record.val = {"confusion_matrix": [[49, 0], [41, 0]]}
+    row = run_row(record)
+    assert (row["epochs"], row["epochs_run"]) == (5, 3)
+    assert row["learned"] == "did not learn" and row["learned_p"] == 1.0
+    assert row["learned_reason"] == "predicts one class (a) for all 90 validation images"
+    assert row["converged"] == "converged" and row["loss_alarm"] is None
+    assert "learned" not in run_row(make_record("vgg16", 0, status="failed"))
+
+
 def test_the_table_is_every_record_sorted_failed_ones_with_their_error(tmp_path):
     table = export(results(tmp_path)).table
     assert list(zip(table["backbone"], table["seed"], table["status"], strict=True)) == [

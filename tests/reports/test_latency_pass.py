@@ -11,7 +11,7 @@ import pytest
 from bench.errors import ResultsError
 from bench.latency.report import save_latency_records
 from bench.latency.timing import LatencyResult
-from bench.reports.latency_pass import load_latency_passes
+from bench.reports.latency_pass import load_latency_passes, passes_of
 from bench.reports.leaderboard import leaderboard
 from bench.reports.render import table_notes
 from tests.factories import make_record, write_run
@@ -103,6 +103,18 @@ def test_the_newest_pass_wins(noisy_runs):
     _pass(noisy_runs, 1.5)
     _pass(noisy_runs, 1.2)
     assert _row(noisy_runs, "resnet18")[1]["latency_ms"] == pytest.approx(1.2)
+
+
+def test_records_read_from_a_folder_bring_its_passes(noisy_runs):
+    """No `passes` argument: the passes of the folder the records were read from, as `bench leaderboard` takes them."""
+    from bench.runs.record import load_records
+
+    path = _pass(noisy_runs, 1.5)
+    records = load_records(noisy_runs)
+    assert passes_of(records) == load_latency_passes(noisy_runs) != []
+    assert leaderboard(records, "d").set_index("backbone").loc["resnet18", "latency_from"] == f"latency/{path.name}"
+    assert leaderboard(records, "d", passes=()).set_index("backbone").loc["resnet18", "latency_from"] == "runs"
+    assert passes_of([make_record("resnet18")]) == []  # built in memory: no folder, no passes
 
 
 def test_no_latency_folder_means_no_passes(tmp_path):

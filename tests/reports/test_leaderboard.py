@@ -92,6 +92,26 @@ def test_unknown_metric():
         leaderboard(RECORDS, "d", "acc")
 
 
+# what a script passed -> the one line it gets (was: an empty table, or AttributeError 'str' has no 'spec')
+BAD_ARGUMENTS = {
+    "unknown-dataset": ((RECORDS, "nope"), "no records of dataset 'nope': the records given are of 'd'$"),
+    "no-records": (([], "d"), "no records of dataset 'd': no records were given"),
+    "a-path": (("my-results", "d"), r"not the path 'my-results': pass bench.load_records\('my-results'\)"),
+    "a-number": ((42, "d"), "records must be a list of RunRecord .*, got int$"),
+    "other-items": (([RECORDS[0], "x"], "d"), "got list with an item of type str"),
+}
+
+
+@pytest.mark.parametrize(("args", "problem"), BAD_ARGUMENTS.values(), ids=BAD_ARGUMENTS.keys())
+def test_records_that_are_not_records_or_lack_the_dataset_are_one_line_errors(args, problem):
+    with pytest.raises(ConfigError, match=problem):
+        leaderboard(*args)
+
+
+def test_any_iterable_of_records_is_taken():
+    assert leaderboard(iter(RECORDS), "d").equals(leaderboard(RECORDS, "d"))
+
+
 def test_latency_devices_are_listed():
     table = leaderboard([*RECORDS, record("resnet50", device="other-cpu")], "d")
     assert latency_devices(table) == ["cpu-x", "other-cpu"]
@@ -388,10 +408,10 @@ def _remove(backbone: str, seed: int):
     return apply
 
 
-def _corrupt(backbone: str, seed: int):
+def _corrupt(backbone: str, seed: int, damage=lambda data: b"not an npz"):
     def apply(root: Path) -> Path:
         (path,) = (root / "runs" / "d" / backbone).glob(f"scratch-r28-s{seed}-*.probs.npz")
-        path.write_bytes(b"not an npz")
+        path.write_bytes(damage(path.read_bytes()))
         return path
 
     return apply
@@ -402,6 +422,8 @@ NOT_COMPARED = "not compared with rank 1: rank 1 has no saved test probabilities
 MISSING_CASES = [
     ("a seed of a runner-up missing", _remove("twin", 1), {"twin": NO_PROBS}),
     ("a seed of a runner-up unreadable", _corrupt("poor", 0), {"poor": NO_PROBS}),
+    ("a seed of a runner-up empty", _corrupt("poor", 1, lambda data: b""), {"poor": NO_PROBS}),
+    ("a seed of a runner-up truncated", _corrupt("twin", 0, lambda data: data[: len(data) // 2]), {"twin": NO_PROBS}),
     (
         "rank 1 missing",
         _remove("best", 0),

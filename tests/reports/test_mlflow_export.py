@@ -72,6 +72,18 @@ def test_a_re_export_adds_nothing_and_a_changed_record_replaces_its_run(tmp_path
     assert len(runs) == 2 and runs[record.key].data.metrics["test_accuracy"] == 0.95
 
 
+def test_a_damaged_probs_file_is_left_out_with_a_warning_naming_it(tmp_path, store):
+    """Was: left out without a word. The run is still logged, with its record and confusion matrix."""
+    record = write_run(make_record("resnet18", 1, 0.8), tmp_path / "results", probs=PROBS, labels=LABELS)
+    damaged = record.path.with_suffix(".probs.npz")
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.warns(UserWarning, match=f"{damaged}: unreadable test scores file, damaged .*without it"):
+        export(tmp_path / "results", mlflow=store)
+    run = runs_of(store)[record.key]
+    names = {a.path for a in MlflowClient(tracking_uri=store).list_artifacts(run.info.run_id)}
+    assert names == {"record.json", "confusion_matrix.json"}
+
+
 def test_curves_are_the_positive_class_for_binary_and_one_vs_rest_otherwise():
     from bench.evaluation.scores import TestScores
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -11,10 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from factories import make_record as shared_record
+from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.text import Text
 from PIL import Image
 
+from bench.errors import ResultsError
 from bench.evaluation.scores import TestScores
 from bench.reports.leaderboard import LATENCY_AXES, leaderboard
 from bench.reports.plots import (
@@ -216,6 +220,31 @@ def test_saved_figures_are_byte_reproducible(tmp_path):
     second = save(fig, tmp_path / "b" / "f", ("svg", "png"))
     plt.close(fig)
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+
+
+@pytest.mark.parametrize("earlier", [None, b"the figure drawn last time"], ids=["new", "redrawn"])
+@pytest.mark.parametrize("fmt", ["png", "svg"])
+def test_a_full_disk_leaves_the_earlier_figure_or_none_and_no_temp_file(tmp_path, monkeypatch, fmt, earlier):
+    """Was: the OSError's traceback, and a truncated figure where the earlier one had been."""
+    path = tmp_path / "plots" / f"f.{fmt}"
+    if earlier is not None:
+        path.parent.mkdir()
+        path.write_bytes(earlier)
+
+    def full_disk(self, target, **options):  # part of the figure reaches the file, then the disk is full
+        with contextlib.ExitStack() as stack:
+            fh = stack.enter_context(open(target, "wb")) if isinstance(target, str | os.PathLike) else target
+            fh.write(b"half a figure")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    fig, ax = plt.subplots()
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    with pytest.raises(ResultsError) as err:
+        save(fig, tmp_path / "plots" / "f", (fmt,))
+    plt.close(fig)
+    assert str(err.value) == f"cannot write {path}: No space left on device"
+    assert (path.read_bytes() if path.exists() else None) == earlier
+    assert [p.name for p in path.parent.iterdir()] == ([] if earlier is None else [path.name])  # no temp file
 
 
 def trade_off(results_dir: Path, records: list[RunRecord], probs: bool = False, latency: str = "p50"):

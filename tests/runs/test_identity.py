@@ -49,6 +49,35 @@ def test_anything_but_the_seed_is_another_experiment(project, change):
     assert experiment_identity(dataclasses.replace(SPEC, **change)) != experiment_identity(SPEC)
 
 
+def test_a_measured_bf16_is_the_experiment_of_an_asked_bf16_and_the_memory_format_is_none(project):
+    """A CPU's ``auto`` resolved to bf16 is keyed, named and labelled bf16; resolved to fp32 it stays ``auto`` (the key
+    of every record made before the choice existed); channels-last changes speed, not the experiment."""
+    measured = dataclasses.replace(SPEC, auto_precision="bf16")
+    asked = dataclasses.replace(SPEC, precision="bf16")
+    assert experiment_identity(measured) == experiment_identity(asked) != experiment_identity(SPEC)
+    assert experiment_identity(measured)["precision"] == "bf16" and experiment_identity(SPEC)["precision"] == "auto"
+    assert measured.stem("0" * 64) == asked.stem("0" * 64) == "scratch-r28-s0-bf16-000000000000"
+    assert experiment_identity(dataclasses.replace(SPEC, memory_format="nhwc")) == experiment_identity(SPEC)
+    assert dataclasses.replace(SPEC, memory_format="nhwc").to_dict()["memory_format"] == "nhwc"
+    assert "memory_format" not in SPEC.to_dict() and "auto_precision" not in SPEC.to_dict()  # old records read alike
+    assert RunSpec.from_dict(measured.to_dict()) == measured
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"memory_format": "nwhc"}, "memory format 'nwhc' is not one of auto, nchw, nhwc"),
+        ({"auto_precision": "bf16", "precision": "fp32"}, "auto_precision 'bf16' with precision 'fp32'"),
+        ({"auto_precision": "fp16"}, "auto_precision 'fp16' with precision 'auto'"),
+    ],
+)
+def test_engine_fields_are_checked(change, message):
+    from bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        dataclasses.replace(SPEC, **change)
+
+
 def test_the_seed_data_root_and_versions_are_not_the_experiment(project):
     here = experiment_identity(SPEC)
     assert experiment_identity(dataclasses.replace(SPEC, seed=3)) == here

@@ -6,13 +6,17 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import bench.runs.runner
+import bench.train.engine
 import bench.train.loop
 from bench.data.entries import get_dataset_entry
 from bench.data.identity import DataIdentity
+from bench.evaluation.metrics import compute_metrics
+from bench.evaluation.scores import TestScores, softmax64
 from bench.runs.record import RunRecord, read_record, record_path
 from bench.runs.runner import key_of, run
 from bench.runs.spec import RunSpec, experiment_identity, run_key
@@ -39,7 +43,19 @@ def test_test_split_is_predicted_once_after_model_selection(project, tmp_path, m
     monkeypatch.setattr(bench.runs.runner, "predict", recording)
     record = run(SPEC, tmp_path / "results", CPU)
     assert record.status == "ok"
-    assert calls == ["val", "val", "test"], calls  # one validation pass per epoch, then test once
+    # one validation pass per epoch, the selected model's validation scores (saved for calibration), then test once
+    assert calls == ["val", "val", "val", "test"], calls
+
+
+def test_the_selected_models_validation_scores_are_saved_beside_the_test_ones(project, tmp_path):
+    """Temperature scaling is fitted on them, never on test: they are the model that was tested, so they give
+    the validation metrics the record selected it by."""
+    record = run(SPEC, tmp_path / "results", CPU)
+    saved = TestScores.load(record.probs_path())
+    assert saved.val is not None and all(i.startswith("val/") for i in saved.val.ids)
+    assert saved.val.logits.dtype == np.float32 and np.array_equal(saved.val.probs, softmax64(saved.val.logits))
+    val = compute_metrics(saved.val.labels, saved.val.probs, record.dataset.classes).values
+    assert val["balanced_accuracy"] == pytest.approx(record.val["balanced_accuracy"], abs=1e-12)
 
 
 def _stable(record: RunRecord) -> str:
@@ -103,11 +119,12 @@ def test_committed_records_are_found():
     "precision, error",
     [
         ("fp32", None),  # the CPU's own precision: it runs, under a key and file of its own
-        ("bf16", "ConfigError: --precision bf16 needs a CUDA device, not cpu"),  # e.g. a Ray worker without a GPU
+        ("bf16", "ConfigError: --precision bf16: this CPU has no native bf16"),  # e.g. a Ray worker's older CPU
         ("fp16", "ConfigError: --precision fp16 needs a CUDA device, not cpu"),
     ],
 )
-def test_a_requested_precision_is_recorded_or_refused(precision, error, project, tmp_path):
+def test_a_requested_precision_is_recorded_or_refused(precision, error, project, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench.train.engine, "cpu_native_bf16", lambda: False)
     spec = RunSpec(**{**SPEC.to_dict(), "epochs": 1, "precision": precision})
     record = run(spec, tmp_path / "results", CPU)
     assert record.spec.precision == precision and record.status == ("failed" if error else "ok")

@@ -48,6 +48,8 @@ def test_cuda_engine_keeps_to_the_requested_precision(device, bf16, precision, a
 
 @pytest.mark.parametrize("precision", ["auto", "fp32"])
 def test_cpu_engine_is_fp32_for_auto_and_fp32(precision):
+    """An unresolved ``auto`` is the CPU's standing fp32 NCHW: a measured bf16 reaches the engine as ``bf16``."""
+
     def probe(device):
         raise AssertionError("the CUDA probe ran for a CPU device")
 
@@ -56,16 +58,59 @@ def test_cpu_engine_is_fp32_for_auto_and_fp32(precision):
 
 
 @pytest.mark.parametrize(
+    "precision, memory_format, expected",
+    [
+        ("bf16", "auto", EngineConfig("bf16")),
+        ("bf16", "nhwc", EngineConfig("bf16", channels_last=True)),
+        ("fp32", "nhwc", EngineConfig(channels_last=True)),
+        ("auto", "nchw", EngineConfig()),
+    ],
+)
+def test_a_cpu_with_native_bf16_runs_what_was_resolved(precision, memory_format, expected, monkeypatch):
+    """bf16 autocast and channels-last on the CPU; the GPU settings (fused Adam, placement) stay off."""
+    monkeypatch.setattr(bench.train.engine, "cpu_native_bf16", lambda: True)
+    assert engine_for(CPU, 2**20, precision=precision, memory_format=memory_format) == expected
+    check_precision(CPU, precision)
+
+
+@pytest.mark.parametrize("memory_format, channels_last", [("auto", True), ("nhwc", True), ("nchw", False)])
+def test_cuda_memory_format_is_nhwc_unless_asked(memory_format, channels_last):
+    engine = engine_for(torch.device("cuda"), 2**20, _gpu(True), "auto", memory_format)
+    assert engine.channels_last is channels_last and engine.amp == "bf16"
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("flags\t\t: fpu sse avx512f avx512_bf16 avx512_vnni\n", True),  # AMD Zen 4, Intel Cooper Lake
+        ("flags\t\t: fpu avx512f amx_bf16 amx_tile\n", True),  # Intel Sapphire Rapids
+        ("Features\t: fp asimd bf16 i8mm\n", True),  # Arm (Graviton 3, Neoverse V1)
+        ("flags\t\t: fpu sse avx2 avx512f avx512bw\n", False),  # AVX-512 without bf16: software conversion
+        ("Features\t: fp asimd\n", False),
+    ],
+)
+def test_cpu_native_bf16_reads_the_feature_flags(flags, expected, tmp_path, monkeypatch):
+    import builtins
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\n{flags}")
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: real_open(cpuinfo if f == "/proc/cpuinfo" else f, *a, **k))
+    assert bench.train.engine.cpu_native_bf16() is expected
+
+
+@pytest.mark.parametrize(
     "device, bf16, precision, message",
     [
-        ("cpu", None, "bf16", "--precision bf16 needs a CUDA device, not cpu"),
-        ("cpu", None, "fp16", "--precision fp16 needs a CUDA device, not cpu"),
+        ("cpu", False, "bf16", "--precision bf16: this CPU has no native bf16 (avx512_bf16, AMX or Arm BF16)"),
+        ("cpu", True, "fp16", "--precision fp16 needs a CUDA device, not cpu"),
         ("cuda:1", False, "bf16", "--precision bf16: cuda:1 has no native bf16 (before Ampere): use fp16 or fp32"),
     ],
 )
 def test_a_precision_the_device_cannot_run_is_refused(device, bf16, precision, message, monkeypatch):
     """In one line, by the engine (a run) and by the check a sweep makes before it starts."""
     monkeypatch.setattr(bench.train.engine, "native_bf16", lambda d: bf16)
+    monkeypatch.setattr(bench.train.engine, "cpu_native_bf16", lambda: bf16)
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}") as by_engine:
         engine_for(torch.device(device), 2**20, _gpu(bf16), precision)
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}") as by_check:

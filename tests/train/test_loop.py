@@ -1,5 +1,6 @@
-"""The training loop: it learns, it is deterministic, it selects on validation, it resumes exactly, it fails
-loudly; predict backs off on out-of-memory."""
+"""The training loop: it learns, it is deterministic, it selects (and stops) on validation's select_on, it resumes
+exactly, it fails loudly or stops cleanly on a non-finite loss, it names a loss that explodes, it clips gradients;
+predict backs off on out-of-memory."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 
 from bench.data.loading import Split
 from bench.protocol.spec import Phase, Protocol, get_protocol
-from bench.train.loop import DivergedError, EpochLog, class_weights, fit, predict
+from bench.train.loop import DivergedError, EpochLog, class_weights, fit, predict, train_step
 from bench.train.pipeline import BatchPipeline
 
 CPU = torch.device("cpu")
@@ -233,3 +234,72 @@ def test_a_balanced_sampler_trains_deterministically_and_differently():
     (_, shuffled) = _fit()
     assert [h.train_loss for h in a.history] == [h.train_loss for h in b.history]
     assert [h.train_loss for h in a.history] != [h.train_loss for h in shuffled.history]
+
+
+def _nan_after(model: torch.nn.Module, training_steps: int) -> torch.nn.Module:
+    """``model`` whose training forward passes give NaN after the first ``training_steps``."""
+    forward, seen = model.forward, {"steps": 0}
+
+    def broken(x):
+        out = forward(x)
+        if model.training:
+            seen["steps"] += 1
+            if seen["steps"] > training_steps:
+                return out * float("nan")
+        return out
+
+    model.forward = broken
+    return model
+
+
+def test_a_nan_loss_after_a_validated_epoch_stops_training_and_keeps_the_best_epoch():
+    torch.manual_seed(0)
+    model = _nan_after(timm.create_model("test_resnet", num_classes=2), training_steps=2)  # 64 images: 2 a epoch
+    protocol = dataclasses.replace(
+        QUICK, phases=(Phase("full", epochs=3, lr=3e-3, trainable=1.0), Phase("more", epochs=2, lr=1e-3, trainable=1.0))
+    )
+    result = fit(model, protocol, _split(64, 1), _split(32, 2), CLASSES, PIPE, seed=0)
+    assert result.stopped == "loss became nan in phase 'full', epoch 2: training stopped, epoch 1 kept"
+    assert [h.epoch for h in result.history] == [1] and result.best_epoch == 1  # no later phase ran
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the kept epoch's weights, not the NaN ones
+
+
+def test_a_loss_that_explodes_is_named_and_training_goes_on():
+    torch.manual_seed(0)
+    model = timm.create_model("test_resnet", num_classes=2)
+    forward = model.forward
+    model.forward = lambda x: forward(x) * 100.0  # confident and often wrong: a loss far above ln 2
+    result = fit(model, QUICK, _split(64, 1), _split(32, 2), CLASSES, PIPE, seed=0)
+    assert result.loss_alarm.startswith("training loss exploded: ") and "in epoch 1" in result.loss_alarm
+    assert len(result.history) == 3 and result.stopped is None
+
+
+def test_selection_and_early_stopping_follow_select_on():
+    """On validation balanced accuracy: the kept epoch is its best, and the phase stops at the first epoch (with
+    patience 1) that does not beat the phase's best, whatever the loss did."""
+    protocol = dataclasses.replace(
+        QUICK,
+        select_on="balanced_accuracy",
+        early_stopping_patience=1,
+        phases=(Phase("full", epochs=30, lr=3e-2, trainable=1.0),),
+    )
+    _, result = _fit(protocol)
+    scores = [h.val["balanced_accuracy"] for h in result.history]
+    assert result.stopped_early == ["full"] and len(scores) < 30
+    assert result.best_score == max(scores) and scores[result.best_epoch - 1] == max(scores)
+    assert scores[-1] <= max(scores[:-1])  # the last epoch did not improve: that stopped the phase
+    assert all(scores[i] > max(scores[:i]) for i in range(1, len(scores) - 1))  # every earlier one did
+
+
+def test_gradients_are_clipped_to_the_protocols_norm():
+    torch.manual_seed(0)
+    model = timm.create_model("test_resnet", num_classes=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    split = _split(32, 1)
+
+    def norm(clip: float | None) -> float:
+        train_step(model, opt, sched, PIPE, split.images, split.labels, None, None, clip_norm=clip)
+        return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
+
+    assert norm(None) > 1e-3 and norm(1e-3) == pytest.approx(1e-3, rel=1e-3)

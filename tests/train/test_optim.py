@@ -1,6 +1,9 @@
-"""A phase's parameter groups: which parameters train, at which learning rate, under layer decay."""
+"""A phase's parameter groups: which parameters train, at which learning rate, under layer decay; its schedule
+with warm-up."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import timm
@@ -9,7 +12,7 @@ import torch
 from bench.models.registry import list_backbones
 from bench.protocol.finetune import apply_phase, layer_groups
 from bench.protocol.spec import Phase, Protocol
-from bench.train.optim import optimizer_for, param_groups, top_lr
+from bench.train.optim import optimizer_for, param_groups, scheduler_for, top_lr
 
 LR = 1e-3
 
@@ -68,3 +71,36 @@ def test_an_epoch_logs_the_top_lr():
     apply_phase(model, phase)
     opt = optimizer_for(_protocol(phase), param_groups(model, _protocol(phase), phase), phase.lr)
     assert top_lr(opt) == pytest.approx(LR) and opt.param_groups[0]["lr"] < LR
+
+
+def _lrs(protocol: Protocol, steps_per_epoch: int) -> list[float]:
+    """The lr of every step of the protocol's one phase, as the scheduler sets it before each step."""
+    phase = protocol.phases[0]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=phase.lr)
+    sched = scheduler_for(opt, protocol, phase, steps_per_epoch)
+    lrs = []
+    for _ in range(phase.epochs * steps_per_epoch):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_warmup_ramps_up_over_its_epochs_then_the_cosine_runs_over_the_rest():
+    phase = Phase("full", epochs=3, lr=1.0, trainable=1.0)
+    lrs = _lrs(Protocol(name="p", pretrained=False, phases=(phase,), warmup_epochs=1), steps_per_epoch=4)
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    after = [0.5 * (1 + math.cos(math.pi * t / 8)) for t in range(8)]
+    assert lrs[4:] == pytest.approx(after)
+
+
+def test_warmup_before_a_step_schedule_counts_its_milestones_from_the_end_of_warmup():
+    phase = Phase("full", epochs=3, lr=1.0, trainable=1.0)
+    protocol = Protocol(name="p", pretrained=False, phases=(phase,), warmup_epochs=1, schedule="step", milestones=(1,))
+    assert _lrs(protocol, steps_per_epoch=2) == pytest.approx([0.5, 1.0, 1.0, 1.0, 0.1, 0.1])
+
+
+def test_without_warmup_the_schedule_is_the_torch_one_every_record_ran():
+    phase = Phase("full", epochs=2, lr=1.0, trainable=1.0)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    assert isinstance(scheduler_for(opt, _protocol(phase), phase, 3), torch.optim.lr_scheduler.CosineAnnealingLR)

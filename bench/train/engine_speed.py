@@ -1,0 +1,201 @@
+"""``bench profile --engines``: each CPU engine setting's training speed, as a ratio to fp32 NCHW and as a share
+of the machine's peak.
+
+For each backbone and resolution the harness training step of every setting this CPU has (fp32 or bf16
+autocast, NCHW or channels-last: :func:`bench.train.cpu_engine.setting_steps`) runs in interleaved rounds, so a
+busy neighbour slows all alike; each setting's ratio is the median over rounds of its step over the fp32 NCHW
+step of the same round. One more step of each, under torch's FLOP counter, gives the step's FLOPs
+(:func:`bench.train.flops.step_flops`); over the median step time that is the achieved FLOP/s, and over a large
+matrix product's FLOP/s in the setting's dtype on the same threads (:func:`bench.train.flops.matmul_peak`) the
+share of the peak the backbone reaches. The row ``bench run`` would train in is marked ``auto``: the choice
+``BENCH_CPU_ENGINE`` pins, else the cached measurement planning reads, else what this measurement ranks first.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from rich.table import Table
+
+from bench.environment.device import device_fingerprint
+from bench.errors import ConfigError
+from bench.latency.timing import median_ci95
+from bench.models.registry import get_backbone, resolve_resolution
+from bench.train.cpu_engine import (
+    CPU,
+    PIN_ENV,
+    STANDING,
+    CpuMeasurement,
+    CpuSetting,
+    MeasureKey,
+    cached_measurement,
+    measure_settings,
+    setting_steps,
+    settings_here,
+    torch_threads,
+)
+from bench.train.flops import matmul_peak, step_flops
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class EngineSpeedConfig:
+    """What ``bench profile --engines`` measures; the defaults are issue 30's table (32 px, batch 128)."""
+
+    backbones: tuple[str, ...] = ("resnet18", "densenet121", "efficientnet_b0")
+    resolutions: tuple[int, ...] = (32,)
+    batch_size: int = 128
+    rounds: int = 5  # timed rounds; each runs every setting once
+    warmup: int = 1  # untimed rounds first (oneDNN primitives, the allocator)
+    threads: int | None = None  # torch CPU threads while measuring (None: leave as is)
+
+    def __post_init__(self) -> None:
+        for name in ("backbones", "resolutions"):
+            if not getattr(self, name):
+                raise ConfigError(f"profile --engines: {name} is empty: name at least one")
+        for name in ("batch_size", "rounds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"profile --engines: {name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup < 0 or (self.threads is not None and self.threads < 1):
+            raise ConfigError("profile --engines: warmup must be >= 0 and threads >= 1")
+
+
+@dataclass(frozen=True)
+class EngineSpeed:
+    """One setting's training step for one backbone at one resolution."""
+
+    backbone: str
+    resolution: int
+    batch_size: int
+    setting: str  # CpuSetting.name
+    step_ms: float  # median over rounds
+    ratio: float  # median over rounds of this step / the fp32 NCHW step of the same round
+    ratio_ci95: tuple[float, float]
+    flops: int  # of one step, forward and backward (bench.train.flops.step_flops)
+    peak_flops: float  # the matmul peak in this setting's dtype, same threads
+    auto: bool  # the setting `bench run` trains this backbone in here
+    rounds: int
+    fingerprint: dict = field(default_factory=dict)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch_size / (self.step_ms / 1000)
+
+    @property
+    def achieved_flops(self) -> float:
+        return self.flops / (self.step_ms / 1000)
+
+    @property
+    def share_of_peak(self) -> float:
+        return self.achieved_flops / self.peak_flops
+
+
+def engine_speeds(config: EngineSpeedConfig) -> list[EngineSpeed]:
+    """Every setting of every backbone and resolution of ``config``, measured as the module docstring says."""
+    for name in config.backbones:
+        get_backbone(name)  # an unknown name fails before minutes of measuring
+    with torch_threads(config.threads):
+        threads = torch.get_num_threads()
+        settings = settings_here()
+        peaks = {p: matmul_peak(DTYPES[p]) for p in dict.fromkeys(s.precision for s in settings)}
+        rows = []
+        for name in config.backbones:
+            for asked in config.resolutions:
+                side = resolve_resolution(get_backbone(name), asked, "upsize")
+                rows += _backbone_speeds(name, side, config, threads, settings, peaks)
+    return rows
+
+
+def _backbone_speeds(
+    name: str, side: int, config: EngineSpeedConfig, threads: int, settings: Sequence[CpuSetting], peaks: dict
+) -> list[EngineSpeed]:
+    steps = setting_steps(name, side, config.batch_size, settings)
+    times = measure_settings(steps, config.rounds, config.warmup, budget_s=float("inf"))
+    flops = {setting: step_flops(step) for setting, step in steps.items()}
+    medians = {setting: statistics.median(ms) for setting, ms in times.items()}
+    auto = auto_setting(name, side, config.batch_size, threads, times, settings)
+    fingerprint = device_fingerprint(CPU)
+    rows = []
+    for setting in settings:
+        ratios = [t / base for t, base in zip(times[setting.name], times[STANDING.name], strict=True)]
+        rows.append(
+            EngineSpeed(
+                backbone=name,
+                resolution=side,
+                batch_size=config.batch_size,
+                setting=setting.name,
+                step_ms=medians[setting.name],
+                ratio=statistics.median(ratios),
+                ratio_ci95=median_ci95(ratios),
+                flops=flops[setting.name],
+                peak_flops=peaks[setting.precision],
+                auto=setting == auto,
+                rounds=len(ratios),
+                fingerprint=fingerprint,
+            )
+        )
+    return rows
+
+
+def auto_setting(
+    name: str, side: int, batch_size: int, threads: int, times: dict[str, list[float]], settings: Sequence[CpuSetting]
+) -> CpuSetting:
+    """What ``auto`` resolves to for ``bench run`` here: the pin, the cached measurement, else ``times``' ranking."""
+    pin = os.environ.get(PIN_ENV)
+    if pin:
+        return CpuSetting.parse(pin, PIN_ENV)
+    cached, _ = cached_measurement(name, side, batch_size, threads)
+    if cached is None:
+        cached = CpuMeasurement.of(MeasureKey.here(name, side, batch_size, threads), times)
+    return cached.fastest(settings)
+
+
+def engine_speed_table(rows: Sequence[EngineSpeed]) -> Table:
+    """One row per setting: the step, images/s, the ratio to fp32 NCHW, FLOPs and the share of the peak."""
+    table = Table(
+        title="CPU training step by engine setting (interleaved rounds; ratio: step / fp32-nchw step, same round)",
+        caption=_caption(rows),
+        header_style="bold",
+    )
+    headers = (
+        "backbone", "res", "batch", "setting", "auto", "ms/step", "img/s", "vs fp32-nchw", "95% CI",
+        "GFLOP/step", "GFLOP/s", "peak GFLOP/s", "% of peak",
+    )  # fmt: skip
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("backbone", "setting", "auto") else "right")
+    for r in rows:
+        table.add_row(
+            r.backbone,
+            str(r.resolution),
+            str(r.batch_size),
+            r.setting,
+            "auto" if r.auto else "",
+            f"{r.step_ms:.1f}",
+            f"{r.images_per_s:.0f}",
+            f"{r.ratio:.2f}",
+            f"{r.ratio_ci95[0]:.2f}-{r.ratio_ci95[1]:.2f}",
+            f"{r.flops / 1e9:.2f}",
+            f"{r.achieved_flops / 1e9:.1f}",
+            f"{r.peak_flops / 1e9:.1f}",
+            f"{100 * r.share_of_peak:.1f}",
+        )
+    return table
+
+
+def _caption(rows: Sequence[EngineSpeed]) -> str:
+    if not rows:
+        return ""
+    fp = rows[0].fingerprint
+    load = fp.get("load_avg_1m")
+    auto = f"auto: pinned by {PIN_ENV}" if os.environ.get(PIN_ENV) else "auto: what `bench run` resolves to here"
+    return (
+        f"{fp.get('cpu_model')}, {fp.get('torch_threads')} torch threads, torch {fp.get('torch_version')}, load "
+        f"average (1 min) {'unknown' if load is None else f'{load:.1f}'}. Medians over {rows[0].rounds} rounds. "
+        f"{auto}. FLOPs: torch's FlopCounterMode over one step (convolutions and matmuls, forward and backward); "
+        "peak: a 2048 x 2048 matmul in the setting's dtype on the same threads."
+    )
