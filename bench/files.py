@@ -29,6 +29,17 @@ format), EOFError (0 bytes), BadZipFile (truncated: no central directory), zlib.
 EOFError must never escape to the CLI, where click would take it for end of input at a prompt."""
 
 
+def load_npz_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of the npz file at ``path``, read whole; a missing or damaged file is one :class:`ResultsError`
+    line naming it as ``what`` (e.g. "test scores file"), which readers of many runs turn into a warning."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except UNREADABLE_NUMPY as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ResultsError(f"{path}: unreadable {what} ({reason})") from None
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write`` on a temp file in ``path``'s folder, then rename it to ``path``.
 

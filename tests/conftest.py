@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tinydata import tiny_arrays
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,14 +20,7 @@ os.environ["BENCH_CPU_ENGINE"] = "fp32-nchw"
 
 def _tiny_npz(path: Path, seed: int = 0) -> None:
     """28x28 grayscale, two classes told apart by brightness, in the MedMNIST key layout."""
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for split, n in (("train", 96), ("val", 32), ("test", 48)):
-        labels = rng.integers(0, 2, size=(n, 1))
-        images = np.where(labels[:, :, None] == 1, 170, 80) + rng.normal(0, 40, size=(n, 28, 28))
-        arrays[f"{split}_images"] = images.clip(0, 255).astype(np.uint8)
-        arrays[f"{split}_labels"] = labels.astype(np.uint8)
-    np.savez_compressed(path, **arrays)
+    np.savez_compressed(path, **tiny_arrays(np.random.default_rng(seed)))
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.errors import BenchError, ResultsError
 from bench.evaluation.metrics import compute_metrics
-from bench.files import UNREADABLE_NUMPY, atomic_write_bytes
+from bench.files import atomic_write_bytes, load_npz_arrays
 
 EXTERNAL_PART = "all"
 """The one part of an external set: all its images that were kept."""
@@ -77,12 +77,7 @@ def save_eval_scores(path: Path, sets: dict[str, EvalScores]) -> None:
 
 def load_eval_scores(path: Path) -> dict[str, EvalScores]:
     """Every set's scores from the file; a missing, damaged or malformed one is a one-line :class:`ResultsError`."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except UNREADABLE_NUMPY as err:
-        reason = " ".join(str(err).split()) or type(err).__name__
-        raise ResultsError(f"{path}: unreadable eval set scores file ({reason})") from None
+    arrays = load_npz_arrays(path, "eval set scores file")
     sets: dict[str, EvalScores] = {}
     for key in (k for k in arrays if k.endswith("/ids")):
         name = key.removesuffix("/ids")

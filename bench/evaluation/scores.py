@@ -31,7 +31,7 @@ import numpy as np
 from scipy.special import softmax
 
 from bench.errors import ResultsError
-from bench.files import UNREADABLE_NUMPY, atomic_write_bytes
+from bench.files import atomic_write_bytes, load_npz_arrays
 
 VAL_PREFIX = "val_"
 """The validation split's keys in the file: ``val_ids``, ``val_labels``, ``val_probs``, ``val_logits``."""
@@ -72,12 +72,7 @@ class TestScores:
     def load(cls, path: Path) -> TestScores:
         """Read a saved file, today's or one without logits; a missing, damaged (empty, truncated, corrupt) or
         malformed one is a one-line :class:`ResultsError` naming it, which readers of many runs turn into a warning."""
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except UNREADABLE_NUMPY as err:
-            reason = " ".join(str(err).split()) or type(err).__name__
-            raise ResultsError(f"{path}: unreadable test scores file, damaged ({reason})") from None
+        arrays = load_npz_arrays(path, "test scores file, damaged")
         val = {k.removeprefix(VAL_PREFIX): v for k, v in arrays.items() if k.startswith(VAL_PREFIX)}
         test = cls._checked(path, {k: v for k, v in arrays.items() if not k.startswith(VAL_PREFIX)}, "")
         return replace(test, val=cls._checked(path, val, VAL_PREFIX) if val else None)

@@ -17,14 +17,13 @@ suite pins it, and remaking ``results/reference`` for the exact accuracy gate do
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime as dt
 import json
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -41,7 +40,7 @@ from bench.paths import cache_dir
 from bench.precision import MemoryFormat, Precision
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import get_protocol
-from bench.train.engine import Amp, check_precision, native_bf16
+from bench.train.engine import Amp, check_precision, native_bf16, torch_threads
 from bench.train.loop import train_step
 from bench.train.optim import optimizer_for, scheduler_for
 from bench.train.pipeline import BatchPipeline
@@ -302,15 +301,3 @@ def _time_ms(step: Callable[[], object]) -> float:
     start = time.perf_counter()
     step()
     return (time.perf_counter() - start) * 1000
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Torch's CPU threads set to ``threads`` (None: left as is) for the block, then put back."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -13,7 +13,7 @@ import dataclasses
 import platform
 import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -178,3 +178,15 @@ def _clip(opt: torch.optim.Optimizer, clip_norm: float | None) -> None:
     if clip_norm is not None:
         params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
         torch.nn.utils.clip_grad_norm_(params, clip_norm)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Torch's CPU threads set to ``threads`` (None: left as is) for the block, then put back."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -36,8 +36,8 @@ from bench.train.cpu_engine import (
     measure_settings,
     setting_steps,
     settings_here,
-    torch_threads,
 )
+from bench.train.engine import torch_threads
 from bench.train.flops import matmul_peak, step_flops
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

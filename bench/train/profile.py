@@ -16,9 +16,8 @@ bookkeeping), so a ratio above target says which part to look at.
 
 from __future__ import annotations
 
-import contextlib
 import statistics
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -34,7 +33,7 @@ from bench.latency.timing import median_ci95
 from bench.models.registry import create_backbone, get_backbone, resolve_resolution
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import Protocol, get_protocol
-from bench.train.engine import Amp, EngineConfig, engine_for
+from bench.train.engine import Amp, EngineConfig, engine_for, torch_threads
 from bench.train.loop import train_step
 from bench.train.optim import optimizer_for, scheduler_for
 from bench.train.pipeline import BatchPipeline, augment_batch
@@ -211,19 +210,8 @@ def profile(config: ProfileConfig) -> list[ProfileResult]:
     """:func:`profile_backbone` for every backbone and resolution of ``config``."""
     for name in config.backbones:
         get_backbone(name)  # an unknown name fails before minutes of measuring
-    with _threads(config.threads):
+    with torch_threads(config.threads):
         return [profile_backbone(n, r, config) for n in config.backbones for r in config.resolutions]
-
-
-@contextlib.contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def profile_table(results: Sequence[ProfileResult], protocol: str = "") -> Table:

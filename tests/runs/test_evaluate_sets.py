@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from console import run_bench
+from tinydata import tiny_arrays
 
 from bench.data import corruptions
 from bench.data.eval_sets import EvalSetSpec
@@ -40,14 +41,8 @@ SHARED = 3
 def external(project: Path) -> Path:
     """``tiny_ext``: tiny's recipe with other noise, the same classes, and copies of tiny's first train images as its
     first test images."""
-    rng = np.random.default_rng(1)
     tiny = np.load(project / "data" / "tiny.npz")
-    arrays = {}
-    for split, n in (("train", 96), ("val", 32), ("test", 48)):
-        labels = rng.integers(0, 2, size=(n, 1))
-        images = np.where(labels[:, :, None] == 1, 170, 80) + rng.normal(0, 40, size=(n, 28, 28))
-        arrays[f"{split}_images"] = images.clip(0, 255).astype(np.uint8)
-        arrays[f"{split}_labels"] = labels.astype(np.uint8)
+    arrays = tiny_arrays(np.random.default_rng(1))
     arrays["test_images"][:SHARED] = tiny["train_images"][:SHARED]
     arrays["test_labels"][:SHARED] = tiny["train_labels"][:SHARED]
     np.savez_compressed(project / "data" / "tiny_ext.npz", **arrays)
