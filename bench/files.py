@@ -29,6 +29,28 @@ format), EOFError (0 bytes), BadZipFile (truncated: no central directory), zlib.
 EOFError must never escape to the CLI, where click would take it for end of input at a prompt."""
 
 
+def checkpoint_format(path: Path) -> str | None:
+    """``"torch"`` or ``"safetensors"`` from a weights file's first bytes, None for anything else (or empty).
+
+    Read without torch, so a sweep naming a text file as its weights is refused while it is planned, before any
+    run starts. A torch checkpoint is a zip archive (or, before torch 1.6, a pickle); a safetensors file is an
+    8-byte header length, then its JSON header.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(9)
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return "torch"
+    if head[8:9] == b"{":
+        return "safetensors"
+    return None
+
+
+def not_a_checkpoint(path: Path) -> str:
+    """What to say of a weights file :func:`checkpoint_format` does not recognise."""
+    empty = " (an empty file)" if path.stat().st_size == 0 else ""
+    return f"not a safetensors file or PyTorch checkpoint{empty}"
+
+
 def load_npz_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
     """Every array of the npz file at ``path``, read whole; a missing or damaged file is one :class:`ResultsError`
     line naming it as ``what`` (e.g. "test scores file"), which readers of many runs turn into a warning."""

@@ -31,7 +31,7 @@ import torch
 from huggingface_hub.errors import EntryNotFoundError
 
 from bench.errors import WeightsError
-from bench.files import file_sha256
+from bench.files import checkpoint_format, file_sha256, not_a_checkpoint
 
 _HUB_PROBE_TIMEOUT_S = 5.0
 """Seconds one metadata request to the hub may take before the hub counts as unreachable."""
@@ -245,14 +245,12 @@ def _what_it_is(path: Path) -> str:
     """What a file that failed to load is, from its first bytes: the loader's own error (``list index out of
     range`` for a text file) says nothing of that. A torch checkpoint is a zip archive (or, before torch 1.6, a
     pickle); a safetensors file is an 8-byte header length, then its JSON header."""
-    with path.open("rb") as fh:
-        head = fh.read(9)
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+    kind = checkpoint_format(path)
+    if kind == "torch":
         return "a PyTorch checkpoint that torch.load(weights_only=True) cannot read"
-    if head[8:9] == b"{":
+    if kind == "safetensors":
         return "a safetensors file that cannot be read"
-    empty = " (an empty file)" if not head else ""
-    return f"not a safetensors file or PyTorch checkpoint{empty}"
+    return not_a_checkpoint(path)
 
 
 def _first_line(err: BaseException) -> str:

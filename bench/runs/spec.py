@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from bench.config import check_identifier, check_seeds
 from bench.data.eval_sets import EvalSetSpec
 from bench.errors import ConfigError, WeightsError
-from bench.files import file_sha256
+from bench.files import checkpoint_format, file_sha256, not_a_checkpoint
 from bench.precision import MEMORY_FORMATS, PRECISIONS, AmpDtype, MemoryFormat, Precision
 
 if TYPE_CHECKING:
@@ -241,8 +241,11 @@ def weights_identity(
     path = Path(weights_file).expanduser()
     try:
         digest = file_sha256(path)
+        known = checkpoint_format(path)
     except OSError as err:
         raise WeightsError(f"weights file {path}: cannot read: {err.strerror}") from None
+    if known is None:  # refused while planning: a text file must not fail every run of a sweep one by one
+        raise WeightsError(f"weights file {path}: {not_a_checkpoint(path)}")
     return {"source": "file", "sha256": digest}
 
 

@@ -125,6 +125,19 @@ CASES = [
     Case("latency-device-tpu", ("latency", "--device", "tpu"), "--device takes auto, cpu, cuda or cuda:N"),
     Case("seed-negative", (*ADHOC, "--seeds", "-1"), "--seeds holds -1"),
     Case("seed-too-big", (*ADHOC, "--seeds", "99999999999"), "--seeds holds 99999999999"),
+    # A weights file that is not one, refused while the sweep is planned (it failed each run before).
+    Case(
+        "weights-text-file",
+        (*ADHOC, "--protocol", "linear", "--weights", "{tmp}/notes.txt"),
+        "weights file {tmp}/notes.txt: not a safetensors file or PyTorch checkpoint",
+        lambda project, tmp: (tmp / "notes.txt").write_text("root:x:0:0:root:/root:/bin/bash\n"),
+    ),
+    Case(
+        "weights-empty-file",
+        (*ADHOC, "--protocol", "linear", "--weights", "{tmp}/empty.pt"),
+        "weights file {tmp}/empty.pt: not a safetensors file or PyTorch checkpoint (an empty file)",
+        lambda project, tmp: (tmp / "empty.pt").write_bytes(b""),
+    ),
     Case("seeds-empty", (*ADHOC, "--seeds", ","), "--seeds is empty"),
     Case("resolution-0", (*ADHOC, "--resolution", "0"), "'--resolution'"),
     Case("resolution-negative", (*ADHOC, "--resolution=-28"), "'--resolution'"),

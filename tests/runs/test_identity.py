@@ -90,13 +90,17 @@ def test_the_seed_data_root_and_versions_are_not_the_experiment(project):
 
 def test_a_weights_file_is_hashed_up_front(tmp_path):
     weights = tmp_path / "w.safetensors"
-    weights.write_bytes(b"one")
+    header = (2).to_bytes(8, "little") + b"{}"  # a safetensors file's first bytes: only those are read here
+    weights.write_bytes(header + b"one")
     first = weights_identity(True, str(weights))
-    weights.write_bytes(b"two")
+    weights.write_bytes(header + b"two")
     assert first["source"] == "file" and weights_identity(True, str(weights)) != first
     assert weights_identity(False, str(weights)) == {"source": "random-init"}  # not loaded: not the experiment
     with pytest.raises(WeightsError, match="missing.safetensors: cannot read"):
         weights_identity(True, str(tmp_path / "missing.safetensors"))
+    (tmp_path / "notes.safetensors").write_text("not weights\n")
+    with pytest.raises(WeightsError, match="notes.safetensors: not a safetensors file or PyTorch checkpoint$"):
+        weights_identity(True, str(tmp_path / "notes.safetensors"))
 
 
 @pytest.mark.parametrize("cls", [BackboneEntry, Protocol, Phase, Augment, DatasetEntry])
