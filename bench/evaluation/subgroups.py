@@ -32,6 +32,7 @@ import pandas as pd
 from bench.errors import DataError
 from bench.evaluation.bootstrap import resample_models
 from bench.evaluation.metrics import Draws, get_metric, validate_predictions
+from bench.evaluation.spread import mean_std
 
 MIN_GROUP_SIZE = 30
 """Images a group needs for a CI and a place in the worst-group and gap comparisons."""
@@ -39,13 +40,6 @@ SUBGROUP_METRICS = ("balanced_accuracy", "auc")
 UNKNOWN = "unknown"
 RESAMPLES = 1000
 SEED = 0
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    v = np.asarray(values, dtype=float)
-    if v.size == 0 or np.isnan(v).all():
-        return float("nan"), float("nan")
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -65,10 +59,10 @@ class GroupScores:
     """Whether the group enters the worst-group and gap comparisons (module docstring)."""
 
     def mean(self, metric: str) -> float:
-        return _mean_std(self.by_seed[metric])[0]
+        return mean_std(self.by_seed[metric])[0]
 
     def std(self, metric: str) -> float:
-        return _mean_std(self.by_seed[metric])[1]
+        return mean_std(self.by_seed[metric])[1]
 
     @property
     def label(self) -> str:
@@ -88,11 +82,11 @@ class Gap:
 
     @property
     def mean(self) -> float:
-        return _mean_std(self.by_seed)[0]
+        return mean_std(self.by_seed)[0]
 
     @property
     def std(self) -> float:
-        return _mean_std(self.by_seed)[1]
+        return mean_std(self.by_seed)[1]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import numpy as np
 from bench.errors import BenchError
 from bench.evaluation.calibration import NO_VALIDATION, CalibrationReport, calibrate, log_probs
 from bench.evaluation.scores import TestScores
+from bench.evaluation.spread import mean_std
 from bench.runs.record import RunRecord
 
 FIGURES = ("ece", "ece_equal_mass", "brier", "nll")
@@ -29,13 +30,6 @@ def calibration_of(saved: TestScores) -> CalibrationReport:
     return calibrate(saved.labels, saved.probs, saved.logits, None if val is None else val.labels, val_logits)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    v = np.asarray(values, dtype=float)
-    if v.size == 0:
-        return float("nan"), float("nan")
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan")
-
-
 def calibration_cells(saved: list[TestScores] | str) -> dict:
     """A row's calibration cells from its seeds' saved scores, or every cell n/a for the reason ``saved`` gives."""
     cells: dict = {}
@@ -46,7 +40,7 @@ def calibration_cells(saved: list[TestScores] | str) -> dict:
         return cells | {"temperature_mean": np.nan, "temperature_std": np.nan, NOTE: f"every cell n/a: {saved}"}
     reports = [calibration_of(s) for s in saved]
     for figure in FIGURES:
-        cells[f"{figure}_mean"], cells[f"{figure}_std"] = _mean_std([getattr(r.before, figure) for r in reports])
+        cells[f"{figure}_mean"], cells[f"{figure}_std"] = mean_std([getattr(r.before, figure) for r in reports])
     unscaled = [r.not_scaled for r in reports if r.scaled is None]
     if unscaled:
         for figure in FIGURES:
@@ -56,8 +50,8 @@ def calibration_cells(saved: list[TestScores] | str) -> dict:
         return cells | {NOTE: f"ECE after temperature scaling n/a: {unscaled[0]}{seeds}"}
     for figure in FIGURES:
         values = [getattr(r.scaled, figure) for r in reports]
-        cells[f"{figure}_scaled_mean"], cells[f"{figure}_scaled_std"] = _mean_std(values)
-    cells["temperature_mean"], cells["temperature_std"] = _mean_std([r.temperature for r in reports])
+        cells[f"{figure}_scaled_mean"], cells[f"{figure}_scaled_std"] = mean_std(values)
+    cells["temperature_mean"], cells["temperature_std"] = mean_std([r.temperature for r in reports])
     return cells | {NOTE: ""}
 
 

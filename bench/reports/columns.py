@@ -26,6 +26,7 @@ import pandas as pd
 from bench.errors import ResultsError
 from bench.evaluation.calibration import N_BINS
 from bench.evaluation.scores import TestScores
+from bench.evaluation.spread import format_mean_std
 from bench.evaluation.subgroups import MIN_GROUP_SIZE
 from bench.reports.calibration_columns import NOTE as CALIBRATION_NOTE
 from bench.reports.calibration_columns import calibration_cells, scaled_cell_reason
@@ -95,12 +96,6 @@ def add_columns(table: pd.DataFrame, rows: dict[int, Experiment | None], groups:
     return out
 
 
-def _mean_std(mean: float, std: float) -> str:
-    if pd.isna(mean):
-        return "n/a"
-    return f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
-
-
 def _is_baseline(table: pd.DataFrame) -> pd.Series:
     return table["experiment"].fillna("") == ""
 
@@ -114,11 +109,11 @@ def display_columns(table: pd.DataFrame) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     groups = table.attrs.get("columns", [])
     if "calibration" in groups:
-        out[f"ECE ({N_BINS} bins)"] = _cells(table, lambda r: _mean_std(r["ece_mean"], r["ece_std"]))
+        out[f"ECE ({N_BINS} bins)"] = _cells(table, lambda r: format_mean_std(r["ece_mean"], r["ece_std"]))
         out["ECE after temp. scaling"] = _cells(
             table,
             lambda r: (
-                _mean_std(r["ece_scaled_mean"], r["ece_scaled_std"])
+                format_mean_std(r["ece_scaled_mean"], r["ece_scaled_std"])
                 if pd.notna(r["ece_scaled_mean"])
                 else scaled_cell_reason(r[CALIBRATION_NOTE]) or "n/a"
             ),
@@ -131,24 +126,24 @@ def display_columns(table: pd.DataFrame) -> dict[str, list[str]]:
         out["largest gap"] = _cells(
             table,
             lambda r: (
-                f"{_mean_std(r['largest_gap_mean'], r['largest_gap_std'])} ({r['largest_gap_attribute']})"
+                f"{format_mean_std(r['largest_gap_mean'], r['largest_gap_std'])} ({r['largest_gap_attribute']})"
                 if r["largest_gap_attribute"]
                 else "n/a"
             ),
         )
     out |= robustness_display(table, groups, _cells)
     if "calibration" in groups:
-        out["Brier"] = _cells(table, lambda r: _mean_std(r["brier_mean"], r["brier_std"]))
-        out["NLL"] = _cells(table, lambda r: _mean_std(r["nll_mean"], r["nll_std"]))
+        out["Brier"] = _cells(table, lambda r: format_mean_std(r["brier_mean"], r["brier_std"]))
+        out["NLL"] = _cells(table, lambda r: format_mean_std(r["nll_mean"], r["nll_std"]))
         out[f"ECE ({N_BINS} equal-mass bins)"] = _cells(
-            table, lambda r: _mean_std(r["ece_equal_mass_mean"], r["ece_equal_mass_std"])
+            table, lambda r: format_mean_std(r["ece_equal_mass_mean"], r["ece_equal_mass_std"])
         )
     return out
 
 
 def _worst_cell(row: pd.Series) -> str:
     if pd.notna(row[f"worst_group_{METRIC}_mean"]):
-        return _mean_std(row[f"worst_group_{METRIC}_mean"], row[f"worst_group_{METRIC}_std"])
+        return format_mean_std(row[f"worst_group_{METRIC}_mean"], row[f"worst_group_{METRIC}_std"])
     return "n/a: no meta" if row[SUBGROUPS_NOTE] == NO_METADATA else "n/a"  # short; the notes say it in full
 
 

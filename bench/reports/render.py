@@ -14,6 +14,7 @@ import pandas as pd
 from rich.table import Table
 
 from bench.evaluation.metrics import HEADLINE_METRICS as HEADLINE
+from bench.evaluation.spread import format_mean_std
 from bench.files import atomic_write_bytes
 from bench.reports.columns import column_notes, display_columns
 from bench.reports.leaderboard import MAJORITY_PROTOCOL, latency_sources
@@ -31,13 +32,6 @@ UNCERTAINTY_NOTE = (
     f"the test images ({CI_RESAMPLES} resamples, the same for every row; each seed's saved probabilities "
     "rescored, then averaged over seeds): the uncertainty from the finite test set."
 )
-
-
-def format_mean_std(mean: float, std: float) -> str:
-    """ "0.850 ± 0.010"; the mean alone when there is no std (one seed); "n/a" without a mean."""
-    if pd.isna(mean):
-        return "n/a"
-    return f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
 
 
 def _fmt_ci(low: float, high: float) -> str:

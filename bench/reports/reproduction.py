@@ -16,8 +16,8 @@ import pandas as pd
 
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
+from bench.evaluation.spread import format_mean_std
 from bench.files import atomic_write_bytes
-from bench.reports.render import format_mean_std
 from bench.runs.experiments import group_experiments, labels
 from bench.runs.record import RunRecord
 from bench.runs.sweep import Published, Sweep, sweep_records, sweep_runs

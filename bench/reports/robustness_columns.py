@@ -32,6 +32,7 @@ from bench.evaluation.robustness import (
     relative_balanced_error,
     relative_degradation,
 )
+from bench.evaluation.spread import format_mean_std, mean_std
 from bench.runs.experiments import Experiment
 from bench.runs.record import RunRecord
 
@@ -41,10 +42,8 @@ PREFERRED = "corrupted"
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
-    v = np.asarray([x for x in values if not math.isnan(x)], dtype=float)
-    if v.size == 0:
-        return math.nan, math.nan
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan
+    """Over the seeds that have the figure: a set that failed in one seed leaves that seed out."""
+    return mean_std([x for x in values if not math.isnan(x)])
 
 
 def corrupted_set(record: RunRecord) -> EvalSetResult | None:
@@ -134,24 +133,20 @@ def external_cells(experiment: Experiment, names: list[str]) -> dict[str, Any]:
     return cells
 
 
-def _cell(mean: float, std: float) -> str:
-    if pd.isna(mean):
-        return "n/a"
-    return f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
-
-
 def display(table: pd.DataFrame, groups: list[str], cells) -> dict[str, list[str]]:
     """The groups' display cells by header (``cells(table, fmt)`` leaves the majority row empty)."""
     out: dict[str, list[str]] = {}
     if "robustness" in groups:
-        out["mean BE (corruptions)"] = cells(table, lambda r: _cell(r["corrupted_be_mean"], r["corrupted_be_std"]))
-        out["rel. BE"] = cells(table, lambda r: _cell(r["corrupted_rel_be"], math.nan))
-        out["rBE"] = cells(table, lambda r: _cell(r["corrupted_rbe"], math.nan))
+        out["mean BE (corruptions)"] = cells(
+            table, lambda r: format_mean_std(r["corrupted_be_mean"], r["corrupted_be_std"])
+        )
+        out["rel. BE"] = cells(table, lambda r: format_mean_std(r["corrupted_rel_be"], math.nan))
+        out["rBE"] = cells(table, lambda r: format_mean_std(r["corrupted_rbe"], math.nan))
     if "external" in groups:
         for name in table.attrs.get("external_sets", []):
             for metric, short in zip(EXTERNAL_METRICS, ("bal. acc.", "AUC"), strict=True):
                 key = f"ext_{name}_{metric}"
-                out[f"{name} {short}"] = cells(table, lambda r, k=key: _cell(r[f"{k}_mean"], r[f"{k}_std"]))
+                out[f"{name} {short}"] = cells(table, lambda r, k=key: format_mean_std(r[f"{k}_mean"], r[f"{k}_std"]))
             out[f"{name} removed"] = cells(table, lambda r, n=name: r[f"ext_{n}_removed"] or "n/a")
     return out
 

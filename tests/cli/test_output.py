@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.cli.output import show
+from bench.evaluation.spread import format_mean_std
 from bench.reports.leaderboard import leaderboard
-from bench.reports.render import format_mean_std, rich_table
+from bench.reports.render import rich_table
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # a terminal's styles, between the characters a reader sees
 LONG_NAMES = ("tf_efficientnet_lite0", "inception_resnet_v2", "efficientnet_b0")
