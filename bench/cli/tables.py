@@ -38,7 +38,8 @@ def print_leaderboards(
     """One table per dataset of ``records``, printed and written under ``results_dir/leaderboards``.
 
     Each table is ``bench.leaderboard(records, dataset, metric)``, the library's own call: the records read from
-    a folder bring its ``bench latency`` passes (:func:`bench.reports.latency_pass.passes_of`).
+    a folder bring its ``bench latency`` passes (:func:`bench.reports.latency_pass.passes_of`), read here once for
+    every dataset rather than once per table.
     csv and json print the numeric tables of every dataset as one, with a ``dataset`` column: the rows of the
     CSV files written beside the Markdown. ``columns``: the optional column groups to add (``--columns``), whose
     tables and files are written under their own names (:func:`bench.reports.column_files.write_column_files`).
@@ -46,12 +47,14 @@ def print_leaderboards(
     import pandas as pd
 
     from bench.reports.column_files import write_column_files
+    from bench.reports.latency_pass import passes_of
     from bench.reports.leaderboard import datasets_in, leaderboard
     from bench.reports.render import rich_table, write_leaderboard
 
     numeric = []
+    passes = passes_of(records)
     for dataset in datasets_in(records):
-        table = leaderboard(records, dataset, metric, columns=columns)
+        table = leaderboard(records, dataset, metric, passes=passes, columns=columns)
         if fmt in (Format.csv, Format.json):
             numeric.append(table)
         else:
