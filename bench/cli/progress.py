@@ -103,8 +103,8 @@ def _run_callback(progress: Progress, task) -> Callable[[dict], None]:
 
     def callback(event: dict) -> None:
         kind = event["event"]
-        if kind == "start":
-            progress.update(task, total=event["total_steps"], info="training")
+        if kind == "start":  # a run's training, or one trial of its search before it (event["info"] says which)
+            progress.update(task, total=event["total_steps"], completed=0, info=event.get("info", "training"))
             progress.start_task(task)
         elif kind == "step":
             state["phase"] = f"{event['phase']} ep {event['epoch']}"

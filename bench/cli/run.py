@@ -80,6 +80,13 @@ def run(
         bool,
         typer.Option("--allow-overlap", help="Train from a run source although it saw target val/test images."),
     ] = False,
+    search_storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Database of the protocols' search studies, shared by every machine that names it "
+            "(postgresql+psycopg://USER@HOST/DB; default: an SQLite file per study under RESULTS_DIR/search)."
+        ),
+    ] = None,
     metric: Annotated[str, typer.Option(help="Leaderboard sort metric.")] = "balanced_accuracy",
     results_dir: ResultsDir = WORKING_RESULTS,
     executor_kind: Annotated[
@@ -124,6 +131,7 @@ def run(
         keep_weights=not no_keep_weights,
         weights=weights,
         allow_overlap=allow_overlap,
+        search_storage=search_storage,
     )
     executor = ExecutorRequest(
         kind=executor_kind,

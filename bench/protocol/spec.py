@@ -5,8 +5,9 @@ layer groups, counted from the top; 0 means the classifier head alone; :mod:`ben
 how many epochs, at which learning rate, and whether BatchNorm stays frozen; optionally with the learning rate
 decayed layer by layer below the top (``layer_decay``) and the layer groups unfrozen one per epoch
 (``unfreeze = "gradual"``). The protocol also says how batches are drawn (``sampler``), the dropout before the
-classifier (``drop_rate``), where a comparison needs one its own train/val/test split (``split``), and the guards
-against a training loss that explodes (``grad_clip_norm``, ``warmup_epochs``). ``select_on`` names the
+classifier (``drop_rate``), where a comparison needs one its own train/val/test split (``split``), the guards
+against a training loss that explodes (``grad_clip_norm``, ``warmup_epochs``), and what to tune per backbone
+before training (``[search]``: :mod:`bench.protocol.search`). ``select_on`` names the
 validation metric that picks the kept epoch and drives early stopping. Every
 field added after record schema 2 defaults to the behaviour before it (:mod:`bench.runs.spec`). The presets are
 data, like the
@@ -27,6 +28,7 @@ from bench.config import FieldError, check_identifier, from_mapping, load_toml, 
 from bench.errors import ConfigError
 from bench.evaluation.metrics import SELECTABLE_METRICS
 from bench.paths import registry_files
+from bench.protocol.search import Search
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class Protocol:
     grad_clip_norm: float | None = None
     # Each phase's learning rate ramps up linearly over its first warmup_epochs epochs, then follows the schedule.
     warmup_epochs: int = 0
+    # Tune these settings per backbone x dataset on validation before training (bench.protocol.search).
+    search: Search | None = None
 
     def __post_init__(self) -> None:
         if not self.phases or sum(phase.epochs for phase in self.phases) < 1:
@@ -124,6 +128,20 @@ class Protocol:
             )
         phases = tuple(dataclasses.replace(p, epochs=e) for p, e in zip(self.phases, per_phase, strict=True))
         return dataclasses.replace(self, phases=phases)
+
+    def tuned(self, params: dict[str, float | int]) -> Protocol:
+        """A copy with a search trial's (or the chosen) values in place (:mod:`bench.protocol.search`).
+
+        ``lr`` is the first phase's learning rate, and every later phase keeps its ratio to it: a staged protocol's
+        head-then-body schedule keeps its shape while its scale is searched.
+        """
+        changes: dict = {k: v for k, v in params.items() if k != "lr"}
+        if "lr" in params:
+            scale = params["lr"] / self.phases[0].lr
+            changes["phases"] = tuple(dataclasses.replace(p, lr=p.lr * scale) for p in self.phases)
+        if "warmup_epochs" in changes:
+            changes["warmup_epochs"] = int(changes["warmup_epochs"])
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -40,6 +40,8 @@ class SweepRequest:
     dataset at another copy (a full download); ``keep_weights=False`` keeps no run's model (a sweep's groups can
     also say so). ``weights`` replaces every run's initial weights (a file, or ``run:...``:
     :mod:`bench.runs.source`), and ``allow_overlap`` lets every run train from a source that saw its val/test images.
+    ``search_storage`` is the database of every run's search study (:mod:`bench.runs.search`; default: an SQLite
+    file per study in the results folder), checked here so a bad URL fails before anything trains.
     """
 
     sweep: str | None = None
@@ -55,6 +57,7 @@ class SweepRequest:
     keep_weights: bool = True
     weights: str | None = None
     allow_overlap: bool = False
+    search_storage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,11 @@ def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
         specs = [dataclasses.replace(s, weights_file=request.weights) for s in specs]
     if request.allow_overlap:
         specs = [dataclasses.replace(s, allow_overlap=True) for s in specs]
+    if request.search_storage is not None:
+        from bench.runs.search import storage_url  # imports Optuna: only when a storage is named
+
+        storage_url(request.search_storage, Path("."), "check")
+        specs = [dataclasses.replace(s, search_storage=request.search_storage) for s in specs]
     return sweep.name, specs
 
 

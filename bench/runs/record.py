@@ -28,6 +28,7 @@ from bench.files import write_json
 from bench.precision import PRECISIONS, Precision
 from bench.runs.health import RunHealth, run_health
 from bench.runs.spec import RunSpec, experiment_id, identity_of, identity_precision, protocol_label
+from bench.runs.trials import SearchSummary
 
 __all__ = ["PRECISIONS", "Precision", "RunSpec"]  # re-exported: the engine and the CLI import them from here
 
@@ -188,6 +189,7 @@ class RunRecord:
     weights_source: WeightsSource | None = None
     health: RunHealth | None = None  # stored by the runner since it existed; training_health() for every record
     eval_sets: dict[str, Any] = field(default_factory=dict)  # by name: bench.evaluation.eval_results.eval_results
+    search: SearchSummary | None = None  # the protocol's search of this experiment: every trial, the chosen values
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know, kept on rewrite
     path: Path | None = None
 
@@ -276,6 +278,8 @@ class RunRecord:
         for name, kind in _NESTED.items():
             if isinstance(kwargs.get(name), dict):
                 kwargs[name] = _nested(kind, kwargs[name])
+        if isinstance(kwargs.get("search"), dict):
+            kwargs["search"] = SearchSummary.from_dict(kwargs["search"])
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**kwargs, extra=extra, path=path)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from timm.data import resolve_data_config
+from torch import nn
 
 from bench.data.entries import with_split
 from bench.data.folder import dataset_entry
@@ -32,7 +33,7 @@ from bench.files import atomic_write_bytes
 from bench.latency.measure import measure_latency
 from bench.latency.timing import LatencyConfig
 from bench.models.registry import create_backbone, get_backbone, model_stats, resolve_resolution
-from bench.protocol.spec import get_protocol
+from bench.protocol.spec import Protocol, get_protocol
 from bench.runs.checkpoint import RunCheckpoint
 from bench.runs.evaluate_sets import score_eval_sets
 from bench.runs.health import run_health
@@ -43,16 +44,19 @@ from bench.runs.record import (
     Environment,
     RunRecord,
     Selection,
+    WeightsSource,
     checkpoint_path,
     probs_path,
     record_path,
     save_record,
 )
+from bench.runs.search import run_search, storage_url, study_name
 from bench.runs.source import model_from_source, source_record
 from bench.runs.spec import KEY_VERSIONS, RunSpec, canonical, experiment_identity, run_key
+from bench.runs.trials import SearchSummary
 from bench.runs.unfinished import ENVIRONMENT_FAILURES, RunUnfinished, reason
 from bench.train.engine import EngineConfig, engine_for
-from bench.train.loop import fit, predict
+from bench.train.loop import FitResult, fit, predict
 from bench.train.pipeline import BatchPipeline
 
 # Latency inside a training run is a quick batch-1 figure on the trained model; `bench latency`
@@ -157,22 +161,18 @@ def _train_and_evaluate(
     if engine.data_on_device:
         data = _on_device(data, device)
 
+    if protocol.search is not None:  # tuned on train/val before anything trains for this seed (bench.runs.search)
+        t = time.perf_counter()
+        record.search = _search(spec, record, protocol, data, results_dir, device, engine, progress)
+        protocol = protocol.tuned(record.search.chosen)
+        record.protocol = protocol.to_dict()  # what trained; the identity keeps the declared space
+        timings["search"] = time.perf_counter() - t
+
     t = time.perf_counter()
-    torch.manual_seed(spec.seed)
-    np.random.seed(spec.seed)
-    source = source_record(spec, results_dir) if protocol.pretrained else None
-    if source is not None:
-        model, provenance, record.weights_source = model_from_source(spec, source, data.num_classes, protocol.drop_rate)
-    else:
-        model, provenance = create_backbone(
-            spec.backbone, data.num_classes, protocol.pretrained, spec.weights_file, protocol.drop_rate
-        )
+    model, pipeline, cfg, provenance, record.weights_source = _build(spec, protocol, data, results_dir, device, engine)
     record.backbone = BackboneSummary(
         name=spec.backbone, arch=record.arch, weights=provenance, **model_stats(model, resolution)
     )
-    model.to(device, memory_format=torch.channels_last if engine.channels_last else torch.contiguous_format)
-    cfg = resolve_data_config({}, model=model)
-    pipeline = BatchPipeline(cfg["mean"], cfg["std"], device, engine.channels_last, engine.pin_memory)
     timings["build"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -218,6 +218,64 @@ def _train_and_evaluate(
     latency = measure_latency(model, (3, resolution, resolution), config, backbone=spec.backbone)
     record.latency = [r.to_dict() for r in latency]
     timings["latency"] = time.perf_counter() - t
+
+
+def _build(
+    spec: RunSpec,
+    protocol: Protocol,
+    data: LoadedDataset,
+    results_dir: Path,
+    device: torch.device,
+    engine: EngineConfig,
+    seed: int | None = None,
+) -> tuple[nn.Module, BatchPipeline, dict, dict, WeightsSource | None]:
+    """A fresh model for ``protocol`` (initialised under ``seed``, default the run's) on ``device``, and its pipeline.
+
+    Returns the model, the batch pipeline, timm's data config, the weights' provenance and the source run (if any).
+    """
+    seed = spec.seed if seed is None else seed
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    source = source_record(spec, results_dir) if protocol.pretrained else None
+    weights_source = None
+    if source is not None:
+        model, provenance, weights_source = model_from_source(spec, source, data.num_classes, protocol.drop_rate)
+    else:
+        model, provenance = create_backbone(
+            spec.backbone, data.num_classes, protocol.pretrained, spec.weights_file, protocol.drop_rate
+        )
+    model.to(device, memory_format=torch.channels_last if engine.channels_last else torch.contiguous_format)
+    cfg = resolve_data_config({}, model=model)
+    pipeline = BatchPipeline(cfg["mean"], cfg["std"], device, engine.channels_last, engine.pin_memory)
+    return model, pipeline, cfg, provenance, weights_source
+
+
+def _search(
+    spec: RunSpec,
+    record: RunRecord,
+    protocol: Protocol,
+    data: LoadedDataset,
+    results_dir: Path,
+    device: torch.device,
+    engine: EngineConfig,
+    progress: ProgressFn | None,
+) -> SearchSummary:
+    """Run, join or read the study of this run's experiment; every seed of the row gets the same chosen values."""
+    search = protocol.search
+    assert search is not None
+    study = study_name(spec.dataset, spec.backbone, spec.protocol, record.experiment)
+    url, shown = storage_url(spec.search_storage, results_dir, study)
+
+    def train_trial(trial_protocol: Protocol, label: str, on_event: ProgressFn) -> FitResult:
+        model, pipeline, *_ = _build(spec, trial_protocol, data, results_dir, device, engine, search.seed)
+        steps = _total_steps(trial_protocol, len(data.train.labels))
+        on_event({"event": "start", "total_steps": steps, "info": f"search {label}"})
+        return fit(
+            model, trial_protocol, data.train, data.val, data.classes, pipeline, search.seed,
+            on_event, None, engine, data.entry.positive,
+        )  # fmt: skip
+
+    return run_search(search, protocol, study, url, shown, train_trial, progress)
 
 
 def _check_data(data: LoadedDataset, identity: dict) -> None:

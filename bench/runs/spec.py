@@ -99,7 +99,9 @@ class RunSpec:
     ``allow_overlap`` lets such a run train although the leakage check (:mod:`bench.data.leakage`) found images
     of its val/test split in the source's training split; the overlap count is recorded either way. ``eval_sets``
     are what the trained model is also scored on (:mod:`bench.data.eval_sets`, the dataset entry's joining them
-    when it runs): they change nothing trained, so they are in neither the identity nor the key.
+    when it runs): they change nothing trained, so they are in neither the identity nor the key. Nor is
+    ``search_storage``, the database of a protocol's search study (default: an SQLite file in the results folder):
+    where the search is kept, not what it tries.
     """
 
     backbone: str
@@ -119,6 +121,7 @@ class RunSpec:
     memory_format: MemoryFormat = "auto"  # nchw or nhwc (channels_last); not in the identity or key
     auto_precision: AmpDtype | None = None  # what planning measured ``auto`` fastest as on a CPU, when not fp32
     eval_sets: tuple[EvalSetSpec, ...] = ()  # scored after training (bench.data.eval_sets); not in the identity or key
+    search_storage: str | None = None  # where a protocol's search keeps its study (bench.runs.search); not in the key
 
     def __post_init__(self) -> None:
         # Names become folders and file names under the results folder: never a path that leaves it.
@@ -142,7 +145,10 @@ class RunSpec:
         spec = dataclasses.asdict(self)
         if self.precision == "auto":
             del spec["precision"]
-        later = ("keep_weights", "source_experiment", "source_key", "allow_overlap", "memory_format", "auto_precision")
+        later = (
+            "keep_weights", "source_experiment", "source_key", "allow_overlap", "memory_format", "auto_precision",
+            "search_storage",
+        )  # fmt: skip
         for name in later:
             if spec[name] == RunSpec.__dataclass_fields__[name].default:
                 del spec[name]

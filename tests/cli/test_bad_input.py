@@ -217,8 +217,11 @@ CASES = [
             ("sampler", "'even'", protocol_file(top='sampler = "even"')),
             ("phases[0].layer_decay", "0.0", protocol_file(phase="layer_decay = 0.0")),
             ("phases[0].unfreeze", "'slowly'", protocol_file(phase='unfreeze = "slowly"')),
+            ("search.lr.low", "0.01", protocol_file(phase="[search]\ntrials = 2\nlr = { low = 1e-2, high = 1e-4 }")),
+            ("search.trials", "0", protocol_file(phase="[search]\ntrials = 0\nlr = { low = 1e-4, high = 1e-2 }")),
         )
     ),
+    Case("search-storage-not-a-url", (*ADHOC, "--search-storage", "not a url"), "'not a url' is not a database URL"),
 ]
 
 
@@ -415,7 +418,7 @@ def test_a_damaged_probs_file_is_skipped_with_one_warning_line_naming_it(scored_
     damage(path)
     proc = bench(command, "--results-dir", str(scored_results))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    (line,) = proc.stderr.strip().splitlines()
+    (line,) = [line for line in proc.stderr.strip().splitlines() if not line.startswith("written: ")]
     assert line.startswith(f"warning: {path}: {problem}") and line.endswith(" its leaderboard row has no 95% CI")
     assert (scored_results / "leaderboards" / "d.md").is_file()
 
