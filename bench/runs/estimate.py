@@ -5,8 +5,11 @@ never guessed: the training seconds per image-epoch of earlier finished runs of 
 resolution and device kind (their median, since a shared machine makes single runs slow), times the planned
 run's epochs and training images (counted from the dataset's table, without decoding). With no earlier run
 of the backbone at that resolution on that kind of device the estimate is unknown and says so, rather than
-extrapolating across architectures or sizes.
-It is an upper bound for protocols with early stopping, which may end a phase sooner.
+extrapolating across architectures or sizes. Runs in the planned run's CPU engine (precision and memory format:
+bf16 channels-last trains some backbones twice as fast) are preferred; where there are none, runs in another
+engine stand in and the estimate says so. A protocol's search (:mod:`bench.runs.search`) is counted once per
+experiment, on the run of the search's seed: every trial at its full epochs.
+It is an upper bound for protocols with early stopping or pruning, which may end a phase or a trial sooner.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from bench.data.entries import with_split
 from bench.data.folder import dataset_entry
 from bench.data.loading import describe_dataset
 from bench.runs.record import RunRecord
+from bench.runs.spec import RunSpec, identity_precision
 from bench.runs.sweep import PlannedRun
 
 
@@ -33,6 +37,33 @@ class Estimate:
 
 def _kind(record: RunRecord) -> tuple[str, int, str]:
     return record.spec.backbone, record.effective_resolution, str(record.environment.device.get("device_kind"))
+
+
+def _engine(record: RunRecord) -> tuple[bool, bool]:
+    """What a record trained in, as far as speed goes: bf16 autocast or not, channels-last or not."""
+    engine = record.engine or {}
+    return engine.get("amp") == "bf16", bool(engine.get("channels_last"))
+
+
+def _planned_engine(spec: RunSpec) -> tuple[bool, bool]:
+    return identity_precision(spec) == "bf16", spec.memory_format == "nhwc"
+
+
+def _epochs(identity: dict, seed: int) -> int:
+    """The run's epochs at most, with its experiment's search trials on the run of the search's seed."""
+    protocol = identity["protocol"]
+    epochs = sum(phase["epochs"] for phase in protocol["phases"])
+    search = protocol.get("search")
+    if search and seed == search.get("seed", 0):
+        per_trial = search.get("epochs")
+        if per_trial is None:
+            per_trial = epochs
+        elif isinstance(per_trial, list):
+            per_trial = sum(per_trial)
+        elif len(protocol["phases"]) > 1:
+            per_trial *= len(protocol["phases"])  # one number for every phase
+        epochs += search["trials"] * per_trial
+    return epochs
 
 
 def _train_images(record: RunRecord) -> int | None:
@@ -51,16 +82,19 @@ def _seconds_per_image_epoch(record: RunRecord) -> float | None:
 
 def estimate_runs(planned: list[PlannedRun], records: list[RunRecord], device_kind: str) -> dict[str, Estimate]:
     """An :class:`Estimate` per planned run key, from ``records`` (any results folders' finished runs)."""
-    rates: dict[tuple[str, int, str], list[float]] = {}
+    rates: dict[tuple[str, int, str], dict[tuple[bool, bool], list[float]]] = {}
     for record in records:
         rate = _seconds_per_image_epoch(record)
         if rate is not None:
-            rates.setdefault(_kind(record), []).append(rate)
+            rates.setdefault(_kind(record), {}).setdefault(_engine(record), []).append(rate)
     images: dict[tuple[str, str | None], int] = {}
     estimates = {}
     for run in planned:
         effective = run.identity["resolution"]["effective"]
-        found = rates.get((run.spec.backbone, effective, device_kind), [])
+        by_engine = rates.get((run.spec.backbone, effective, device_kind), {})
+        found = by_engine.get(_planned_engine(run.spec), [])
+        other = "" if found else " in another engine"
+        found = found or [rate for rates_of in by_engine.values() for rate in rates_of]
         if not found:
             why = f"no earlier run of {run.spec.backbone} at {effective} px on {device_kind}"
             estimates[run.key] = Estimate(None, 0, why)
@@ -68,8 +102,9 @@ def estimate_runs(planned: list[PlannedRun], records: list[RunRecord], device_ki
         where = (run.spec.dataset, run.spec.data_root, run.identity["protocol"].get("split", "dataset"))
         if where not in images:
             images[where] = _split_train_size(*where)
-        epochs = sum(phase["epochs"] for phase in run.identity["protocol"]["phases"])
-        estimates[run.key] = Estimate(statistics.median(found) * epochs * images[where], len(found))
+        epochs = _epochs(run.identity, run.spec.seed)
+        seconds = statistics.median(found) * epochs * images[where]
+        estimates[run.key] = Estimate(seconds, len(found), f"median of {len(found)} run(s){other}" if other else "")
     return estimates
 
 

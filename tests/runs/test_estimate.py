@@ -75,3 +75,38 @@ def test_the_plan_line_totals_what_is_known_and_says_what_is_not(seconds, expect
     estimates = {i: estimate.Estimate(s, 1 if s else 0) for i, s in enumerate(seconds)}
     line = _plan_summary(plan, estimates, [Path("mine"), Path("results"), Path("mine")])
     assert expected in line and line.endswith("nothing was trained")
+
+
+def _in_engine(record, amp: str | None, channels_last: bool):
+    return dataclasses.replace(record, engine={"amp": amp, "channels_last": channels_last})
+
+
+def test_runs_in_the_planned_engine_are_preferred_and_another_engine_is_named():
+    """bf16 channels-last trains some backbones twice as fast: fp32 runs would price a bf16 run at double."""
+    fp32, bf16 = _in_engine(timed(seconds=20.0), None, False), _in_engine(timed(seconds=10.0), "bf16", True)
+    run = planned()
+    bf16_run = dataclasses.replace(run, spec=dataclasses.replace(run.spec, auto_precision="bf16", memory_format="nhwc"))
+    (guess,) = estimate_runs([bf16_run], [fp32, bf16], "cpu").values()
+    assert guess.seconds == pytest.approx(40.0) and guess.reason == ""
+    (guess,) = estimate_runs([bf16_run], [fp32], "cpu").values()
+    assert guess.seconds == pytest.approx(80.0) and guess.reason == "median of 1 run(s) in another engine"
+
+
+@pytest.mark.parametrize(
+    "search, seed, epochs",
+    [
+        (None, 0, 4),
+        ({"trials": 3, "epochs": 2}, 0, 4 + 3 * 2),  # every trial at its full epochs, on the search's seed
+        ({"trials": 3, "epochs": 2}, 1, 4),  # the other seeds read the finished study
+        ({"trials": 3}, 0, 4 + 3 * 4),  # trials at the protocol's epochs
+        ({"trials": 2, "seed": 1}, 1, 4 + 2 * 4),
+    ],
+)
+def test_a_search_is_priced_once_per_experiment_on_its_seeds_run(search, seed, epochs):
+    run = planned()
+    protocol = dict(run.identity["protocol"], **({"search": search} if search else {}))
+    run = dataclasses.replace(
+        run, identity={**run.identity, "protocol": protocol}, spec=dataclasses.replace(run.spec, seed=seed)
+    )
+    (guess,) = estimate_runs([run], [timed(seconds=10.0)], "cpu").values()
+    assert guess.seconds == pytest.approx(0.05 * epochs * 200)
