@@ -5,7 +5,8 @@
     nox -s bench          speed gate: pytest-benchmark against the committed baseline, in machine-speed units
     nox -s memory         memory gate: peak RSS of an epoch over a generated set stays under 1 GB
     nox -s regression     accuracy gate: `bench check` reruns the reference sweep and compares
-    nox -s docs-numbers   the README's generated blocks re-derived from results/
+    nox -s docs-numbers   the generated blocks of the README and docs/ re-derived from results/; the screenshot's too
+    nox -s docs-site      the docs site (mkdocs.yml) built with --strict into build/site/: links and anchors checked
     nox -s newest         drift check: a fresh venv with the newest versions pyproject.toml allows, no lock
     nox -s lock           regenerate requirements/lock.txt (uv pip compile; not a gate)
 
@@ -27,7 +28,7 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "tests", "docs-numbers", "regression", "bench", "memory"]
+nox.options.sessions = ["lint", "tests", "docs-numbers", "docs-site", "regression", "bench", "memory"]
 
 LOCK = "requirements/lock.txt"
 """Every dependency's exact version (the dev extras included), as the README's install command uses it."""
@@ -123,9 +124,24 @@ def regression(session: nox.Session) -> None:
 
 @nox.session(name="docs-numbers")
 def docs_numbers(session: nox.Session) -> None:
-    """Every generated block of the README equals its file under results/, re-derived from the records."""
+    """Every generated block of the README and of the docs pages (every ``docs/**/*.md``, which ``bench
+    check-readme`` reads beside the README) equals its file under results/, re-derived from the records; and the
+    README's terminal screenshot is what ``bench leaderboard --results-dir results/mission`` shows today."""
     session.install(*DEV)
     session.run("bench", "check-readme", "README.md")
+    session.run("python", "scripts/leaderboard_screenshot.py", "--check")
+
+
+SITE = "build/site"
+"""Where ``docs-site`` builds the site: under the git-ignored build/ (mkdocs.yml's ``site_dir`` says the same)."""
+
+
+@nox.session(name="docs-site")
+def docs_site(session: nox.Session) -> None:
+    """The docs site, as ``mkdocs build --strict``: a page missing from the nav, a broken link or anchor, or a
+    docstring the API reference cannot render fails it (``--strict`` turns MkDocs' warnings into errors)."""
+    session.install(*DEV)  # [dev] includes [docs]: MkDocs Material and mkdocstrings
+    session.run("mkdocs", "build", "--strict", "--site-dir", SITE, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session(reuse_venv=False)

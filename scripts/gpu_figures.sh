@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's GPU figures, in one pass on one CUDA machine (each stage under its own deadline, so a slow
-# stage cannot eat the next one's time):
+# The docs' GPU figures (docs/latency.md, docs/costs.md, docs/reproduction.md), in one pass on one CUDA
+# machine (each stage under its own deadline, so a slow stage cannot eat the next one's time):
 #   1. the MedMNIST v2 reproduction (sweeps/medmnist-v2.toml), one process per run, all on the one GPU
 #   2. bench latency: every registered backbone at 224 px, batch 1 and 256, fp16 autocast, channels_last
 #   3. bench latency: timm's RTX 4090 comparison set at batch 1024, fp16 autocast, NCHW (timm benchmark.py --amp)

@@ -82,10 +82,19 @@ def test_evaluate_refuses_what_does_not_fit(kwargs, message):
         bench.evaluate(y, probs, **kwargs)
 
 
-def readme_example() -> str:
-    """The first python block of the README's "Use it from Python" section."""
-    section = (REPO / "README.md").read_text().split("## Use it from Python", 1)[1]
+def python_example(page: str = "README.md", heading: str = "## Use it from Python") -> str:
+    """The first python block after ``heading`` in ``page`` (the README's "Use it from Python" section)."""
+    section = (REPO / page).read_text().split(heading, 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def readme_example() -> str:
+    return python_example()
+
+
+def test_the_docs_page_shows_the_readme_example():
+    """docs/python.md repeats the README's example; the one that runs below is the one both show."""
+    assert python_example("docs/python.md", "# Use it from Python") == readme_example()
 
 
 def test_the_readme_example_runs(tmp_path, monkeypatch):

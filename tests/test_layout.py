@@ -1,4 +1,5 @@
-"""The package layout stays what the README says: one-idea modules, imports pointing down, no private names crossing.
+"""The package layout stays what docs/code-layout.md says: one-idea modules, imports pointing down, no private
+names crossing.
 
 The import graph is read with ``ast`` from the source (nothing is imported), and function-level (lazy) imports
 count like module-level ones: a lazy import upward is still a layer leaning on the one above it. The checks
@@ -19,8 +20,8 @@ MAX_LINES = 400
 
 # Bottom to top. A module may import from its own unit (its subpackage, or itself for a top-level module)
 # and from units in lower layers; units in one layer do not import each other. Why this order:
-# - errors < config, paths, files (the one atomic writer) < precision, environment: the foundation every
-#   stage reads;
+# - errors < config, paths, files (the one atomic writer), table_columns (what a printed table declares about
+#   its columns, which tables of every layer declare) < precision, environment: the foundation every stage reads;
 # - evaluation (the metric table, saved scores, bootstrap) is pure numpy/scikit-learn and needs no other
 #   stage; a protocol names its selection metric from the table, and a training loop needs validation
 #   metrics, so evaluation sits below protocol and train;
@@ -31,7 +32,7 @@ MAX_LINES = 400
 #   cli is the top.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("config", "paths", "files"),
+    ("config", "paths", "files", "table_columns"),
     ("precision", "environment"),
     ("evaluation",),
     ("models", "data", "protocol"),

@@ -11,6 +11,7 @@ from bench.cli.output import Format, FormatOption, message, print_data, show
 from bench.cli.shared import ResultsDir
 from bench.evaluation.metrics import METRIC_NAMES
 from bench.paths import WORKING_RESULTS
+from bench.table_columns import Keep, add_column
 
 
 def compare(
@@ -43,17 +44,20 @@ def compare(
     # the same backbone under two protocols (a transfer against scratch) is told apart by its protocol
     la, lb = (f"{a} ({result.a.protocol})", f"{b} ({result.b.protocol})") if a == b else (a, b)
     table = Table(title=f"{a} vs {b} on {dataset}: {metric} (paired bootstrap, {p.n_resamples} resamples)")
-    for col in ("backbone", "protocol", "seeds", metric):
-        table.add_column(col)
+    add_column(table, "dataset", Keep.ANSWER, grouping=True)  # piped, each line says which dataset
+    columns = {"backbone": Keep.ANSWER, "protocol": Keep.FIGURE, "seeds": Keep.DETAIL, metric: Keep.ANSWER}
+    for col, keep in columns.items():
+        add_column(table, col, keep)
     for side, score in ((result.a, p.score_a), (result.b, p.score_b)):
-        table.add_row(side.backbone, side.protocol, ",".join(map(str, side.seeds)), f"{score:.4f}")
+        table.add_row(dataset, side.backbone, side.protocol, ",".join(map(str, side.seeds)), f"{score:.4f}")
     show(table, fmt)
     if result.mcnemar_by_seed:
-        mc = Table(title="McNemar's exact test on accuracy, per seed", header_style="bold")
+        mc = Table(title=f"McNemar's exact test on accuracy, per seed: {la} vs {lb} on {dataset}", header_style="bold")
+        add_column(mc, "dataset", Keep.ANSWER, grouping=True)
         for col in ("seed", f"only {la} right", f"only {lb} right", "p"):
-            mc.add_column(col, justify="right")
+            add_column(mc, col, Keep.ANSWER, justify="right")
         for s, t in result.mcnemar_by_seed.items():
-            mc.add_row(str(s), str(t.only_a_correct), str(t.only_b_correct), f"{t.p_value:.4g}")
+            mc.add_row(dataset, str(s), str(t.only_a_correct), str(t.only_b_correct), f"{t.p_value:.4g}")
         show(mc, fmt)
     verdict = "significant" if result.significant else "not significant"
     skipped = f" ({p.n_skipped} undefined resamples skipped)" if p.n_skipped else ""

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from bench.cli.output import written
 from bench.cli.shared import ResultsDir, console
 from bench.paths import WORKING_RESULTS
 
@@ -36,7 +37,7 @@ def export(
         return
     if done.out is not None:
         shape = f"{len(done.table)} runs, {len(done.table.columns)} columns"
-        console.print(f"written: {done.out} ({shape})", soft_wrap=True, markup=False, highlight=False)
+        written(f"{done.out} ({shape})")
     if done.mlflow is not None:
         m = done.mlflow
         console.print(

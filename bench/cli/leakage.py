@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from bench.cli.output import written
 from bench.cli.shared import console
 from bench.files import atomic_write_bytes
 
@@ -35,6 +36,6 @@ def leakage(
     if write_source is not None:
         table = without_overlap(source, target)
         atomic_write_bytes(write_source, table.to_csv(index=False).encode())  # whole, or one line naming it
-        console.print(f"wrote {escape(str(write_source))}: {len(table)} rows", highlight=False, soft_wrap=True)
+        written(f"{write_source}: {len(table)} rows")
     if overlap.count:
         sys.exit(1)

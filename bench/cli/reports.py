@@ -1,18 +1,22 @@
-"""The commands that draw from stored records: plots, the HTML report, and a paper's reproduction table."""
+"""The commands that draw from stored records: plots, the HTML report, a paper's reproduction table, the ranking."""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from bench.cli.output import Format, FormatOption, message, show
+from bench.cli.output import Format, FormatOption, message, print_data, show, written
 from bench.cli.shared import ResultsDir, stored_records
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
 from bench.paths import WORKING_RESULTS
+
+if TYPE_CHECKING:
+    from bench.reports.ranking import Rankings
 
 Metric = Annotated[str, typer.Option(help=f"Accuracy metric: {', '.join(HEADLINE_METRICS)}.")]
 Speed = Annotated[str, typer.Option(help="Speed axis: p50 (batch-1 ms/image, lower is better) or throughput.")]
@@ -23,16 +27,22 @@ def plot(
 ) -> None:
     """Accuracy-vs-latency plots per dataset and figures per run, from stored records (no training).
 
+    A dataset whose records hold several training fractions (--train-fractions) also gets its data-efficiency curve.
+
     Example: bench plot --metric auc --latency throughput
     """
+    from bench.reports.data_efficiency import plot_data_efficiency
     from bench.reports.latency_pass import load_latency_passes
     from bench.reports.plots import plot_all
 
     started = time.perf_counter()
     passes = load_latency_passes(results_dir)
-    plotted = plot_all(stored_records(results_dir), metric, latency, results_dir / "plots", passes)
+    records = stored_records(results_dir)
+    plotted = plot_all(records, metric, latency, results_dir / "plots", passes)
     for dataset, paths in plotted.tradeoff.items():
         message(f"{dataset}: " + (", ".join(map(str, paths)) or "nothing to plot (no finished run with a latency)"))
+    for dataset, paths in plot_data_efficiency(records, metric, results_dir / "plots").items():  # train_fractions
+        message(f"{dataset} data efficiency: " + ", ".join(map(str, paths)))
     drawn = sum(f.drawn for f in plotted.runs.values())
     message(
         f"per-run figures under {results_dir / 'plots' / 'runs'}/: {drawn} drawn, "
@@ -51,8 +61,8 @@ def report(
 
     started = time.perf_counter()
     built = build_report(stored_records(results_dir), results_dir, metric, latency)
-    message(
-        f"written: {built.html} ({built.html.stat().st_size / 1e6:.1f} MB, opens offline), "
+    written(
+        f"{built.html} ({built.html.stat().st_size / 1e6:.1f} MB, opens offline), "
         f"{len(built.leaderboards)} leaderboard files under {results_dir / 'leaderboards'}/, "
         f"plots under {results_dir / 'plots'}/ ({time.perf_counter() - started:.1f} s)"
     )
@@ -69,19 +79,82 @@ def reproduction(
 
     Example: bench reproduction --sweep medmnist-v2 --format csv
     """
-    from bench.reports.reproduction import COMMAND, display_frame, sweep_table, write_reproduction
+    from bench.reports.reproduction import COMMAND, rich_table, sweep_table, write_reproduction
     from bench.runs.sweep import load_sweep
 
     plan = load_sweep(sweep)
     table = sweep_table(stored_records(results_dir), plan)
     if table.empty:
         raise ConfigError(f"no finished runs of sweep {plan.name!r} under {results_dir}/runs")
-    shown = display_frame(table)
-    rich = Table(title=f"{plan.name}: published vs measured (test split)", header_style="bold")
-    for col in shown.columns:
-        rich.add_column(str(col), justify="left" if col in ("dataset", "backbone") else "right")
-    for row in shown.itertuples(index=False):
-        rich.add_row(*map(str, row))
-    show(rich, fmt, table)
+    show(rich_table(table, plan.name), fmt, table)
     command = COMMAND.format(sweep=sweep, results_dir=results_dir)
-    message(f"written: {write_reproduction(table, results_dir / 'comparison.md', command)}", fmt)
+    written(str(write_reproduction(table, results_dir / "comparison.md", command)))
+
+
+def rank(
+    metric: Metric = "balanced_accuracy",
+    results_dir: ResultsDir = WORKING_RESULTS,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for ranking.md and the diagrams (default: the results folder).")
+    ] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Which row is best across datasets: mean rank, Friedman test and Nemenyi CD, from stored records.
+
+    A row is a leaderboard row (backbone and protocol), ranked on each dataset by its seed mean of METRIC, and by
+    Pareto layer of (METRIC, batch-1 latency p50); rows missing on a dataset or that did not learn there are left
+    out and listed. Writes ranking.md and the critical-difference diagrams cd-accuracy and cd-front (SVG, PNG).
+    csv and json print one row per ranking and row alone on stdout.
+
+    Example: bench rank --results-dir results/mission --format md
+    """
+    from bench.reports.ranking import check_metric, rank_rows
+    from bench.reports.ranking_files import COMMAND, write_ranking
+
+    check_metric(metric)  # an unknown metric is one line naming it, before any record is read
+    rankings = rank_rows(stored_records(results_dir), metric)
+    if fmt in (Format.csv, Format.json):
+        print_data(rankings.frame(), fmt)
+    else:
+        show(_rank_table(rankings), fmt)
+    for ranking in (rankings.accuracy, rankings.front):
+        if ranking is not None:
+            message(ranking.verdict(), fmt)
+    if rankings.front is None:
+        message(f"front: not tested: {rankings.front_missing}", fmt)
+    message(rankings.accuracy.power_note(), fmt)
+    for line in rankings.notes:
+        message(line, fmt, style="red")
+    left = {o.row for o in rankings.accuracy.left_out}
+    for o in rankings.accuracy.left_out:
+        message(f"left out of both rankings: {o.row}: {o.reason}", fmt)
+    for o in rankings.front.left_out if rankings.front else ():
+        if o.row not in left:
+            message(f"left out of the front ranking: {o.row}: {o.reason}", fmt)
+    command = COMMAND.format(results_dir=results_dir, metric=metric)
+    written(", ".join(map(str, write_ranking(rankings, out or results_dir, command))))
+
+
+def _rank_table(rankings: Rankings) -> Table:
+    """One line per compared row, by accuracy mean rank: its per-dataset ranks, its front mean rank and layers."""
+    acc, front = rankings.accuracy, rankings.front
+    caption = (
+        f"acc: mean rank by {rankings.metric} (seed mean); ranks: per dataset, in the title's order; "
+        f"front: mean rank by Pareto layer of ({rankings.metric}, batch-1 latency p50); layers: per dataset."
+    )
+    table = Table(
+        title=f"mean rank over {', '.join(rankings.datasets)} (1 = best)", caption=caption, header_style="bold"
+    )
+    for col in ("#", "row", "acc", "ranks", "front", "layers"):
+        table.add_column(col, justify="left" if col == "row" else "right")
+    for row, mean in acc.mean_ranks.items():
+        timed = front is not None and row in front.values.columns
+        table.add_row(
+            str(acc.positions[row]),
+            row,
+            f"{mean:.2f}",
+            " ".join(f"{r:g}" for r in acc.ranks[row]),
+            f"{front.mean_ranks[row]:.2f}" if timed else "-",
+            " ".join(str(int(v)) for v in front.values[row]) if timed else "-",
+        )
+    return table

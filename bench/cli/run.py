@@ -18,6 +18,7 @@ from bench.cli.shared import Interrupted, ResultsDir, console
 from bench.cli.tables import print_leaderboards
 from bench.config import MAX_RESOLUTION, MIN_RESOLUTION
 from bench.paths import PUBLISHED_RESULTS, WORKING_RESULTS
+from bench.table_columns import Keep, add_column
 
 if TYPE_CHECKING:
     from bench.runs.plan import SweepPlan
@@ -225,13 +226,15 @@ def print_plan(plan: SweepPlan, timed_by: list[Path]) -> None:
     earlier = [r for folder in dict.fromkeys(timed_by) for r in load_records(folder)]
     estimates = estimate_runs(plan.todo, earlier, kind)
     table = Table(title=f"{plan.name}: to do", header_style="bold")
-    for column in ("run", "engine", "estimated train", "from"):
-        table.add_column(column, justify="left" if column in ("run", "engine") else "right")
+    add_column(table, "sweep", Keep.ANSWER, grouping=True)  # piped, each line names its sweep
+    for column, keep in (("run", Keep.ANSWER), ("engine", Keep.DETAIL), ("estimated train", Keep.ANSWER)):
+        add_column(table, column, keep, justify="left" if column in ("run", "engine") else "right")
+    add_column(table, "from", Keep.FIGURE, wraps=True, justify="right")
     for item in plan.todo:
         guess = estimates[item.key]
         seconds = "unknown" if guess.seconds is None else f"{guess.seconds / 60:.1f} min"
         engine = engine_label(item.spec, kind)
-        table.add_row(item.label, engine, seconds, guess.reason or f"median of {guess.based_on} run(s)")
+        table.add_row(plan.name, item.label, engine, seconds, guess.reason or f"median of {guess.based_on} run(s)")
     show(table)
     console.print(_plan_summary(plan, estimates, timed_by), soft_wrap=True)
 
@@ -291,7 +294,8 @@ def print_timings(records: list[RunRecord]) -> None:
         header_style="bold",
     )
     for column in ("stage", "seconds", "share", "per run: min", "median", "max"):
-        table.add_column(column, justify="left" if column == "stage" else "right")
+        keep = Keep.ANSWER if column in ("stage", "seconds") else Keep.FIGURE
+        add_column(table, column, keep, justify="left" if column == "stage" else "right")
     for stage in stages:
         runs = per_run[stage].dropna()
         spread = [f"{v:.2f}" for v in (runs.min(), runs.median(), runs.max())] if len(runs) else ["-"] * 3

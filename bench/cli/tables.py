@@ -9,12 +9,13 @@ import typer
 from rich.table import Table
 
 from bench.cli import options
-from bench.cli.output import Format, FormatOption, message, print_data, show
+from bench.cli.output import Format, FormatOption, message, print_data, show, written
 from bench.cli.shared import ResultsDir, stored_records
 from bench.config import MAX_RESOLUTION, MIN_RESOLUTION
 from bench.errors import ConfigError
 from bench.paths import WORKING_RESULTS, data_hint, describe_embedded, embedded_data, is_shipped, replaced_entries
 from bench.reports.column_groups import COLUMN_GROUPS, parse_columns
+from bench.table_columns import Keep, add_column
 
 if TYPE_CHECKING:
     from bench.runs.record import RunRecord
@@ -58,10 +59,10 @@ def print_leaderboards(
         if fmt in (Format.csv, Format.json):
             numeric.append(table)
         else:
-            show(rich_table(table, f"{dataset}: test split, sorted by {metric}"), fmt)
+            show(rich_table(table, dataset), fmt)
         paths = write_leaderboard(table, results_dir / "leaderboards", dataset)
         paths += write_column_files(table, records, results_dir, dataset)
-        message(f"written: {', '.join(map(str, paths))}", fmt)
+        written(", ".join(map(str, paths)))
     if numeric:
         print_data(pd.concat(numeric, ignore_index=True), fmt)
 
@@ -112,10 +113,14 @@ def list_backbones(resolution: Resolution = 224, fmt: FormatOption = Format.tabl
     ]
     data = pd.DataFrame(rows)
     table = Table(title=f"backbones (GMACs per image at {resolution} px)", header_style="bold")
-    for col in ("name", "params (M)", "GMACs", "min input", f"runs {resolution} px at", "title"):
-        table.add_column(col, justify="left" if col in ("name", "title") else "right")
+    add_column(table, "resolution", Keep.ANSWER, grouping=True)  # piped, each line says at which the GMACs are
+    columns = {"name": Keep.ANSWER, "params (M)": Keep.ANSWER, "GMACs": Keep.ANSWER, "min input": Keep.FIGURE}
+    columns |= {f"runs {resolution} px at": Keep.FIGURE, "title": Keep.DETAIL}
+    for col, keep in columns.items():
+        add_column(table, col, keep, wraps=col == "title", justify="left" if col in ("name", "title") else "right")
     for row in rows:
         table.add_row(
+            str(resolution),
             row["name"],
             f"{row['params_m']:.2f}",
             f"{row['gmacs']:.3f}",
@@ -138,9 +143,10 @@ def list_datasets(fmt: FormatOption = Format.table) -> None:
 
     table = Table(title="datasets", header_style="bold")
     for col in ("name", "train", "val", "test", "groups in >1 split"):
-        table.add_column(col, justify="left" if col == "name" else "right")
-    table.add_column("classes", max_width=30)  # prose wraps at words (max_width), names and figures never
-    table.add_column("shares source with", max_width=50)
+        keep = Keep.ANSWER if col == "name" else Keep.DETAIL if col.startswith("groups") else Keep.FIGURE
+        add_column(table, col, keep, justify="left" if col == "name" else "right")
+    add_column(table, "classes", Keep.FIGURE, max_width=30)  # prose wraps at words (max_width) in a terminal
+    add_column(table, "shares source with", Keep.DETAIL, max_width=50)
     entries = list_datasets()
     embedded = embedded_data()  # an installed wheel ships the entries, and the default sweep's data decoded
     served = [e for e in entries if not e.path.exists() and e.name in embedded and is_shipped(e.source_file)]
@@ -213,7 +219,7 @@ def latency(
     )
     results = benchmark_backbones(names, resolution, config)
     show(latency_table(results), fmt, pd.json_normalize([r.to_dict() for r in results]))
-    message(f"written: {save_latency_records(results, results_dir)}", fmt)
+    written(str(save_latency_records(results, results_dir)))
 
 
 def profile(
@@ -234,12 +240,27 @@ def profile(
             "fp32 NCHW, achieved FLOP/s and its share of the measured peak; the one `bench run` picks is marked.",
         ),
     ] = False,
+    peers: Annotated[
+        bool,
+        typer.Option(
+            "--peers",
+            help="CPU: the harness's step against its peers' loops instead (the bare fp32 loop, MedMNIST v2's, timm's "
+            "train.py at its defaults and with --channels-last --amp bf16, the harness in auto and fp32 NCHW): "
+            "images/s and ratios, interleaved in one run.",
+        ),
+    ] = False,
+    loops: Annotated[str | None, typer.Option(help="With --peers: comma-separated loops (default: all).")] = None,
+    timm_script: Annotated[
+        Path | None,
+        typer.Option(help="With --peers: timm's train.py, which the timm wheel lacks.", envvar="BENCH_TIMM_SCRIPT"),
+    ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Harness training step vs the bare model step: the overhead ratio and what each harness part costs.
 
     Example: bench profile --backbones resnet18 --resolutions 28 --threads 1
     Engines: bench profile --engines --backbones resnet18,densenet121,efficientnet_b0 --resolutions 32 --threads 1
+    Peers: bench profile --peers --timm-script train.py --backbones resnet18 --resolutions 32 --threads 1 --rounds 4
     """
     from bench.environment.device import resolve_device
 
@@ -253,6 +274,9 @@ def profile(
 
         config = EngineSpeedConfig(wanted, sides, batch_size, rounds, warmup, threads)
         show(engine_speed_table(engine_speeds(config)), fmt)
+        return
+    if peers:
+        _peers(wanted, sides, batch_size, rounds, warmup, threads, on, loops, timm_script, fmt)
         return
     from bench.train.profile import ProfileConfig, profile, profile_table  # torch: after the options are checked
 
@@ -268,3 +292,31 @@ def profile(
         device=on,
     )
     show(profile_table(profile(config), protocol), fmt)
+
+
+def _peers(
+    wanted: tuple[str, ...],
+    sides: tuple[int, ...],
+    batch_size: int,
+    rounds: int,
+    warmup: int,
+    threads: int | None,
+    on: str,
+    loops: str | None,
+    timm_script: Path | None,
+    fmt: Format,
+) -> None:
+    """``bench profile --peers``: :mod:`bench.train.peers`' loops side by side, then issue 30's targets."""
+    if on != "cpu":
+        raise ConfigError(f"--peers compares CPU training loops: use --device cpu, not {on}")
+    from bench.train.peer_table import peer_frame, peer_table, target_table
+    from bench.train.peers import LOOPS, PeerConfig, peer_speeds
+
+    chosen = tuple(options.csv(loops)) or LOOPS
+    config = PeerConfig(
+        wanted, sides, batch_size, rounds, warmup, threads=threads, loops=chosen, timm_script=timm_script
+    )
+    rows = peer_speeds(config)
+    show(peer_table(rows, timm_script), fmt, peer_frame(rows, timm_script))
+    if fmt in (Format.table, Format.md):
+        show(target_table(rows), fmt)

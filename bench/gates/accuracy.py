@@ -31,6 +31,7 @@ from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
 from bench.runs.experiments import flatten
 from bench.runs.record import RunRecord
+from bench.table_columns import Keep, add_column
 
 REFERENCE_DIR = Path("results/reference")
 REFERENCE_COMMAND = (
@@ -306,8 +307,9 @@ def report_frame(report: CheckReport) -> pd.DataFrame:
 
 def report_table(report: CheckReport) -> Table:
     table = Table(title="accuracy gate: reference vs now (test split)", header_style="bold")
-    for col in ("run", "metric", "reference", "now", "delta", "verdict"):
-        table.add_column(col, justify="left" if col in ("run", "metric", "verdict") else "right")
+    for col in ("run", "metric", "reference", "now", "delta", "verdict"):  # a narrow terminal keeps the verdict
+        keep = Keep.ANSWER if col in ("run", "metric", "verdict") else Keep.FIGURE
+        add_column(table, col, keep, justify="left" if col in ("run", "metric", "verdict") else "right")
     for c in report.checks:
         delta = "" if c.delta is None else f"{c.delta:+.4g}"
         verdict = c.verdict + ("" if c.gated else " (not gated)")

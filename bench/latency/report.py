@@ -16,24 +16,39 @@ from rich.table import Table
 
 from bench.files import atomic_write_bytes, write_json
 from bench.latency.timing import LatencyResult
+from bench.table_columns import Keep, add_column
 
 RECORD_SCHEMA = "backbone-bench/latency/v1"
+
+
+LATENCY_COLUMNS = (  # header, what a narrow terminal keeps, right-justified
+    ("Backbone", Keep.ANSWER, False),
+    ("Res", Keep.FIGURE, False),
+    ("Batch", Keep.ANSWER, False),
+    ("p50 ms/batch", Keep.ANSWER, True),
+    ("p50 ms/image", Keep.ANSWER, True),
+    ("p90 ms/batch", Keep.FIGURE, True),
+    ("p99 ms/batch", Keep.FIGURE, True),
+    ("img/s", Keep.FIGURE, True),
+    ("CV", Keep.FIGURE, True),
+    ("Iters", Keep.DETAIL, True),
+    ("Peak mem", Keep.DETAIL, True),
+    ("Precision", Keep.FIGURE, False),
+    ("Format", Keep.FIGURE, False),
+    ("Device", Keep.DETAIL, False),
+    ("Notes", Keep.ANSWER, False),  # "noisy: ...": whether the figure can be trusted
+)
 
 
 def latency_table(results: Sequence[LatencyResult]) -> Table:
     """A rich table; every latency header says whether it is per batch or per image.
 
-    The setting and its figures come first, the conditions after them: a narrow terminal keeps columns
-    from the left.
+    A narrow terminal keeps the setting's name (backbone, batch), its p50s and the notes (a noisy figure, an OOM
+    back-off), which wrap at words there, and drops the conditions and the other figures first.
     """
     table = Table(title="Inference latency", caption=_caption(results))
-    for header in ("Backbone", "Res", "Batch"):
-        table.add_column(header)
-    for header in ("p50 ms/batch", "p50 ms/image", "p90 ms/batch", "p99 ms/batch", "img/s", "CV", "Iters"):
-        table.add_column(header, justify="right")
-    table.add_column("Peak mem", justify="right")
-    for header in ("Precision", "Format", "Device", "Notes"):
-        table.add_column(header)
+    for header, keep, right in LATENCY_COLUMNS:
+        add_column(table, header, keep, wraps=header == "Notes", justify="right" if right else "left")
     for r in results:
         table.add_row(
             r.backbone or "-",

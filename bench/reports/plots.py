@@ -4,7 +4,8 @@
   std over seeds; on the p50 axis the latency's min-max over seeds) against batch-1 latency (p50,
   ms/image) or throughput on a log axis, marker area growing with parameter count (the size legend shows
   the smallest, median and largest plotted point, drawn at the points' scale), every row labelled clear
-  of the baseline, the markers, the error bars and the other labels (:mod:`bench.reports.placement`),
+  of the baseline, the markers, the error bars and the other labels, nearest its own point or led to it by a
+  thin line (:mod:`bench.reports.placement`),
   the table's Pareto front (★) drawn as a step line ("the best you can get within this latency budget"),
   hollow where a ★ rests on a latency gap within the seeds' spread, the table's ≈ rows (tied with rank 1)
   ringed and suffixed ≈, rows that did not learn suffixed ✗ (not ranked, never on the front: the table's
@@ -159,7 +160,7 @@ def tradeoff_figure(table: pd.DataFrame, dataset: str, metric: str, axis: Latenc
         ax = fig.add_subplot()
         x, y = points[axis.column].to_numpy(float), points[mean].to_numpy(float)
         yerr, xerr = points[std].fillna(0.0).to_numpy(float), latency_spread(points, axis)
-        ax.errorbar(x, y, yerr=yerr, xerr=xerr, fmt="none", ecolor="0.55", elinewidth=1, capsize=3)
+        errorbars = ax.errorbar(x, y, yerr=yerr, xerr=xerr, fmt="none", ecolor="0.55", elinewidth=1, capsize=3)
         largest = float(points["params_m"].max()) if points["params_m"].notna().any() else 1.0
         areas = marker_areas(points["params_m"], largest)
         front, tied = points["pareto"].to_numpy(bool), points["tied"].to_numpy(bool)
@@ -214,11 +215,9 @@ def tradeoff_figure(table: pd.DataFrame, dataset: str, metric: str, axis: Latenc
         ax.set_title(f"{dataset}: test {metric} vs {axis.label}")
         _device_caption(fig, table, points, axis)
         outline = np.where(tied, areas * TIE_RING, areas)  # a label keeps clear of the ≈ ring too
-        bars = [(xi, xi, yi - e, yi + e) for xi, yi, e in zip(x, y, yerr, strict=True) if e > 0]
-        if xerr is not None:
-            bars += [(xi - lo, xi + hi, yi, yi) for xi, yi, lo, hi in zip(x, y, *xerr, strict=True) if lo + hi > 0]
-        bars += step_segments(x[front][order], y[front][order], post=axis.lower_is_better)  # labels avoid the front
-        place_labels(ax, list(_row_labels(points)), x, y, outline, [] if baseline is None else [baseline], bars)
+        line = step_segments(x[front][order], y[front][order], post=axis.lower_is_better)  # avoided where it can be
+        lines = [] if baseline is None else [baseline]
+        place_labels(ax, list(_row_labels(points)), x, y, outline, lines, errorbars, line)
     return fig
 
 

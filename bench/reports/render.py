@@ -20,6 +20,7 @@ from bench.reports.columns import column_notes, display_columns
 from bench.reports.leaderboard import MAJORITY_PROTOCOL, latency_sources
 from bench.reports.row_health import DID_NOT_LEARN_MARK, NOT_CONVERGED_MARK, NOT_RANKED, health_summary, rank_marks
 from bench.reports.uncertainty import CI_RESAMPLES, TIE_ALPHA
+from bench.table_columns import Keep, add_column
 
 PARETO_MARK = "★"
 PARETO_NOTE = (
@@ -32,6 +33,9 @@ UNCERTAINTY_NOTE = (
     f"the test images ({CI_RESAMPLES} resamples, the same for every row; each seed's saved probabilities "
     "rescored, then averaged over seeds): the uncertainty from the finite test set."
 )
+
+
+LATENCY_COLUMN = "latency b1 (ms/img)"
 
 
 def _fmt_ci(low: float, high: float) -> str:
@@ -80,7 +84,7 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
         out["params (M)"] = table["params_m"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
         out["GMACs"] = table["gmacs"].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
     if "latency_ms" in table:
-        out["latency b1 (ms/img)"] = table["latency_ms"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+        out[LATENCY_COLUMN] = table["latency_ms"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
         out["latency device"] = table["latency_device"].fillna("")
     for header, cells in display_columns(table).items():  # the optional column groups asked for, if any
         out[header] = cells
@@ -121,20 +125,27 @@ def _latency_source_notes(table: pd.DataFrame) -> list[str]:
     ]
 
 
-def rich_table(table: pd.DataFrame, title: str) -> Table:
-    """The terminal's table: the sort metric, the column groups asked for (``--columns``) and the sort metric's CI
-    right after the row labels, so a narrow terminal, which keeps columns from the left, shows those first."""
+def rich_table(table: pd.DataFrame, dataset: str) -> Table:
+    """The terminal's table of ``dataset``'s leaderboard: the row's name and marks (★ Pareto-optimal), the sort
+    metric, its CI and the latency are what a narrow terminal keeps (:class:`bench.table_columns.Keep`); the column
+    groups asked for (``--columns``) and the other metrics go after what tells rows apart, descriptive columns
+    first. The dataset is the title's, and each row's when piped (a grouping column)."""
     shown = display_frame(table)
     metric = table.attrs["metric"]
+    answer = ["rank", "backbone", seeds_column(metric), ci_column(metric), LATENCY_COLUMN]
+    described = ["res", "n", "params (M)", "GMACs", "latency device"]
     first = [c for c in shown.columns if c in ("rank", "backbone", "protocol", "source", "res", "n")]
-    ranked = [seeds_column(metric), *display_columns(table), ci_column(metric)]  # the groups asked for: early
-    shown = shown[first + ranked + [c for c in shown.columns if c not in first + ranked]]
+    ranked = [seeds_column(metric), ci_column(metric), LATENCY_COLUMN, *display_columns(table)]
+    shown = shown[first + [c for c in ranked if c in shown] + [c for c in shown.columns if c not in first + ranked]]
+    title = f"{dataset}: test split, sorted by {metric}"
     rt = Table(title=title, caption="\n".join(table_notes(table)), header_style="bold")
+    add_column(rt, "dataset", Keep.ANSWER, grouping=True)
     for col in shown.columns:
+        keep = Keep.ANSWER if col in answer else Keep.DETAIL if col in described else Keep.FIGURE
         left = ("backbone", "protocol", "source", "latency device", "worst group")
-        rt.add_column(str(col), justify="left" if col in left else "right")
+        add_column(rt, str(col), keep, justify="left" if col in left else "right")
     for row in shown.itertuples(index=False):
-        rt.add_row(*map(str, row))
+        rt.add_row(dataset, *map(str, row))
     return rt
 
 

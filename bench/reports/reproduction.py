@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rich.table import Table
 
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
@@ -21,8 +22,10 @@ from bench.files import atomic_write_bytes
 from bench.runs.experiments import group_experiments, labels
 from bench.runs.record import RunRecord
 from bench.runs.sweep import Published, Sweep, sweep_records, sweep_runs
+from bench.table_columns import Keep, add_column
 
 COMMAND = "bench reproduction --sweep {sweep} --results-dir {results_dir}"
+VERDICT = "within tolerance"
 
 
 def sweep_table(records: list[RunRecord], sweep: Sweep) -> pd.DataFrame:
@@ -83,10 +86,22 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
             )
         ]
     within = table[[f"{m}_within" for m in metrics]].astype(bool).all(axis=1)
-    out["within tolerance"] = [
-        ("yes" if w else "no") + f" (±{t:g})" for w, t in zip(within, table["tolerance"], strict=True)
-    ]
+    out[VERDICT] = [("yes" if w else "no") + f" (±{t:g})" for w, t in zip(within, table["tolerance"], strict=True)]
     return out
+
+
+def rich_table(table: pd.DataFrame, sweep: str) -> Table:
+    """The terminal's comparison: a narrow terminal keeps each row's dataset, backbone and verdict (:class:`Keep`),
+    then the metric cells, which wrap at words there (the measured mean ± std, then the published value and Δ)."""
+    shown = display_frame(table)
+    rich = Table(title=f"{sweep}: published vs measured (test split)", header_style="bold")
+    for col in shown.columns:
+        keep = Keep.ANSWER if col in ("dataset", "backbone", VERDICT) else Keep.DETAIL if col == "n" else Keep.FIGURE
+        justify = "left" if col in ("dataset", "backbone") else "right"
+        add_column(rich, str(col), keep, wraps=keep == Keep.FIGURE, justify=justify)
+    for row in shown.itertuples(index=False):
+        rich.add_row(*map(str, row))
+    return rich
 
 
 def reproduction_markdown(table: pd.DataFrame, command: str) -> str:

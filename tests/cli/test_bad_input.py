@@ -100,6 +100,7 @@ RESULTS_DIR_COMMANDS = {
     "export": ("export",),
     "latency": ("latency", "--backbones", "test_resnet"),
     "reproduction": ("reproduction", "--sweep", "default"),
+    "rank": ("rank",),
     "check": ("check",),
 }
 

@@ -29,7 +29,8 @@ def test_stdout_is_the_csv_and_a_file_is_written_by_its_suffix(tmp_path):
     table = pd.read_csv(io.StringIO(piped.stdout))
     assert table["backbone"].tolist() == ["tf_efficientnet_lite0"] and table["latency_b1_ms_p50"].tolist() == [3.25]
     written = bench("--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "runs.parquet"))
-    assert written.returncode == 0 and f"written: {tmp_path / 'runs.parquet'} (1 runs" in written.stdout
+    assert written.returncode == 0 and f"written: {tmp_path / 'runs.parquet'} (1 runs" in written.stderr
+    assert written.stdout == ""  # stdout holds data alone: here, none
     assert pd.read_parquet(tmp_path / "runs.parquet")["key"].tolist() == table["key"].tolist()
     wrong = bench("--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "runs.txt"))
     assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1

@@ -35,7 +35,7 @@ def test_float64_softmax_keeps_confident_images_apart() -> None:
 
 
 def test_stored_auc_is_scikit_learn_on_the_saved_column(tmp_path) -> None:
-    """The promise of the README's one-liner: no transformation between the file and the stored number."""
+    """The promise of the one-liner in docs/records.md: no transformation between the file and the stored number."""
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 200)
     logits = (rng.normal(size=(200, 2)) * 30 + 40 * np.eye(2)[labels]).astype(np.float32)  # many saturated

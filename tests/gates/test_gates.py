@@ -1,5 +1,6 @@
 """The CI gates: the accuracy gate (exact on the reference's platform, tolerant elsewhere, and saying which),
-the README-numbers gate, and both as commands, including a real rerun and a planted regression."""
+the docs-numbers gate (the README and the docs pages), and both as commands, including a real rerun and a
+planted regression."""
 
 from __future__ import annotations
 
@@ -243,6 +244,108 @@ def test_generated_blocks_are_found_with_their_line():
     ]
 
 
+# --- docs pages: the site's pages are checked with the README -----------------------------------------
+
+
+def _docs_site(root: Path) -> Path:
+    """A README without blocks and a docs page quoting the leaderboard (line 5); returns the page."""
+    block = _docs_project(root).split("\n", 4)[4]  # from the `<!-- generated:` line on
+    (root / "README.md").write_text("# t\n\nSee [the page](docs/guide/page.md).\n")
+    page = root / "docs" / "guide" / "page.md"
+    page.parent.mkdir(parents=True)
+    page.write_text(f"# Page\n\nThe table:\n\n{block}")
+    return page
+
+
+def _stale_page(root: Path, page: Path) -> None:
+    page.write_text(page.read_text().replace("0.820 ± 0.028", "0.830 ± 0.028", 1))
+
+
+# (case, change to the project, text in the first problem; None: passes)
+PAGE_CASES = [
+    ("page block equals file equals records", lambda root, page: None, None),
+    ("page number edited", _stale_page, "docs/guide/page.md:5: block differs from results/leaderboards/d.md"),
+    ("records changed", lambda root, page: _record_changed(root, ""), "results/leaderboards/d.md: differs from what"),
+    ("page marker unclosed", lambda root, page: page.write_text(page.read_text() + "<!-- generated: results/x -->\n"),
+     "docs/guide/page.md: a `<!-- generated: PATH -->` marker has no `<!-- end generated -->`"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, change, problem", PAGE_CASES, ids=[c[0] for c in PAGE_CASES])
+def test_docs_pages_numbers_are_checked_with_the_readme(tmp_path, case, change, problem):
+    page = _docs_site(tmp_path)
+    change(tmp_path, page)
+    report = check_readme(tmp_path / "README.md", tmp_path)
+    assert report.checked == ["results/leaderboards/d.md (in docs/guide/page.md)"]
+    assert report.pages == ["docs/guide/page.md"]
+    if problem is None:
+        assert report.problems == []
+        assert report.summary().endswith("1 generated block(s) re-derived (the README and 1 docs page(s))")
+    else:
+        assert problem in report.problems[0], report.problems
+
+
+def test_a_file_quoted_in_the_readme_and_a_page_is_re_derived_once(tmp_path, monkeypatch):
+    from bench.gates import readme as gate
+
+    _docs_site(tmp_path)
+    (tmp_path / "README.md").write_text(_docs_project(tmp_path))
+    calls = []
+    real = gate.regenerate_leaderboard
+    monkeypatch.setattr(
+        gate, "REGENERATORS", (lambda path, root: calls.append(path) or real(path, root), *gate.REGENERATORS[1:])
+    )
+    assert check_readme(tmp_path / "README.md", tmp_path).problems == []
+    assert calls == ["results/leaderboards/d.md"]
+    _record_changed(tmp_path, "")
+    problems = check_readme(tmp_path / "README.md", tmp_path).problems
+    assert [p for p in problems if "differs from what the records give" in p] == [problems[0]]  # said once
+
+
+def test_explicit_pages_replace_the_docs_folder(tmp_path):
+    page = _docs_site(tmp_path)
+    _stale_page(tmp_path, page)
+    assert check_readme(tmp_path / "README.md", tmp_path, pages=[]).problems == []
+    assert check_readme(tmp_path / "README.md", tmp_path, pages=[page]).problems
+
+
+def test_the_readmes_relative_links_must_exist(tmp_path):
+    _docs_site(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        readme.read_text()
+        + "![plot](results/plots/x.png) [page](docs/guide/page.md#the-table) [web](https://example.org/a.md)\n"
+        + "[anchor](#t) `[code](nowhere.md)`\n\n```python\nprint([1](2))  # [x](nowhere.md)\n```\n"
+    )
+    assert check_readme(readme, tmp_path).problems == [
+        f"{readme}:4: links to results/plots/x.png, which does not exist"
+    ]
+    (tmp_path / "results" / "plots").mkdir(parents=True)
+    (tmp_path / "results" / "plots" / "x.png").write_bytes(b"")
+    assert check_readme(readme, tmp_path).problems == []
+
+
+def test_write_refreshes_the_docs_pages_too(tmp_path):
+    page = _docs_site(tmp_path)
+    board = tmp_path / "results" / "leaderboards" / "d.md"
+    _record_changed(tmp_path, "")
+    write_leaderboard(leaderboard(load_records(tmp_path / "results"), "d"), board.parent, "d")
+    assert check_readme(tmp_path / "README.md", tmp_path).problems  # the page still quotes the old table
+    assert refresh_readme(tmp_path / "README.md", tmp_path) == ["results/leaderboards/d.md (in docs/guide/page.md)"]
+    assert board.read_text().strip() in page.read_text()
+    assert check_readme(tmp_path / "README.md", tmp_path).problems == []
+
+
+def test_the_repository_docs_pages_have_generated_blocks():
+    """The published tables live in the docs pages now; the gate must find them there (not only the README's)."""
+    from bench.gates.readme import docs_pages
+    from bench.paths import project_root
+
+    root = project_root()
+    quoted = {b.path for page in docs_pages(root) for b in generated_blocks(page.read_text())}
+    assert {"results/mission/leaderboards/isic.md", "results/transfer/leaderboards/isic.md"} <= quoted
+
+
 # --- the commands ----------------------------------------------------------------------------------------
 
 
@@ -385,6 +488,16 @@ def test_check_readme_command(tmp_path, monkeypatch, capsys):
     readme.write_text(readme.read_text().replace("0.820", "0.821"))
     code, out = bench(monkeypatch, capsys, "check-readme", str(readme))
     assert code == 1 and out.strip().splitlines()[-1].startswith("README numbers drifted: ")
+
+
+def test_check_readme_command_checks_the_docs_pages(tmp_path, monkeypatch, capsys):
+    page = _docs_site(tmp_path)
+    code, out = bench(monkeypatch, capsys, "check-readme", str(tmp_path / "README.md"))
+    assert code == 0 and "1 generated block(s) re-derived (the README and 1 docs page(s))" in out
+    _stale_page(tmp_path, page)
+    code, out = bench(monkeypatch, capsys, "check-readme", str(tmp_path / "README.md"))
+    last = out.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("README numbers drifted: docs/guide/page.md:5: block differs"), out
 
 
 def test_reference_sweep_matches_the_committed_reference():

@@ -364,6 +364,29 @@ def _fake_results(monkeypatch) -> list[LatencyResult]:
     return measure_latency(OomAbove(8), (3, 16, 16), LatencyConfig(**{**FAST, "batch_sizes": (1, 32)}), "tiny")
 
 
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_a_narrow_terminal_keeps_the_p50s_and_the_note_that_a_figure_is_noisy(monkeypatch, width):
+    """Was: at 80 columns the Notes column, which says a figure is noisy, was the one left out."""
+    import dataclasses
+    import io
+
+    from bench.cli.output import show
+
+    results = [
+        dataclasses.replace(r, noisy=True, noisy_reason="CV 0.31 above 0.10") if r.batch_size == 32 else r
+        for r in _fake_results(monkeypatch)
+    ]
+    console = Console(file=io.StringIO(), force_terminal=True, width=width, color_system=None)
+    show(latency_table(results), out=console)
+    text = console.file.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
+    assert "noisy: CV 0.31" in " ".join(text.split()) and "OOM at 32, 16" in " ".join(text.split())
+    for r in results:
+        assert f"{r.ms_per_batch_p50:.2f}" in text or f"{r.ms_per_batch_p50:.3f}" in text
+    left_out = " ".join(text.split(f"not shown at {width} columns:")[1:])
+    assert not {"Notes", "p50", "Batch", "Backbone"} & set(left_out.replace(",", " ").split())
+
+
 def test_table_labels_batch_and_image(monkeypatch):
     text = _render(_fake_results(monkeypatch))
     for header in ("p50 ms/batch", "p90 ms/batch", "p99 ms/batch", "p50 ms/image", "img/s"):

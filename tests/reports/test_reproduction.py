@@ -1,4 +1,4 @@
-"""Published vs measured: the comparison table behind the README's reproduction section."""
+"""Published vs measured: the comparison table behind docs/reproduction.md."""
 
 from __future__ import annotations
 
@@ -96,3 +96,25 @@ def test_a_sweeps_records_are_found_by_experiment_and_seed(project, make_record)
     other = make_record("test_resnet", 0, dataset="tiny", epochs=2)
     assert sweep_records([mine, other], sweep_runs([spec])) == [mine]
     assert {experiment_id(mine.identity)} == {e for e, _ in sweep_runs([spec])}
+
+
+@pytest.mark.parametrize("width", [50, 60, 80, 200])
+def test_a_narrow_terminal_keeps_each_rows_verdict(width):
+    """Was: at 80 columns the verdict column was the one left out."""
+    import io
+
+    from rich.console import Console
+
+    from bench.cli.output import show
+    from bench.reports.reproduction import rich_table
+
+    records = [_record("resnet18_cifar_stem", s, 0.84 + s / 100, 0.94) for s in (0, 1)]
+    records += [_record("resnet18", s, 0.90, 0.95) for s in (0, 1)]
+    table = reproduction_table(records, (ANCHOR,))
+    console = Console(file=io.StringIO(), force_terminal=True, width=width, color_system=None)
+    show(rich_table(table, "s"), out=console)
+    text = console.file.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
+    rows = [line for line in text.splitlines() if "resnet18" in line]
+    assert [("yes (±0.02)" in r, "no (±0.02)" in r) for r in rows] == [(False, True), (True, False)]
+    assert "within tolerance" not in " ".join(text.split(f"not shown at {width} columns:")[1:])
