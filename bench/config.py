@@ -98,6 +98,15 @@ def check_epochs(epochs: int | Sequence[int] | None, field: str = "epochs") -> N
             raise FieldError(field, f"holds {count}: a phase trains at least 1 epoch")
 
 
+def check_train_fractions(fractions: Sequence[float], field: str = "train_fractions") -> None:
+    """At least one fraction of the training split, each in (0, 1] (:mod:`bench.data.fractions`)."""
+    if not fractions:
+        raise FieldError(field, "is empty: give at least one fraction, 1 for the whole training split")
+    for fraction in fractions:
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
+            raise FieldError(field, f"holds {fraction!r}: a training fraction must be in (0, 1], e.g. 0.1 or 1")
+
+
 def check_resolution(resolution: int, field: str = "resolution") -> None:
     """An input side in [MIN_RESOLUTION, MAX_RESOLUTION] pixels (a backbone's own minimum applies on top)."""
     if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:

@@ -51,10 +51,14 @@ def make_record(
     class_counts: dict | None = None,
     created: str = "2026-01-01T00:00:00+00:00",
     params: int = 11_000_000,
+    train_fraction: float = 1.0,
 ) -> RunRecord:
     """A finished (or ``failed``) run. ``metrics`` replaces the default test metrics derived from ``acc``;
     ``ms`` is the batch-1 p50 (default ``2 + seed``), flagged ``noisy`` when asked."""
-    spec = RunSpec(backbone, dataset, protocol, seed=seed, resolution=resolution, epochs=epochs, precision=precision)
+    spec = RunSpec(
+        backbone, dataset, protocol, seed=seed, resolution=resolution, epochs=epochs, precision=precision,
+        train_fraction=train_fraction,
+    )  # fmt: skip
     phases = [{"name": "full", "epochs": epochs, "lr": lr, "trainable": 1.0, "freeze_bn": False}]
     resolved_protocol = {"name": protocol, "pretrained": False, "phases": phases, "select_on": "loss"}
     identity = identity_of(
@@ -66,6 +70,7 @@ def make_record(
         precision=precision,
         weights={"source": "random-init"},
         data={"entry": {"name": dataset}, "fingerprint": fingerprint, "pixels_sha256": "p" * 64},
+        train_fraction=train_fraction,
     )
     versions = {"backbone-bench": "0.1.0", "torch": torch_version, "timm": "1.0.31"}
     device_fp = {"cpu_model": device, "device_kind": "cpu", "torch_threads": threads, "torch_version": torch_version}

@@ -13,7 +13,16 @@ from bench.protocol.spec import get_protocol, list_protocols
 from bench.runs.sweep import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED_SWEEPS = {"default", "medmnist-v2", "mission", "mission-cpu", "reference", "transfer"} | {
+SHIPPED_SWEEPS = {
+    "data-efficiency",
+    "default",
+    "medmnist-v2",
+    "mission",
+    "mission-cpu",
+    "mission-fair",
+    "reference",
+    "transfer",
+} | {
     f"seeds/{name}"
     for name in (
         "s0-effnetv2s-ham10000",

@@ -10,7 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.config import FieldError, check_epochs, check_identifier, check_resolution, check_seeds, is_folder_ref
+from bench.config import (
+    FieldError,
+    check_epochs,
+    check_identifier,
+    check_resolution,
+    check_seeds,
+    check_train_fractions,
+    is_folder_ref,
+)
 from bench.errors import ConfigError
 
 
@@ -49,6 +57,18 @@ def epochs(value: str | None, option: str = "--epochs") -> int | tuple[int, ...]
     per_phase = ints(value, option)
     _checked(option, check_epochs, per_phase)
     return per_phase[0] if len(per_phase) == 1 else tuple(per_phase)
+
+
+def train_fractions(value: str | None, option: str = "--train-fractions") -> tuple[float, ...] | None:
+    """Comma-separated shares of the training split, each in (0, 1] (``0.1,0.25,0.5,1``); None keeps the sweep's."""
+    if value is None:
+        return None
+    try:
+        parsed = tuple(float(v) for v in csv(value))
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated fractions in (0, 1], got {value!r}") from None
+    _checked(option, check_train_fractions, parsed)
+    return parsed
 
 
 def resolutions(value: str, option: str) -> tuple[int, ...]:

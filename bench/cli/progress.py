@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench.cli.output import PIPE_WIDTH
 from bench.cli.shared import console
+from bench.train.events import EpochEnded, Event, ProgressFn, Stage, Started, Stepped
 
 if TYPE_CHECKING:  # the runs layer imports torch: `bench --help` should not wait for it
     from bench.runs.record import RunRecord
@@ -98,20 +99,30 @@ def sweep_bars(
         yield SweepBars(progress, total, finished_before, todo, lines)
 
 
-def _run_callback(progress: Progress, task) -> Callable[[dict], None]:
-    state = {"phase": "", "loss": "", "val": ""}
+def _run_callback(progress: Progress, task) -> ProgressFn:
+    """A run's bar: the phase and epoch, the last step's training loss, the last epoch's validation figures, and
+    what the run does once its steps are done (evaluating, evaluation sets, latency), so the bar never stalls."""
+    state = {"phase": "", "what": "", "loss": "", "val": ""}
 
-    def callback(event: dict) -> None:
-        kind = event["event"]
-        if kind == "start":  # a run's training, or one trial of its search before it (event["info"] says which)
-            progress.update(task, total=event["total_steps"], completed=0, info=event.get("info", "training"))
+    def info() -> str:
+        return " ".join(part for part in (state["what"], state["phase"], state["loss"], state["val"]) if part)
+
+    def callback(event: Event) -> None:
+        if isinstance(event, Started):  # a run's training, or one trial of its search before it
+            state.update(what="" if event.what == "training" else event.what, phase="", loss="", val="")
+            progress.update(task, total=event.total_steps, completed=0, info=info() or "training")
             progress.start_task(task)
-        elif kind == "step":
-            state["phase"] = f"{event['phase']} ep {event['epoch']}"
-            progress.update(task, advance=1, info=f"{state['phase']} {state['loss']} {state['val']}")
-        elif kind == "epoch":
-            log = event["log"]
-            state["loss"] = f"loss {log.train_loss:.3f}"
+        elif isinstance(event, Stepped):
+            state["phase"] = f"{event.phase} ep {event.epoch}"
+            if event.loss is not None:
+                state["loss"] = f"loss {event.loss:.3f}"
+            progress.update(task, advance=1, info=info())
+        elif isinstance(event, EpochEnded):
+            log = event.log
             state["val"] = f"val loss {log.val_loss:.3f} bal.acc {log.val['balanced_accuracy']:.3f}"
+            progress.update(task, info=info())
+        elif isinstance(event, Stage):
+            progress.update(task, info=f"{event.name} {state['val']}".strip())
+            progress.start_task(task)  # loading data, searching: before training's bar starts (again: a no-op)
 
     return callback

@@ -39,6 +39,13 @@ def run(
         typer.Option(help="Input side in pixels (ad-hoc sweep).", min=MIN_RESOLUTION, max=MAX_RESOLUTION),
     ] = 28,
     epochs: Annotated[str | None, typer.Option(help="Epochs per phase: one number, or one per phase.")] = None,
+    train_fractions: Annotated[
+        str | None,
+        typer.Option(
+            help="Train on these shares of the training split, one run each (0.1,0.25,0.5,1; stratified, nested; "
+            "overrides the sweep's)."
+        ),
+    ] = None,
     data_root: Annotated[Path | None, typer.Option(help="Read the dataset from this folder (full download).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[
@@ -115,6 +122,10 @@ def run(
     backbone_names = options.names(backbones, "--backbones", "backbone name")  # parsed before the slow imports
     dataset_names = options.datasets(datasets)
     seed_values, epoch_counts = options.seeds(seeds), options.epochs(epochs)
+    fractions = options.train_fractions(train_fractions)
+    # Importing torch and planning (data fingerprints, the CPU engines) take seconds: say so in a terminal.
+    planning = console.status("planning: loading torch, the data and the engine choices ...")
+    planning.start()
     from bench.runs.plan import ExecutorRequest, SweepRequest, plan_sweep
     from bench.runs.record import load_records
 
@@ -133,6 +144,7 @@ def run(
         weights=weights,
         allow_overlap=allow_overlap,
         search_storage=search_storage,
+        train_fractions=fractions,
     )
     executor = ExecutorRequest(
         kind=executor_kind,
@@ -142,7 +154,10 @@ def run(
         retries=retries,
         workers=workers,
     )
-    plan = plan_sweep(request, results_dir, executor, retry_failed)
+    try:
+        plan = plan_sweep(request, results_dir, executor, retry_failed)
+    finally:
+        planning.stop()
     command = shlex.join(["bench", *sys.argv[1:]])
     console.print(
         f"[bold]{plan.name}[/]: {len(plan.specs)} runs ({len(plan.todo)} to do) on {plan.executor}, "

@@ -45,11 +45,14 @@ class Split:
 
     Loaded images are an :class:`~bench.data.images.ImageRows` view of the decode cache, read a batch at a time
     (indexed like the tensor it stands for); a tensor (a split moved to a GPU whole, a test's) works the same.
+    ``groups``: each image's group (lesion, patient) where the layout has them, else None; a training fraction keeps
+    a group's images together (:mod:`bench.data.fractions`).
     """
 
     images: torch.Tensor | ImageRows
     labels: torch.Tensor
     ids: list[str]
+    groups: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -148,12 +151,19 @@ def load_dataset(name_or_entry: str | DatasetEntry, resolution: int, data_root: 
     file, rows, pixels_sha256 = _cached_images(items, spec)
     labels = torch.tensor(items.table["label"].to_numpy(), dtype=torch.int64)
     ids = items.table["id"].to_numpy(dtype=object)
+    groups = items.table["group"].to_numpy(dtype=object)
+    grouped = not pd.isna(groups).all()
     parts = {}
     for split in SPLITS:
         mask = splits == split
         index = np.flatnonzero(mask)
         images = ImageRows(file, rows[index])
-        parts[split] = Split(images=images, labels=labels[torch.from_numpy(index)], ids=list(ids[mask]))
+        parts[split] = Split(
+            images=images,
+            labels=labels[torch.from_numpy(index)],
+            ids=list(ids[mask]),
+            groups=list(groups[mask]) if grouped else None,
+        )
     return LoadedDataset(
         entry=entry,
         resolution=resolution,

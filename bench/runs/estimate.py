@@ -3,7 +3,8 @@
 A sweep on these CPUs takes hours, so before starting one a user wants its cost. The estimate is measured,
 never guessed: the training seconds per image-epoch of earlier finished runs of the same backbone, effective
 resolution and device kind (their median, since a shared machine makes single runs slow), times the planned
-run's epochs and training images (counted from the dataset's table, without decoding). With no earlier run
+run's epochs and training images (counted from the dataset's table, without decoding, times the run's
+``train_fraction``: :mod:`bench.data.fractions`). With no earlier run
 of the backbone at that resolution on that kind of device the estimate is unknown and says so, rather than
 extrapolating across architectures or sizes. Runs in the planned run's CPU engine (precision and memory format:
 bf16 channels-last trains some backbones twice as fast) are preferred; where there are none, runs in another
@@ -103,7 +104,7 @@ def estimate_runs(planned: list[PlannedRun], records: list[RunRecord], device_ki
         if where not in images:
             images[where] = _split_train_size(*where)
         epochs = _epochs(run.identity, run.spec.seed)
-        seconds = statistics.median(found) * epochs * images[where]
+        seconds = statistics.median(found) * epochs * images[where] * run.spec.train_fraction
         estimates[run.key] = Estimate(seconds, len(found), f"median of {len(found)} run(s){other}" if other else "")
     return estimates
 

@@ -10,7 +10,8 @@ another device, so another run key) are the same seed run twice: the row uses th
 
 **Labels.** A row is named by its protocol (``scratch``, ``scratch@fp32``). Where experiments of one dataset
 share backbone, protocol and resolution but differ elsewhere, the label adds the difference: the epochs
-(``scratch e1`` / ``scratch e2``) when only epochs differ, else a short hash of the identity
+(``scratch e1`` / ``scratch e2``) when only epochs differ, the share of the training split (``scratch f0.25`` /
+``scratch f1``: :mod:`bench.data.fractions`) when only that differs, else a short hash of the identity
 (``scratch #1a2b3c``) whose legend (:func:`legend`) lists the differing fields.
 """
 
@@ -129,8 +130,11 @@ def labels(experiments: list[Experiment]) -> dict[str, str]:
             continue
         diff = differences(group)
         only_epochs = all(_EPOCHS.fullmatch(k) for d in diff.values() for k in d)
+        only_fraction = any(diff.values()) and all(k == "train_fraction" for d in diff.values() for k in d)
         for e in group:
-            if only_epochs:
+            if only_fraction:
+                out[e.id] = f"{e.protocol_label} f{e.first.spec.train_fraction:g}"
+            elif only_epochs:
                 epochs = [p["epochs"] for p in e.identity["protocol"]["phases"]]
                 out[e.id] = f"{e.protocol_label} e{'+'.join(map(str, epochs))}"
             else:

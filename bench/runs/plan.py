@@ -42,6 +42,8 @@ class SweepRequest:
     :mod:`bench.runs.source`), and ``allow_overlap`` lets every run train from a source that saw its val/test images.
     ``search_storage`` is the database of every run's search study (:mod:`bench.runs.search`; default: an SQLite
     file per study in the results folder), checked here so a bad URL fails before anything trains.
+    ``train_fractions``: train every run on each of these shares of its training split (:mod:`bench.data.fractions`),
+    one run per share; None keeps the sweep's (an ad-hoc sweep's: the whole split).
     """
 
     sweep: str | None = None
@@ -58,6 +60,7 @@ class SweepRequest:
     weights: str | None = None
     allow_overlap: bool = False
     search_storage: str | None = None
+    train_fractions: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,10 +114,14 @@ def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
             protocols=(request.protocol,),
             seeds=request.seeds,
             resolution=request.resolution,
+            train_fractions=request.train_fractions or (1.0,),
         )
         sweep = Sweep(name="adhoc", group=(group,))
     else:
         sweep = load_sweep(request.sweep or default_sweep_path())
+        if request.train_fractions is not None:  # every group of the file, on each share
+            groups = tuple(dataclasses.replace(g, train_fractions=request.train_fractions) for g in sweep.group)
+            sweep = dataclasses.replace(sweep, group=groups)
     specs = sweep.expand(str(request.data_root) if request.data_root else None)
     if request.epochs is not None:
         specs = [dataclasses.replace(s, epochs=request.epochs) for s in specs]

@@ -208,8 +208,8 @@ class RunRecord:
 
     @property
     def label(self) -> str:
-        s = self.spec
-        return f"{s.dataset}/{s.backbone}/{self.protocol_label}/r{self.effective_resolution}/s{s.seed}"
+        s, r = self.spec, self.effective_resolution
+        return f"{s.dataset}/{s.backbone}/{self.protocol_label}/r{r}{s.fraction_tag('/')}/s{s.seed}"
 
     @property
     def epochs_run(self) -> int:

@@ -12,7 +12,6 @@ import dataclasses
 import datetime as dt
 import platform
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from torch import nn
 
 from bench.data.entries import with_split
 from bench.data.folder import dataset_entry
+from bench.data.fractions import take_train_fraction
 from bench.data.identity import DataIdentity
 from bench.data.loading import LoadedDataset, Split, load_dataset
 from bench.environment import git_commit, versions
@@ -35,7 +35,7 @@ from bench.latency.timing import LatencyConfig
 from bench.models.registry import create_backbone, get_backbone, model_stats, resolve_resolution
 from bench.protocol.spec import Protocol, get_protocol
 from bench.runs.checkpoint import RunCheckpoint
-from bench.runs.evaluate_sets import score_eval_sets
+from bench.runs.evaluate_sets import run_eval_sets, score_eval_sets
 from bench.runs.health import run_health
 from bench.runs.kept import keep_model
 from bench.runs.record import (
@@ -52,24 +52,17 @@ from bench.runs.record import (
 )
 from bench.runs.search import run_search, storage_url, study_name
 from bench.runs.source import model_from_source, source_record
-from bench.runs.spec import KEY_VERSIONS, RunSpec, canonical, experiment_identity, run_key
+from bench.runs.spec import KEY_VERSIONS, RunSpec, canonical, key_of
 from bench.runs.trials import SearchSummary
 from bench.runs.unfinished import ENVIRONMENT_FAILURES, RunUnfinished, reason
 from bench.train.engine import EngineConfig, engine_for
+from bench.train.events import ProgressFn, Stage, Started
 from bench.train.loop import FitResult, fit, predict
 from bench.train.pipeline import BatchPipeline
 
 # Latency inside a training run is a quick batch-1 figure on the trained model; `bench latency`
 # does the full sweep of batch sizes and precisions.
 RUN_LATENCY = LatencyConfig(batch_sizes=(1,), time_budget_s=3.0, warmup_iters=5, min_iters=20, max_iters=200)
-
-ProgressFn = Callable[[dict], None]
-
-
-def key_of(spec: RunSpec, identity: dict | None = None) -> tuple[dict, str]:
-    """``spec``'s experiment identity (computed, loading the data, when not given) and its run key here."""
-    identity = experiment_identity(spec) if identity is None else identity
-    return identity, run_key(identity, spec.seed, versions(), spec.source_key)
 
 
 def new_record(spec: RunSpec, key: str, identity: dict, environment: Environment) -> RunRecord:
@@ -147,14 +140,19 @@ def _train_and_evaluate(
     timings = record.timings_s
     protocol = get_protocol(spec.protocol).with_epochs(spec.epochs)
     resolution = record.effective_resolution
+    stage = progress or (lambda event: None)
 
+    stage(Stage("loading data"))
     t = time.perf_counter()
     entry = with_split(dataset_entry(spec.dataset, spec.data_root), protocol.split)
     data = load_dataset(entry, resolution, Path(spec.data_root) if spec.data_root else None)
     timings["data"] = time.perf_counter() - t
     _check_data(data, record.identity)
-    record.dataset = _dataset_summary(data)
-    _save_split(results_dir, data)
+    _save_split(results_dir, data)  # the whole split, as its fingerprint names it
+    data, subset = take_train_fraction(data, spec.train_fraction)  # validation and test stay whole
+    record.dataset = _dataset_summary(data)  # class_counts["train"]: the images trained on
+    if subset is not None:
+        record.dataset.audit = {**record.dataset.audit, "train_subset": subset}
     precision = spec.auto_precision or spec.precision  # a CPU's measured bf16 was resolved when planned
     engine = engine or engine_for(device, _image_bytes(data), precision=precision, memory_format=spec.memory_format)
     record.engine = engine.to_dict()
@@ -162,6 +160,7 @@ def _train_and_evaluate(
         data = _on_device(data, device)
 
     if protocol.search is not None:  # tuned on train/val before anything trains for this seed (bench.runs.search)
+        stage(Stage("searching"))
         t = time.perf_counter()
         record.search = _search(spec, record, protocol, data, results_dir, device, engine, progress)
         protocol = protocol.tuned(record.search.chosen)
@@ -177,7 +176,7 @@ def _train_and_evaluate(
 
     t = time.perf_counter()
     if progress is not None:
-        progress({"event": "start", "total_steps": _total_steps(protocol, len(data.train.labels))})
+        progress(Started(_total_steps(protocol, len(data.train.labels))))
     ckpt = RunCheckpoint(checkpoint_path(path), record.key)
     positive = data.entry.positive
     fitted = fit(
@@ -196,6 +195,7 @@ def _train_and_evaluate(
 
     # The one and only look at the test split, after model selection. The selected model's validation scores
     # are saved beside the test ones: calibration (temperature scaling) is fitted on them, never on test.
+    stage(Stage("evaluating"))
     t = time.perf_counter()
     val_logits = predict(model, data.val, pipeline, engine.eval_batch_size, engine.amp)
     val = TestScores.from_logits(data.val.ids, data.val.labels.cpu().numpy(), val_logits)
@@ -206,6 +206,8 @@ def _train_and_evaluate(
     timings["eval"] = time.perf_counter() - t
     if spec.keep_weights:  # the model just tested, before anything else touches it
         record.kept_weights = keep_model(model, record, path, get_backbone(spec.backbone), data, cfg)
+    if run_eval_sets(spec, data.entry):
+        stage(Stage("evaluation sets"))
     t = time.perf_counter()  # the declared evaluation sets (bench.runs.evaluate_sets): corrupted copies, external data
     record.eval_sets = score_eval_sets(
         spec, data, lambda split: predict(model, split, pipeline, engine.eval_batch_size, engine.amp), path
@@ -213,6 +215,7 @@ def _train_and_evaluate(
     if record.eval_sets:
         timings["eval_sets"] = time.perf_counter() - t
 
+    stage(Stage("latency"))
     t = time.perf_counter()
     config = dataclasses.replace(RUN_LATENCY, device=str(device))
     latency = measure_latency(model, (3, resolution, resolution), config, backbone=spec.backbone)
@@ -269,7 +272,7 @@ def _search(
     def train_trial(trial_protocol: Protocol, label: str, on_event: ProgressFn) -> FitResult:
         model, pipeline, *_ = _build(spec, trial_protocol, data, results_dir, device, engine, search.seed)
         steps = _total_steps(trial_protocol, len(data.train.labels))
-        on_event({"event": "start", "total_steps": steps, "info": f"search {label}"})
+        on_event(Started(steps, f"search {label}"))
         return fit(
             model, trial_protocol, data.train, data.val, data.classes, pipeline, search.seed,
             on_event, None, engine, data.entry.positive,

@@ -33,7 +33,8 @@ from bench.errors import BenchError, ConfigError
 from bench.protocol.search import Range, Search
 from bench.protocol.spec import Protocol
 from bench.runs.trials import SearchSummary, TrialSummary
-from bench.train.loop import DivergedError, FitResult, ProgressFn
+from bench.train.events import EpochEnded, Event, ProgressFn
+from bench.train.loop import DivergedError, FitResult
 
 HEARTBEAT_S = 20  # how often a running trial says it is alive
 GRACE_S = 60  # a trial silent for this long belongs to a dead process: failed, and its setting enqueued again
@@ -176,13 +177,13 @@ def _objective(
         maximize = base.select_on != "loss"
         best = -math.inf if maximize else math.inf
 
-        def on_event(event: dict) -> None:
+        def on_event(event: Event) -> None:
             nonlocal best
             if progress is not None:
                 progress(event)
-            if event["event"] != "epoch":
+            if not isinstance(event, EpochEnded):
                 return
-            log = event["log"]
+            log = event.log
             score = log.val_loss if not maximize else log.val[base.select_on]
             best = max(best, score) if maximize else min(best, score)
             trial.report(best, log.epoch)

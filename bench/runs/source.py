@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.data.leakage import Overlap, check_overlap
-from bench.environment import versions
 from bench.errors import ConfigError, ResultsError, WeightsError
 from bench.models.kept import load_backbone_file
 from bench.models.registry import build_model, get_backbone
 from bench.protocol.spec import get_protocol
 from bench.runs.record import RunRecord, WeightsSource, load_records, read_record
-from bench.runs.spec import RUN_SOURCE, RunSpec, experiment_id, experiment_identity, run_key
+from bench.runs.spec import RUN_SOURCE, RunSpec, experiment_id, key_of
 
 if TYPE_CHECKING:
     from torch import nn
@@ -90,12 +89,6 @@ def resolve_sources(specs: list[RunSpec], results_dir: Path | None) -> list[RunS
             _resolve(waiting[0], candidates, results_dir, final=True)  # raises, saying what to train first
         waiting = [s for s in waiting if s not in progress]
     return plain + resolved
-
-
-def key_of(spec: RunSpec) -> tuple[dict, str]:
-    """``spec``'s identity and run key (:func:`bench.runs.runner.key_of`, which imports training: not here)."""
-    identity = experiment_identity(spec)
-    return identity, run_key(identity, spec.seed, versions(), spec.source_key)
 
 
 def _is_run_source(spec: RunSpec) -> bool:

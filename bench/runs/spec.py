@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.config import check_identifier, check_seeds
+from bench.config import FieldError, check_identifier, check_seeds, check_train_fractions
 from bench.data.eval_sets import EvalSetSpec
 from bench.errors import ConfigError, WeightsError
 from bench.files import checkpoint_format, file_sha256, not_a_checkpoint
@@ -101,7 +101,9 @@ class RunSpec:
     are what the trained model is also scored on (:mod:`bench.data.eval_sets`, the dataset entry's joining them
     when it runs): they change nothing trained, so they are in neither the identity nor the key. Nor is
     ``search_storage``, the database of a protocol's search study (default: an SQLite file in the results folder):
-    where the search is kept, not what it tries.
+    where the search is kept, not what it tries. ``train_fraction`` trains on that stratified, nested share of the
+    training split (:mod:`bench.data.fractions`; validation and test are whole): it changes what is learnt, so it
+    enters the identity and the key, but only when not 1.0, so every run made before it existed keeps its key.
     """
 
     backbone: str
@@ -122,6 +124,7 @@ class RunSpec:
     auto_precision: AmpDtype | None = None  # what planning measured ``auto`` fastest as on a CPU, when not fp32
     eval_sets: tuple[EvalSetSpec, ...] = ()  # scored after training (bench.data.eval_sets); not in the identity or key
     search_storage: str | None = None  # where a protocol's search keeps its study (bench.runs.search); not in the key
+    train_fraction: float = 1.0  # the share of the training split trained on (bench.data.fractions); keyed when < 1
 
     def __post_init__(self) -> None:
         # Names become folders and file names under the results folder: never a path that leaves it.
@@ -129,6 +132,11 @@ class RunSpec:
         check_identifier(self.dataset, "dataset name")
         check_identifier(Path(self.protocol).stem, "protocol name", self.protocol)
         check_seeds([self.seed], "seed")
+        try:
+            check_train_fractions([self.train_fraction], "train_fraction")
+        except FieldError as err:
+            raise ConfigError(f"train_fraction {err.problem.removeprefix('holds ')}") from None
+        object.__setattr__(self, "train_fraction", float(self.train_fraction))  # 1 from a file is 1.0: one key
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.memory_format not in MEMORY_FORMATS:
@@ -147,7 +155,7 @@ class RunSpec:
             del spec["precision"]
         later = (
             "keep_weights", "source_experiment", "source_key", "allow_overlap", "memory_format", "auto_precision",
-            "search_storage",
+            "search_storage", "train_fraction",
         )  # fmt: skip
         for name in later:
             if spec[name] == RunSpec.__dataclass_fields__[name].default:
@@ -168,11 +176,16 @@ class RunSpec:
         """File stem of the run's record: readable first, unique by the key's prefix."""
         precision = identity_precision(self)
         precision = "" if precision == "auto" else f"-{precision}"
-        return f"{Path(self.protocol).stem}-r{self.resolution}-s{self.seed}{precision}-{key[:12]}"
+        fraction = self.fraction_tag("-")
+        return f"{Path(self.protocol).stem}-r{self.resolution}-s{self.seed}{precision}{fraction}-{key[:12]}"
 
     @property
     def label(self) -> str:
-        return f"{self.dataset}/{self.backbone}/{self.protocol}/s{self.seed}"
+        return f"{self.dataset}/{self.backbone}/{self.protocol}{self.fraction_tag('/')}/s{self.seed}"
+
+    def fraction_tag(self, sep: str) -> str:
+        """``<sep>f0.25`` for a run on a share of the training split; "" for the whole (names stay as they were)."""
+        return "" if self.train_fraction == 1.0 else f"{sep}f{self.train_fraction:g}"
 
 
 def identity_precision(spec: RunSpec) -> str:
@@ -281,15 +294,20 @@ def experiment_identity(spec: RunSpec, data: DataIdentity | None = None) -> dict
         precision=identity_precision(spec),
         weights=weights_identity(protocol.pretrained, spec.weights_file, spec.source_experiment),
         data={"entry": canonical(data.entry), "fingerprint": data.fingerprint, "pixels_sha256": data.pixels_sha256},
+        train_fraction=spec.train_fraction,
     )
 
 
 def identity_of(
     *, backbone: dict, protocol: dict, resolution: int, policy: str, effective: int, precision: str, weights: dict,
-    data: dict,
+    data: dict, train_fraction: float = 1.0,
 ) -> dict[str, Any]:  # fmt: skip
-    """The identity's layout, in one place (also used to rebuild the identity of a schema-1 record)."""
-    return {
+    """The identity's layout, in one place (also used to rebuild the identity of a schema-1 record).
+
+    ``train_fraction`` enters only when not 1.0 (:mod:`bench.data.fractions`), by the rule of :func:`canonical`:
+    an identity made before it existed is the identity of the same run now.
+    """
+    identity = {
         "backbone": backbone,
         "protocol": protocol,
         "resolution": {"asked": resolution, "policy": policy, "effective": effective},
@@ -297,6 +315,9 @@ def identity_of(
         "weights": weights,
         "data": data,
     }
+    if train_fraction != 1.0:
+        identity["train_fraction"] = train_fraction
+    return identity
 
 
 def digest(value: Any) -> str:
@@ -317,3 +338,12 @@ def run_key(identity: dict[str, Any], seed: int, versions: dict[str, str], sourc
     if source_key is not None:
         keyed["source"] = source_key
     return digest(keyed)
+
+
+def key_of(spec: RunSpec, identity: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """``spec``'s experiment identity (computed, reading the data, when not given) and its run key here: the one
+    place both are made, for the planner, the runner, a worker checking its driver and a run source's lookup."""
+    from bench.environment import versions
+
+    identity = experiment_identity(spec) if identity is None else identity
+    return identity, run_key(identity, spec.seed, versions(), spec.source_key)

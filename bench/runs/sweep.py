@@ -1,6 +1,8 @@
 """Sweeps: a TOML file of run groups, expanded into independent runs keyed by their resolved config.
 
-A group is a product: every backbone x dataset x protocol x seed in it becomes one :class:`RunSpec`.
+A group is a product: every backbone x dataset x protocol x training fraction x seed in it becomes one
+:class:`RunSpec` (``train_fractions``: the shares of the training split to train on, :mod:`bench.data.fractions`;
+default the whole split).
 Because each run's record is named by its run key (:func:`bench.runs.spec.run_key`: the experiment
 identity, data included, the seed and the versions), re-running a sweep skips what is finished and
 redoes only what is not, or what changed: an edited dataset entry or data file is a new run.
@@ -26,6 +28,7 @@ from bench.config import (
     check_names,
     check_resolution,
     check_seeds,
+    check_train_fractions,
     from_mapping,
     is_folder_ref,
     load_toml,
@@ -76,6 +79,7 @@ class Group:
     keep_weights: bool = True  # keep each run's selected model as safetensors beside its record (not in the key)
     allow_overlap: bool = False  # train from a run: source although it saw target val/test images (bench.data.leakage)
     eval_sets: tuple[EvalSetSpec | str, ...] = ()  # also scored after training (bench.data.eval_sets); not in the key
+    train_fractions: tuple[float, ...] = (1.0,)  # shares of the training split, one run each (bench.data.fractions)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eval_sets", declared(self.eval_sets))
@@ -84,6 +88,7 @@ class Group:
         check_seeds(self.seeds)
         check_resolution(self.resolution)
         check_epochs(self.epochs)
+        check_train_fractions(self.train_fractions)
 
 
 @dataclass(frozen=True)
@@ -112,9 +117,10 @@ class Sweep:
                 keep_weights=g.keep_weights,
                 allow_overlap=g.allow_overlap,
                 eval_sets=g.eval_sets,  # type: ignore[arg-type]  (read as EvalSetSpec by __post_init__)
+                train_fraction=f,
             )
             for g in self.group
-            for d, b, p, s in itertools.product(g.datasets, g.backbones, g.protocols, g.seeds)
+            for d, b, p, f, s in itertools.product(g.datasets, g.backbones, g.protocols, g.train_fractions, g.seeds)
         ]
         return list(dict.fromkeys(specs))  # a run listed twice runs once
 
@@ -207,8 +213,8 @@ def plan_runs(
     """
     from bench.data.folder import dataset_entry
     from bench.runs.evaluate_sets import check_eval_sets
-    from bench.runs.runner import key_of
     from bench.runs.source import check_overlaps, resolve_sources
+    from bench.runs.spec import key_of
 
     for name, data_root in dict.fromkeys((s.dataset, s.data_root) for s in specs):
         dataset_entry(name, data_root)

@@ -22,9 +22,27 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from bench.train.selection import higher_is_better
+
+
+@dataclass
+class EpochLog:
+    phase: str
+    epoch: int  # counted over the whole run, from 1
+    lr: float
+    train_loss: float
+    val_loss: float
+    val: dict
+    seconds: float  # the whole epoch: training and validation
+    train_seconds: float | None = None  # the training steps alone
+    images_per_s: float | None = None  # training images per second of train_seconds
+    gpu_util_pct: float | None = None  # mean NVML utilisation during the training steps (CUDA only)
+
+    # The fields that differ between two otherwise identical runs.
+    TIMINGS: ClassVar[frozenset[str]] = frozenset({"seconds", "train_seconds", "images_per_s", "gpu_util_pct"})
+
 
 EXPLOSION_FACTOR = 3.0
 CONVERGENCE_TOLERANCE = 1e-3  # relative to the best earlier value

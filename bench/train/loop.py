@@ -13,7 +13,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
 from typing import Protocol as Protocol_
 
 import numpy as np
@@ -29,36 +28,18 @@ from bench.precision import AmpDtype
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import Augment, Phase, Protocol
 from bench.train.engine import Amp, EngineConfig
-from bench.train.history import check_train_loss
+from bench.train.events import EpochEnded, ProgressFn, Stepped
+from bench.train.history import EpochLog, check_train_loss
 from bench.train.optim import optimizer_for, param_groups, scheduler_for, top_lr
 from bench.train.pipeline import BatchPipeline
 from bench.train.sampling import class_weights, epoch_order
 from bench.train.selection import stopping_score
 from bench.train.utilisation import GpuUtilisation
 
-ProgressFn = Callable[[dict], None]  # receives the step and epoch events of a run (and the runner's start event)
-
 
 class DivergedError(BenchError):
     """The loss became NaN or infinite before any epoch was validated: the run is marked failed, the sweep goes
     on. Later, training stops instead and keeps the best epoch so far (:attr:`FitResult.stopped` says so)."""
-
-
-@dataclass
-class EpochLog:
-    phase: str
-    epoch: int  # counted over the whole run, from 1
-    lr: float
-    train_loss: float
-    val_loss: float
-    val: dict
-    seconds: float  # the whole epoch: training and validation
-    train_seconds: float | None = None  # the training steps alone
-    images_per_s: float | None = None  # training images per second of train_seconds
-    gpu_util_pct: float | None = None  # mean NVML utilisation during the training steps (CUDA only)
-
-    # The fields that differ between two otherwise identical runs.
-    TIMINGS: ClassVar[frozenset[str]] = frozenset({"seconds", "train_seconds", "images_per_s", "gpu_util_pct"})
 
 
 @dataclass
@@ -156,12 +137,12 @@ def train_one_epoch(
     gen: torch.Generator,
     weight: torch.Tensor | None = None,
     amp: Amp | None = None,
-    on_step: Callable[[int], None] | None = None,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> tuple[float, float | None]:
     """One epoch over ``train`` in a fresh order (``protocol.sampler``); returns the mean loss and mean GPU utilisation.
 
     The loss is summed on the device and read once at the end: the epoch's one host-device sync, so the
-    time the caller measures around it is real. ``on_step`` gets each step's number, from 1.
+    time the caller measures around it is real. ``on_step`` gets each step's number, from 1, and its loss tensor.
     """
     n = len(train.labels)
     # One copy of the order per epoch, so that indexing on-device data never copies per step.
@@ -176,7 +157,7 @@ def train_one_epoch(
             )
             total += loss * len(idx)
             if on_step is not None:
-                on_step(step + 1)
+                on_step(step + 1, loss)
         train_loss = total.item() / n
     return train_loss, busy.mean_pct
 
@@ -293,7 +274,7 @@ def fit(
             if state.result.loss_alarm is None:
                 state.result.loss_alarm = check_train_loss([h.train_loss for h in state.result.history], len(classes))
             if progress is not None:
-                progress({"event": "epoch", "log": log})
+                progress(EpochEnded(log))
             score = stopping_score(log.val_loss, log.val, protocol.select_on)
             stop = state.end_epoch(score, phase, protocol.early_stopping_patience)
             if checkpoint is not None:
@@ -311,8 +292,13 @@ def _epoch(
     state.epoch_no += 1
     epoch_no = state.epoch_no
 
-    def on_step(step: int) -> None:
-        run.progress({"event": "step", "phase": phase.name, "epoch": epoch_no, "step": step})
+    on_cpu = run.pipeline.device.type == "cpu"
+
+    def on_step(step: int, loss: torch.Tensor) -> None:
+        # the step's loss where reading it costs no wait (a CPU tensor); on a GPU every 25th step, so a 1-epoch
+        # run shows a loss before its epoch ends without a host sync per step
+        shown = float(loss) if on_cpu or step % 25 == 0 else None
+        run.progress(Stepped(phase.name, epoch_no, step, shown))
 
     start = time.perf_counter()
     if phase.unfreeze == "gradual":

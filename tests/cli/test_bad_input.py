@@ -119,7 +119,7 @@ CASES = [
     Case("list-alone", ("list",), "Usage: bench list"),
     Case("unknown-command", ("lst",), "No such command 'lst'"),
     Case("missing-argument", ("compare", "resnet18"), "Missing argument 'b'"),
-    Case("unknown-option", ("report", "--out", "X"), "No such option: --out"),
+    Case("unknown-option", ("report", "--outdir", "X"), "No such option: --outdir"),
     Case("not-an-integer", ("list", "backbones", "--resolution", "big"), "'--resolution'"),
     # Values out of range on the command line.
     Case("device-tpu", (*ADHOC, "--device", "tpu"), "--device takes auto, cpu, cuda or cuda:N, got 'tpu'"),
@@ -147,6 +147,15 @@ CASES = [
     Case("profile-resolution-huge", ("profile", "--resolutions", "28,100000"), "--resolutions is 100000"),
     Case("epochs-0", (*ADHOC, "--epochs", "0"), "--epochs holds 0"),
     Case("epochs-per-phase-0", (*ADHOC, "--epochs", "3,0"), "--epochs holds 0"),
+    Case("train-fraction-0", (*ADHOC, "--train-fractions", "0,0.5"), "--train-fractions holds 0.0: a training"),
+    Case("train-fraction-percent", (*ADHOC, "--train-fractions", "10,25"), "--train-fractions holds 10.0"),
+    Case("train-fraction-word", (*ADHOC, "--train-fractions", "half"), "--train-fractions takes comma-separated"),
+    Case(
+        "sweep-train-fraction-big",
+        ("run", "--sweep", "mine.toml"),
+        "group[0].train_fractions' holds 1.5",
+        sweep_file("train_fractions = [0.5, 1.5]"),
+    ),
     Case("sweep-and-adhoc", (*ADHOC, "--sweep", "default"), "--sweep and --backbones/--datasets"),
     # Names that would become paths outside --results-dir (or read a dataset file outside datasets/). A dataset
     # that reads as a path is a folder (bench.data.folder), named by its own checked name: a missing one is named.

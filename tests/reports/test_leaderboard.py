@@ -506,6 +506,13 @@ def test_runs_that_differ_only_in_epochs_are_two_rows_with_their_own_seed_counts
     assert rich_rows(table) >= {"scratch e1", "scratch e2"}
 
 
+def test_runs_that_differ_only_in_training_fraction_are_rows_labelled_by_it():
+    """A data-efficiency sweep's fractions (bench.data.fractions) are rows of their own, named by their share."""
+    records = [record("resnet18", s, 0.8, train_fraction=f) for s in (0, 1) for f in (0.1, 1.0)]
+    rows = leaderboard(records, "d", "accuracy").query("backbone == 'resnet18'").set_index("protocol")
+    assert rows["n"].to_dict() == {"scratch f0.1": 2, "scratch f1": 2}
+
+
 def rich_rows(table: pd.DataFrame) -> set[str]:
     from bench.reports.render import rich_table
 

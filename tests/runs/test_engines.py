@@ -14,12 +14,12 @@ import bench.train.cpu_engine as cpu_engine
 from bench.runs.engines import engine_label, resolve_engines, with_setting
 from bench.runs.plan import ExecutorRequest, SweepRequest, plan_sweep
 from bench.runs.record import RunRecord, probs_path
-from bench.runs.runner import key_of, run
-from bench.runs.spec import RunSpec
+from bench.runs.runner import run
+from bench.runs.spec import RunSpec, key_of
 from bench.runs.sweep import sweep_records, sweep_runs
 from bench.train.cpu_engine import ALL_SETTINGS, PIN_ENV, CpuChoice
 from bench.train.engine import cpu_native_bf16
-from bench.train.loop import EpochLog
+from bench.train.history import EpochLog
 
 SPEC = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", seed=0, epochs=2)
 CPU = torch.device("cpu")

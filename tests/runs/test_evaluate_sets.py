@@ -21,8 +21,8 @@ from bench.evaluation.eval_results import EXTERNAL_PART, eval_scores_path, load_
 from bench.evaluation.metrics import compute_metrics
 from bench.evaluation.rescore import rescore
 from bench.runs.record import load_records, read_record
-from bench.runs.runner import key_of, run
-from bench.runs.spec import RunSpec
+from bench.runs.runner import run
+from bench.runs.spec import RunSpec, key_of
 
 SPEC = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", seed=0, epochs=2)
 CPU = torch.device("cpu")

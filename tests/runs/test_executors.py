@@ -28,7 +28,8 @@ from bench.runs.executors.ray import RayExecutor
 from bench.runs.record import RunRecord, load_records
 from bench.runs.spec import RunSpec
 from bench.runs.sweep import plan_runs
-from bench.train.loop import EpochLog
+from bench.train.events import EpochEnded
+from bench.train.history import EpochLog
 
 SWEEP = """name = "four"
 [[group]]
@@ -234,7 +235,7 @@ def test_a_killed_worker_is_retried_or_left_to_do(kind, retries, status, project
             # after epoch 2 the checkpoint of epoch 1 is on disk; with the short run finished, only the long
             # run's worker is busy
             alone = len(records) == len(planned) - 1
-            if item is planned[0] and alone and not killed and event["event"] == "epoch" and event["log"].epoch >= 2:
+            if item is planned[0] and alone and not killed and isinstance(event, EpochEnded) and event.log.epoch >= 2:
                 killed.update(_kill_workers(kind))
 
         return on_event

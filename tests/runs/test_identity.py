@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from bench.data.entries import DatasetEntry
-from bench.errors import WeightsError
+from bench.errors import ConfigError, WeightsError
 from bench.models.registry import BackboneEntry
 from bench.protocol.spec import Augment, Phase, Protocol
 from bench.runs.spec import (
@@ -147,3 +147,24 @@ def test_a_protocol_split_is_another_experiment_of_other_data(project, tmp_path)
     other = experiment_identity(dataclasses.replace(SPEC, protocol=str(tmp_path / "resplit.toml")))
     assert other["data"]["entry"]["split"] == {"policy": "stratified", "seed": 0, "train": 0.7, "val": 0.2, "test": 0.1}
     assert other["data"]["fingerprint"] != plain["data"]["fingerprint"] and other["protocol"]["split"] == "70/20/10"
+
+
+# (train_fraction, in the identity, in the record's file name): 1.0 (and 1 from a file) is every older run's key.
+FRACTIONS = [(1.0, None, ""), (1, None, ""), (0.5, 0.5, "-f0.5"), (0.1, 0.1, "-f0.1")]
+
+
+@pytest.mark.parametrize("fraction, entered, tag", FRACTIONS)
+def test_a_training_fraction_enters_the_identity_and_key_only_below_one(project, fraction, entered, tag):
+    spec = dataclasses.replace(SPEC, train_fraction=fraction)
+    identity = experiment_identity(spec)
+    assert identity.get("train_fraction") == entered
+    assert (run_key(identity, 0, {}) == run_key(experiment_identity(SPEC), 0, {})) is (entered is None)
+    assert spec.stem("0" * 64) == f"scratch-r28-s0{tag}-000000000000"
+    assert ("train_fraction" in spec.to_dict()) is (entered is not None)
+    assert RunSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("fraction", [0, 1.5, -1, float("nan")])
+def test_a_spec_with_a_fraction_outside_zero_to_one_is_refused(fraction):
+    with pytest.raises(ConfigError, match="train_fraction .* must be in \\(0, 1\\]"):
+        RunSpec("test_resnet", "tiny", "scratch", train_fraction=fraction)

@@ -18,9 +18,9 @@ from bench.data.identity import DataIdentity
 from bench.evaluation.metrics import compute_metrics
 from bench.evaluation.scores import TestScores, softmax64
 from bench.runs.record import RunRecord, read_record, record_path
-from bench.runs.runner import key_of, run
-from bench.runs.spec import RunSpec, experiment_identity, run_key
-from bench.train.loop import EpochLog
+from bench.runs.runner import run
+from bench.runs.spec import RunSpec, experiment_identity, key_of, run_key
+from bench.train.history import EpochLog
 
 REPO = Path(__file__).resolve().parents[2]
 # Every committed record: CI's regression gate, `bench check` and `bench run`'s skip logic find them by key.
@@ -134,3 +134,20 @@ def test_a_requested_precision_is_recorded_or_refused(precision, error, project,
         assert record.error.startswith(error) and "\n" not in record.error
     else:
         assert record.engine["amp"] is None and record.test
+
+
+def test_a_fraction_run_trains_on_the_same_stratified_share_whatever_its_seed(project, tmp_path):
+    """The record's train class counts are the subset's, val and test the whole split's, and every seed (and so every
+    backbone: the subset uses neither) names the same images (bench.data.fractions)."""
+    half = [run(dataclasses.replace(SPEC, epochs=1, seed=s, train_fraction=0.5), tmp_path, CPU) for s in (0, 1)]
+    whole = run(dataclasses.replace(SPEC, epochs=1), tmp_path, CPU)
+    assert all(r.ok for r in [*half, whole])
+    full = whole.dataset.class_counts
+    for record in half:
+        counts = record.dataset.class_counts
+        assert counts["train"] == [max(1, int(n * 0.5 + 0.5)) for n in full["train"]]
+        assert counts["val"] == full["val"] and counts["test"] == full["test"]
+        assert record.dataset.audit["train_subset"]["images"] == sum(counts["train"])
+        assert record.path.name.startswith("scratch-r28-s") and "-f0.5-" in record.path.name
+    assert half[0].dataset.audit["train_subset"]["ids_sha256"] == half[1].dataset.audit["train_subset"]["ids_sha256"]
+    assert "train_subset" not in whole.dataset.audit and half[0].experiment == half[1].experiment != whole.experiment

@@ -24,7 +24,9 @@ from bench.protocol.spec import get_protocol
 from bench.runs.runner import run
 from bench.runs.search import run_search
 from bench.runs.spec import RunSpec
-from bench.train.loop import DivergedError, EpochLog, FitResult
+from bench.train.events import EpochEnded
+from bench.train.history import EpochLog
+from bench.train.loop import DivergedError, FitResult
 
 CPU = torch.device("cpu")
 SEARCHED = """name = "searched"
@@ -95,7 +97,7 @@ def _fake_trial(scores: dict[float, float], sleep_s: float = 0.0):
                 raise DivergedError("loss became nan")
             log = EpochLog("full", epoch, lr, 0.5, 0.5, {"balanced_accuracy": scores.get(lr, 0.5) * epoch / 4}, 0.0)
             result.history.append(log)
-            on_event({"event": "epoch", "log": log})
+            on_event(EpochEnded(log))
             result.best_score, result.best_epoch = log.val["balanced_accuracy"], epoch
         return result
 

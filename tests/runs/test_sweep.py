@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
+from bench.errors import ConfigError
+from bench.runs.plan import SweepRequest, sweep_specs
 from bench.runs.record import load_records
 from bench.runs.runner import run
 from bench.runs.spec import RunSpec
@@ -85,3 +88,35 @@ def test_relative_paths_in_a_sweep_file_are_read_from_its_folder(tmp_path, monke
     assert (named.datasets, named.weights_file) == (("pets2",), "run:pets/test_resnet/scratch")  # not paths
     (spec,) = Sweep("s", group=(relative,)).expand()
     assert (spec.dataset, spec.data_root) == ("pets", str(study / "pets"))
+
+
+# (the group's train_fractions line, the fractions of its runs in order): one run per fraction and seed.
+EXPANSIONS = [
+    ("", [1.0, 1.0]),  # no line: the whole split, every earlier sweep's runs
+    ("train_fractions = [0.1, 0.5, 1]", [0.1, 0.1, 0.5, 0.5, 1.0, 1.0]),  # 1 from TOML is 1.0: one key
+    ("train_fractions = [0.25, 0.25]", [0.25, 0.25]),  # a fraction listed twice runs once
+]
+
+
+@pytest.mark.parametrize("line, fractions", EXPANSIONS)
+def test_train_fractions_expand_into_one_run_per_fraction_and_seed(tmp_path, line, fractions):
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(f'name = "s"\n[[group]]\nbackbones = ["a"]\ndatasets = ["tiny"]\nseeds = [0, 1]\n{line}\n')
+    specs = load_sweep(sweep).expand()
+    assert [s.train_fraction for s in specs] == fractions
+    assert [s.seed for s in specs] == [0, 1] * (len(fractions) // 2)
+    assert all(isinstance(s.train_fraction, float) for s in specs)
+
+
+@pytest.mark.parametrize("value", ["[0]", "[1.5]", "[]", '["half"]'])
+def test_a_train_fraction_outside_zero_to_one_is_refused_naming_the_field(tmp_path, value):
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(f'name = "s"\n[[group]]\nbackbones = ["a"]\ndatasets = ["tiny"]\ntrain_fractions = {value}\n')
+    with pytest.raises(ConfigError, match=r"s\.toml: field 'group\[0\]\.train_fractions"):
+        load_sweep(sweep)
+
+
+def test_train_fractions_on_the_command_line_replace_every_groups(project):
+    request = SweepRequest(sweep="default", train_fractions=(0.5, 1.0))
+    _, specs = sweep_specs(request)
+    assert {s.train_fraction for s in specs} == {0.5, 1.0} and len(specs) == 2 * len(sweep_specs(SweepRequest())[1])

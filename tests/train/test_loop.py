@@ -15,7 +15,8 @@ import torch
 
 from bench.data.loading import Split
 from bench.protocol.spec import Phase, Protocol, get_protocol
-from bench.train.loop import DivergedError, EpochLog, class_weights, fit, predict, train_step
+from bench.train.history import EpochLog
+from bench.train.loop import DivergedError, class_weights, fit, predict, train_step
 from bench.train.pipeline import BatchPipeline
 
 CPU = torch.device("cpu")

@@ -26,8 +26,9 @@ from bench.runs.record import RunRecord, Status
 from bench.runs.spec import RunSpec
 from bench.runs.sweep import PlannedRun
 from bench.runs.unfinished import reason
+from bench.train.events import Event, ProgressFn, Stepped
 
-ProgressFactory = Callable[[PlannedRun], Callable[[dict], None] | None]
+ProgressFactory = Callable[[PlannedRun], ProgressFn | None]
 """Given a run that has started, returns the callback for its training events (or None)."""
 
 EVENT_BATCH_S = 0.5  # a worker sends its step events at most this often (one per batch would flood a queue)
@@ -58,7 +59,8 @@ def execute(
     A worker that resolves the spec to another key than the driver planned (other versions of torch, timm
     or the harness, or other data) would write a record the driver does not expect: it refuses instead.
     """
-    from bench.runs.runner import key_of, run
+    from bench.runs.runner import run
+    from bench.runs.spec import key_of
 
     identity, found = key_of(spec)
     if found != key:
@@ -73,14 +75,14 @@ def execute(
 class Forward:
     """A run's training events, sent to the driver in batches: at once for milestones, steps every so often."""
 
-    def __init__(self, put: Callable[[tuple[str, list[dict]]], None], key: str):
+    def __init__(self, put: Callable[[tuple[str, list[Event]]], None], key: str):
         self.put, self.key = put, key
-        self.batch: list[dict] = []
+        self.batch: list[Event] = []
         self.sent = time.monotonic()
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: Event) -> None:
         self.batch.append(event)
-        if event["event"] != "step" or time.monotonic() - self.sent >= EVENT_BATCH_S:
+        if not isinstance(event, Stepped) or time.monotonic() - self.sent >= EVENT_BATCH_S:
             self.flush()
 
     def flush(self) -> None:
@@ -103,7 +105,7 @@ class Workers(Protocol):
 
     def collect(self, item: PlannedRun, result: Any) -> RunRecord: ...
 
-    def events(self) -> list[tuple[str, list[dict]]]: ...
+    def events(self) -> list[tuple[str, list[Event]]]: ...
 
     def close(self) -> None: ...
 
@@ -117,11 +119,11 @@ def drive(workers: Workers, planned: list[PlannedRun], progress: ProgressFactory
     by_key = {item.key: item for item in planned}
     queued = deque((item, 1) for item in planned)
     running: dict[Future, tuple[PlannedRun, int]] = {}
-    callbacks: dict[str, Callable[[dict], None] | None] = {}
+    callbacks: dict[str, ProgressFn | None] = {}
     finished: set[str] = set()
     claims = Claims()
 
-    def callback(item: PlannedRun) -> Callable[[dict], None] | None:
+    def callback(item: PlannedRun) -> ProgressFn | None:
         if item.key not in callbacks:
             callbacks[item.key] = progress(item)
         return callbacks[item.key]

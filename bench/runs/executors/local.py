@@ -27,6 +27,7 @@ from bench.runs.record import RunRecord
 from bench.runs.spec import RunSpec
 from bench.runs.sweep import PlannedRun
 from bench.runs.unfinished import RunUnfinished
+from bench.train.events import Event
 
 
 def visible_devices(device: torch.device) -> list[torch.device]:
@@ -151,7 +152,7 @@ class _Processes:
     def collect(self, item: PlannedRun, result: RunRecord) -> RunRecord:
         return result
 
-    def events(self) -> list[tuple[str, list[dict]]]:
+    def events(self) -> list[tuple[str, list[Event]]]:
         out = []
         while True:
             try:

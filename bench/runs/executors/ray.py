@@ -25,6 +25,7 @@ from bench.runs.executors.driver import Forward, ProgressFactory, check_retries,
 from bench.runs.record import RunRecord, record_path
 from bench.runs.spec import RunSpec
 from bench.runs.sweep import PlannedRun
+from bench.train.events import Event
 
 
 @dataclasses.dataclass
@@ -200,7 +201,7 @@ class _RayTasks:
                 atomic_write_bytes(target, data)
         return RunRecord.from_json(json.loads(files[record_file]), self.results_dir / record_file)
 
-    def events(self) -> list[tuple[str, list[dict]]]:
+    def events(self) -> list[tuple[str, list[Event]]]:
         n = self._queue.qsize()
         return self._queue.get_nowait_batch(n) if n else []
 
