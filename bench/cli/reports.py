@@ -51,20 +51,29 @@ def plot(
 
 
 def report(
-    metric: Metric = "balanced_accuracy", latency: Speed = "p50", results_dir: ResultsDir = WORKING_RESULTS
+    metric: Metric = "balanced_accuracy",
+    latency: Speed = "p50",
+    results_dir: ResultsDir = WORKING_RESULTS,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for report.html, its leaderboards and plots (default: the results folder)."),
+    ] = None,
 ) -> None:
-    """One self-contained HTML page: plots, leaderboards and provenance, from stored records (no training).
+    """One self-contained HTML page from stored records (no training): the answer first (per dataset and across
+    datasets), then each dataset's plot and leaderboard, calibration, subgroups, robustness and external sets where
+    the records hold them, and provenance.
 
-    Example: bench report --results-dir results && xdg-open results/report.html
+    Example: bench report --results-dir results/mission && xdg-open results/mission/report.html
     """
     from bench.reports.html import build_report
 
     started = time.perf_counter()
-    built = build_report(stored_records(results_dir), results_dir, metric, latency)
+    target = results_dir if out is None else out
+    built = build_report(stored_records(results_dir), results_dir, metric, latency, target)
     written(
         f"{built.html} ({built.html.stat().st_size / 1e6:.1f} MB, opens offline), "
-        f"{len(built.leaderboards)} leaderboard files under {results_dir / 'leaderboards'}/, "
-        f"plots under {results_dir / 'plots'}/ ({time.perf_counter() - started:.1f} s)"
+        f"{len(built.leaderboards)} leaderboard files under {target / 'leaderboards'}/, "
+        f"plots under {target / 'plots'}/ ({time.perf_counter() - started:.1f} s)"
     )
 
 

@@ -38,12 +38,26 @@ def test_stdout_is_the_csv_and_a_file_is_written_by_its_suffix(tmp_path):
     assert not (tmp_path / "runs.txt").exists()
 
 
-def test_mlflow_logs_each_run_once(tmp_path):
+def test_mlflow_logs_each_run_once_and_says_how_to_view_them(tmp_path):
     pytest.importorskip("mlflow", reason='MLflow is an optional extra: pip install -e ".[mlflow]"')
     write_run(make_record("resnet18", 0, 0.8), tmp_path / "results")
-    store = f"file:{tmp_path / 'mlruns'}"
+    store = f"sqlite:///{tmp_path / 'mlruns.db'}"
     first = bench("--results-dir", str(tmp_path / "results"), "--mlflow", store)
     assert first.returncode == 0, first.stderr
     assert "1 runs logged, 0 replaced (their record changed), 0 already there" in first.stdout
+    assert "trade-off plot and leaderboard of 1 dataset: 1 logged, 0 already there" in first.stdout
+    assert f"view: mlflow ui --backend-store-uri {store} (the full package at this version" in first.stdout
     again = bench("--results-dir", str(tmp_path / "results"), "--mlflow", store)
     assert "0 runs logged, 0 replaced (their record changed), 1 already there" in again.stdout
+    assert "1 dataset: 0 logged, 1 already there" in again.stdout
+
+
+def test_a_refused_file_store_is_one_line(tmp_path):
+    pytest.importorskip("mlflow", reason='MLflow is an optional extra: pip install -e ".[mlflow]"')
+    write_run(make_record("resnet18", 0, 0.8), tmp_path / "results")
+    store = str(tmp_path / "mlruns")  # a bare folder: a file store, as MLflow reads it
+    refused = bench("--results-dir", str(tmp_path / "results"), "--mlflow", store, MLFLOW_ALLOW_FILE_STORE="0")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    said = " ".join(refused.stderr.split())
+    assert f"{store}: MLflow 3 refuses a file store unless MLFLOW_ALLOW_FILE_STORE=true" in said
+    assert not (tmp_path / "mlruns").exists()
