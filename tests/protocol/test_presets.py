@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import ConfigError
+from bench.protocol.search import Range, Search
 from bench.protocol.spec import Augment, Phase, Protocol, get_protocol, list_protocols
 
 REPO_PROTOCOLS = Path(__file__).resolve().parents[2] / "protocols"
@@ -106,6 +107,24 @@ PRESETS = [
         grad_clip_norm=1.0,
         warmup_epochs=1,
         augment=FLIP_ROT_ZOOM,
+        search=Search(trials=3, epochs=6, lr=Range(1e-4, 3e-3)),
+    ),
+    Protocol(
+        name="fair-staged",
+        pretrained=True,
+        optimizer="adamw",
+        weight_decay=1e-4,
+        phases=(
+            Phase("head", epochs=5, lr=1e-3, trainable=0.0),
+            Phase("top", epochs=5, lr=1e-4, trainable=0.3, freeze_bn=True),
+            Phase("full", epochs=30, lr=1e-5, trainable=1.0, freeze_bn=True),
+        ),
+        early_stopping_patience=8,
+        select_on="balanced_accuracy",
+        grad_clip_norm=1.0,
+        warmup_epochs=1,
+        augment=FLIP_ROT_ZOOM,
+        search=Search(trials=3, epochs=(2, 2, 2), lr=Range(1e-4, 3e-3)),
     ),
     Protocol(
         name="s4-gradual",
@@ -160,7 +179,8 @@ def test_a_preset_named_unlike_its_file_is_refused(home):
 
 
 def test_unknown_protocol_lists_the_presets():
-    with pytest.raises(ConfigError, match=r"presets: fair, linear, medmnist-v2, .*, staged-s1 \(or a path"):
+    presets = r"presets: fair, fair-staged, linear, medmnist-v2, .*, staged-s1 \(or a path"
+    with pytest.raises(ConfigError, match=presets):
         get_protocol("nonsense")
 
 
