@@ -44,14 +44,19 @@ def terminal_output() -> str:
 
 
 def section(output: str, dataset: str) -> list[str]:
-    """The lines of one dataset's table: title and table, then the omitted-columns and written-files lines."""
+    """The lines of one dataset's table: title and table, then the line naming the columns left out (stdout only:
+    the ``written:`` lines go to stderr)."""
     lines = output.splitlines()
     plain = [Text.from_ansi(line).plain for line in lines]
     start = next(i for i, p in enumerate(plain) if p.strip().startswith(f"{dataset}: test split"))
-    end = next(i for i in range(start, len(plain)) if plain[i].startswith("written: "))
-    table_end = next(i for i in range(start, end) if plain[i].startswith("└"))
-    omitted = next((i for i in range(table_end, end) if plain[i].startswith("not shown at ")), end)
-    return lines[start : table_end + 1] + lines[omitted : end + 1]
+    following = (i for i in range(start + 1, len(plain)) if ": test split, sorted by" in plain[i])
+    end = next(following, len(plain))
+    # the rows end where the caption starts (a boxed table ends at its bottom rule instead)
+    table_end = next(
+        i for i in range(start, end) if plain[i].startswith("└") or plain[i + 1].strip().startswith("★ Pareto")
+    )
+    omitted = [i for i in range(table_end, end) if plain[i].startswith("not shown at ")]
+    return lines[start : table_end + 1] + [lines[i] for i in omitted[:1]]
 
 
 def render(lines: list[str]) -> str:
