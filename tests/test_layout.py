@@ -20,7 +20,8 @@ MAX_LINES = 400
 
 # Bottom to top. A module may import from its own unit (its subpackage, or itself for a top-level module)
 # and from units in lower layers; units in one layer do not import each other. Why this order:
-# - errors < config, paths, files (the one atomic writer), table_columns (what a printed table declares about
+# - errors < config, paths, files (the one atomic writer), backoff (halving a batch that does not fit, for
+#   prediction and latency alike), table_columns (what a printed table declares about
 #   its columns, which tables of every layer declare) < precision, environment: the foundation every stage reads;
 # - evaluation (the metric table, saved scores, bootstrap) is pure numpy/scikit-learn and needs no other
 #   stage; a protocol names its selection metric from the table, and a training loop needs validation
@@ -32,7 +33,7 @@ MAX_LINES = 400
 #   cli is the top.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("config", "paths", "files", "table_columns"),
+    ("config", "paths", "files", "table_columns", "backoff"),
     ("precision", "environment"),
     ("evaluation",),
     ("models", "data", "protocol"),

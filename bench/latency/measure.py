@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bench.backoff import halving
 from bench.environment.device import resolve_device
 from bench.errors import ConfigError
 from bench.latency.backends import Backend, select_backend
@@ -128,21 +129,17 @@ def _measure_setting(
         device_kind=backend.kind,
         peak_memory_kind=backend.memory_kind,
     )
-    run_batch = batch
-    while run_batch >= 1:
-        try:
-            run = _run(model, input_size, run_batch, precision, config, backend)
-            break
-        except backend.oom_errors:
-            result.oom_backoff.append(run_batch)
-        except _Unsupported as err:
-            result.skipped = str(err)
-            return result
-        # Outside the except block: the failed step's frames, and the tensors they hold, are released now.
-        backend.empty_cache()
-        run_batch //= 2
-    else:
+
+    def attempt(size: int):
+        return _run(model, input_size, size, precision, config, backend)
+
+    try:
+        run, run_batch = halving(batch, attempt, backend.oom_errors, backend.empty_cache, result.oom_backoff)
+    except backend.oom_errors:
         result.skipped = f"out of memory at every batch size down to 1 (tried {result.oom_backoff})"
+        return result
+    except _Unsupported as err:
+        result.skipped = str(err)
         return result
     result.batch_size_run = run_batch
     for name, value in latency_stats(run.times_ms, run_batch).items():

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol as Protocol_
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.backoff import halving
 from bench.data.loading import Split
 from bench.errors import BenchError
 from bench.evaluation.metrics import compute_metrics
@@ -62,21 +64,18 @@ def predict(
     They stay on the device until the end; out of memory halves the batch and goes on from the failed one."""
     model.eval()
     autocast = Amp(amp, pipeline.device).autocast
+    release = torch.cuda.empty_cache if pipeline.device.type == "cuda" else (lambda: None)
+
+    def forward(start: int, size: int) -> torch.Tensor:
+        with autocast():
+            return model(pipeline(split.images[start : start + size])).float()
+
     out: list[torch.Tensor] = []
     start = 0
     while start < len(split.labels):
-        try:
-            with autocast():
-                logits = model(pipeline(split.images[start : start + batch_size]))
-            out.append(logits.float())
-            start += batch_size
-            continue
-        except torch.OutOfMemoryError:
-            if batch_size == 1:
-                raise
-        batch_size //= 2  # outside the except block: the failed batch's tensors are freed by now
-        if pipeline.device.type == "cuda":
-            torch.cuda.empty_cache()
+        logits, batch_size = halving(batch_size, partial(forward, start), (torch.OutOfMemoryError,), release)
+        out.append(logits)
+        start += batch_size
     return torch.cat(out).cpu().numpy()
 
 
