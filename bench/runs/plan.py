@@ -140,9 +140,9 @@ def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
     if request.allow_overlap:
         specs = [dataclasses.replace(s, allow_overlap=True) for s in specs]
     if request.search_storage is not None:
-        from bench.runs.search import storage_url  # imports Optuna: only when a storage is named
+        from bench.runs.search import shown_url  # imports Optuna: only when a storage is named
 
-        storage_url(request.search_storage, Path("."), "check")
+        shown_url(request.search_storage)
         specs = [dataclasses.replace(s, search_storage=request.search_storage) for s in specs]
     return sweep.name, specs
 

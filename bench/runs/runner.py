@@ -140,9 +140,9 @@ def _train_and_evaluate(
     timings = record.timings_s
     protocol = get_protocol(spec.protocol).with_epochs(spec.epochs)
     resolution = record.effective_resolution
-    stage = progress or (lambda event: None)
+    tell = progress or (lambda event: None)
 
-    stage(Stage("loading data"))
+    tell(Stage("loading data"))
     t = time.perf_counter()
     entry = with_split(dataset_entry(spec.dataset, spec.data_root), protocol.split)
     data = load_dataset(entry, resolution, Path(spec.data_root) if spec.data_root else None)
@@ -160,7 +160,7 @@ def _train_and_evaluate(
         data = _on_device(data, device)
 
     if protocol.search is not None:  # tuned on train/val before anything trains for this seed (bench.runs.search)
-        stage(Stage("searching"))
+        tell(Stage("searching"))
         t = time.perf_counter()
         record.search = _search(spec, record, protocol, data, results_dir, device, engine, progress)
         protocol = protocol.tuned(record.search.chosen)
@@ -175,8 +175,7 @@ def _train_and_evaluate(
     timings["build"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    if progress is not None:
-        progress(Started(_total_steps(protocol, len(data.train.labels))))
+    tell(Started(_total_steps(protocol, len(data.train.labels))))
     ckpt = RunCheckpoint(checkpoint_path(path), record.key)
     positive = data.entry.positive
     fitted = fit(
@@ -195,7 +194,7 @@ def _train_and_evaluate(
 
     # The one and only look at the test split, after model selection. The selected model's validation scores
     # are saved beside the test ones: calibration (temperature scaling) is fitted on them, never on test.
-    stage(Stage("evaluating"))
+    tell(Stage("evaluating"))
     t = time.perf_counter()
     val_logits = predict(model, data.val, pipeline, engine.eval_batch_size, engine.amp)
     val = TestScores.from_logits(data.val.ids, data.val.labels.cpu().numpy(), val_logits)
@@ -207,7 +206,7 @@ def _train_and_evaluate(
     if spec.keep_weights:  # the model just tested, before anything else touches it
         record.kept_weights = keep_model(model, record, path, get_backbone(spec.backbone), data, cfg)
     if run_eval_sets(spec, data.entry):
-        stage(Stage("evaluation sets"))
+        tell(Stage("evaluation sets"))
     t = time.perf_counter()  # the declared evaluation sets (bench.runs.evaluate_sets): corrupted copies, external data
     record.eval_sets = score_eval_sets(
         spec, data, lambda split: predict(model, split, pipeline, engine.eval_batch_size, engine.amp), path
@@ -215,7 +214,7 @@ def _train_and_evaluate(
     if record.eval_sets:
         timings["eval_sets"] = time.perf_counter() - t
 
-    stage(Stage("latency"))
+    tell(Stage("latency"))
     t = time.perf_counter()
     config = dataclasses.replace(RUN_LATENCY, device=str(device))
     latency = measure_latency(model, (3, resolution, resolution), config, backbone=spec.backbone)

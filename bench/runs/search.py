@@ -35,6 +35,7 @@ from bench.protocol.spec import Protocol
 from bench.runs.trials import SearchSummary, TrialSummary
 from bench.train.events import EpochEnded, Event, ProgressFn
 from bench.train.loop import DivergedError, FitResult
+from bench.train.selection import epoch_score, higher_is_better
 
 HEARTBEAT_S = 20  # how often a running trial says it is alive
 GRACE_S = 60  # a trial silent for this long belongs to a dead process: failed, and its setting enqueued again
@@ -60,15 +61,19 @@ def storage_url(storage: str | None, results_dir: Path, study: str) -> tuple[str
         path = results_dir / "search" / f"{study}.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path.resolve()}", f"search/{path.name}"
+    return storage, shown_url(storage)
+
+
+def shown_url(storage: str) -> str:
+    """``storage`` as records and messages show it, without its password; a ConfigError if it is not a URL."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        shown = make_url(storage).render_as_string(hide_password=True)
+        return make_url(storage).render_as_string(hide_password=True)
     except ArgumentError:
         example = "sqlite:///file.db, postgresql+psycopg://user@host/db"
         raise ConfigError(f"--search-storage {storage!r} is not a database URL ({example})") from None
-    return storage, shown
 
 
 def run_search(
@@ -86,7 +91,7 @@ def run_search(
     ``search.epochs`` and the trial's values (:meth:`bench.protocol.spec.Protocol.tuned`).
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    maximize = protocol.select_on != "loss"
+    maximize = higher_is_better(protocol.select_on)
     handle = _open(search, study, storage, "maximize" if maximize else "minimize")
     base = protocol.with_epochs(search.epochs)
     objective = _objective(search, base, train_trial, progress)
@@ -112,13 +117,14 @@ def _open(search: Search, study: str, storage: str, direction: str) -> optuna.St
     """The study, created with its design enqueued, or found (waiting for its creator to finish enqueuing)."""
     rdb = _storage(storage)
     pruner = _pruner(search)
+    design = search.design()
     try:
         handle = optuna.create_study(storage=rdb, study_name=study, direction=direction, pruner=pruner)
     except optuna.exceptions.DuplicatedStudyError:
-        return _found(optuna.load_study(storage=rdb, study_name=study, pruner=pruner), search, study)
-    for index, params in enumerate(search.design()):
+        return _found(optuna.load_study(storage=rdb, study_name=study, pruner=pruner), design, study)
+    for index, params in enumerate(design):
         handle.enqueue_trial(params, user_attrs={"design": index})
-    handle.set_user_attr("design", search.design())
+    handle.set_user_attr("design", design)
     return handle
 
 
@@ -127,7 +133,8 @@ def _storage(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
     tables, and all but one lose that race (PostgreSQL: a duplicate type): those try again once it is made."""
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-    for attempt in range(attempts):
+    attempt = 0
+    while True:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -139,20 +146,20 @@ def _storage(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
                 )
         except (IntegrityError, ProgrammingError):
-            if attempt == attempts - 1:
+            attempt += 1
+            if attempt == attempts:
                 raise
-            time.sleep(1.0 + attempt)
-    raise AssertionError("unreachable")
+        time.sleep(float(attempt))
 
 
-def _found(handle: optuna.Study, search: Search, study: str) -> optuna.Study:
+def _found(handle: optuna.Study, design: list[dict[str, float | int]], study: str) -> optuna.Study:
     """A study another process created: once its design is enqueued, and only if it is this protocol's design."""
     deadline = time.monotonic() + DESIGN_WAIT_S
     while "design" not in handle.user_attrs:
         if time.monotonic() > deadline:
             raise SearchError(f"study {study!r} has no design after {DESIGN_WAIT_S:.0f} s: delete it and rerun")
         time.sleep(1.0)
-    if handle.user_attrs["design"] != search.design():
+    if handle.user_attrs["design"] != design:
         raise SearchError(f"study {study!r} holds another design than this protocol's: delete it and rerun")
     return handle
 
@@ -174,7 +181,7 @@ def _objective(
         if "design" not in trial.user_attrs:
             raise _NotInDesign
         params = {name: _suggest(trial, name, dim) for name, dim in search.space.items()}
-        maximize = base.select_on != "loss"
+        maximize = higher_is_better(base.select_on)
         best = -math.inf if maximize else math.inf
 
         def on_event(event: Event) -> None:
@@ -184,7 +191,7 @@ def _objective(
             if not isinstance(event, EpochEnded):
                 return
             log = event.log
-            score = log.val_loss if not maximize else log.val[base.select_on]
+            score = epoch_score(log.val_loss, log.val, base.select_on)
             best = max(best, score) if maximize else min(best, score)
             trial.report(best, log.epoch)
             if trial.should_prune():
