@@ -149,3 +149,14 @@ def write_run(
             probs_path(record.path)
         )
     return record
+
+
+def add_sex_dataset(home: Path, sexes: list[str]) -> None:
+    """A copy of the project's ``tiny`` entry named ``meta`` whose images ``img0``, ``img1``, ... have the given
+    sex in a metadata file the entry's ``[subgroups]`` table groups by."""
+    entry = (home / "datasets" / "tiny.toml").read_text()
+    (home / "datasets" / "meta.toml").write_text(
+        entry.replace('name = "tiny"', 'name = "meta"')
+        + '[subgroups]\nmetadata = "meta.csv"\nid_column = "image_id"\ncolumns = { sex = "sex" }\n'
+    )
+    (home / "data" / "meta.csv").write_text("image_id,sex\n" + "".join(f"img{i},{s}\n" for i, s in enumerate(sexes)))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from factories import make_record, write_run
+from factories import add_sex_dataset, make_record, write_run
 from fairlearn.metrics import MetricFrame
 from scipy.special import softmax
 from sklearn.metrics import balanced_accuracy_score
@@ -104,20 +104,12 @@ def test_a_row_without_saved_scores_is_n_a_everywhere_and_says_so(tmp_path):
 
 
 def test_a_dataset_with_metadata_gets_worst_group_and_gap(project, tmp_path):
-    home = project
-    entry = (home / "datasets" / "tiny.toml").read_text()
-    (home / "datasets" / "meta.toml").write_text(
-        entry.replace('name = "tiny"', 'name = "meta"')
-        + '[subgroups]\nmetadata = "meta.csv"\nid_column = "image_id"\ncolumns = { sex = "sex" }\n'
-    )
-    (home / "data" / "meta.csv").write_text(
-        "image_id,sex\n" + "".join(f"img{i},{'female' if i % 2 else 'male'}\n" for i in range(N))
-    )
+    sex = np.array(["female" if i % 2 else "male" for i in range(N)])
+    add_sex_dataset(project, list(sex))
     saved = _write(tmp_path / "r", "resnet18", with_val=False, dataset="meta")
     records = load_records(tmp_path / "r")
     table = leaderboard(records, "meta", columns=["subgroups"])
     row = table[table["backbone"] == "resnet18"].iloc[0]
-    sex = np.array(["female" if i % 2 else "male" for i in range(N)])
     per_seed = [
         MetricFrame(
             metrics=balanced_accuracy_score, y_true=s.labels, y_pred=s.probs.argmax(1), sensitive_features=sex

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from factories import make_record, write_run
+from factories import add_sex_dataset, make_record, write_run
 
 from bench.errors import ConfigError, ResultsError
 from bench.evaluation.eval_results import EXTERNAL_PART, EvalSetResult
@@ -205,15 +205,7 @@ def test_a_figure_the_record_cannot_give_is_left_out_with_a_warning(tmp_path, da
 
 
 def test_a_runs_worst_group_and_gap_are_its_one_seed_leaderboard_cells(project, tmp_path, database, experiment):
-    home = project
-    entry = (home / "datasets" / "tiny.toml").read_text()
-    (home / "datasets" / "meta.toml").write_text(
-        entry.replace('name = "tiny"', 'name = "meta"')
-        + '[subgroups]\nmetadata = "meta.csv"\nid_column = "image_id"\ncolumns = { sex = "sex" }\n'
-    )
-    (home / "data" / "meta.csv").write_text(
-        "image_id,sex\n" + "".join(f"img{i},{'female' if i % 3 else 'male'}\n" for i in range(N))
-    )
+    add_sex_dataset(project, ["female" if i % 3 else "male" for i in range(N)])
     record = write_run(make_record("resnet18", 0, dataset="meta", class_counts=COUNTS), tmp_path / "r")
     scores_with_validation(3).save(probs_path(record.path))
     export(tmp_path / "r", mlflow=database, experiment=experiment)
