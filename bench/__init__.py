@@ -91,8 +91,8 @@ def run_sweep(
 
     ``backbones``, ``datasets`` and ``seeds`` are lists (or tuples): ``backbones=["resnet18"]``. A bare string
     or number is refused with a :class:`~bench.errors.ConfigError` saying so, never read letter by letter."""
+    from bench.runs.execute import execute
     from bench.runs.plan import ExecutorRequest, SweepRequest, plan_sweep
-    from bench.runs.record import load_records as load
 
     request = SweepRequest(
         sweep=None if sweep is None else str(sweep),
@@ -104,12 +104,8 @@ def run_sweep(
         epochs=epochs,
         keep_weights=keep_weights,
     )
-    results = Path(results_dir)
-    plan = plan_sweep(request, results, ExecutorRequest(device=device, workers=1), retry_failed)
-    for _ in plan.executor.run(plan.todo, results, lambda planned: None):
-        pass
-    keys = {p.key for p in plan.planned}
-    return [r for r in load(results) if r.key in keys]
+    plan = plan_sweep(request, Path(results_dir), ExecutorRequest(device=device, workers=1), retry_failed)
+    return execute(plan)
 
 
 def _listed(values: Sequence[Any], name: str) -> tuple[Any, ...]:

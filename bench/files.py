@@ -126,12 +126,12 @@ def _umask() -> int:
     return mask
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """NaN/inf become null (JSON has no NaN); numpy scalars become Python numbers; paths strings."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, Path):
@@ -143,4 +143,4 @@ def _jsonable(value: Any) -> Any:
 
 def write_json(path: Path, payload: dict) -> None:
     """``payload`` as indented, key-sorted JSON (NaN as null), written atomically."""
-    atomic_write_bytes(path, json.dumps(_jsonable(payload), indent=1, sort_keys=True).encode())
+    atomic_write_bytes(path, json.dumps(jsonable(payload), indent=1, sort_keys=True).encode())

@@ -1,7 +1,7 @@
 """The one factory of run records for tests: a :class:`RunRecord` as the runner writes it, without training.
 
-Every field a consumer reads is filled in; the arguments change what a test is about. The identity is built
-with :func:`bench.runs.spec.identity_of`, like a real run's, so runs that differ in ``epochs``, ``precision``,
+Every field a consumer reads is filled in; the arguments change what a test is about. The identity is an
+:class:`~bench.runs.identity.ExperimentIdentity` like a real run's, so runs that differ in ``epochs``, ``precision``,
 ``fingerprint`` or ``lr`` are other experiments, and runs that differ only in ``seed``, ``torch_version`` or
 ``device`` are seeds of one.
 """
@@ -13,6 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.evaluation.scores import TestScores
+from bench.evaluation.values import ClassScores, MetricValues
+from bench.latency.timing import LatencyResult
+from bench.protocol.spec import Phase, Protocol
+from bench.runs.identity import DataContent, ExperimentIdentity, InitialWeights, Resolution, run_key
 from bench.runs.record import (
     BackboneSummary,
     DatasetSummary,
@@ -22,9 +26,11 @@ from bench.runs.record import (
     probs_path,
     save_record,
 )
-from bench.runs.spec import RunSpec, identity_of, run_key
+from bench.runs.spec import RunSpec
+from bench.train.history import EpochLog
 
 CLASS_COUNTS = {"train": [30, 70], "val": [3, 7], "test": [40, 60]}
+STRUCTURE = ("confusion_matrix", "absent_classes", "argmax_ties")  # what a metrics dict holds besides values
 
 
 def make_record(
@@ -39,7 +45,7 @@ def make_record(
     lr: float = 1e-3,
     precision: str = "auto",
     resolution: int = 28,
-    metrics: dict | None = None,
+    metrics: dict | MetricValues | None = None,
     ms: float | None = None,
     throughput: float | None = None,
     noisy: bool = False,
@@ -53,23 +59,20 @@ def make_record(
     params: int = 11_000_000,
     train_fraction: float = 1.0,
 ) -> RunRecord:
-    """A finished (or ``failed``) run. ``metrics`` replaces the default test metrics derived from ``acc``;
-    ``ms`` is the batch-1 p50 (default ``2 + seed``), flagged ``noisy`` when asked."""
+    """A finished (or ``failed``) run. ``metrics`` replaces the default test metrics derived from ``acc`` (scores,
+    or a dict of metric values with an optional ``confusion_matrix``: :func:`metric_values`); ``ms`` is the batch-1
+    p50 (default ``2 + seed``), flagged ``noisy`` when asked."""
     spec = RunSpec(
         backbone, dataset, protocol, seed=seed, resolution=resolution, epochs=epochs, precision=precision,
         train_fraction=train_fraction,
     )  # fmt: skip
-    phases = [{"name": "full", "epochs": epochs, "lr": lr, "trainable": 1.0, "freeze_bn": False}]
-    resolved_protocol = {"name": protocol, "pretrained": False, "phases": phases, "select_on": "loss"}
-    identity = identity_of(
+    identity = ExperimentIdentity(
         backbone={"name": backbone},
-        protocol=resolved_protocol,
-        resolution=resolution,
-        policy="upsize",
-        effective=resolution,
+        protocol=Protocol(protocol, pretrained=False, phases=(Phase("full", epochs, lr, 1.0),)),
+        resolution=Resolution(resolution, "upsize", resolution),
         precision=precision,
-        weights={"source": "random-init"},
-        data={"entry": {"name": dataset}, "fingerprint": fingerprint, "pixels_sha256": "p" * 64},
+        weights=InitialWeights("random-init"),
+        data=DataContent({"name": dataset}, fingerprint, "p" * 64),
         train_fraction=train_fraction,
     )
     versions = {"backbone-bench": "0.1.0", "torch": torch_version, "timm": "1.0.31"}
@@ -81,7 +84,6 @@ def make_record(
         spec=spec,
         identity=identity,
         arch=backbone,
-        protocol=resolved_protocol,
         effective_resolution=resolution,
         versions=versions,
         environment=Environment(
@@ -102,35 +104,51 @@ def make_record(
     if status != "ok":
         record.error = "DivergedError: loss became nan"
         return record
-    record.test = metrics or {
+    default = {
         "accuracy": acc,
         "balanced_accuracy": acc - 0.1,
         "macro_f1": acc - 0.2,
         "auc": acc + 0.1,
         "confusion_matrix": [[30, 10], [10, 50]],
     }
+    record.test = metrics if isinstance(metrics, MetricValues) else metric_values(metrics or default, classes)
     record.backbone = BackboneSummary(backbone, backbone, {"source": "random-init"}, params, 0.034)
-    val = {"balanced_accuracy": 0.6}
+    val = metric_values({"balanced_accuracy": 0.6}, classes)
     # Validation loss flat: the run converged (bench.train.history); a test about convergence writes its own history.
-    record.history = [
-        {"epoch": e, "phase": "full", "train_loss": 0.7 - e / 10, "val_loss": 0.5, "val": val}
-        for e in range(1, epochs + 1)
-    ]
+    record.history = [EpochLog("full", e, lr, 0.7 - e / 10, 0.5, val, 1.0) for e in range(1, epochs + 1)]
     record.selection = Selection("loss", epochs, 0.5, [])
     record.latency = [
-        {
-            "batch_size": 1,
-            "resolution": resolution,
-            "precision": "fp32",
-            "memory_format": "contiguous",
-            "ms_per_image_p50": 2.0 + seed if ms is None else ms,
-            "throughput_img_s": throughput,
-            "noisy": noisy,
-            "noisy_reason": "cv 0.4 > 0.1" if noisy else None,
-            "fingerprint": {"cpu_model": device},
-        }
+        LatencyResult(
+            backbone=backbone,
+            resolution=resolution,
+            input_size=(3, resolution, resolution),
+            batch_size=1,
+            batch_size_run=1,
+            precision="fp32",
+            memory_format="contiguous",
+            compiled=False,
+            device_kind="cpu",
+            ms_per_image_p50=2.0 + seed if ms is None else ms,
+            throughput_img_s=throughput,
+            noisy=noisy,
+            noisy_reason="cv 0.4 > 0.1" if noisy else None,
+            fingerprint={"cpu_model": device},
+        )
     ]
     return record
+
+
+def metric_values(metrics: dict, classes: tuple[str, ...]) -> MetricValues:
+    """Scores with the given metric values: a dict as :meth:`MetricValues.to_dict` writes it is read as such; else
+    its numbers are the values and its ``confusion_matrix`` (default: none counted) gives the per-class support."""
+    if "per_class" in metrics:
+        return MetricValues.from_dict(metrics)
+    k = len(classes)
+    cm = metrics.get("confusion_matrix") or [[0] * k for _ in range(k)]
+    nan = float("nan")
+    values = {name: nan if v is None else float(v) for name, v in metrics.items() if name not in STRUCTURE}
+    per_class = {c: ClassScores(nan, nan, nan, int(sum(row))) for c, row in zip(classes, cm, strict=True)}
+    return MetricValues(classes, None, values, per_class, tuple(tuple(row) for row in cm), metrics.get("argmax_ties"))
 
 
 def write_run(

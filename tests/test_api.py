@@ -17,7 +17,7 @@ import pytest
 import bench
 from bench.errors import DataError
 from bench.evaluation.bootstrap import bootstrap_ci
-from bench.evaluation.metrics import compute_metrics
+from bench.evaluation.values import compute_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 MISSION = REPO / "results" / "mission"  # published records with `bench latency` passes beside them
@@ -104,7 +104,7 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     exec(compile(readme_example(), "README.md: Use it from Python", "exec"), namespace)
     record, result = namespace["record"], namespace["result"]
     assert record.ok and (tmp_path / "results" / "example" / "runs").is_dir()
-    assert result.values == pytest.approx({k: record.test[k] for k in result.values}, abs=1e-12)
+    assert result.values == pytest.approx({k: record.score(k) for k in result.values}, abs=1e-12)
 
 
 @pytest.fixture(scope="module")

@@ -32,11 +32,11 @@ def test_a_run_trains_and_records_on_the_gpu(project, tmp_path):
     spec = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", seed=0, epochs=2)
     record = run(spec, tmp_path / "results", CUDA)
     assert record.status == "ok", record.error
-    assert record.engine["amp"] in ("bf16", "fp16") and record.engine["data_on_device"]
+    assert record.engine.amp in ("bf16", "fp16") and record.engine.data_on_device
     assert record.environment.device["device_kind"] == "cuda"
     assert all(h["images_per_s"] > 0 for h in record.history)
-    assert record.latency[0]["fingerprint"]["gpu_name"]  # NVML or torch named the GPU
-    assert 0.0 <= record.test["accuracy"] <= 1.0
+    assert record.latency[0].fingerprint["gpu_name"]  # NVML or torch named the GPU
+    assert 0.0 <= record.score("accuracy") <= 1.0
 
 
 @pytest.mark.parametrize("precision, channels_last", [("fp32", False), ("fp16", True), ("bf16", True)])

@@ -26,19 +26,21 @@ MAX_LINES = 400
 # - evaluation (the metric table, saved scores, bootstrap) is pure numpy/scikit-learn and needs no other
 #   stage; a protocol names its selection metric from the table, and a training loop needs validation
 #   metrics, so evaluation sits below protocol and train;
+# - timers (CUDA/CPU step timers, the median's confidence interval) sit beside evaluation, on the device
+#   fingerprint of environment: `bench latency` times forward passes and `bench profile` training steps with
+#   them, so neither latency nor train borrows the other's;
 # - models, data and protocol are independent of one another;
-# - latency sits below train because `bench profile` (train/profile.py) times the training step with
-#   latency's timers and confidence interval, while latency itself needs only a model;
+# - latency and train are independent of each other too: latency needs a model, train a model, data and
+#   a protocol, and both take their timers from below;
 # - runs puts train and latency together into records; reports read records; gates check reports; the
 #   cli is the top.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     ("config", "paths", "files", "table_columns", "backoff"),
     ("precision", "environment"),
-    ("evaluation",),
+    ("evaluation", "timers"),
     ("models", "data", "protocol"),
-    ("latency",),
-    ("train",),
+    ("latency", "train"),
     ("runs",),
     ("reports",),
     ("gates",),

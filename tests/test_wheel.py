@@ -186,7 +186,7 @@ def test_a_tiny_run_on_a_bare_folder(venv, tmp_path):
 IDENTITY = """
 import json, sys
 from bench.data.identity import data_identity
-from bench.runs.spec import canonical
+from bench.runs.identity import canonical
 out = {}
 for pair in sys.argv[1:]:
     name, resolution = pair.split(":")

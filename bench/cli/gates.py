@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,14 +13,11 @@ from rich.markup import escape
 
 from bench.cli.options import results_folder
 from bench.cli.output import Format, FormatOption, for_people, message, show
-from bench.cli.progress import sweep_bars
+from bench.cli.progress import SweepBars, sweep_bars
 from bench.cli.shared import console
-from bench.errors import ConfigError
 
 if TYPE_CHECKING:
-    import torch
-
-    from bench.runs.record import RunRecord
+    from bench.runs.plan import SweepPlan
 
 
 def check(
@@ -46,29 +45,11 @@ def check(
 
     Example: bench check --results-dir results/rerun --format csv > gate.csv
     """
-    import tempfile
-
-    from bench.environment.device import resolve_device
     from bench.gates import accuracy as gate
-    from bench.runs.record import load_records
-    from bench.runs.sweep import load_sweep, sweep_records, sweep_runs
+    from bench.gates.rerun import CheckRequest, check_accuracy
 
-    refs = load_records(reference)
-    if not refs:
-        raise ConfigError(f"no reference records under {reference}/runs: create them with `{gate.REFERENCE_COMMAND}`")
-    specs = load_sweep(sweep).expand()
-    if results_dir is None:
-        with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
-            current = _rerun_reference(specs, Path(tmp), refs, resolve_device(device), fmt)
-    elif results_dir.resolve() == reference.resolve():
-        raise ConfigError(f"--results-dir {results_dir} is the reference itself: point it at a rerun")
-    else:
-        current = load_records(results_dir)
-        if not current:
-            raise ConfigError(f"no run records under {results_dir}/runs to compare with the reference")
-    current = sweep_records(current, sweep_runs(specs))
-    limits = gate.load_tolerance(reference) if tolerance is None else gate.Tolerance(tolerance)
-    report = gate.compare_records(refs, current, limits)
+    request = CheckRequest(reference, sweep, results_dir=results_dir, tolerance=tolerance, device=device)
+    report = check_accuracy(request, lambda plan: _rerun_bars(plan, fmt))
     for pairing in report.pairings:
         message(f"{pairing.label}: {pairing.basis()}", fmt)
     show(gate.report_table(report), fmt, gate.report_frame(report))
@@ -79,30 +60,15 @@ def check(
         sys.exit(1)  # not typer.Exit: main() runs click in non-standalone mode, which returns its code
 
 
-def _rerun_reference(
-    specs: list, results_dir: Path, reference: list[RunRecord], device: torch.device, fmt: Format
-) -> list[RunRecord]:
-    """Train ``specs`` into ``results_dir`` with the reference's torch thread count where this machine has it.
-
-    In the CPU's standing fp32 NCHW, as the reference was made: ``plan_runs`` without an engine choice measures
-    nothing, so the rerun's keys are the reference's own (:data:`bench.gates.accuracy.REFERENCE_COMMAND`).
-    """
+@contextmanager
+def _rerun_bars(plan: SweepPlan, fmt: Format) -> Iterator[SweepBars]:
+    """The rerun's first line (how many runs, where, at how many torch threads), then a bar per run."""
     import torch
 
-    from bench.gates.accuracy import reference_threads
-    from bench.runs.executors.local import LocalExecutor
-    from bench.runs.record import load_records
-    from bench.runs.sweep import plan_runs
-
-    threads = reference_threads(reference)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    planned = plan_runs(specs, results_dir)
-    message(f"rerunning {len(planned)} reference run(s) on {device}, {torch.get_num_threads()} torch threads", fmt)
-    with sweep_bars(len(planned), out=for_people(fmt)) as bars:
-        for record in LocalExecutor([device]).run(planned, results_dir, bars.started):
-            bars.finished(record)
-    return load_records(results_dir)
+    threads = torch.get_num_threads()
+    message(f"rerunning {len(plan.todo)} reference run(s) on {plan.executor}, {threads} torch threads", fmt)
+    with sweep_bars(len(plan.todo), out=for_people(fmt)) as bars:
+        yield bars
 
 
 def check_readme(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -14,8 +14,8 @@ from bench.cli.shared import console
 from bench.train.events import EpochEnded, Event, ProgressFn, Stage, Started, Stepped
 
 if TYPE_CHECKING:  # the runs layer imports torch: `bench --help` should not wait for it
+    from bench.runs.planned import PlannedRun
     from bench.runs.record import RunRecord
-    from bench.runs.sweep import PlannedRun
 
 
 class SweepBars:
@@ -41,7 +41,7 @@ class SweepBars:
         if self.overall is not None:
             self.progress.update(self.overall, advance=advance, info=self._counts())
 
-    def started(self, item: PlannedRun) -> Callable[[dict], None]:
+    def started(self, item: PlannedRun) -> ProgressFn:
         self.tasks[item.key] = self.progress.add_task(item.label, total=None, info="loading data")
         self._update_overall()
         return _run_callback(self.progress, self.tasks[item.key])
@@ -119,7 +119,7 @@ def _run_callback(progress: Progress, task) -> ProgressFn:
             progress.update(task, advance=1, info=info())
         elif isinstance(event, EpochEnded):
             log = event.log
-            state["val"] = f"val loss {log.val_loss:.3f} bal.acc {log.val['balanced_accuracy']:.3f}"
+            state["val"] = f"val loss {log.val_loss:.3f} bal.acc {log.val.score('balanced_accuracy'):.3f}"
             progress.update(task, info=info())
         elif isinstance(event, Stage):
             progress.update(task, info=f"{event.name} {state['val']}".strip())

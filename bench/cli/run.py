@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,7 +14,7 @@ from rich.table import Table
 
 from bench.cli import options
 from bench.cli.output import show
-from bench.cli.progress import sweep_bars
+from bench.cli.progress import SweepBars, sweep_bars
 from bench.cli.shared import Interrupted, ResultsDir, console
 from bench.cli.tables import print_leaderboards
 from bench.config import MAX_RESOLUTION, MIN_RESOLUTION
@@ -22,7 +23,9 @@ from bench.table_columns import Keep, add_column
 
 if TYPE_CHECKING:
     from bench.runs.plan import SweepPlan
+    from bench.runs.planned import PlannedRun
     from bench.runs.record import RunRecord
+    from bench.train.events import ProgressFn
 
 
 def run(
@@ -126,8 +129,8 @@ def run(
     # Importing torch and planning (data fingerprints, the CPU engines) take seconds: say so in a terminal.
     planning = console.status("planning: loading torch, the data and the engine choices ...")
     planning.start()
+    from bench.runs.execute import execute
     from bench.runs.plan import ExecutorRequest, SweepRequest, plan_sweep
-    from bench.runs.record import load_records
 
     request = SweepRequest(
         sweep=sweep,
@@ -171,15 +174,12 @@ def run(
         print_plan(plan, [results_dir, PUBLISHED_RESULTS, *(estimate_from or [])])
         return
     started = time.perf_counter()
-    not_recorded = []  # unfinished or skipped: reported at the end, never written
     several = executor_kind == "ray" or len(plan.devices) > 1
     bars_at = sweep_bars(len(plan.todo), total=len(plan.specs), finished_before=plan.finished_before, lines=several)
     with bars_at as bars:
+        watcher = SweepWatch(bars)
         try:
-            for record in plan.executor.run(plan.todo, results_dir, bars.started):
-                bars.finished(record)
-                if record.status in ("unfinished", "skipped"):
-                    not_recorded.append(record)
+            records = execute(plan, watcher)
         except KeyboardInterrupt:
             resume = "an unfinished run resumes from its last epoch" if executor_kind == "local" else "the rest rerun"
             raise Interrupted(
@@ -192,12 +192,26 @@ def run(
         f"{bars.done + bars.failed} run(s) done ({bars.failed} failed){skipped}, {plan.finished_before} already "
         f"finished, in {elapsed:.0f} s"
     )
-    keys = {p.key for p in plan.planned}
-    records = [r for r in load_records(results_dir) if r.key in keys]
     print_timings(records)
     print_leaderboards(records, metric, results_dir)
-    if print_not_ok([r for r in records if r.status == "failed"] + not_recorded, command):
+    if print_not_ok([r for r in records if r.status == "failed"] + watcher.not_recorded, command):
         raise typer.Exit(1)
+
+
+@dataclass
+class SweepWatch:
+    """The sweep's bars, and the outcomes that are never written (unfinished, skipped), kept for the last lines."""
+
+    bars: SweepBars
+    not_recorded: list[RunRecord] = field(default_factory=list)
+
+    def started(self, item: PlannedRun) -> ProgressFn:
+        return self.bars.started(item)
+
+    def finished(self, record: RunRecord) -> None:
+        self.bars.finished(record)
+        if record.status in ("unfinished", "skipped"):
+            self.not_recorded.append(record)
 
 
 def print_inferred(plan: SweepPlan) -> None:

@@ -13,6 +13,7 @@ from bench.cli.output import Format, FormatOption, message, print_data, show, wr
 from bench.cli.shared import ResultsDir, stored_records
 from bench.config import MAX_RESOLUTION, MIN_RESOLUTION
 from bench.errors import ConfigError
+from bench.evaluation.metrics import HEADLINE_METRICS, get_metric
 from bench.paths import WORKING_RESULTS, data_hint, describe_embedded, embedded_data, is_shipped, replaced_entries
 from bench.reports.column_groups import COLUMN_GROUPS, parse_columns
 from bench.table_columns import Keep, add_column
@@ -68,7 +69,12 @@ def print_leaderboards(
 
 
 def leaderboard(
-    metric: Annotated[str, typer.Option(help="Sort metric.")] = "balanced_accuracy",
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="Sort metric. " + " ".join(f"{name}: {get_metric(name).description}." for name in HEADLINE_METRICS)
+        ),
+    ] = "balanced_accuracy",
     columns: Annotated[
         str,
         typer.Option(

@@ -39,7 +39,11 @@ class DataIdentity:
 def data_identity(dataset: str, resolution: int, data_root: str | None = None, split: str = "dataset") -> DataIdentity:
     """The data identity of ``dataset`` at ``resolution`` (read from ``data_root`` when given) under a protocol's
     ``split`` (:func:`bench.data.entries.with_split`)."""
-    entry = with_split(dataset_entry(dataset, data_root), split)
+    return entry_data_identity(with_split(dataset_entry(dataset, data_root), split), resolution, data_root)
+
+
+def entry_data_identity(entry: DatasetEntry, resolution: int, data_root: str | None = None) -> DataIdentity:
+    """The data identity of a resolved dataset ``entry`` (its split applied) at ``resolution``."""
     root = Path(data_root).expanduser().absolute() if data_root else entry.path
     return _load(entry, resolution, data_root, _stat(root))
 

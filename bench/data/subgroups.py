@@ -17,7 +17,7 @@ non-number in a banded column, or the metadata's own ``unknown``) is the group :
 not a population whose score a comparison should rest on (:mod:`bench.evaluation.subgroups`).
 
 Grouping changes no training number, so the table is descriptive: it is not part of a run's identity
-(:data:`bench.runs.spec.DESCRIPTIVE_FIELDS`), and adding it to an entry leaves every record's key as it was.
+(:data:`bench.runs.identity.DESCRIPTIVE_FIELDS`), and adding it to an entry leaves every record's key as it was.
 """
 
 from __future__ import annotations

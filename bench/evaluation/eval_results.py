@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bench.errors import BenchError, ResultsError
-from bench.evaluation.metrics import compute_metrics
+from bench.evaluation.values import compute_metrics
 from bench.files import atomic_write_bytes, load_npz_arrays
 
 EXTERNAL_PART = "all"

@@ -1,7 +1,7 @@
 """Scoring predictions made outside the harness exactly as a run is scored: ``bench.evaluate``.
 
 A user with their own model's test predictions wants numbers that sit in the same table as a run's: the
-same metric formulas (:func:`bench.evaluation.metrics.compute_metrics`), the same absent-class and argmax-tie
+same metric formulas (:func:`bench.evaluation.values.compute_metrics`), the same absent-class and argmax-tie
 conventions, and the same 95% percentile-bootstrap CIs over the test images (:mod:`bench.evaluation.bootstrap`,
 1000 resamples, seed 0, as leaderboards use). Nothing here scores differently from a run; it only accepts the
 shapes external code tends to produce (a binary task's positive-class score as one column).
@@ -17,7 +17,8 @@ import numpy as np
 
 from bench.errors import DataError
 from bench.evaluation.bootstrap import BootstrapCI, resample_models
-from bench.evaluation.metrics import MetricValues, compute_metrics, positive_index
+from bench.evaluation.metrics import positive_index
+from bench.evaluation.values import MetricValues, compute_metrics
 
 Task = Literal["binary", "multiclass"]
 

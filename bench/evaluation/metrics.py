@@ -1,9 +1,10 @@
-"""The metric table: every test metric declared once, and :func:`compute_metrics`, which scores a run with it.
+"""The metric table: every test metric declared once, with the one formula each is scored by.
 
 Each :class:`Metric` of :data:`METRICS` names its formula, the tasks it applies to, whether leaderboards show
 it (:data:`HEADLINE_METRICS`) and whether higher is better. A formula is vectorised over stacked confusion
 matrices (or, for AUC, over draw counts of the images), so one function gives both the stored value
-(:func:`compute_metrics`, the whole test set) and every bootstrap resample (:mod:`bench.evaluation.bootstrap`).
+(:func:`bench.evaluation.values.compute_metrics`, the whole test set) and every bootstrap resample
+(:mod:`bench.evaluation.bootstrap`).
 Everything that names metrics -- records, leaderboards, the bootstrap, ``select_on``, the CLI -- reads this
 table. scikit-learn is the oracle the tests hold every formula to.
 
@@ -66,6 +67,7 @@ class Metric:
 
     name: str
     description: str
+    """One line, no final full stop: ``bench leaderboard --help`` lists each sort metric with it."""
     tasks: frozenset[str]
     of_counts: CountsFormula | None = None
     of_ranking: RankingFormula | None = None
@@ -92,7 +94,7 @@ def _recall(cm: np.ndarray) -> np.ndarray:
         return np.diagonal(cm, axis1=-2, axis2=-1) / cm.sum(axis=-1)
 
 
-def _class_f1(cm: np.ndarray) -> np.ndarray:
+def class_f1(cm: np.ndarray) -> np.ndarray:
     """Per-class ``2TP / (2TP + FP + FN)`` ``(..., K)``; NaN for a class neither present nor predicted."""
     k = cm.shape[-2]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -112,11 +114,11 @@ def _balanced_accuracy_sklearn(cm: np.ndarray, positive: int) -> np.ndarray:
 
 
 def _macro_f1(cm: np.ndarray, positive: int) -> np.ndarray:
-    return np.where(cm.sum(axis=-1) > 0, _class_f1(cm), np.nan).mean(axis=-1)
+    return np.where(cm.sum(axis=-1) > 0, class_f1(cm), np.nan).mean(axis=-1)
 
 
 def _f1(cm: np.ndarray, positive: int) -> np.ndarray:
-    return _class_f1(cm)[..., positive]
+    return class_f1(cm)[..., positive]
 
 
 def _sensitivity(cm: np.ndarray, positive: int) -> np.ndarray:
@@ -323,73 +325,3 @@ def positive_index(classes: Sequence[str], positive: str | None) -> int:
     if positive not in classes:
         raise DataError(f"positive class {positive!r} is not one of the classes {list(classes)}")
     return list(classes).index(positive)
-
-
-@dataclass(frozen=True)
-class ClassScores:
-    precision: float
-    recall: float
-    f1: float
-    support: int
-
-
-@dataclass(frozen=True)
-class MetricValues:
-    """One model's scores on a test set: every metric of the table that applies, and what they rest on."""
-
-    classes: tuple[str, ...]
-    positive: str | None
-    """The positive class of a binary task; None for a multiclass one."""
-    values: dict[str, float]
-    """Each applicable metric of :data:`METRICS`, by name, in table order."""
-    per_class: dict[str, ClassScores]
-    confusion_matrix: tuple[tuple[int, ...], ...]
-    """K x K, rows = true class, columns = predicted class (argmax, ties to the lowest index)."""
-    argmax_ties: int
-    """Rows whose top probability is shared by two classes: where ``balanced_accuracy_isic`` may differ."""
-
-    @property
-    def absent_classes(self) -> list[str]:
-        return [name for name, c in self.per_class.items() if c.support == 0]
-
-    def to_dict(self) -> dict:
-        """The JSON form records store (the keys records had before this type, plus the new ones)."""
-        out: dict = dict(self.values)
-        out |= {
-            "absent_classes": self.absent_classes,
-            "per_class": {name: vars(c).copy() for name, c in self.per_class.items()},
-            "confusion_matrix": [list(row) for row in self.confusion_matrix],
-            "argmax_ties": self.argmax_ties,
-        }
-        if self.positive is not None:
-            out["positive"] = self.positive
-        return out
-
-
-def compute_metrics(
-    y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], positive: str | None = None
-) -> MetricValues:
-    """Score one model's predictions with every metric of :data:`METRICS` that applies to the task.
-
-    ``positive`` names the positive class of a binary task (default ``classes[1]``). See the module
-    docstring for every convention; the values are those of :class:`Draws` on the whole set.
-    """
-    classes = tuple(classes)
-    if len(set(classes)) != len(classes):
-        raise DataError(f"class names must be distinct, got {list(classes)}")
-    y, p = validate_predictions(y_true, probs, n_classes=len(classes))
-    k = len(classes)
-    pos = positive_index(classes, positive)
-    whole = Draws.whole(y)
-    applicable = [m for m in METRICS if m.applies_to(k)]
-    values = dict(zip((m.name for m in applicable), map(float, whole.scores(applicable, p, pos)[:, 0]), strict=True))
-    cm = confusion_matrices(y, predictions(p), k, k, whole.idx)[0]
-    support, predicted, hits = cm.sum(axis=1), cm.sum(axis=0), np.diagonal(cm)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision, recall = hits / predicted, hits / support
-    f1 = _class_f1(cm)
-    scores = zip(precision.tolist(), recall.tolist(), f1.tolist(), support.tolist(), strict=True)
-    per_class = {name: ClassScores(pr, rc, f, int(n)) for name, (pr, rc, f, n) in zip(classes, scores, strict=True)}
-    cells = tuple(tuple(int(v) for v in row) for row in cm)
-    positive_name = classes[pos] if k == 2 else None
-    return MetricValues(classes, positive_name, values, per_class, cells, int(tied_rows(p).sum()))

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from bench.errors import BenchError, ResultsError
 from bench.evaluation.eval_results import rescored_eval_sets
-from bench.evaluation.metrics import compute_metrics
 from bench.evaluation.scores import TestScores
+from bench.evaluation.values import compute_metrics
 from bench.files import write_json
 
 

@@ -11,7 +11,7 @@ trajectories drift apart, and only a drop larger than the *tolerance* fails. The
 applied to each run and why.
 
 A reference run and its rerun are paired by run key, else by experiment identity and seed
-(:func:`bench.runs.spec.experiment_identity`: same experiment, other versions), else by what a table shows
+(:func:`bench.runs.resolve.experiment_identity`: same experiment, other versions), else by what a table shows
 of them (dataset, backbone, protocol, resolution, seed), in which case the config differences are listed.
 """
 
@@ -97,8 +97,11 @@ def environment_differences(reference: RunRecord, current: RunRecord) -> list[st
 
 
 def config_differences(reference: RunRecord, current: RunRecord) -> list[str]:
-    """Experiment identity (config and data) and training engine fields that differ."""
-    return _diff(*({"identity": r.identity, "engine": r.engine} for r in (reference, current)))
+    """Experiment identity (config and data) and training engine fields that differ, as the records store them."""
+    stored = (
+        {"identity": r.identity.to_dict(), "engine": r.engine and r.engine.to_dict()} for r in (reference, current)
+    )
+    return _diff(*stored)
 
 
 @dataclass(frozen=True)
@@ -162,8 +165,14 @@ def pair_runs(
 
 
 def _scalar_metrics(record: RunRecord) -> dict[str, float | None]:
-    """Test metrics that are numbers (None is a NaN in JSON): the confusion matrix and per-class are not."""
-    return {k: v for k, v in sorted(record.test.items()) if v is None or isinstance(v, int | float)}
+    """Test metrics that are numbers, and the argmax ties they rest on (None for NaN, as JSON stores it); the
+    confusion matrix and per-class scores are not compared."""
+    if record.test is None:
+        return {}
+    numbers: dict[str, float | None] = {k: None if math.isnan(v) else v for k, v in record.test.values.items()}
+    if record.test.argmax_ties is not None:
+        numbers["argmax_ties"] = record.test.argmax_ties
+    return dict(sorted(numbers.items()))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ The method follows timm's ``benchmark.py`` and the MLPerf latency rules, with th
   or the per-setting time budget (warm-up included) is spent; a result that never stabilised says so
   (``noisy``) and why, with the budget that would have reached ``min_iters``;
 * on CUDA each step is bracketed by CUDA events and the end event is synchronised, on the CPU it is timed
-  with ``perf_counter_ns`` (:mod:`bench.latency.backends`);
+  with ``perf_counter_ns`` (:mod:`bench.timers.backends`, shared with ``bench profile``);
 * every figure says whether it is per batch or per image (timm's ``infer_step_time`` is ms per *batch*,
   which is easily misread as per-image latency);
 * a CUDA out-of-memory at a batch size halves the batch and goes on, recording the sizes that failed;
@@ -32,7 +32,6 @@ from torch import nn
 from bench.backoff import halving
 from bench.environment.device import resolve_device
 from bench.errors import ConfigError
-from bench.latency.backends import Backend, select_backend
 from bench.latency.timing import (
     LatencyConfig,
     LatencyResult,
@@ -43,6 +42,7 @@ from bench.latency.timing import (
 )
 from bench.models.registry import create_backbone, get_backbone, resolve_resolution
 from bench.precision import autocast
+from bench.timers.backends import Backend, select_backend
 
 
 class _Unsupported(Exception):

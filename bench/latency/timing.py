@@ -1,7 +1,8 @@
 """What a latency figure is, and when timing may stop: settings, results, statistics, stopping rules.
 
 No torch here: the figures are computed from per-iteration milliseconds, so records can be read and
-re-rendered (``bench check-readme``) without loading a model runtime. The measurement itself is
+re-rendered (``bench check-readme``) without loading a model runtime. The interval of the p50 is
+:func:`bench.timers.median.median_ci95`, shared with ``bench profile``; the measurement itself is
 :mod:`bench.latency.measure`.
 """
 
@@ -18,8 +19,7 @@ import numpy as np
 
 from bench.errors import ConfigError
 from bench.precision import MEASURED_PRECISIONS
-
-_Z95 = 1.959964
+from bench.timers.median import median_ci95
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,12 @@ class LatencyResult:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LatencyResult:
+        """The setting :meth:`to_dict` wrote (JSON lists back to the tuples they were)."""
+        ci95 = data.get("ms_per_batch_p50_ci95")
+        return cls(**{**data, "input_size": tuple(data["input_size"]), "ms_per_batch_p50_ci95": ci95 and tuple(ci95)})
+
 
 def latency_stats(times_ms: Sequence[float], batch: int) -> dict[str, Any]:
     """The figures of a setting from its per-iteration batch times, keyed as in :class:`LatencyResult`."""
@@ -140,20 +146,6 @@ def coefficient_of_variation(times_ms: Sequence[float]) -> float:
     """Sample standard deviation over mean; 0 for a single iteration."""
     times = np.asarray(times_ms, dtype=float)
     return float(times.std(ddof=1) / times.mean()) if len(times) > 1 else 0.0
-
-
-def median_ci95(times_ms: Sequence[float]) -> tuple[float, float]:
-    """Distribution-free 95% confidence interval of the median, from order statistics.
-
-    Latencies are skewed and have outliers (a shared CPU, a GPU clock change), so a normal-theory interval
-    would mislead; ranks n/2 -+ 1.96 sqrt(n)/2, rounded outwards, hold for any continuous distribution.
-    """
-    ordered = np.sort(np.asarray(times_ms, dtype=float))
-    n = len(ordered)
-    spread = _Z95 * math.sqrt(n) / 2
-    low = max(1, math.floor(n / 2 - spread))
-    high = min(n, math.ceil(1 + n / 2 + spread))
-    return float(ordered[low - 1]), float(ordered[high - 1])
 
 
 def p50_ci_halfwidth(times_ms: Sequence[float]) -> float:

@@ -80,20 +80,22 @@ def get_backbone(name: str) -> BackboneEntry:
 
 
 def create_backbone(
-    name: str,
+    backbone: str | BackboneEntry,
     num_classes: int,
     pretrained: bool = False,
     weights_file: str | Path | None = None,
     drop_rate: float = 0.0,
 ) -> tuple[nn.Module, dict]:
-    """Build ``name`` with a ``num_classes`` head; returns the model and its weights' provenance.
+    """Build ``backbone`` (an entry already looked up, or its name) with a ``num_classes`` head; returns the model
+    and its weights' provenance.
 
     Pretrained weights are loaded into the architecture's own 1000-class model first and the head is
     replaced afterwards with ``reset_classifier``, so the loaded tensors are checked strictly against
     the layout they were saved for. ``drop_rate`` is timm's dropout before the classifier (no parameters,
     so it changes no weight's layout).
     """
-    entry = get_backbone(name)
+    entry = get_backbone(backbone) if isinstance(backbone, str) else backbone
+    name = entry.name
     if entry.small_input_stem and pretrained:
         raise ConfigError(
             f"backbone {name!r} replaces the ImageNet stem (small_input_stem), so no ImageNet weights fit it: "

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.evaluation.eval_results import eval_results
 from bench.evaluation.spread import format_mean_std
 from bench.reports.answer import backbone_rows, row_names, usual_setting
 from bench.reports.column_files import subgroup_display
@@ -78,7 +77,7 @@ def candidate_groups(records: list[RunRecord]) -> tuple[str, ...]:
     """The groups worth computing for ``records``: calibration and subgroups where a finished run saved its test
     probabilities, robustness and external where a finished run was scored on such an eval set."""
     ok = [r for r in records if r.ok]
-    kinds = {result.kind for r in ok for result in eval_results(r.eval_sets).values()}
+    kinds = {result.kind for r in ok for result in r.eval_sets.values()}
     saved = any(r.path is not None and r.probs_path().is_file() for r in ok)
     wanted = {
         "calibration": saved,

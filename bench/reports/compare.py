@@ -102,7 +102,7 @@ def scores_of(record: RunRecord) -> TestScores:
 
 def _positive(record: RunRecord) -> int:
     """The positive class's index a record was scored with (records made before it was stored: classes[1])."""
-    name = record.test.get("positive")
+    name = None if record.test is None else record.test.positive
     return 1 if name is None or record.dataset is None else positive_index(record.dataset.classes, name)
 
 

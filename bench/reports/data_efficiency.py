@@ -35,13 +35,10 @@ from bench.reports.row_health import DID_NOT_LEARN_MARK, row_health
 from bench.runs.experiments import Experiment, group_experiments, labels
 from bench.runs.record import RunRecord
 
-FRACTION_KEY = "train_fraction"  # the identity's field (bench.runs.spec.identity_of); absent at 1.0
-
 
 def without_fraction(record: RunRecord) -> RunRecord:
     """``record`` with the training fraction taken out of its identity: its experiment is then its row's."""
-    identity = {k: v for k, v in record.identity.items() if k != FRACTION_KEY}
-    return dataclasses.replace(record, identity=identity)
+    return dataclasses.replace(record, identity=dataclasses.replace(record.identity, train_fraction=1.0))
 
 
 def fractions_in(records: list[RunRecord], dataset: str) -> list[float]:

@@ -112,8 +112,8 @@ def pass_for(runs: Sequence[RunRecord], passes: Sequence[LatencyPass]) -> Latenc
 
 
 def _run_key(record: RunRecord) -> tuple[str, int, str, str, str] | None:
-    b1 = next((lat for lat in record.latency if lat.get("batch_size") == 1), None)
-    if b1 is None or b1.get("resolution") is None:
+    b1 = next((lat for lat in record.latency if lat.batch_size == 1), None)
+    if b1 is None or b1.resolution is None:
         return None
-    device = device_label(b1.get("fingerprint") or record.environment.device)
-    return (record.spec.backbone, int(b1["resolution"]), b1.get("precision"), b1.get("memory_format"), device)
+    device = device_label(b1.fingerprint or record.environment.device)
+    return (record.spec.backbone, b1.resolution, b1.precision, b1.memory_format, device)

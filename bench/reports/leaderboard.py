@@ -33,13 +33,14 @@ from numpy.typing import ArrayLike
 
 from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS as HEADLINE
-from bench.evaluation.metrics import compute_metrics
+from bench.evaluation.values import compute_metrics
 from bench.reports.column_groups import parse_columns
 from bench.reports.columns import add_columns
 from bench.reports.latency_pass import LatencyPass, pass_for, passes_of
 from bench.reports.row_health import row_health
 from bench.reports.uncertainty import uncertainty
 from bench.runs.experiments import Experiment, group_experiments, labels, legend
+from bench.runs.identity import InitialWeights
 from bench.runs.record import RunRecord
 
 MAJORITY_PROTOCOL = "baseline"  # the protocol cell of the majority row
@@ -188,19 +189,19 @@ def _latency_cells(ok: tuple[RunRecord, ...], passes: Sequence[LatencyPass] = ()
     return cells, notes
 
 
-def source_label(weights: dict) -> str:
+def source_label(weights: InitialWeights) -> str:
     """An experiment's initial weights as a table cell: ``none`` (random init), ``ImageNet`` (the library's
     pretrained weights), ``file <sha256 prefix>``, or the source run (``run:ham10000/resnet18/scratch``)."""
-    kind = weights.get("source")
+    kind = weights.source
     if kind == "random-init":
         return "none"
     if kind == "default-pretrained":
         return "ImageNet"
     if kind == "file":
-        return f"file {str(weights.get('sha256'))[:8]}"
+        return f"file {str(weights.sha256)[:8]}"
     if kind == "run":
-        return f"run:{weights.get('run')}"
-    return str(kind)
+        return f"run:{weights.run}"
+    return kind
 
 
 def _sources_differ(rows: list[dict]) -> bool:
@@ -217,7 +218,7 @@ def _row(experiment: Experiment, label: str, passes: Sequence[LatencyPass]) -> t
         "dataset": experiment.dataset,
         "backbone": experiment.backbone,
         "protocol": label,
-        "source": source_label(experiment.identity.get("weights") or {}),
+        "source": source_label(experiment.identity.weights),
         "resolution": experiment.resolution,
         "experiment": experiment.id,
         "n": len(ok),

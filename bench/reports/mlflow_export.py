@@ -57,8 +57,8 @@ from bench.reports.runs_table import run_row
 from bench.reports.subgroup_columns import METRIC as SUBGROUP_METRIC
 from bench.reports.subgroup_columns import GroupTables, subgroup_cells
 from bench.runs.experiments import Experiment
+from bench.runs.identity import digest
 from bench.runs.record import RunRecord, probs_path
-from bench.runs.spec import digest
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -227,9 +227,11 @@ def _history(record: RunRecord) -> list[tuple[str, float, int]]:
     """Per-epoch losses and validation scalars, as (metric, value, epoch) steps."""
     steps = []
     for entry in record.history:
-        epoch = int(entry.get("epoch", 0))
-        values = {k: entry.get(k) for k in ("train_loss", "val_loss", "lr")}
-        values |= {f"epoch_val_{k}": v for k, v in (entry.get("val") or {}).items()}
+        values = {"train_loss": entry.train_loss, "val_loss": entry.val_loss, "lr": entry.lr}
+        values |= {f"epoch_val_{k}": v for k, v in entry.val.values.items()}
+        if entry.val.argmax_ties is not None:
+            values["epoch_val_argmax_ties"] = entry.val.argmax_ties
+        epoch = entry.epoch
         steps += [(name, float(value), epoch) for name, value in values.items() if _finite(value)]
     return steps
 
@@ -263,15 +265,16 @@ def _log_artifacts(client: MlflowClient, run_id: str, record: RunRecord, scores:
         (folder / "record.json").write_text(json.dumps(record.to_json(), indent=2, default=str))
         files = [folder / "record.json"]
         classes = record.dataset.classes if record.dataset else []
-        if "confusion_matrix" in record.test:
+        if record.test is not None:
             matrix = {"classes": classes, "rows": "true class", "columns": "predicted class"}
             (folder / "confusion_matrix.json").write_text(
-                json.dumps({**matrix, "counts": record.test["confusion_matrix"]}, indent=2)
+                json.dumps({**matrix, "counts": record.test.confusion_matrix}, indent=2)
             )
             files.append(folder / "confusion_matrix.json")
         if scores is not None:
             files.append(probs_path(record.path))  # type: ignore[arg-type]
-            (folder / "curves.json").write_text(json.dumps(curves(scores, classes, record.test.get("positive"))))
+            positive = record.test.positive if record.test else None
+            (folder / "curves.json").write_text(json.dumps(curves(scores, classes, positive)))
             files.append(folder / "curves.json")
         files += _figures(record, folder)
         for file in files:

@@ -301,7 +301,8 @@ def _run_title(record: RunRecord) -> str:
 
 def confusion_figure(record: RunRecord) -> Figure:
     """The test confusion matrix with each true-class row divided by its size (recall on the diagonal)."""
-    counts = np.asarray(record.test["confusion_matrix"], dtype=float)
+    assert record.test is not None, "a confusion matrix is drawn for a finished run"
+    counts = np.asarray(record.test.confusion_matrix, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         normalised = counts / counts.sum(axis=1, keepdims=True)  # an absent class keeps a NaN row
     classes = record.dataset.classes if record.dataset else []
@@ -320,8 +321,8 @@ def confusion_figure(record: RunRecord) -> Figure:
 
 def curves_figure(record: RunRecord) -> Figure:
     """Train/val loss and val balanced accuracy per epoch, with phase boundaries and the selected epoch."""
-    history = pd.DataFrame(record.history)
-    history["val_balanced_accuracy"] = [v["balanced_accuracy"] for v in history["val"]]
+    rows = [(h.epoch, h.phase, h.train_loss, h.val_loss, h.val.score("balanced_accuracy")) for h in record.history]
+    history = pd.DataFrame(rows, columns=["epoch", "phase", "train_loss", "val_loss", "val_balanced_accuracy"])
     assert record.selection is not None, "curves are drawn for finished runs"
     best = record.selection.best_epoch
     with mpl.rc_context(STYLE):

@@ -20,8 +20,9 @@ from bench.evaluation.metrics import HEADLINE_METRICS
 from bench.evaluation.spread import format_mean_std
 from bench.files import atomic_write_bytes
 from bench.runs.experiments import group_experiments, labels
+from bench.runs.planned import sweep_records, sweep_runs
 from bench.runs.record import RunRecord
-from bench.runs.sweep import Published, Sweep, sweep_records, sweep_runs
+from bench.runs.sweep import Published, Sweep
 from bench.table_columns import Keep, add_column
 
 COMMAND = "bench reproduction --sweep {sweep} --results-dir {results_dir}"

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.evaluation.eval_results import EXTERNAL_PART, EvalSetResult, eval_results
+from bench.evaluation.eval_results import EXTERNAL_PART, EvalSetResult
 from bench.evaluation.robustness import (
     METRIC,
     corruption_errors,
@@ -48,7 +48,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def corrupted_set(record: RunRecord) -> EvalSetResult | None:
     """The run's corrupted set the columns read: the one named ``corrupted``, else the first."""
-    found = [r for r in eval_results(record.eval_sets).values() if r.kind == "corrupted"]
+    found = [r for r in record.eval_sets.values() if r.kind == "corrupted"]
     return next((r for r in found if r.name == PREFERRED), found[0] if found else None)
 
 
@@ -115,7 +115,7 @@ def external_names(experiments: list[Experiment | None]) -> list[str]:
     names: dict[str, None] = {}
     for experiment in experiments:
         for record in experiment.ok if experiment else ():
-            names.update({n: None for n, r in eval_results(record.eval_sets).items() if r.kind == "external"})
+            names.update({n: None for n, r in record.eval_sets.items() if r.kind == "external"})
     return list(names)
 
 
@@ -123,7 +123,7 @@ def external_cells(experiment: Experiment, names: list[str]) -> dict[str, Any]:
     """Per external set: each of :data:`EXTERNAL_METRICS` as mean and std over seeds, and the images removed."""
     cells: dict[str, Any] = {}
     for name in names:
-        results = [eval_results(r.eval_sets)[name] for r in experiment.ok if name in eval_results(r.eval_sets)]
+        results = [r.eval_sets[name] for r in experiment.ok if name in r.eval_sets]
         results = [r for r in results if r.error is None]  # a set that failed after training has no numbers
         for metric in EXTERNAL_METRICS:
             values = [r.value(EXTERNAL_PART, metric) for r in results]
@@ -176,7 +176,7 @@ def run_eval_set_columns(record: RunRecord) -> dict[str, Any]:
     for a corrupted set, ``evalset_<name>_<metric>``, ``..._n_images`` and ``..._removed`` for an external one (a
     ``:`` in the name written ``-``: ``evalset_external-isic_auc``)."""
     row: dict[str, Any] = {}
-    for name, result in eval_results(record.eval_sets).items():
+    for name, result in record.eval_sets.items():
         prefix = f"evalset_{name.replace(':', '-')}"  # a column name MLflow takes on every system
         if result.error is not None:
             row[f"{prefix}_error"] = result.error

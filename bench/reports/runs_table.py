@@ -29,6 +29,7 @@ from bench.files import atomic_write_bytes
 from bench.reports.calibration_columns import run_calibration
 from bench.reports.robustness_columns import run_eval_set_columns
 from bench.runs.record import RunRecord, device_label
+from bench.train.engine import EngineConfig
 
 FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
 LATENCY_FIGURES = {
@@ -43,9 +44,7 @@ LATENCY_FIGURES = {
 
 def run_row(record: RunRecord) -> dict[str, Any]:
     """One record as a flat row: what ran, on what data, giving what, how fast, where and with what."""
-    spec, identity = record.spec, record.identity
-    phases = identity.get("protocol", {}).get("phases") or record.protocol.get("phases") or []
-    weights = identity.get("weights", {})
+    spec, identity, protocol = record.spec, record.identity, record.protocol
     row: dict[str, Any] = {
         "key": record.key,
         "experiment": record.experiment,
@@ -55,17 +54,17 @@ def run_row(record: RunRecord) -> dict[str, Any]:
         "backbone": spec.backbone,
         "arch": record.arch,
         "protocol": record.protocol_label,
-        "pretrained": bool(record.protocol.get("pretrained")),
-        "weights": weights.get("source"),
+        "pretrained": protocol.pretrained,
+        "weights": identity.weights.source,
         "seed": spec.seed,
-        "epochs": sum(int(p.get("epochs", 0)) for p in phases) or None,
-        "epochs_per_phase": "/".join(str(p.get("epochs")) for p in phases) or None,
+        "epochs": sum(p.epochs for p in protocol.phases),
+        "epochs_per_phase": "/".join(str(p.epochs) for p in protocol.phases),
         "resolution": spec.resolution,
         "effective_resolution": record.effective_resolution,
         "precision": spec.precision,
         "engine_precision": _engine_precision(record.engine),
-        "memory_format": None if record.engine is None else ("nhwc" if record.engine.get("channels_last") else "nchw"),
-        "data_fingerprint": identity.get("data", {}).get("fingerprint"),
+        "memory_format": None if record.engine is None else ("nhwc" if record.engine.channels_last else "nchw"),
+        "data_fingerprint": identity.data.fingerprint,
         "split": (record.dataset.audit.get("split") or record.dataset.audit.get("split_policy"))
         if record.dataset
         else None,
@@ -77,8 +76,9 @@ def run_row(record: RunRecord) -> dict[str, Any]:
         "params_m": record.backbone.params / 1e6 if record.backbone else None,
         "gmacs": record.backbone.gmacs if record.backbone else None,
     }
-    row.update({f"test_{m}": _number(record.test.get(m)) for m in METRIC_NAMES if m in record.test})
-    row.update({f"val_{m}": _number(record.val.get(m)) for m in METRIC_NAMES if m in record.val})
+    for split, scores in (("test", record.test), ("val", record.val)):
+        if scores is not None:
+            row.update({f"{split}_{m}": scores.values[m] for m in METRIC_NAMES if m in scores.values})
     row.update(run_calibration(record))  # test_ece, test_brier, test_nll (and after temperature scaling)
     row.update(run_eval_set_columns(record))  # evalset_<name>_...: corrupted and external sets it was scored on
     row.update(_latency_columns(record))
@@ -107,23 +107,18 @@ def _health_columns(record: RunRecord) -> dict[str, Any]:
     }
 
 
-def _number(value: Any) -> float | None:
-    """A stored metric as a float column (null stays missing: JSON has no NaN)."""
-    return None if value is None else float(value)
-
-
-def _engine_precision(engine: dict[str, Any] | None) -> str | None:
+def _engine_precision(engine: EngineConfig | None) -> str | None:
     """What the run trained in (the engine's autocast dtype, else fp32), whatever ``auto`` resolved to."""
-    return None if engine is None else engine.get("amp") or "fp32"
+    return None if engine is None else engine.amp or "fp32"
 
 
 def _latency_columns(record: RunRecord) -> dict[str, Any]:
-    b1 = next((lat for lat in record.latency if lat.get("batch_size") == 1), None)
+    b1 = next((lat for lat in record.latency if lat.batch_size == 1), None)
     if b1 is None:
         return {}
-    figures = {f"latency_b1_{name}": b1.get(field) for name, field in LATENCY_FIGURES.items()}
+    figures = {f"latency_b1_{name}": getattr(b1, field) for name, field in LATENCY_FIGURES.items()}
     figure = record.latency_b1()
-    return {**figures, "latency_b1_noisy": bool(b1.get("noisy")), "latency_device": figure.device if figure else None}
+    return {**figures, "latency_b1_noisy": b1.noisy, "latency_device": figure.device if figure else None}
 
 
 def runs_table(records: list[RunRecord]) -> pd.DataFrame:

@@ -86,7 +86,7 @@ def subgroup_cells(
         return _empty(groups), pd.DataFrame()
     run = experiment.first
     classes = run.dataset.classes if run.dataset else [str(i) for i in range(saved[0].probs.shape[1])]
-    positive = positive_index(classes, run.test.get("positive")) if len(classes) == 2 else 1
+    positive = positive_index(classes, run.test and run.test.positive) if len(classes) == 2 else 1
     report = subgroup_scores(saved[0].labels, [s.probs for s in saved], groups, classes, positive=positive)
     detail = report.to_frame()
     worst, gap = report.worst(METRIC), report.largest_gap(METRIC)

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from bench.errors import ResultsError
-from bench.runs.sweep import PlannedRun, record_status
+from bench.runs.planned import PlannedRun, record_status
 
 
 def lock_path(record_file: Path) -> Path:

@@ -22,9 +22,11 @@ from pathlib import Path
 from bench.data.entries import with_split
 from bench.data.folder import dataset_entry
 from bench.data.loading import describe_dataset
+from bench.protocol.spec import Protocol
+from bench.runs.planned import PlannedRun
 from bench.runs.record import RunRecord
 from bench.runs.spec import RunSpec, identity_precision
-from bench.runs.sweep import PlannedRun
+from bench.train.engine import EngineConfig
 
 
 @dataclass(frozen=True)
@@ -42,28 +44,26 @@ def _kind(record: RunRecord) -> tuple[str, int, str]:
 
 def _engine(record: RunRecord) -> tuple[bool, bool]:
     """What a record trained in, as far as speed goes: bf16 autocast or not, channels-last or not."""
-    engine = record.engine or {}
-    return engine.get("amp") == "bf16", bool(engine.get("channels_last"))
+    engine = record.engine or EngineConfig()
+    return engine.amp == "bf16", engine.channels_last
 
 
 def _planned_engine(spec: RunSpec) -> tuple[bool, bool]:
     return identity_precision(spec) == "bf16", spec.memory_format == "nhwc"
 
 
-def _epochs(identity: dict, seed: int) -> int:
+def _epochs(protocol: Protocol, seed: int) -> int:
     """The run's epochs at most, with its experiment's search trials on the run of the search's seed."""
-    protocol = identity["protocol"]
-    epochs = sum(phase["epochs"] for phase in protocol["phases"])
-    search = protocol.get("search")
-    if search and seed == search.get("seed", 0):
-        per_trial = search.get("epochs")
-        if per_trial is None:
+    epochs = sum(phase.epochs for phase in protocol.phases)
+    search = protocol.search
+    if search is not None and seed == search.seed:
+        if search.epochs is None:
             per_trial = epochs
-        elif isinstance(per_trial, list):
-            per_trial = sum(per_trial)
-        elif len(protocol["phases"]) > 1:
-            per_trial *= len(protocol["phases"])  # one number for every phase
-        epochs += search["trials"] * per_trial
+        elif isinstance(search.epochs, tuple):
+            per_trial = sum(search.epochs)
+        else:
+            per_trial = search.epochs * len(protocol.phases)  # one number for every phase
+        epochs += search.trials * per_trial
     return epochs
 
 
@@ -91,7 +91,7 @@ def estimate_runs(planned: list[PlannedRun], records: list[RunRecord], device_ki
     images: dict[tuple[str, str | None], int] = {}
     estimates = {}
     for run in planned:
-        effective = run.identity["resolution"]["effective"]
+        effective = run.identity.resolution.effective
         by_engine = rates.get((run.spec.backbone, effective, device_kind), {})
         found = by_engine.get(_planned_engine(run.spec), [])
         other = "" if found else " in another engine"
@@ -100,10 +100,10 @@ def estimate_runs(planned: list[PlannedRun], records: list[RunRecord], device_ki
             why = f"no earlier run of {run.spec.backbone} at {effective} px on {device_kind}"
             estimates[run.key] = Estimate(None, 0, why)
             continue
-        where = (run.spec.dataset, run.spec.data_root, run.identity["protocol"].get("split", "dataset"))
+        where = (run.spec.dataset, run.spec.data_root, run.identity.protocol.split)
         if where not in images:
             images[where] = _split_train_size(*where)
-        epochs = _epochs(run.identity, run.spec.seed)
+        epochs = _epochs(run.identity.protocol, run.spec.seed)
         seconds = statistics.median(found) * epochs * images[where] * run.spec.train_fraction
         estimates[run.key] = Estimate(seconds, len(found), f"median of {len(found)} run(s){other}" if other else "")
     return estimates

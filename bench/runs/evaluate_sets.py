@@ -22,7 +22,6 @@ from bench.data.corruptions import CorruptionUnavailable, corrupt, corruption_na
 from bench.data.entries import DatasetEntry, get_dataset_entry
 from bench.data.eval_sets import EvalSetSpec, merge_eval_sets, with_modality
 from bench.data.external_sets import check_external, external_split, label_map
-from bench.data.folder import dataset_entry
 from bench.data.loading import LoadedDataset, Split
 from bench.errors import BenchError, ConfigError
 from bench.evaluation.eval_results import (
@@ -35,6 +34,7 @@ from bench.evaluation.eval_results import (
     score_parts,
 )
 from bench.evaluation.scores import softmax64
+from bench.runs.resolve import ResolvedRun
 from bench.runs.spec import RunSpec
 from bench.runs.unfinished import ENVIRONMENT_FAILURES, reason
 
@@ -49,11 +49,11 @@ def run_eval_sets(spec: RunSpec, entry: DatasetEntry) -> tuple[EvalSetSpec, ...]
     return tuple(with_modality(s, entry.modality, entry.name) for s in sets)
 
 
-def check_eval_sets(specs: list[RunSpec]) -> None:
+def check_eval_sets(runs: list[ResolvedRun]) -> None:
     """Every run's sets can be scored: a one-line :class:`ConfigError` naming the set and the run if one cannot."""
     checked: set[tuple] = set()
-    for spec in specs:
-        entry = dataset_entry(spec.dataset, spec.data_root)
+    for run in runs:
+        spec, entry = run.spec, run.dataset
         try:
             for eval_set in run_eval_sets(spec, entry):
                 if (entry.name, eval_set) not in checked:
@@ -75,14 +75,17 @@ def _check(entry: DatasetEntry, eval_set: EvalSetSpec) -> None:
         raise ConfigError(f"eval set {eval_set.name!r}: {err}") from None
 
 
-def score_eval_sets(spec: RunSpec, data: LoadedDataset, predict: Predict, record_file: Path) -> dict:
+def score_eval_sets(
+    spec: RunSpec, data: LoadedDataset, predict: Predict, record_file: Path
+) -> dict[str, EvalSetResult]:
     """Score every set of the run with the selected model, save their scores beside ``record_file``, and return
-    the record's ``eval_sets`` block (``{}`` with no set: no file is written)."""
+    the record's ``eval_sets`` by name (``{}`` with no set: no file is written)."""
     sets = run_eval_sets(spec, data.entry)
     if not sets:
         return {}
     path = eval_scores_path(record_file)
-    results, saved = {}, {}
+    results: dict[str, EvalSetResult] = {}
+    saved = {}
     for eval_set in sets:
         try:
             if eval_set.kind == "corrupted":
@@ -92,10 +95,10 @@ def score_eval_sets(spec: RunSpec, data: LoadedDataset, predict: Predict, record
         except ENVIRONMENT_FAILURES:
             raise  # the machine's, not the set's: the run stays to do (bench.runs.unfinished)
         except BenchError as err:  # the trained and tested model stands; the set says why it has no numbers
-            results[eval_set.name] = {"name": eval_set.name, "kind": eval_set.kind, "error": reason(err)}
+            results[eval_set.name] = EvalSetResult(eval_set.name, eval_set.kind, error=reason(err))
             continue
         result.file = path.name
-        results[eval_set.name], saved[eval_set.name] = result.to_dict(), scores
+        results[eval_set.name], saved[eval_set.name] = result, scores
     if saved:
         save_eval_scores(path, saved)
     return results

@@ -2,7 +2,7 @@
 
 Every consumer that puts runs side by side (leaderboard rows and their CIs and ties, plots, the HTML report,
 ``bench compare``, ``bench reproduction``) groups them here, so they agree on what a row is: the runs of one
-:func:`bench.runs.spec.experiment_identity`, whatever versions or device ran them.
+:func:`bench.runs.resolve.experiment_identity`, whatever versions or device ran them.
 
 **One run per seed.** Two records of one experiment and one seed (another harness, torch or timm version, or
 another device, so another run key) are the same seed run twice: the row uses the newest by ``created``
@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bench.runs.identity import ExperimentIdentity
 from bench.runs.record import RunRecord
 
 _EPOCHS = re.compile(r"protocol\.phases\.\d+\.epochs")
@@ -39,7 +40,7 @@ class Experiment:
         return self.runs[0]
 
     @property
-    def identity(self) -> dict:
+    def identity(self) -> ExperimentIdentity:
         return self.first.identity
 
     @property
@@ -114,8 +115,9 @@ def flatten(value: object, prefix: str = "") -> dict[str, object]:
 
 
 def differences(experiments: list[Experiment]) -> dict[str, dict[str, object]]:
-    """Per experiment id, the identity fields (dotted) whose values are not the same across ``experiments``."""
-    flat = {e.id: flatten(e.identity) for e in experiments}
+    """Per experiment id, the identity fields (dotted, as the identity is stored) whose values are not the same
+    across ``experiments``."""
+    flat = {e.id: flatten(e.identity.to_dict()) for e in experiments}
     fields = set().union(*(f.keys() for f in flat.values()))
     differ = sorted(k for k in fields if len({repr(f.get(k)) for f in flat.values()}) > 1)
     return {e.id: {k: flat[e.id].get(k) for k in differ} for e in experiments}
@@ -135,7 +137,7 @@ def labels(experiments: list[Experiment]) -> dict[str, str]:
             if only_fraction:
                 out[e.id] = f"{e.protocol_label} f{e.first.spec.train_fraction:g}"
             elif only_epochs:
-                epochs = [p["epochs"] for p in e.identity["protocol"]["phases"]]
+                epochs = [p.epochs for p in e.identity.protocol.phases]
                 out[e.id] = f"{e.protocol_label} e{'+'.join(map(str, epochs))}"
             else:
                 out[e.id] = f"{e.protocol_label} #{e.short_id}"

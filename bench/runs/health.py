@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.evaluation.learned import LearnedStatus, check_learned
-from bench.train.history import ConvergedStatus, check_convergence, check_train_loss
-from bench.train.selection import selection_scores
+from bench.evaluation.values import MetricValues
+from bench.train.history import ConvergedStatus, EpochLog, check_convergence, check_train_loss, selection_scores
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,15 @@ class RunHealth:
 
 
 def run_health(
-    val: dict, history: Sequence[dict], select_on: str, kept_epoch: int, classes: Sequence[str],
+    val: MetricValues, history: Sequence[EpochLog], select_on: str, kept_epoch: int, classes: Sequence[str],
     stopped: str | None = None,
 ) -> RunHealth:  # fmt: skip
     """The verdicts from a record's parts: the kept epoch's validation metrics ``val`` (its
     ``confusion_matrix``), the per-epoch ``history``, the selection metric and kept epoch, the class names."""
-    learned = check_learned(val.get("confusion_matrix"), classes)
-    epochs = [int(h["epoch"]) for h in history]
+    learned = check_learned(val.confusion_matrix, classes)
+    epochs = [h.epoch for h in history]
     converged = check_convergence(epochs, selection_scores(history, select_on), kept_epoch, select_on)
-    losses = [float("nan") if h.get("train_loss") is None else float(h["train_loss"]) for h in history]
+    losses = [float(h.train_loss) for h in history]
     alarm = check_train_loss(losses, len(classes)) if losses else None
     return RunHealth(
         learned.status, learned.reason, converged.status, converged.reason, alarm or stopped, stopped, learned.p_value

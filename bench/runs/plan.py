@@ -5,7 +5,8 @@ then overrides (epochs, precision, memory format), a results folder and an execu
 wrong with that (an unknown name, an executor option without its executor, a precision the device cannot run)
 is a one-line :class:`~bench.errors.ConfigError` here, so a sweep either starts whole or not at all, and the
 CLI only parses options and prints. A local CPU sweep's engine (precision, memory format) is decided here too,
-by measurement, because the precision is part of each run's key (:mod:`bench.runs.engines`).
+by measurement, because the precision is part of each run's key (:mod:`bench.runs.engines`). The plan is then run
+by :func:`bench.runs.execute.execute`, whoever asked for it: ``bench run``, :func:`bench.run_sweep` or ``bench check``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from bench.environment.cores import usable_cores
 from bench.errors import ConfigError
 from bench.files import check_writable
 from bench.precision import MEMORY_FORMATS, PRECISIONS
+from bench.runs.planned import PlannedRun, plan_runs
 from bench.runs.spec import RunSpec
-from bench.runs.sweep import Group, PlannedRun, Sweep, default_sweep_path, load_sweep, plan_runs
+from bench.runs.sweep import Group, Sweep, default_sweep_path, load_sweep
 
 if TYPE_CHECKING:  # torch is imported where a device is needed: a mistaken option fails without waiting for it
     import torch
@@ -44,6 +46,9 @@ class SweepRequest:
     file per study in the results folder), checked here so a bad URL fails before anything trains.
     ``train_fractions``: train every run on each of these shares of its training split (:mod:`bench.data.fractions`),
     one run per share; None keeps the sweep's (an ad-hoc sweep's: the whole split).
+    ``standing_engine``: a local CPU run trains in the CPU's standing fp32 NCHW unless it asks for another, nothing
+    measured (:mod:`bench.runs.engines`); ``bench check`` reruns the reference so, as it was made, and so plans the
+    reference's own keys.
     """
 
     sweep: str | None = None
@@ -61,6 +66,7 @@ class SweepRequest:
     allow_overlap: bool = False
     search_storage: str | None = None
     train_fractions: tuple[float, ...] | None = None
+    standing_engine: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,9 +87,11 @@ class ExecutorRequest:
 
 @dataclass(frozen=True)
 class SweepPlan:
-    """A checked sweep: every run with its key and status, the ones to do now, and who does them."""
+    """A checked sweep: every run with its key and status, the ones to do now, who does them, and where the
+    records go (the folder the keys were looked up in: :func:`bench.runs.execute.execute` writes there)."""
 
     name: str
+    results_dir: Path
     specs: list[RunSpec]
     planned: list[PlannedRun]
     todo: list[PlannedRun]
@@ -198,7 +206,7 @@ def plan_sweep(
     """
     _check_executor(executor)  # the cheap checks first: a mistyped option fails in a second
     name, specs = sweep_specs(request)
-    threads = planned_cpu_threads(executor)
+    threads = None if request.standing_engine else planned_cpu_threads(executor)
     engines: list[EngineNote] = []
 
     def decide(specs: list[RunSpec]) -> list[RunSpec]:
@@ -214,7 +222,7 @@ def plan_sweep(
     runner, devices = make_executor(executor, len(todo))
     check_precisions(specs, devices)
     check_writable(results_dir)  # the last check, the first write: nothing is made for a sweep that fails a check
-    return SweepPlan(name, specs, planned, todo, runner, devices, engines)
+    return SweepPlan(name, results_dir, specs, planned, todo, runner, devices, engines)
 
 
 def planned_cpu_threads(executor: ExecutorRequest) -> int | None:

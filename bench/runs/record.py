@@ -7,10 +7,16 @@ probabilities beside it at :func:`probs_path` and the selected model at :func:`w
 (:class:`KeptWeights`). Files are written to a temporary name and renamed (:func:`atomic_write_bytes`),
 so a killed process never leaves a half-written record that a later read could take for a result.
 
-Reading is tolerant: schema-1 records (before the identity was stored) are read with an identity rebuilt
-from what they hold, which lacks the dataset entry, so they stay apart from schema-2 runs until
-``python -m bench.runs.migrate`` rewrites them; JSON under ``runs/`` that is not a record, or is
-damaged, is skipped with a warning naming the file.
+Every part is a typed object (:class:`~bench.evaluation.values.MetricValues`, :class:`~bench.train.history.EpochLog`,
+:class:`~bench.latency.timing.LatencyResult`, :class:`~bench.train.engine.EngineConfig`,
+:class:`~bench.runs.identity.ExperimentIdentity`); :meth:`RunRecord.to_json` and :meth:`RunRecord.from_json` are
+the only places a record is a dict, and reading then writing a record gives its file back byte for byte.
+
+Schema 3 stores the protocol once, in the identity; what trained is derived from it and the search's chosen
+values (:attr:`RunRecord.protocol`). A schema-2 record also stored that trained protocol at the top level: it is
+kept verbatim among the fields this version does not read (``extra``), so a schema-2 record stays byte-identical.
+JSON under ``runs/`` that is not a record, or is damaged, or of a schema this version does not read, is skipped
+with a warning naming the file.
 """
 
 from __future__ import annotations
@@ -19,21 +25,29 @@ import dataclasses
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from bench.errors import ResultsError
-from bench.files import write_json
+from bench.evaluation.eval_results import EvalSetResult
+from bench.evaluation.values import MetricValues
+from bench.files import jsonable, write_json
+from bench.latency.timing import LatencyResult
 from bench.precision import PRECISIONS, Precision
+from bench.protocol.spec import Protocol
 from bench.runs.health import RunHealth, run_health
-from bench.runs.spec import RunSpec, experiment_id, identity_of, identity_precision, protocol_label
+from bench.runs.identity import ExperimentIdentity
+from bench.runs.spec import RunSpec, identity_precision, protocol_label
 from bench.runs.trials import SearchSummary
+from bench.train.engine import EngineConfig
+from bench.train.history import EpochLog
 
 __all__ = ["PRECISIONS", "Precision", "RunSpec"]  # re-exported: the engine and the CLI import them from here
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (2, 3)
 
 Status = Literal["running", "ok", "failed", "unfinished", "skipped"]
 """``ok`` and ``failed`` are results, the only statuses stored. An executor reports a run it did not finish as
@@ -147,17 +161,6 @@ def device_label(fingerprint: dict) -> str:
     return str(fp.get("gpu_name") or fp.get("name") or fp.get("cpu_model") or fp.get("kind") or "unknown")
 
 
-_NESTED = {
-    "environment": Environment,
-    "dataset": DatasetSummary,
-    "backbone": BackboneSummary,
-    "selection": Selection,
-    "kept_weights": KeptWeights,
-    "weights_source": WeightsSource,
-    "health": RunHealth,
-}
-
-
 @dataclass
 class RunRecord:
     """One run, as stored. ``path`` is where it was read from or written to (not stored in the file)."""
@@ -166,9 +169,8 @@ class RunRecord:
     status: Status
     created: str
     spec: RunSpec
-    identity: dict[str, Any]
+    identity: ExperimentIdentity
     arch: str
-    protocol: dict[str, Any]
     effective_resolution: int
     versions: dict[str, str]
     environment: Environment
@@ -177,26 +179,34 @@ class RunRecord:
     error: str | None = None
     error_detail: str | None = None
     dataset: DatasetSummary | None = None
-    engine: dict[str, Any] | None = None
+    engine: EngineConfig | None = None
     backbone: BackboneSummary | None = None
     resumed_at_epoch: int | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[EpochLog] = field(default_factory=list)
     selection: Selection | None = None
-    val: dict[str, Any] = field(default_factory=dict)
-    test: dict[str, Any] = field(default_factory=dict)
-    latency: list[dict[str, Any]] = field(default_factory=list)
+    val: MetricValues | None = None  # the kept epoch's, with its loss
+    test: MetricValues | None = None
+    latency: list[LatencyResult] = field(default_factory=list)
     kept_weights: KeptWeights | None = None
     weights_source: WeightsSource | None = None
     health: RunHealth | None = None  # stored by the runner since it existed; training_health() for every record
-    eval_sets: dict[str, Any] = field(default_factory=dict)  # by name: bench.evaluation.eval_results.eval_results
+    eval_sets: dict[str, EvalSetResult] = field(default_factory=dict)  # by name: corrupted copies, external data
     search: SearchSummary | None = None  # the protocol's search of this experiment: every trial, the chosen values
-    extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know, kept on rewrite
+    extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not read, kept on rewrite
     path: Path | None = None
 
     @property
     def experiment(self) -> str:
-        """The experiment id (:func:`bench.runs.spec.experiment_id`): equal for the seeds of one experiment."""
-        return experiment_id(self.identity)
+        """The experiment id (:attr:`bench.runs.identity.ExperimentIdentity.id`): equal for the seeds of one
+        experiment."""
+        return self.identity.id
+
+    @property
+    def protocol(self) -> Protocol:
+        """The protocol that trained: the identity's, with the search's chosen values in place where it searched."""
+        if self.search is None:
+            return self.identity.protocol
+        return self.identity.protocol.tuned(self.search.chosen)
 
     @property
     def ok(self) -> bool:
@@ -219,27 +229,27 @@ class RunRecord:
     def training_health(self) -> RunHealth | None:
         """Did it learn, converge, keep a sane loss (:mod:`bench.runs.health`): as stored, or derived from the
         record's validation metrics and history where it predates the field; None for a run that did not finish."""
-        if self.health is not None or not self.ok or self.selection is None or self.dataset is None:
+        if self.health is not None or not self.ok or None in (self.selection, self.dataset, self.val):
             return self.health
+        assert self.selection is not None and self.dataset is not None and self.val is not None
         s = self.selection
         return run_health(self.val, self.history, s.on, s.best_epoch, self.dataset.classes)
 
     def score(self, metric: str) -> float:
-        """A test metric; NaN where undefined (stored as null, since JSON has no NaN)."""
-        value = self.test.get(metric)
-        return math.nan if value is None else float(value)
+        """A test metric; NaN where undefined (stored as null, since JSON has no NaN) or not scored."""
+        return math.nan if self.test is None else self.test.score(metric)
 
     def latency_b1(self) -> LatencyFigure | None:
         """The batch-1 latency figure of the trained model, if it was measured."""
-        b1 = next((lat for lat in self.latency if lat.get("batch_size") == 1), None)
+        b1 = next((lat for lat in self.latency if lat.batch_size == 1), None)
         if b1 is None:
             return None
         return LatencyFigure(
-            ms_p50=b1.get("ms_per_image_p50"),
-            throughput=b1.get("throughput_img_s"),
-            noisy=bool(b1.get("noisy")),
-            noisy_reason=b1.get("noisy_reason"),
-            device=device_label(b1.get("fingerprint") or self.environment.device),
+            ms_p50=b1.ms_per_image_p50,
+            throughput=b1.throughput_img_s,
+            noisy=b1.noisy,
+            noisy_reason=b1.noisy_reason,
+            device=device_label(b1.fingerprint or self.environment.device),
         )
 
     def probs_path(self) -> Path:
@@ -248,79 +258,74 @@ class RunRecord:
         return probs_path(self.path)
 
     def to_json(self) -> dict[str, Any]:
-        """The record as its JSON file holds it (optional parts left out while empty)."""
+        """The record as its JSON file holds it (optional parts left out while empty; NaN as null)."""
         out: dict[str, Any] = dict(self.extra)
         for f in dataclasses.fields(self):
             if f.name in ("extra", "path"):
                 continue
-            value = getattr(self, f.name)
-            if f.name == "spec":
-                value = value.to_dict()
-            elif dataclasses.is_dataclass(value):
-                value = dataclasses.asdict(value)
+            value = _stored(getattr(self, f.name))
             if value is None or (value in ([], {}) and f.name != "timings_s"):
                 continue
             out[f.name] = value
-        return out
+        return jsonable(out)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], path: Path | None = None) -> RunRecord:
-        """A record from its JSON (schema 1 or 2); raises KeyError/TypeError/ValueError on a malformed one."""
-        data = dict(data)
+        """A record from its JSON; raises KeyError/TypeError/ValueError on a malformed one."""
         schema = data.get("schema")
         if schema not in READABLE_SCHEMAS:
             raise ValueError(f"record schema {schema!r}, this version reads {READABLE_SCHEMAS}")
-        if schema == 1:
-            data["identity"] = schema1_identity(data)
         known = {f.name for f in dataclasses.fields(cls)} - {"extra", "path"}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["spec"] = RunSpec.from_dict(data["spec"])
-        for name, kind in _NESTED.items():
-            if isinstance(kwargs.get(name), dict):
-                kwargs[name] = _nested(kind, kwargs[name])
-        if isinstance(kwargs.get("search"), dict):
-            kwargs["search"] = SearchSummary.from_dict(kwargs["search"])
+        kwargs["identity"] = ExperimentIdentity.from_dict(data["identity"])
+        for name, read in _READERS.items():
+            if kwargs.get(name) is not None:
+                kwargs[name] = read(kwargs[name])
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**kwargs, extra=extra, path=path)
 
 
-def _nested(kind: type, data: dict[str, Any]) -> Any:
-    names = {f.name for f in dataclasses.fields(kind)}
-    return kind(**{k: v for k, v in data.items() if k in names})
+def _stored(value: Any) -> Any:
+    """A field's JSON form: a typed part by its own ``to_dict`` (its one writer), another dataclass field by field."""
+    if isinstance(value, list):
+        return [_stored(item) for item in value]
+    if isinstance(value, dict):
+        return {name: _stored(item) for name, item in value.items()}
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
 
 
-def schema1_identity(
-    data: dict[str, Any], backbone: dict[str, Any] | None = None, entry: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The identity of a schema-1 record from what it stored.
+def _fields_of(kind: type) -> Callable[[dict[str, Any]], Any]:
+    """A reader of a dataclass stored field by field (keys it does not know are dropped)."""
 
-    It did not store the backbone entry or the dataset entry: read as it is, ``backbone`` is its name and
-    arch and ``entry`` is None, so it is an experiment of its own; the migration supplies both from the
-    registries (the entry only where the data still has the record's fingerprint).
-    """
-    spec, stored = data["spec"], data.get("dataset") or {}
-    weights = (data.get("backbone") or {}).get("weights") or {}
-    pretrained = bool(data["protocol"].get("pretrained"))
-    if not pretrained:
-        initial: dict[str, Any] = {"source": "random-init"}
-    elif spec.get("weights_file"):
-        initial = {"source": "file", "sha256": weights.get("sha256")}
-    else:
-        initial = {"source": "default-pretrained"}
-    return identity_of(
-        backbone=backbone or {"name": spec["backbone"], "arch": data["arch"]},
-        protocol=data["protocol"],
-        resolution=spec["resolution"],
-        policy=spec.get("resolution_policy", "upsize"),
-        effective=data["effective_resolution"],
-        precision=spec.get("precision", "auto"),
-        weights=initial,
-        data={
-            "entry": entry,
-            "fingerprint": stored.get("fingerprint"),
-            "pixels_sha256": (stored.get("audit") or {}).get("pixels_sha256"),
-        },
-    )
+    def read(data: dict[str, Any]) -> Any:
+        names = {f.name for f in dataclasses.fields(kind)}
+        return kind(**{k: v for k, v in data.items() if k in names})
+
+    return read
+
+
+_READERS: dict[str, Callable[[Any], Any]] = {
+    "environment": _fields_of(Environment),
+    "dataset": _fields_of(DatasetSummary),
+    "backbone": _fields_of(BackboneSummary),
+    "selection": _fields_of(Selection),
+    "kept_weights": _fields_of(KeptWeights),
+    "weights_source": _fields_of(WeightsSource),
+    "health": _fields_of(RunHealth),
+    "search": SearchSummary.from_dict,
+    "engine": EngineConfig.from_dict,
+    "val": MetricValues.from_dict,
+    "test": MetricValues.from_dict,
+    "history": lambda items: [EpochLog.from_dict(item) for item in items],
+    "latency": lambda items: [LatencyResult.from_dict(item) for item in items],
+    "eval_sets": lambda sets: {name: EvalSetResult.from_dict(block) for name, block in sets.items()},
+}
+"""How each typed part of a record is read from its JSON: the inverse of :func:`_stored`."""
 
 
 # ------------------------------------------------------------------------------------------- file layout
@@ -390,11 +395,4 @@ def load_records(results_dir: Path) -> list[RunRecord]:
             records.append(read_record(path))
         except ResultsError as err:
             warnings.warn(f"skipped: {err}", stacklevel=2)
-    old = sum(r.schema == 1 for r in records)
-    if old:
-        warnings.warn(
-            f"{results_dir}/runs: {old} schema-1 record(s) are experiments of their own until migrated: "
-            f"python -m bench.runs.migrate {results_dir}",
-            stacklevel=2,
-        )
     return records

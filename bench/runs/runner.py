@@ -19,24 +19,23 @@ import torch
 from timm.data import resolve_data_config
 from torch import nn
 
-from bench.data.entries import with_split
-from bench.data.folder import dataset_entry
 from bench.data.fractions import take_train_fraction
 from bench.data.identity import DataIdentity
 from bench.data.loading import LoadedDataset, Split, load_dataset
 from bench.environment import git_commit, versions
 from bench.environment.device import device_fingerprint
 from bench.errors import BenchError, DataError, ResultsError
-from bench.evaluation.metrics import compute_metrics
 from bench.evaluation.scores import TestScores
+from bench.evaluation.values import compute_metrics
 from bench.files import atomic_write_bytes
 from bench.latency.measure import measure_latency
 from bench.latency.timing import LatencyConfig
-from bench.models.registry import create_backbone, get_backbone, model_stats, resolve_resolution
-from bench.protocol.spec import Protocol, get_protocol
+from bench.models.registry import create_backbone, model_stats
+from bench.protocol.spec import Protocol
 from bench.runs.checkpoint import RunCheckpoint
 from bench.runs.evaluate_sets import run_eval_sets, score_eval_sets
 from bench.runs.health import run_health
+from bench.runs.identity import KEY_VERSIONS, DataContent, ExperimentIdentity
 from bench.runs.kept import keep_model
 from bench.runs.record import (
     BackboneSummary,
@@ -50,9 +49,10 @@ from bench.runs.record import (
     record_path,
     save_record,
 )
+from bench.runs.resolve import ResolvedRun, resolve
 from bench.runs.search import run_search, storage_url, study_name
 from bench.runs.source import model_from_source, source_record
-from bench.runs.spec import KEY_VERSIONS, RunSpec, canonical, key_of
+from bench.runs.spec import RunSpec
 from bench.runs.trials import SearchSummary
 from bench.runs.unfinished import ENVIRONMENT_FAILURES, RunUnfinished, reason
 from bench.train.engine import EngineConfig, engine_for
@@ -65,20 +65,17 @@ from bench.train.pipeline import BatchPipeline
 RUN_LATENCY = LatencyConfig(batch_sizes=(1,), time_budget_s=3.0, warmup_iters=5, min_iters=20, max_iters=200)
 
 
-def new_record(spec: RunSpec, key: str, identity: dict, environment: Environment) -> RunRecord:
+def new_record(planned: ResolvedRun, environment: Environment) -> RunRecord:
     """The one record skeleton, whoever writes the record (the runner, or a driver whose worker was lost)."""
-    protocol = get_protocol(spec.protocol).with_epochs(spec.epochs)
-    entry = get_backbone(spec.backbone)
     v = versions()
     return RunRecord(
-        key=key,
+        key=planned.key,
         status="running",
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        spec=spec,
-        identity=identity,
-        arch=entry.arch,
-        protocol=protocol.to_dict(),
-        effective_resolution=resolve_resolution(entry, spec.resolution, spec.resolution_policy),  # type: ignore[arg-type]
+        spec=planned.spec,
+        identity=planned.identity,
+        arch=planned.backbone.arch,
+        effective_resolution=planned.resolution,
         versions={k: v[k] for k in KEY_VERSIONS},
         environment=environment,
     )
@@ -90,30 +87,30 @@ def environment_here(device: dict, executor: dict | None = None, platform_name: 
 
 
 def run(
-    spec: RunSpec,
+    planned: ResolvedRun | RunSpec,
     results_dir: Path,
     device: torch.device,
     progress: ProgressFn | None = None,
     engine: EngineConfig | None = None,
     *,
-    identity: dict | None = None,
     executor: dict | None = None,
 ) -> RunRecord:
-    """Run ``spec`` and write its record (``ok`` or ``failed``) once; returns the record.
+    """Run what planning resolved (a bare spec is resolved here) and write its record (``ok`` or ``failed``) once;
+    returns the record.
 
     Raises :class:`~bench.runs.unfinished.RunUnfinished`, writing no record, when the environment stopped it.
 
-    ``identity`` is the planned experiment identity (computed here when not given); ``executor`` says who ran it.
+    ``executor`` says who ran it.
     ``engine`` defaults to :func:`bench.train.engine.engine_for` the device, ``spec.precision`` and
     ``spec.memory_format`` (fp32 NCHW on the CPU unless planning measured otherwise and wrote it into the spec:
     :mod:`bench.runs.engines`); the record says what was asked (``spec.precision``, when not auto), what
     planning resolved (``spec.auto_precision``, ``spec.memory_format``) and what ran (``engine``).
     """
-    identity, key = key_of(spec, identity)
+    planned = planned if isinstance(planned, ResolvedRun) else resolve(planned)
     environment = environment_here(device_fingerprint(device), executor, platform.platform())
-    record = new_record(spec, key, identity, environment)
+    record = new_record(planned, environment)
     try:
-        _train_and_evaluate(spec, record, results_dir, device, progress, engine)
+        _train_and_evaluate(planned, record, results_dir, device, progress, engine)
         record.status = "ok"
     except ENVIRONMENT_FAILURES as err:  # checked first: a ResultsError is a BenchError too
         raise RunUnfinished(reason(err)) from err
@@ -124,28 +121,28 @@ def run(
         path = save_record(record, results_dir)
     except ResultsError as err:
         raise RunUnfinished(reason(err)) from err
-    RunCheckpoint(checkpoint_path(path), key).remove()  # the record is final: nothing left to resume
+    RunCheckpoint(checkpoint_path(path), planned.key).remove()  # the record is final: nothing left to resume
     return record
 
 
 def _train_and_evaluate(
-    spec: RunSpec,
+    planned: ResolvedRun,
     record: RunRecord,
     results_dir: Path,
     device: torch.device,
     progress: ProgressFn | None,
     engine: EngineConfig | None,
 ) -> None:
+    spec = planned.spec
     path = record_path(results_dir, spec, record.key)
     timings = record.timings_s
-    protocol = get_protocol(spec.protocol).with_epochs(spec.epochs)
-    resolution = record.effective_resolution
+    protocol = planned.protocol
+    resolution = planned.resolution
     tell = progress or (lambda event: None)
 
     tell(Stage("loading data"))
     t = time.perf_counter()
-    entry = with_split(dataset_entry(spec.dataset, spec.data_root), protocol.split)
-    data = load_dataset(entry, resolution, Path(spec.data_root) if spec.data_root else None)
+    data = load_dataset(planned.dataset, resolution, Path(spec.data_root) if spec.data_root else None)
     timings["data"] = time.perf_counter() - t
     _check_data(data, record.identity)
     _save_split(results_dir, data)  # the whole split, as its fingerprint names it
@@ -155,20 +152,20 @@ def _train_and_evaluate(
         record.dataset.audit = {**record.dataset.audit, "train_subset": subset}
     precision = spec.auto_precision or spec.precision  # a CPU's measured bf16 was resolved when planned
     engine = engine or engine_for(device, _image_bytes(data), precision=precision, memory_format=spec.memory_format)
-    record.engine = engine.to_dict()
+    record.engine = engine
     if engine.data_on_device:
         data = _on_device(data, device)
 
     if protocol.search is not None:  # tuned on train/val before anything trains for this seed (bench.runs.search)
         tell(Stage("searching"))
         t = time.perf_counter()
-        record.search = _search(spec, record, protocol, data, results_dir, device, engine, progress)
-        protocol = protocol.tuned(record.search.chosen)
-        record.protocol = protocol.to_dict()  # what trained; the identity keeps the declared space
+        record.search = _search(planned, record, protocol, data, results_dir, device, engine, progress)
+        protocol = record.protocol  # what trains: the chosen values in place; the identity keeps the declared space
         timings["search"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    model, pipeline, cfg, provenance, record.weights_source = _build(spec, protocol, data, results_dir, device, engine)
+    built = _build(planned, protocol, data, results_dir, device, engine)
+    model, pipeline, cfg, provenance, record.weights_source = built
     record.backbone = BackboneSummary(
         name=spec.backbone, arch=record.arch, weights=provenance, **model_stats(model, resolution)
     )
@@ -183,10 +180,10 @@ def _train_and_evaluate(
     )
     timings["train"] = time.perf_counter() - t  # since the resume point, if resumed
     record.resumed_at_epoch = ckpt.resumed_at_epoch
-    record.history = [vars(h) for h in fitted.history]
+    record.history = fitted.history
     record.selection = Selection(protocol.select_on, fitted.best_epoch, fitted.best_score, fitted.stopped_early)
     best = next(h for h in fitted.history if h.epoch == fitted.best_epoch)
-    record.val = best.val | {"loss": best.val_loss}
+    record.val = dataclasses.replace(best.val, loss=best.val_loss)
     # Did it learn, converge, keep a sane loss: from validation and the history only (bench.runs.health).
     record.health = run_health(
         record.val, record.history, protocol.select_on, fitted.best_epoch, data.classes, fitted.stopped
@@ -200,11 +197,11 @@ def _train_and_evaluate(
     val = TestScores.from_logits(data.val.ids, data.val.labels.cpu().numpy(), val_logits)
     logits = predict(model, data.test, pipeline, engine.eval_batch_size, engine.amp)
     scores = TestScores.from_logits(data.test.ids, data.test.labels.cpu().numpy(), logits, val)
-    record.test = compute_metrics(scores.labels, scores.probs, data.classes, positive).to_dict()
+    record.test = compute_metrics(scores.labels, scores.probs, data.classes, positive)
     scores.save(probs_path(path))
     timings["eval"] = time.perf_counter() - t
     if spec.keep_weights:  # the model just tested, before anything else touches it
-        record.kept_weights = keep_model(model, record, path, get_backbone(spec.backbone), data, cfg)
+        record.kept_weights = keep_model(model, record, path, planned.backbone, data, cfg)
     if run_eval_sets(spec, data.entry):
         tell(Stage("evaluation sets"))
     t = time.perf_counter()  # the declared evaluation sets (bench.runs.evaluate_sets): corrupted copies, external data
@@ -217,13 +214,12 @@ def _train_and_evaluate(
     tell(Stage("latency"))
     t = time.perf_counter()
     config = dataclasses.replace(RUN_LATENCY, device=str(device))
-    latency = measure_latency(model, (3, resolution, resolution), config, backbone=spec.backbone)
-    record.latency = [r.to_dict() for r in latency]
+    record.latency = measure_latency(model, (3, resolution, resolution), config, backbone=spec.backbone)
     timings["latency"] = time.perf_counter() - t
 
 
 def _build(
-    spec: RunSpec,
+    planned: ResolvedRun,
     protocol: Protocol,
     data: LoadedDataset,
     results_dir: Path,
@@ -235,16 +231,17 @@ def _build(
 
     Returns the model, the batch pipeline, timm's data config, the weights' provenance and the source run (if any).
     """
+    spec = planned.spec
     seed = spec.seed if seed is None else seed
     torch.manual_seed(seed)
     np.random.seed(seed)
     source = source_record(spec, results_dir) if protocol.pretrained else None
     weights_source = None
     if source is not None:
-        model, provenance, weights_source = model_from_source(spec, source, data.num_classes, protocol.drop_rate)
+        model, provenance, weights_source = model_from_source(planned, source, data.num_classes, protocol.drop_rate)
     else:
         model, provenance = create_backbone(
-            spec.backbone, data.num_classes, protocol.pretrained, spec.weights_file, protocol.drop_rate
+            planned.backbone, data.num_classes, protocol.pretrained, spec.weights_file, protocol.drop_rate
         )
     model.to(device, memory_format=torch.channels_last if engine.channels_last else torch.contiguous_format)
     cfg = resolve_data_config({}, model=model)
@@ -253,7 +250,7 @@ def _build(
 
 
 def _search(
-    spec: RunSpec,
+    planned: ResolvedRun,
     record: RunRecord,
     protocol: Protocol,
     data: LoadedDataset,
@@ -263,13 +260,13 @@ def _search(
     progress: ProgressFn | None,
 ) -> SearchSummary:
     """Run, join or read the study of this run's experiment; every seed of the row gets the same chosen values."""
-    search = protocol.search
+    spec, search = planned.spec, protocol.search
     assert search is not None
     study = study_name(spec.dataset, spec.backbone, spec.protocol, record.experiment)
     url, shown = storage_url(spec.search_storage, results_dir, study)
 
     def train_trial(trial_protocol: Protocol, label: str, on_event: ProgressFn) -> FitResult:
-        model, pipeline, *_ = _build(spec, trial_protocol, data, results_dir, device, engine, search.seed)
+        model, pipeline, *_ = _build(planned, trial_protocol, data, results_dir, device, engine, search.seed)
         steps = _total_steps(trial_protocol, len(data.train.labels))
         on_event(Started(steps, f"search {label}"))
         return fit(
@@ -280,15 +277,13 @@ def _search(
     return run_search(search, protocol, study, url, shown, train_trial, progress)
 
 
-def _check_data(data: LoadedDataset, identity: dict) -> None:
+def _check_data(data: LoadedDataset, identity: ExperimentIdentity) -> None:
     """The data loaded now is the data the run was planned (and keyed) with: else its record would lie."""
-    found = DataIdentity.of(data)
-    planned = identity["data"]
-    now = {"entry": canonical(found.entry), "fingerprint": found.fingerprint, "pixels_sha256": found.pixels_sha256}
+    now, planned = DataContent.of(DataIdentity.of(data)), identity.data
     if now != planned:
         raise DataError(
             f"dataset '{data.entry.name}' changed between planning and loading (fingerprint "
-            f"{str(planned.get('fingerprint'))[:12]} -> {found.fingerprint[:12]}): plan the run again"
+            f"{str(planned.fingerprint)[:12]} -> {str(now.fingerprint)[:12]}): plan the run again"
         )
 
 

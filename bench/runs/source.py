@@ -25,8 +25,10 @@ from bench.errors import ConfigError, ResultsError, WeightsError
 from bench.models.kept import load_backbone_file
 from bench.models.registry import build_model, get_backbone
 from bench.protocol.spec import get_protocol
+from bench.runs.identity import RUN_SOURCE
 from bench.runs.record import RunRecord, WeightsSource, load_records, read_record
-from bench.runs.spec import RUN_SOURCE, RunSpec, experiment_id, key_of
+from bench.runs.resolve import ResolvedRun, resolve
+from bench.runs.spec import RunSpec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -62,8 +64,9 @@ class _Candidate:
     key: str
 
 
-def resolve_sources(specs: list[RunSpec], results_dir: Path | None) -> list[RunSpec]:
-    """``specs`` with every ``run:`` source resolved (``source_experiment``, ``source_key`` set), sources first.
+def resolve_sources(specs: list[RunSpec], results_dir: Path | None) -> list[ResolvedRun]:
+    """``specs`` resolved (:func:`bench.runs.resolve.resolve`), every ``run:`` source first found and written into
+    its spec (``source_experiment``, ``source_key``), sources first.
 
     Sources are looked for among ``specs`` and the finished records of ``results_dir`` (None: ``specs`` only). A
     spec with a run source comes after every spec of the list it may source from, so executors that run in
@@ -72,23 +75,23 @@ def resolve_sources(specs: list[RunSpec], results_dir: Path | None) -> list[RunS
     """
     plain = [s for s in specs if not _is_run_source(s)]
     waiting = [s for s in specs if _is_run_source(s)]
-    candidates = [_Candidate(s, experiment_id(identity), key) for s in plain for identity, key in [key_of(s)]]
+    resolved = [resolve(s) for s in plain]
+    candidates = [_Candidate(r.spec, r.identity.id, r.key) for r in resolved]
     if results_dir is not None:
         candidates += [_Candidate(r.spec, r.experiment, r.key) for r in _finished(results_dir)]
-    resolved: list[RunSpec] = []
     while waiting:
         progress = []
         for spec in waiting:
             found = _resolve(spec, candidates, results_dir, final=False)
             if found is not None:
                 progress.append(spec)
-                resolved.append(found)
-                identity, key = key_of(found)
-                candidates.append(_Candidate(found, experiment_id(identity), key))
+                run = resolve(found)
+                resolved.append(run)
+                candidates.append(_Candidate(run.spec, run.identity.id, run.key))
         if not progress:
             _resolve(waiting[0], candidates, results_dir, final=True)  # raises, saying what to train first
         waiting = [s for s in waiting if s not in progress]
-    return plain + resolved
+    return resolved
 
 
 def _is_run_source(spec: RunSpec) -> bool:
@@ -182,9 +185,9 @@ def source_record(spec: RunSpec, results_dir: Path) -> RunRecord | None:
 
 
 def model_from_source(
-    spec: RunSpec, record: RunRecord, num_classes: int, drop_rate: float = 0.0
+    planned: ResolvedRun, record: RunRecord, num_classes: int, drop_rate: float = 0.0
 ) -> tuple[nn.Module, dict, WeightsSource]:
-    """``spec``'s model started from the run of ``record``: every tensor but the head's, loaded strictly from its
+    """The planned run's model started from the run of ``record``: every tensor but the head's, loaded strictly from its
     kept file (sha256 checked), with a new ``num_classes`` head; also its provenance and the record block.
 
     A one-line error if the source failed, kept no weights, is of another architecture, or (unless the run
@@ -197,7 +200,7 @@ def model_from_source(
     kept = record.kept_weights
     if kept is None or record.path is None:
         raise WeightsError(f"{where} kept no weights (keep_weights = false?): rerun it with its weights kept")
-    entry = get_backbone(spec.backbone)
+    spec, entry = planned.spec, planned.backbone
     if (kept.arch, kept.small_input_stem) != (entry.arch, entry.small_input_stem):
         raise WeightsError(f"{where} is a {kept.arch}, this run a {entry.arch}: a source must be the same architecture")
     root = Path(record.spec.data_root) if record.spec.data_root else None

@@ -1,84 +1,23 @@
-"""What a run is: its :class:`RunSpec`, its *experiment identity*, and its run key.
+"""What to run: the :class:`RunSpec`, and the names a run is shown and filed under.
 
-A leaderboard row, a CI, a tie test, a plot point, a paired comparison and a gate's pairing all need one
-answer to "are these two runs the same experiment?". :func:`experiment_identity` is that answer: the
-fully resolved config of a run minus its seed. Two runs with equal identities differ only by seed (and by
-the machine and library versions that ran them), so they are seeds of one experiment; anything else that
-differs (epochs, a phase's lr, weights, precision, the data) makes another experiment and another row.
-
-The run key (:func:`run_key`) hashes the identity, the seed and the versions that change numbers
-(backbone-bench, torch, timm): a finished record under that key is the run, and anything that changes the
-key, the data included, is a new run rather than a skip.
-
-**One rule keeps identities stable as configs grow** (:func:`canonical`): every field of the config
-dataclasses that existed at record schema 2 (:data:`SCHEMA2_FIELDS`) always enters the identity; a field
-added later enters only while its value differs from its declared default. So a new protocol or dataset
-field whose default reproduces the old behaviour leaves every existing identity and key as it was, and
-its first non-default use is a new experiment. Descriptive fields (titles, licences, where files are) never
-enter (:data:`DESCRIPTIVE_FIELDS`): they do not change a number.
+A spec names a backbone, a dataset and a protocol with one seed, plus what the user asked of the engine and the
+data. What the names resolve to, and so which experiment the run is, is :mod:`bench.runs.identity`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Literal
 
 from bench.config import FieldError, check_identifier, check_seeds, check_train_fractions
 from bench.data.eval_sets import EvalSetSpec
-from bench.errors import ConfigError, WeightsError
-from bench.files import checkpoint_format, file_sha256, not_a_checkpoint
+from bench.errors import ConfigError
 from bench.precision import MEMORY_FORMATS, PRECISIONS, AmpDtype, MemoryFormat, Precision
 
-if TYPE_CHECKING:
-    from bench.data.identity import DataIdentity
-
-
-KEY_VERSIONS = ("backbone-bench", "torch", "timm")
-"""Versions in the run key: another harness, torch or timm is another run (numbers may move), same experiment."""
-
-SCHEMA2_FIELDS: dict[str, frozenset[str]] = {
-    "BackboneEntry": frozenset({"name", "timm_name", "min_input_size", "small_input_stem"}),
-    "Protocol": frozenset(
-        {
-            "name", "pretrained", "phases", "optimizer", "weight_decay", "batch_size", "schedule", "milestones",
-            "gamma", "early_stopping_patience", "select_on", "class_weighted_loss", "augment",
-        }
-    ),
-    "Phase": frozenset({"name", "epochs", "lr", "trainable", "freeze_bn"}),
-    "Augment": frozenset({"rotation", "hflip", "vflip", "zoom"}),
-    "DatasetEntry": frozenset(
-        {"name", "layout", "classes", "task", "color", "resize", "crop", "split", "metadata_csv"}
-    ),
-    "SplitSpec": frozenset({"policy", "seed", "train", "val", "test"}),
-    "MetadataOptions": frozenset(
-        {"file", "image_dir", "id_column", "label_column", "image_suffix", "group_column", "split_file"}
-    ),
-}  # fmt: skip
-"""The fields, per config dataclass, that existed at record schema 2: they always enter an identity."""
-
-DESCRIPTIVE_FIELDS: dict[str, frozenset[str]] = {
-    "BackboneEntry": frozenset({"title", "family", "registered"}),
-    "DatasetEntry": frozenset(
-        {
-            "title",
-            "licence",
-            "citation",
-            "shares_source_with",
-            "path",
-            "source_file",
-            "subgroups",
-            "modality",
-            "same_source",
-            "label_maps",
-            "eval_sets",  # what a trained model is also scored on
-        }
-    ),
-}
-"""Fields that describe or locate but never change a number (the data's content enters by its fingerprint)."""
+ResolutionPolicy = Literal["upsize", "refuse"]
+"""What a resolution below a backbone's minimum does (:func:`bench.models.registry.resolve_resolution`)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +51,7 @@ class RunSpec:
     seed: int = 0
     resolution: int = 28
     epochs: int | tuple[int, ...] | None = None  # overrides the protocol's per-phase epochs
-    resolution_policy: str = "upsize"
+    resolution_policy: ResolutionPolicy = "upsize"
     data_root: str | None = None
     weights_file: str | None = None
     precision: Precision = "auto"
@@ -201,149 +140,3 @@ def identity_precision(spec: RunSpec) -> str:
 def protocol_label(protocol: str, precision: str) -> str:
     """The protocol as tables name it: with the precision when one was asked for (``scratch@fp32``)."""
     return protocol if precision == "auto" else f"{protocol}@{precision}"
-
-
-def canonical(value: Any) -> Any:
-    """``value`` as plain JSON data for an identity, by the module's rule (schema-2 fields always, later ones
-    only when not at their default, descriptive ones never)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        kind = type(value).__name__
-        baseline = SCHEMA2_FIELDS.get(kind, frozenset())
-        out = {}
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            if f.name in DESCRIPTIVE_FIELDS.get(kind, ()) or (f.name not in baseline and _at_default(f, item)):
-                continue
-            out[f.name] = canonical(item)
-        return out
-    if isinstance(value, dict):
-        return {str(k): canonical(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [canonical(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _at_default(f: dataclasses.Field, value: Any) -> bool:
-    if f.default is not dataclasses.MISSING:
-        return value == f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return value == f.default_factory()
-    return False  # a required field added later always enters
-
-
-RUN_SOURCE = "run:"
-"""The prefix of a ``weights`` value that names another run (``run:ham10000/resnet18/scratch``)."""
-
-
-def weights_identity(
-    pretrained: bool, weights_file: str | None, source_experiment: str | None = None
-) -> dict[str, str | None]:
-    """Which initial weights, as far as is known before training.
-
-    A weights file is hashed up front (so an edited file is another experiment); the library's default
-    pretrained weights are named by their source only, since their file is found while building the model.
-    A run source enters as written and by the experiment it resolved to (seed-free, so the seeds of a transfer
-    experiment stay one experiment); the source *run* enters the run key (:func:`run_key`), since seed 1's
-    source run is not seed 0's. Its weights' sha256 is known only once the source has run (it may be planned
-    in the same sweep), so the record holds it (:class:`bench.runs.record.WeightsSource`), checked on loading.
-    """
-    if not pretrained:
-        return {"source": "random-init"}
-    if weights_file is None:
-        return {"source": "default-pretrained"}
-    if weights_file.startswith(RUN_SOURCE):
-        if source_experiment is None:
-            raise ConfigError(f"weights {weights_file!r}: not resolved to a run yet (plan the sweep to resolve it)")
-        return {"source": "run", "run": weights_file.removeprefix(RUN_SOURCE), "experiment": source_experiment}
-    path = Path(weights_file).expanduser()
-    try:
-        digest = file_sha256(path)
-        known = checkpoint_format(path)
-    except OSError as err:
-        raise WeightsError(f"weights file {path}: cannot read: {err.strerror}") from None
-    if known is None:  # refused while planning: a text file must not fail every run of a sweep one by one
-        raise WeightsError(f"weights file {path}: {not_a_checkpoint(path)}")
-    return {"source": "file", "sha256": digest}
-
-
-def experiment_identity(spec: RunSpec, data: DataIdentity | None = None) -> dict[str, Any]:
-    """The experiment a run belongs to: its fully resolved config minus the seed.
-
-    Backbone entry, protocol with every phase (epochs applied), resolution asked and effective, precision,
-    initial weights, and the data (dataset entry content, fingerprint, pixels sha256; ``data`` is loaded by
-    :func:`bench.data.identity.data_identity` when not given). Equal identities: seeds of one experiment, one
-    leaderboard row. Versions and device are not in it (they are in the run key).
-    """
-    from bench.data.identity import data_identity
-    from bench.models.registry import get_backbone, resolve_resolution
-    from bench.protocol.spec import get_protocol
-
-    entry = get_backbone(spec.backbone)
-    protocol = get_protocol(spec.protocol).with_epochs(spec.epochs)
-    effective = resolve_resolution(entry, spec.resolution, spec.resolution_policy)  # type: ignore[arg-type]
-    if data is None:
-        data = data_identity(spec.dataset, effective, spec.data_root, protocol.split)
-    return identity_of(
-        backbone=canonical(entry),
-        protocol=canonical(protocol),
-        resolution=spec.resolution,
-        policy=spec.resolution_policy,
-        effective=effective,
-        precision=identity_precision(spec),
-        weights=weights_identity(protocol.pretrained, spec.weights_file, spec.source_experiment),
-        data={"entry": canonical(data.entry), "fingerprint": data.fingerprint, "pixels_sha256": data.pixels_sha256},
-        train_fraction=spec.train_fraction,
-    )
-
-
-def identity_of(
-    *, backbone: dict, protocol: dict, resolution: int, policy: str, effective: int, precision: str, weights: dict,
-    data: dict, train_fraction: float = 1.0,
-) -> dict[str, Any]:  # fmt: skip
-    """The identity's layout, in one place (also used to rebuild the identity of a schema-1 record).
-
-    ``train_fraction`` enters only when not 1.0 (:mod:`bench.data.fractions`), by the rule of :func:`canonical`:
-    an identity made before it existed is the identity of the same run now.
-    """
-    identity = {
-        "backbone": backbone,
-        "protocol": protocol,
-        "resolution": {"asked": resolution, "policy": policy, "effective": effective},
-        "precision": precision,
-        "weights": weights,
-        "data": data,
-    }
-    if train_fraction != 1.0:
-        identity["train_fraction"] = train_fraction
-    return identity
-
-
-def digest(value: Any) -> str:
-    """sha256 of the canonical JSON of ``value``: equal values, equal digests, whatever the key order."""
-    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def experiment_id(identity: dict[str, Any]) -> str:
-    """The identity's digest: what rows, CIs, ties, plots, comparisons and gates group runs by."""
-    return digest(identity)
-
-
-def run_key(identity: dict[str, Any], seed: int, versions: dict[str, str], source_key: str | None = None) -> str:
-    """The run's key: its identity, its seed, the versions of :data:`KEY_VERSIONS`, and the key of the run its
-    weights come from (only when there is one: every other key stays what it was)."""
-    keyed: dict[str, Any] = {"identity": identity, "seed": seed, "versions": {k: versions.get(k) for k in KEY_VERSIONS}}
-    if source_key is not None:
-        keyed["source"] = source_key
-    return digest(keyed)
-
-
-def key_of(spec: RunSpec, identity: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
-    """``spec``'s experiment identity (computed, reading the data, when not given) and its run key here: the one
-    place both are made, for the planner, the runner, a worker checking its driver and a run source's lookup."""
-    from bench.environment import versions
-
-    identity = experiment_identity(spec) if identity is None else identity
-    return identity, run_key(identity, spec.seed, versions(), spec.source_key)

@@ -3,11 +3,12 @@
 A group is a product: every backbone x dataset x protocol x training fraction x seed in it becomes one
 :class:`RunSpec` (``train_fractions``: the shares of the training split to train on, :mod:`bench.data.fractions`;
 default the whole split).
-Because each run's record is named by its run key (:func:`bench.runs.spec.run_key`: the experiment
+Because each run's record is named by its run key (:func:`bench.runs.identity.run_key`: the experiment
 identity, data included, the seed and the versions), re-running a sweep skips what is finished and
 redoes only what is not, or what changed: an edited dataset entry or data file is a new run.
 
-The sweep schema's types live here, the ``[[published]]`` figures a sweep reproduces included.
+The sweep file's schema lives here, the ``[[published]]`` figures a sweep reproduces included; finding which runs
+are finished is :mod:`bench.runs.planned`'s, and checking a whole request before it runs :mod:`bench.runs.plan`'s.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
-import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -38,8 +37,8 @@ from bench.errors import ConfigError
 from bench.evaluation.metrics import HEADLINE_METRICS
 from bench.paths import registry_files
 from bench.precision import MemoryFormat, Precision
-from bench.runs.record import STORED, RunRecord, record_path
-from bench.runs.spec import RUN_SOURCE, RunSpec
+from bench.runs.identity import RUN_SOURCE
+from bench.runs.spec import RunSpec
 
 
 @dataclass(frozen=True)
@@ -180,91 +179,3 @@ def _paths_from(folder: Path, group: Group) -> Group:
     if weights is not None and not weights.startswith(RUN_SOURCE):
         weights = here(weights)
     return dataclasses.replace(group, datasets=datasets, weights_file=weights)
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """A run of a sweep with its experiment identity, key and record path; ``status`` is the finished record's."""
-
-    spec: RunSpec
-    identity: dict
-    key: str
-    path: Path
-    status: str | None
-
-    @property
-    def label(self) -> str:
-        return self.spec.label
-
-
-def plan_runs(
-    specs: list[RunSpec], results_dir: Path, engines: Callable[[list[RunSpec]], list[RunSpec]] | None = None
-) -> list[PlannedRun]:
-    """Resolve every spec up front (a typo fails before anything trains) and find what is finished.
-
-    ``engines`` writes each run's decided engine into its spec (:func:`bench.runs.engines.resolve_engines`),
-    after the names are checked and before any key is computed; without it a CPU run trains in the standing
-    fp32 NCHW (``bench check`` reruns the reference so, as it was made).
-
-    Keys include the data (:func:`bench.data.identity.data_identity`, loaded once per dataset and resolution),
-    so a run whose data or dataset entry changed since its record was written is planned again. Runs whose
-    weights come from another run (``run:...``) are resolved to it and planned after every run they may source
-    from (:func:`bench.runs.source.resolve_sources`).
-    """
-    from bench.data.folder import dataset_entry
-    from bench.runs.evaluate_sets import check_eval_sets
-    from bench.runs.source import check_overlaps, resolve_sources
-    from bench.runs.spec import key_of
-
-    for name, data_root in dict.fromkeys((s.dataset, s.data_root) for s in specs):
-        dataset_entry(name, data_root)
-    if engines is not None:
-        specs = engines(specs)
-    specs = resolve_sources(specs, results_dir)
-    check_overlaps(specs)
-    check_eval_sets(specs)  # an unknown corruption, a missing library, a dataset that is not external: before training
-    planned = []
-    for spec in specs:
-        identity, key = key_of(spec)
-        path = record_path(results_dir, spec, key)
-        planned.append(PlannedRun(spec, identity, key, path, record_status(path)))
-    return planned
-
-
-def sweep_runs(specs: list[RunSpec], results_dir: Path | None = None) -> set[tuple[str, int]]:
-    """(experiment id, seed) of every run in ``specs`` (loading their data): what a sweep's records must match.
-
-    ``run:`` weights sources are resolved among ``specs`` and the records of ``results_dir``.
-    """
-    from bench.runs.source import resolve_sources
-    from bench.runs.spec import experiment_id, experiment_identity
-
-    return {(experiment_id(experiment_identity(s)), s.seed) for s in resolve_sources(specs, results_dir)}
-
-
-def sweep_records(records: list[RunRecord], runs: set[tuple[str, int]]) -> list[RunRecord]:
-    """The records that are runs of a sweep (:func:`sweep_runs`): a results folder may hold other runs too.
-
-    A run the sweep asks in the ``auto`` precision may have been planned, on a CPU, in a measured bf16
-    (:mod:`bench.runs.engines`): its record is matched as the run it was asked as.
-    """
-    return [r for r in records if (asked_experiment(r), r.spec.seed) in runs]
-
-
-def asked_experiment(record: RunRecord) -> str:
-    """The experiment ``record`` was asked as: its own, or, where planning resolved ``auto`` to a CPU's bf16, the
-    experiment of the same run left at ``auto``."""
-    from bench.runs.spec import experiment_id
-
-    if record.spec.auto_precision is None:
-        return record.experiment
-    return experiment_id({**record.identity, "precision": record.spec.precision})
-
-
-def record_status(record_file: Path) -> str | None:
-    """``ok`` or ``failed`` for a finished run; None when its record is absent or unreadable."""
-    try:
-        status = json.loads(record_file.read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return status if status in STORED else None

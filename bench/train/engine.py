@@ -46,6 +46,10 @@ class EngineConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> EngineConfig:
+        return cls(**data)
+
 
 def engine_for(
     device: torch.device,

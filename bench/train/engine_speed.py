@@ -23,8 +23,8 @@ from rich.table import Table
 
 from bench.environment.device import device_fingerprint
 from bench.errors import ConfigError
-from bench.latency.timing import median_ci95
 from bench.models.registry import get_backbone, resolve_resolution
+from bench.timers.median import median_ci95
 from bench.train.cpu_engine import (
     CPU,
     PIN_ENV,

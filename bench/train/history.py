@@ -19,22 +19,26 @@ budget, not a failure: the run stays ranked.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from bench.train.selection import higher_is_better
+from bench.evaluation.values import MetricValues
+from bench.train.selection import epoch_score, higher_is_better
 
 
 @dataclass
 class EpochLog:
+    """One epoch of training and its validation, as the loop logs it and a record's ``history`` keeps it."""
+
     phase: str
     epoch: int  # counted over the whole run, from 1
     lr: float
     train_loss: float
     val_loss: float
-    val: dict
+    val: MetricValues
     seconds: float  # the whole epoch: training and validation
     train_seconds: float | None = None  # the training steps alone
     images_per_s: float | None = None  # training images per second of train_seconds
@@ -42,6 +46,27 @@ class EpochLog:
 
     # The fields that differ between two otherwise identical runs.
     TIMINGS: ClassVar[frozenset[str]] = frozenset({"seconds", "train_seconds", "images_per_s", "gpu_util_pct"})
+    # Measured since the loop timed its steps apart from validation: left out of an epoch logged before.
+    STEP_TIMINGS: ClassVar[tuple[str, ...]] = ("train_seconds", "images_per_s", "gpu_util_pct")
+
+    def to_dict(self) -> dict:
+        """The stored form (records and checkpoints): the step timings only where any was measured."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {"val": self.val.to_dict()}
+        if all(out[name] is None for name in self.STEP_TIMINGS):
+            for name in self.STEP_TIMINGS:
+                del out[name]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EpochLog:
+        """The epoch :meth:`to_dict` wrote (a loss that was not finite is stored as null: NaN again here)."""
+        losses = {name: math.nan if data[name] is None else data[name] for name in ("train_loss", "val_loss")}
+        return cls(**{**data, **losses, "val": MetricValues.from_dict(data["val"])})
+
+
+def selection_scores(history: Sequence[EpochLog], select_on: str) -> list[float]:
+    """Each epoch's value of ``select_on`` (:func:`bench.train.selection.epoch_score`) over a run's history."""
+    return [epoch_score(h.val_loss, h.val, select_on) for h in history]
 
 
 EXPLOSION_FACTOR = 3.0

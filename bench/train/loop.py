@@ -24,8 +24,8 @@ from torch import nn
 from bench.backoff import halving
 from bench.data.loading import Split
 from bench.errors import BenchError
-from bench.evaluation.metrics import compute_metrics
 from bench.evaluation.scores import softmax64
+from bench.evaluation.values import MetricValues, compute_metrics
 from bench.precision import AmpDtype
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import Augment, Phase, Protocol
@@ -35,7 +35,7 @@ from bench.train.history import EpochLog, check_train_loss
 from bench.train.optim import optimizer_for, param_groups, scheduler_for, top_lr
 from bench.train.pipeline import BatchPipeline
 from bench.train.sampling import class_weights, epoch_order
-from bench.train.selection import stopping_score
+from bench.train.selection import epoch_score, stopping_score
 from bench.train.utilisation import GpuUtilisation
 
 
@@ -87,13 +87,13 @@ def evaluate(
     weight: torch.Tensor | None,
     engine: EngineConfig,
     positive: str | None = None,
-) -> tuple[float, dict]:
+) -> tuple[float, MetricValues]:
     """Loss (class-weighted like training's) and metrics of ``model`` on ``split``: what selection looks at."""
     logits = predict(model, split, pipeline, engine.eval_batch_size, engine.amp)
     labels = split.labels.cpu()
     logp = torch.log_softmax(torch.from_numpy(logits).double(), dim=1)
     loss = F.nll_loss(logp, labels, weight=None if weight is None else weight.double().cpu()).item()
-    return loss, compute_metrics(labels.numpy(), softmax64(logits), classes, positive).to_dict()
+    return loss, compute_metrics(labels.numpy(), softmax64(logits), classes, positive)
 
 
 def train_step(
@@ -340,7 +340,7 @@ def _epoch(
 def _select(result: FitResult, log: EpochLog, select_on: str) -> bool:
     """Whether ``log``'s epoch is the best so far on ``select_on`` (loss: lower is better); if so it is noted."""
     lower_is_better = select_on == "loss"
-    score = log.val_loss if lower_is_better else log.val[select_on]
+    score = epoch_score(log.val_loss, log.val, select_on)
     improved = score < result.best_score if lower_is_better else score > result.best_score
     if math.isnan(result.best_score) or improved:
         result.best_score, result.best_epoch = score, log.epoch
@@ -373,12 +373,17 @@ def _checkpoint_payload(
         "scheduler": sched.state_dict(),
         "generator": run.gen.get_state(),
         "torch_rng": torch.get_rng_state(),
-        "state": dataclasses.asdict(state),
+        "state": {**dataclasses.asdict(state), "result": _result_payload(state.result)},
         **scaler,
     }
 
 
 def _state_from_dict(data: dict) -> FitState:
     result = data.pop("result")
-    history = [EpochLog(**h) for h in result.pop("history")]
+    history = [EpochLog.from_dict(h) for h in result.pop("history")]
     return FitState(**data, result=FitResult(history=history, **result))
+
+
+def _result_payload(result: FitResult) -> dict:
+    """The fit so far as plain data a weights-only checkpoint holds: the history in its stored form."""
+    return {**dataclasses.asdict(result), "history": [h.to_dict() for h in result.history]}

@@ -39,8 +39,8 @@ from torch import nn
 
 from bench.environment.device import device_fingerprint
 from bench.errors import ConfigError
-from bench.latency.timing import median_ci95
 from bench.models.registry import create_backbone, get_backbone, resolve_resolution
+from bench.timers.median import median_ci95
 from bench.train import peer_timm
 from bench.train.cpu_engine import (
     CPU,

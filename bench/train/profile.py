@@ -28,11 +28,11 @@ from torch import nn
 
 from bench.environment.device import device_fingerprint, resolve_device
 from bench.errors import ConfigError
-from bench.latency.backends import Backend, select_backend
-from bench.latency.timing import median_ci95
 from bench.models.registry import create_backbone, get_backbone, resolve_resolution
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import Protocol, get_protocol
+from bench.timers.backends import Backend, select_backend
+from bench.timers.median import median_ci95
 from bench.train.engine import Amp, EngineConfig, engine_for, torch_threads
 from bench.train.loop import train_step
 from bench.train.optim import optimizer_for, scheduler_for

@@ -9,9 +9,12 @@ both follow the task's metric once a protocol names it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bench.evaluation.metrics import get_metric
+
+if TYPE_CHECKING:
+    from bench.evaluation.values import MetricValues
 
 
 def higher_is_better(select_on: str) -> bool:
@@ -19,20 +22,14 @@ def higher_is_better(select_on: str) -> bool:
     return select_on != "loss" and get_metric(select_on).higher_is_better
 
 
-def epoch_score(val_loss: float, val: dict, select_on: str) -> float:
+def epoch_score(val_loss: float, val: MetricValues, select_on: str) -> float:
     """One epoch's value of ``select_on`` from its validation loss and metrics (NaN where undefined or missing)."""
-    value = val_loss if select_on == "loss" else val.get(select_on)
-    return math.nan if value is None else float(value)
+    return float(val_loss) if select_on == "loss" else val.score(select_on)
 
 
-def stopping_score(val_loss: float, val: dict, select_on: str) -> float:
+def stopping_score(val_loss: float, val: MetricValues, select_on: str) -> float:
     """The epoch's ``select_on`` as early stopping compares it: lower is better, and NaN no better than any."""
     score = epoch_score(val_loss, val, select_on)
     if math.isnan(score):
         return math.inf
     return -score if higher_is_better(select_on) else score
-
-
-def selection_scores(history: Sequence[dict], select_on: str) -> list[float]:
-    """Each epoch's value of ``select_on`` from a record's stored history."""
-    return [epoch_score(h.get("val_loss"), h.get("val") or {}, select_on) for h in history]  # type: ignore[arg-type]

@@ -20,8 +20,10 @@ from factories import make_record, write_run
 from bench.gates.accuracy import compare_records, report_frame
 from bench.reports.compare import compare_backbones
 from bench.reports.reproduction import display_frame, sweep_table
+from bench.runs.identity import run_key
 from bench.runs.record import load_records
-from bench.runs.spec import RunSpec, experiment_identity, run_key
+from bench.runs.resolve import experiment_identity
+from bench.runs.spec import RunSpec
 from bench.runs.sweep import load_sweep
 
 FORMATS = ("table", "md", "csv", "json")

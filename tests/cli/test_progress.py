@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from factories import metric_values
 from rich.console import Console
 from rich.progress import Progress
 
@@ -12,7 +13,7 @@ from bench.cli.progress import _run_callback
 from bench.train.events import EpochEnded, Stage, Started, Stepped
 from bench.train.history import EpochLog
 
-LOG = EpochLog("full", 1, 1e-3, 0.61, 0.55, {"balanced_accuracy": 0.7}, 1.0)
+LOG = EpochLog("full", 1, 1e-3, 0.61, 0.55, metric_values({"balanced_accuracy": 0.7}, ("a", "b")), 1.0)
 
 
 def _bar():

@@ -10,7 +10,7 @@ from bench.config import from_mapping
 from bench.data.entries import get_dataset_entry
 from bench.data.subgroups import UNKNOWN, SubgroupOptions, band, band_labels, group_table
 from bench.errors import ConfigError, DataError
-from bench.runs.spec import canonical
+from bench.runs.identity import canonical
 
 OPTIONS = {
     "metadata": "meta.csv",

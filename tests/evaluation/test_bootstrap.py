@@ -11,8 +11,9 @@ from sklearn_oracle import sklearn_metric
 
 from bench.errors import ConfigError
 from bench.evaluation.bootstrap import bootstrap_ci, resample_models
-from bench.evaluation.metrics import METRICS, compute_metrics
+from bench.evaluation.metrics import METRICS
 from bench.evaluation.significance import paired_bootstrap
+from bench.evaluation.values import compute_metrics
 
 
 def same(actual: float, expected: float) -> bool:

@@ -20,8 +20,8 @@ from bench.evaluation.eval_results import (
     score_parts,
     split_part,
 )
-from bench.evaluation.metrics import compute_metrics
 from bench.evaluation.scores import softmax64
+from bench.evaluation.values import compute_metrics
 
 
 def scores(n: int = 40, k: int = 2, parts=("noise@1", "noise@2"), seed: int = 0) -> EvalScores:

@@ -15,7 +15,7 @@ import pytest
 from medmnist_evaluator import get_acc, get_auc
 from test_recompute_records import RESULTS, scored_records
 
-from bench.evaluation.metrics import compute_metrics
+from bench.evaluation.values import compute_metrics
 
 MEDMNIST = {"pneumoniamnist": "binary-class", "dermamnist": "multi-class"}
 RECORDS = [p for p in scored_records(RESULTS) if json.loads(p.read_text())["spec"]["dataset"] in MEDMNIST]

@@ -18,10 +18,10 @@ from bench.evaluation.metrics import (
     METRIC_NAMES,
     METRICS,
     SELECTABLE_METRICS,
-    compute_metrics,
     get_metric,
     predictions,
 )
+from bench.evaluation.values import compute_metrics
 from bench.protocol.spec import Protocol, get_protocol
 
 

@@ -17,7 +17,8 @@ from sklearn.metrics import (
 )
 
 from bench.errors import DataError
-from bench.evaluation.metrics import HEADLINE_METRICS, compute_metrics
+from bench.evaluation.metrics import HEADLINE_METRICS
+from bench.evaluation.values import compute_metrics
 
 NAN = float("nan")
 

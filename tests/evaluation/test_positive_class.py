@@ -13,7 +13,7 @@ from sklearn.metrics import f1_score, recall_score, roc_auc_score
 
 from bench.data.entries import parse_entry
 from bench.errors import ConfigError, DataError
-from bench.evaluation.metrics import compute_metrics
+from bench.evaluation.values import compute_metrics
 
 ENTRY = """name = "{name}"
 title = "t"
@@ -90,7 +90,7 @@ def test_a_run_scores_and_records_the_entry_s_positive_class(project: Path, tmp_
     spec = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", seed=0, epochs=1)
     record = run(spec, tmp_path / "results", torch.device("cpu"))
     assert record.status == "ok", record.error
-    assert record.test["positive"] == "dark" and record.val["positive"] == "dark"
+    assert record.test.positive == "dark" and record.val.positive == "dark"
     stored = json.loads(next((tmp_path / "results" / "runs").rglob("*.json")).read_text())["test"]
     with np.load(next((tmp_path / "results" / "runs").rglob("*.probs.npz"))) as saved:
         assert saved["logits"].dtype == np.float32 and saved["probs"].dtype == np.float64

@@ -20,9 +20,9 @@ from scipy.special import softmax
 from sklearn.metrics import confusion_matrix
 from sklearn_oracle import sklearn_metric
 
-from bench.evaluation.metrics import compute_metrics
 from bench.evaluation.rescore import rescore
 from bench.evaluation.scores import TestScores
+from bench.evaluation.values import compute_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(os.environ.get("BENCH_RECOMPUTE_DIR", REPO / "results"))

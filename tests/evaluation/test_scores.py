@@ -7,8 +7,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from bench.errors import ResultsError
-from bench.evaluation.metrics import compute_metrics
 from bench.evaluation.scores import TestScores, softmax64
+from bench.evaluation.values import compute_metrics
 
 
 def test_round_trip_keeps_every_array_and_dtype(tmp_path) -> None:

@@ -26,8 +26,11 @@ from bench.gates.accuracy import (
 from bench.gates.readme import check_readme, generated_blocks, refresh_readme
 from bench.reports.leaderboard import leaderboard
 from bench.reports.render import write_leaderboard
+from bench.runs.identity import run_key
 from bench.runs.record import RunRecord, load_records, save_record
-from bench.runs.spec import RunSpec, experiment_identity, run_key
+from bench.runs.resolve import experiment_identity
+from bench.runs.spec import RunSpec
+from bench.train.engine import EngineConfig
 
 METRICS = {"accuracy": 0.8, "balanced_accuracy": 0.7, "macro_f1": 0.6, "auc": 0.9, "sensitivity": 0.5}
 
@@ -95,12 +98,12 @@ def test_basis_says_how_runs_were_matched_and_compared():
 
 def test_config_and_data_differences_are_named():
     """Another experiment under the same label is still paired, and what differs is said."""
-    changed = record(lr=1e-2, fingerprint="1" * 64)
-    changed.engine = {"channels_last": True}
-    (pairing,) = compare_records([record(fingerprint="0" * 64)], [changed]).pairings
+    reference, changed = record(fingerprint="0" * 64), record(lr=1e-2, fingerprint="1" * 64)
+    reference.engine, changed.engine = EngineConfig(), EngineConfig(channels_last=True)
+    (pairing,) = compare_records([reference], [changed]).pairings
     assert pairing.exact and pairing.matched == "label"
     assert pairing.config == (
-        "engine.channels_last None -> True",
+        "engine.channels_last False -> True",
         "identity.data.fingerprint 000000000000 -> 111111111111",
         "identity.protocol.phases.0.lr 0.001 -> 0.01",
     )
@@ -503,10 +506,9 @@ def test_check_readme_command_checks_the_docs_pages(tmp_path, monkeypatch, capsy
 def test_reference_sweep_matches_the_committed_reference():
     """The committed records are the reference sweep's: same experiments and seeds, every one finished."""
     from bench.paths import project_root
-    from bench.runs.sweep import load_sweep, sweep_runs
+    from bench.runs.planned import sweep_runs
+    from bench.runs.sweep import load_sweep
 
     records = load_records(project_root() / REFERENCE_DIR)
-    if any(r.schema == 1 for r in records):
-        pytest.skip(f"schema-1 reference records: python -m bench.runs.migrate {REFERENCE_DIR}")
     assert sorted((r.experiment, r.spec.seed) for r in records) == sorted(sweep_runs(load_sweep("reference").expand()))
     assert {r.status for r in records} == {"ok"}

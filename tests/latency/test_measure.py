@@ -1,4 +1,4 @@
-"""Latency measurement: the CUDA path behind a fake backend (events, OOM back-off), the CPU timer, skipped
+"""Latency measurement: the CUDA path behind a fake backend (OOM back-off), the CPU timer, skipped
 settings, the model restored, records and table from measured results, and one cross-check of a real CPU
 measurement against ``torch.utils.benchmark``."""
 
@@ -17,10 +17,10 @@ from torch import nn
 
 import bench.latency.measure as latency
 from bench.errors import ConfigError, ResultsError
-from bench.latency.backends import CpuBackend, CudaBackend
 from bench.latency.measure import benchmark_backbones, measure_latency
 from bench.latency.report import RECORD_SCHEMA, latency_table, save_latency_records
 from bench.latency.timing import LatencyConfig, LatencyResult
+from bench.timers.backends import CpuBackend
 
 FAST = dict(warmup_iters=2, min_iters=20, max_iters=500, time_budget_s=10.0, device="cpu")
 
@@ -298,56 +298,6 @@ def test_cpu_peak_memory_sees_activations():
     if small.peak_memory_bytes is None:
         pytest.skip("no /proc/self/clear_refs here")
     assert large.peak_memory_bytes > 64 * 64 * 64 * 64 * 4 * 0.9 > small.peak_memory_bytes
-
-
-# ------------------------------------------------------------------------------------------------ backends
-
-
-def test_cuda_backend_times_with_synchronised_events(monkeypatch):
-    """Start event, the step, end event, wait for the end event, then read: never an unsynchronised clock."""
-    log: list[str] = []
-
-    class FakeEvent:
-        count = 0
-
-        def __init__(self, enable_timing=False):
-            assert enable_timing
-            self.name = "start" if FakeEvent.count % 2 == 0 else "end"
-            FakeEvent.count += 1
-
-        def record(self, stream):
-            log.append(f"{self.name}.record@{stream}")
-
-        def synchronize(self):
-            log.append(f"{self.name}.synchronize")
-
-        def elapsed_time(self, other):
-            log.append("elapsed_time")
-            return 12.5
-
-    fake_cuda = {
-        "Event": FakeEvent,
-        "current_stream": lambda device: "stream0",
-        "max_memory_allocated": lambda device: 123,
-        "reset_peak_memory_stats": lambda device: log.append("reset_peak"),
-        "empty_cache": lambda: log.append("empty_cache"),
-        "synchronize": lambda device: log.append("synchronize"),
-    }
-    for name, value in fake_cuda.items():
-        monkeypatch.setattr(torch.cuda, name, value)
-    backend = CudaBackend(torch.device("cuda", 0))
-    assert backend.time_ms(lambda: log.append("step")) == 12.5
-    assert log == ["start.record@stream0", "step", "end.record@stream0", "end.synchronize", "elapsed_time"]
-    backend.reset_peak_memory()
-    backend.synchronize()
-    backend.empty_cache()
-    assert log[-3:] == ["reset_peak", "synchronize", "empty_cache"] and backend.peak_memory_bytes() == 123
-    assert torch.cuda.OutOfMemoryError in backend.oom_errors
-
-
-def test_cpu_backend_times_with_perf_counter_ns():
-    backend = CpuBackend(clock=FakeClock([3.25]))
-    assert backend.time_ms(lambda: None) == 3.25
 
 
 # ------------------------------------------------------------------------------------------------ reporting

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.errors import ConfigError
-from bench.latency.timing import LatencyConfig, latency_stats, median_ci95, noisy_reason, stop_reason, warmup_done
+from bench.latency.timing import LatencyConfig, latency_stats, noisy_reason, stop_reason, warmup_done
 
 FAST = dict(warmup_iters=2, min_iters=20, max_iters=500, time_budget_s=10.0, device="cpu")
 
@@ -83,20 +83,6 @@ def test_latency_stats_on_known_durations(times, batch, expected):
     stats = latency_stats(times, batch)
     for key, value in expected.items():
         assert stats[key] == pytest.approx(value, rel=1e-6), key
-
-
-# n, expected 1-based ranks of the median's 95% interval (n/2 -+ 1.96 sqrt(n)/2, rounded outwards)
-CI_CASES = [(1, (1, 1)), (5, (1, 5)), (20, (5, 16)), (100, (40, 61))]
-
-
-@pytest.mark.parametrize("n, ranks", CI_CASES)
-def test_median_ci95_ranks(n, ranks):
-    assert median_ci95([float(i) for i in range(1, n + 1)]) == ranks
-
-
-def test_median_ci95_ignores_order_and_outliers():
-    times = [10.0] * 18 + [500.0, 900.0]
-    assert median_ci95(times[::-1]) == (10.0, 10.0)
 
 
 STOP_CASES = [

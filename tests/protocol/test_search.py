@@ -9,7 +9,7 @@ import pytest
 from bench.errors import ConfigError
 from bench.protocol.search import Range, Search
 from bench.protocol.spec import get_protocol, read_protocol
-from bench.runs.spec import canonical
+from bench.runs.identity import canonical
 
 BASE = """name = "searched"
 pretrained = false

@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 
 import pytest
-from factories import make_record
+from factories import make_record, metric_values
 
 from bench.errors import ConfigError
 from bench.reports.data_efficiency import data_efficiency, data_efficiency_figure, plot_data_efficiency
 
-COLLAPSED_VAL = {"balanced_accuracy": 0.5, "confusion_matrix": [[50, 0], [50, 0]]}
+COLLAPSED_VAL = metric_values({"balanced_accuracy": 0.5, "confusion_matrix": [[50, 0], [50, 0]]}, ("a", "b"))
 
 # (backbone, epochs, fraction, test accuracy of seeds 0, 1, 2 (None: no such seed), did not learn on validation)
 # make_record's balanced accuracy is the accuracy - 0.1.

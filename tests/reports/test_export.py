@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from factories import make_record, write_run
+from factories import make_record, metric_values, write_run
 
 from bench.errors import ConfigError
 from bench.reports.export import export
@@ -48,7 +48,7 @@ def test_a_row_is_one_run_with_its_identity_metrics_latency_and_versions():
 def test_a_row_says_the_epochs_used_and_the_runs_training_health():
     record = make_record("resnet18", 0, epochs=5)
     record.history = record.history[:3]  # early stopping: 3 of the 5 epochs at most
-    record.val = {"confusion_matrix": [[49, 0], [41, 0]]}
+    record.val = metric_values({"confusion_matrix": [[49, 0], [41, 0]]}, ("a", "b"))
     row = run_row(record)
     assert (row["epochs"], row["epochs_run"]) == (5, 3)
     assert row["learned"] == "did not learn" and row["learned_p"] == 1.0

@@ -3,6 +3,7 @@ uncertainty columns (95% test-image CIs, ties with rank 1) computed from saved p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -14,11 +15,13 @@ from factories import make_record as record
 from factories import write_run
 
 from bench.errors import ConfigError
-from bench.evaluation.metrics import HEADLINE_METRICS, compute_metrics
+from bench.evaluation.metrics import HEADLINE_METRICS
 from bench.evaluation.significance import paired_bootstrap
+from bench.evaluation.values import compute_metrics
 from bench.reports.leaderboard import latency_devices, leaderboard, majority_row, pareto_front
 from bench.reports.render import ci_column, display_frame, seeds_column, write_leaderboard
 from bench.reports.uncertainty import NO_PROBS
+from bench.runs.identity import InitialWeights
 from bench.runs.record import load_records
 
 # In-memory records (no results folder) have no saved probabilities: their CIs are n/a, with a warning.
@@ -348,7 +351,7 @@ def test_tie_and_pareto_marks_combine(results):
     records = load_records(results)
     for r in records:
         if r.spec.backbone == "fast_twin":
-            r.latency[0]["ms_per_image_p50"] = 0.5
+            r.latency[0].ms_per_image_p50 = 0.5
     shown = display_frame(leaderboard(records, "d", "accuracy")).set_index("backbone")
     assert shown.loc["fast_twin", "rank"].endswith("≈ ★")
 
@@ -579,11 +582,13 @@ def test_a_source_column_appears_where_rows_differ_in_their_initial_weights():
     scratch = [record("resnet18", seed=s, acc=0.7) for s in (0, 1)]
     transferred = [record("resnet18", seed=s, acc=0.8) for s in (0, 1)]
     for r in transferred:
-        r.identity["weights"] = {"source": "run", "run": "ham10000/resnet18/scratch", "experiment": "e" * 64}
+        r.identity = dataclasses.replace(
+            r.identity, weights=InitialWeights("run", run="ham10000/resnet18/scratch", experiment="e" * 64)
+        )
     table = leaderboard(scratch + transferred, "d")
     assert list(table["source"]) == ["run:ham10000/resnet18/scratch", "none", ""]  # best first; majority: none
     assert list(display_frame(table).columns[:4]) == ["rank", "backbone", "protocol", "source"]
     assert "source" not in leaderboard(scratch, "d")  # one kind of weights: no column
     for r in transferred:  # none vs ImageNet is what the protocols already say (pretrained = false / true)
-        r.identity["weights"] = {"source": "default-pretrained"}
+        r.identity = dataclasses.replace(r.identity, weights=InitialWeights("default-pretrained"))
     assert "source" not in leaderboard(scratch + transferred, "d")

@@ -3,6 +3,7 @@ the point), read back through ``MlflowClient``: no mock. A real tracking server:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def scores_with_validation(seed: int = 0) -> TestScores:
     return TestScores.from_logits([f"img{i}" for i in range(N)], labels, logits, val)
 
 
-def eval_sets() -> dict:
+def eval_sets() -> dict[str, EvalSetResult]:
     """A corrupted set (noise error 0.3, blur 0.2: mean balanced error 0.25) and an external one."""
     parts = {
         "noise@1": {"balanced_accuracy": 0.8}, "noise@3": {"balanced_accuracy": 0.6},
@@ -80,7 +81,7 @@ def eval_sets() -> dict:
         "external:e", "external", ["a", "b"], "b", 45, "x", {EXTERNAL_PART: {"balanced_accuracy": 0.7, "auc": 0.8}},
         dataset="e", removed={"checked": 50, "removed": 5},
     )  # fmt: skip
-    return {"corrupted": corrupted.to_dict(), "external:e": external.to_dict()}
+    return {"corrupted": corrupted, "external:e": external}
 
 
 def test_a_run_carries_its_metrics_steps_figures_and_files(tmp_path, database, experiment):
@@ -117,7 +118,7 @@ def test_a_run_carries_its_metrics_steps_figures_and_files(tmp_path, database, e
     assert artifacts(database, run) == files | FIGURES
     assert artifacts(database, runs[failed.key]) == {"record.json"}  # a failed run has no figures
     counts = json.loads(download(database, run, "confusion_matrix.json", tmp_path / "down"))["counts"]
-    assert counts == record.test["confusion_matrix"]
+    assert counts == [list(row) for row in record.test.confusion_matrix]
     # The figures are bench plot's own, byte for byte: drawn by its functions, saved by its writer.
     [record] = [r for r in load_records(folder) if r.key == record.key]
     (tmp_path / "expected").mkdir()
@@ -168,7 +169,7 @@ def test_a_re_export_adds_nothing_and_a_changed_record_replaces_its_run(tmp_path
     again = export(folder, mlflow=database, experiment=experiment).mlflow
     assert (len(first.logged), len(again.logged), len(again.unchanged)) == (2, 0, 2)
     assert len(runs_of(database, experiment)) == 3  # and the leaderboard run
-    record.test["accuracy"] = 0.95  # the run redone under its key: the record file changes
+    record.test = dataclasses.replace(record.test, values={**record.test.values, "accuracy": 0.95})  # redone: changed
     save_record(record, folder)
     third = export(folder, mlflow=database, experiment=experiment).mlflow
     assert (len(third.logged), len(third.replaced), len(third.unchanged), len(third.summaries)) == (0, 1, 1, 1)
@@ -195,8 +196,7 @@ def test_a_damaged_probs_file_is_left_out_with_a_warning_naming_it(tmp_path, dat
 
 def test_a_figure_the_record_cannot_give_is_left_out_with_a_warning(tmp_path, database, experiment):
     record = make_record("resnet18", 1, 0.8)
-    for entry in record.history:
-        del entry["val"]  # as no record writes it: the curves have no validation score to draw
+    record.selection = None  # as no finished record is written: the curves have no selected epoch to mark
     record = write_run(record, tmp_path / "results")
     with pytest.warns(UserWarning, match=f"{record.path}: its training curves figure cannot be drawn .*without it"):
         export(tmp_path / "results", mlflow=database, experiment=experiment)

@@ -126,7 +126,7 @@ def test_runs_exported_to_a_tracking_server_are_read_back_with_their_figures(ser
     assert set(runs) == {ok.key, other.key, "d"}
     [record] = [r for r in load_records(folder) if r.key == ok.key]
     run = runs[ok.key]
-    assert run.data.metrics["test_balanced_accuracy"] == pytest.approx(record.test["balanced_accuracy"])
+    assert run.data.metrics["test_balanced_accuracy"] == pytest.approx(record.score("balanced_accuracy"))
     assert run.data.metrics["test_brier"] > 0 and "test_nll" in run.data.metrics  # from the saved probabilities
     assert run.data.params["backbone"] == "resnet18" and run.data.params["epochs"] == "3"
     history = client.get_metric_history(run.info.run_id, "val_loss")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from factories import make_record as shared_record
+from factories import metric_values
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.text import Text
@@ -37,6 +38,7 @@ from bench.reports.plots import (
     usual_setting,
 )
 from bench.runs.record import RunRecord, Selection, load_records, save_record
+from bench.train.history import EpochLog
 
 CLASSES = ("benign", "malignant", "other")
 
@@ -67,7 +69,7 @@ def make_record(
     )  # fmt: skip
     if rec.ok:
         rec.history = [
-            {"phase": ph, "epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val": {"balanced_accuracy": bal}}
+            EpochLog(ph, e, 1e-3, 1 / e, 1.2 / e, metric_values({"balanced_accuracy": bal}, CLASSES), 1.0)
             for ph, e, bal in (("head", 1, 0.55), ("head", 2, 0.6), ("full", 3, 0.65), ("full", 4, 0.7))
         ]
         rec.selection = Selection("loss", 3, 0.3)
@@ -86,7 +88,7 @@ def save_probs(records: list[RunRecord]) -> None:
     for r in records:
         if r.ok:
             labels = np.random.default_rng(0).permutation(np.repeat([0, 1, 2], r.dataset.class_counts["test"]))
-            right = np.arange(labels.size) < round(r.test["accuracy"] * labels.size)
+            right = np.arange(labels.size) < round(r.score("accuracy") * labels.size)
             probs = np.full((labels.size, 3), 0.1)
             probs[np.arange(labels.size), np.where(right, labels, (labels + 1) % 3)] = 0.8
             TestScores(np.array([f"i{i}" for i in range(labels.size)]), labels, probs).save(r.probs_path())

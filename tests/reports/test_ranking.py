@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from console import run_bench
-from factories import make_record, write_run
+from factories import make_record, metric_values, write_run
 from scipy.stats import friedmanchisquare
 
 from bench.errors import ConfigError
@@ -25,7 +25,8 @@ from bench.reports.ranking_files import markdown
 # Records without saved test probabilities: the leaderboards' CIs are n/a, with a warning each.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
-COLLAPSED_VAL = {"balanced_accuracy": 0.5, "confusion_matrix": [[50, 0], [50, 0]]}  # one class for every image
+# One class for every image.
+COLLAPSED_VAL = metric_values({"balanced_accuracy": 0.5, "confusion_matrix": [[50, 0], [50, 0]]}, ("a", "b"))
 
 # (datasets x rows values, higher is better, the mean ranks by hand)
 TABLES = [

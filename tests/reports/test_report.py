@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -179,7 +181,8 @@ def test_report_warns_about_mixed_latency_devices(tmp_path, monkeypatch):
 
 def _run(backbone: str, seed: int, acc: float | None) -> RunRecord:
     rec = make_record(backbone, seed)
-    rec.test["accuracy"] = acc  # None: stored NaN
+    accuracy = math.nan if acc is None else acc  # None: stored NaN
+    rec.test = dataclasses.replace(rec.test, values={**rec.test.values, "accuracy": accuracy})
     return rec
 
 

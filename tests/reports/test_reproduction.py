@@ -87,8 +87,10 @@ def test_a_backbone_with_two_experiments_has_a_row_each(tmp_path):
 
 def test_a_sweeps_records_are_found_by_experiment_and_seed(project, make_record):
     """Another run in the folder (other epochs, or another dataset's) is not the sweep's."""
-    from bench.runs.spec import RunSpec, experiment_id, experiment_identity
-    from bench.runs.sweep import sweep_records, sweep_runs
+    from bench.runs.identity import experiment_id
+    from bench.runs.planned import sweep_records, sweep_runs
+    from bench.runs.resolve import experiment_identity
+    from bench.runs.spec import RunSpec
 
     spec = RunSpec("test_resnet", "tiny", "scratch", epochs=1)
     mine = make_record("test_resnet", 0, dataset="tiny")

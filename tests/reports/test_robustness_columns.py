@@ -14,20 +14,19 @@ from bench.reports.robustness_columns import run_eval_set_columns
 from bench.reports.runs_table import runs_table
 
 
-def corrupted(noise: tuple[float, float], blur: tuple[float, float]) -> dict:
+def corrupted(noise: tuple[float, float], blur: tuple[float, float]) -> EvalSetResult:
     """A corrupted set's block: balanced accuracy of each corruption at severities 1 and 3."""
     parts = {
         "noise@1": {"balanced_accuracy": noise[0]}, "noise@3": {"balanced_accuracy": noise[1]},
         "blur@1": {"balanced_accuracy": blur[0]}, "blur@3": {"balanced_accuracy": blur[1]},
     }  # fmt: skip
-    return EvalSetResult("corrupted", "corrupted", ["a", "b"], "b", 100, "x", parts, reference="resnet18").to_dict()
+    return EvalSetResult("corrupted", "corrupted", ["a", "b"], "b", 100, "x", parts, reference="resnet18")
 
 
-def external(bacc: float, auc: float) -> dict:
+def external(bacc: float, auc: float) -> EvalSetResult:
     parts = {EXTERNAL_PART: {"balanced_accuracy": bacc, "auc": auc}}
     removed = {"checked": 50, "removed": 5}
-    result = EvalSetResult("external:e", "external", ["a", "b"], "b", 45, "x", parts, dataset="e", removed=removed)
-    return result.to_dict()
+    return EvalSetResult("external:e", "external", ["a", "b"], "b", 45, "x", parts, dataset="e", removed=removed)
 
 
 def records():

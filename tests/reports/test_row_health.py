@@ -8,17 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from factories import make_record, write_run
+from factories import make_record, metric_values, write_run
 
-from bench.evaluation.metrics import compute_metrics
+from bench.evaluation.values import MetricValues, compute_metrics
 from bench.reports.leaderboard import leaderboard
 from bench.reports.render import display_frame, table_notes, write_leaderboard
 from bench.runs.record import load_records
 
 N = 400
 LABELS = np.random.default_rng(0).integers(0, 2, N)
-LEARNED_VAL = {"balanced_accuracy": 0.8, "confusion_matrix": [[40, 10], [10, 40]]}
-COLLAPSED_VAL = {"balanced_accuracy": 0.5, "confusion_matrix": [[50, 0], [50, 0]]}
+LEARNED_VAL = metric_values({"balanced_accuracy": 0.8, "confusion_matrix": [[40, 10], [10, 40]]}, ("a", "b"))
+COLLAPSED_VAL = metric_values({"balanced_accuracy": 0.5, "confusion_matrix": [[50, 0], [50, 0]]}, ("a", "b"))
 
 
 def probs_right_on(right: np.ndarray) -> np.ndarray:
@@ -40,14 +40,14 @@ def near_copy(probs: np.ndarray) -> np.ndarray:
     return probs_right_on(right)
 
 
-def save(root: Path, backbone: str, seed: int, probs: np.ndarray, val: dict, ms: float, val_losses=None):
+def save(root: Path, backbone: str, seed: int, probs: np.ndarray, val: MetricValues, ms: float, val_losses=None):
     counts = {"train": [30, 70], "val": [50, 50], "test": np.bincount(LABELS, minlength=2).tolist()}
-    metrics = compute_metrics(LABELS, probs, ("a", "b")).to_dict()
+    metrics = compute_metrics(LABELS, probs, ("a", "b"))
     record = make_record(backbone, seed, class_counts=counts, metrics=metrics, ms=ms, epochs=3)
     record.val = val
     if val_losses is not None:
         for epoch, loss in zip(record.history, val_losses, strict=True):
-            epoch["val_loss"] = loss
+            epoch.val_loss = loss
     write_run(record, root, probs, LABELS)
 
 

@@ -13,10 +13,11 @@ import torch
 import bench.train.cpu_engine as cpu_engine
 from bench.runs.engines import engine_label, resolve_engines, with_setting
 from bench.runs.plan import ExecutorRequest, SweepRequest, plan_sweep
+from bench.runs.planned import sweep_records, sweep_runs
 from bench.runs.record import RunRecord, probs_path
+from bench.runs.resolve import resolve
 from bench.runs.runner import run
-from bench.runs.spec import RunSpec, key_of
-from bench.runs.sweep import sweep_records, sweep_runs
+from bench.runs.spec import RunSpec
 from bench.train.cpu_engine import ALL_SETTINGS, PIN_ENV, CpuChoice
 from bench.train.engine import cpu_native_bf16
 from bench.train.history import EpochLog
@@ -47,7 +48,7 @@ def test_the_spec_says_what_differs_from_fp32_nchw(asked, setting, auto_precisio
 
 def test_fp32_nchw_leaves_the_spec_and_its_key_alone(project):
     (resolved,), (note,) = resolve_engines([SPEC], threads=1)  # the suite pins fp32-nchw (tests/conftest.py)
-    assert resolved == SPEC and key_of(resolved) == key_of(SPEC)
+    assert resolved == SPEC and resolve(resolved).key == resolve(SPEC).key
     pinned = "engine: test_resnet at 28 px, batch 128, 1 torch thread: fp32-nchw (pinned by BENCH_CPU_ENGINE)"
     assert note.line() == pinned
 
@@ -70,13 +71,13 @@ def test_a_measured_bf16_is_planned_keyed_and_run_and_a_rerun_finds_it(project, 
     plan = plan_sweep(request, tmp_path / "results", executor)
     (planned,) = plan.planned
     assert (planned.spec.auto_precision, planned.spec.memory_format) == ("bf16", "nhwc")
-    assert planned.identity["precision"] == "bf16" and planned.key == key_of(planned.spec)[1]
-    assert planned.key != key_of(dataclasses.replace(planned.spec, auto_precision=None))[1]
+    assert planned.identity.precision == "bf16" and planned.key == resolve(planned.spec).key
+    assert planned.key != resolve(dataclasses.replace(planned.spec, auto_precision=None)).key
     (note,) = plan.engines
     assert note.choice.how == "measured" and note.line().startswith("engine: test_resnet at 28 px, batch 128, ")
     (record,) = plan.executor.run(plan.todo, tmp_path / "results", lambda planned: None)
     assert record.status == "ok", record.error
-    assert (record.engine["amp"], record.engine["channels_last"]) == ("bf16", True)
+    assert (record.engine.amp, record.engine.channels_last) == ("bf16", True)
     assert record.path.name.startswith("scratch-r28-s0-bf16-") and record.protocol_label == "scratch@bf16"
     monkeypatch.setattr(cpu_engine, "measure_settings", _scripted("fp32-nchw"))  # a rerun does not measure again
     again = plan_sweep(request, tmp_path / "results", executor)
@@ -112,6 +113,6 @@ def test_a_bf16_cpu_run_repeats_bit_for_bit(setting, project, tmp_path, monkeypa
     assert spec.auto_precision == "bf16"
     first, second = (run(spec, tmp_path / folder, CPU) for folder in ("a", "b"))
     assert first.status == second.status == "ok", first.error
-    assert first.engine["amp"] == "bf16" and first.engine["channels_last"] == setting.endswith("nhwc")
+    assert first.engine.amp == "bf16" and first.engine.channels_last == setting.endswith("nhwc")
     assert json.dumps(_stable(first), sort_keys=True) == json.dumps(_stable(second), sort_keys=True)
     assert Path(probs_path(first.path)).read_bytes() == Path(probs_path(second.path)).read_bytes()

@@ -11,13 +11,21 @@ from factories import make_record
 
 import bench.runs.estimate as estimate
 from bench.cli.run import _plan_summary
+from bench.config import from_mapping
+from bench.data.entries import get_dataset_entry
+from bench.models.registry import get_backbone
+from bench.protocol.search import Search
 from bench.runs.estimate import estimate_runs
-from bench.runs.sweep import PlannedRun
+from bench.runs.planned import PlannedRun
+from bench.runs.resolve import ResolvedRun
+from bench.train.engine import EngineConfig
 
 
 def planned(backbone: str = "resnet18", resolution: int = 28, epochs: int = 4) -> PlannedRun:
     record = make_record(backbone, seed=9, resolution=resolution, epochs=epochs)
-    return PlannedRun(record.spec, record.identity, record.key, record.path, None)
+    entries = get_backbone("resnet18"), get_dataset_entry("pneumoniamnist")  # estimates read neither
+    run = ResolvedRun(record.spec, *entries, record.identity, record.key)
+    return PlannedRun(run, record.path, None)
 
 
 def timed(backbone: str = "resnet18", seconds: float = 10.0, status: str = "ok", resolution: int = 28):
@@ -78,14 +86,15 @@ def test_the_plan_line_totals_what_is_known_and_says_what_is_not(seconds, expect
 
 
 def _in_engine(record, amp: str | None, channels_last: bool):
-    return dataclasses.replace(record, engine={"amp": amp, "channels_last": channels_last})
+    return dataclasses.replace(record, engine=EngineConfig(amp=amp, channels_last=channels_last))
 
 
 def test_runs_in_the_planned_engine_are_preferred_and_another_engine_is_named():
     """bf16 channels-last trains some backbones twice as fast: fp32 runs would price a bf16 run at double."""
     fp32, bf16 = _in_engine(timed(seconds=20.0), None, False), _in_engine(timed(seconds=10.0), "bf16", True)
     run = planned()
-    bf16_run = dataclasses.replace(run, spec=dataclasses.replace(run.spec, auto_precision="bf16", memory_format="nhwc"))
+    bf16_spec = dataclasses.replace(run.spec, auto_precision="bf16", memory_format="nhwc")
+    bf16_run = dataclasses.replace(run, run=dataclasses.replace(run.run, spec=bf16_spec))
     (guess,) = estimate_runs([bf16_run], [fp32, bf16], "cpu").values()
     assert guess.seconds == pytest.approx(40.0) and guess.reason == ""
     (guess,) = estimate_runs([bf16_run], [fp32], "cpu").values()
@@ -104,9 +113,10 @@ def test_runs_in_the_planned_engine_are_preferred_and_another_engine_is_named():
 )
 def test_a_search_is_priced_once_per_experiment_on_its_seeds_run(search, seed, epochs):
     run = planned()
-    protocol = dict(run.identity["protocol"], **({"search": search} if search else {}))
-    run = dataclasses.replace(
-        run, identity={**run.identity, "protocol": protocol}, spec=dataclasses.replace(run.spec, seed=seed)
-    )
+    space = from_mapping(Search, {"lr": {"low": 1e-4, "high": 1e-2}, **search}, "test") if search else None
+    protocol = dataclasses.replace(run.identity.protocol, search=space)
+    identity = dataclasses.replace(run.identity, protocol=protocol)
+    resolved = dataclasses.replace(run.run, identity=identity, spec=dataclasses.replace(run.spec, seed=seed))
+    run = dataclasses.replace(run, run=resolved)
     (guess,) = estimate_runs([run], [timed(seconds=10.0)], "cpu").values()
     assert guess.seconds == pytest.approx(0.05 * epochs * 200)

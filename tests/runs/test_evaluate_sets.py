@@ -18,11 +18,12 @@ from bench.data.eval_sets import EvalSetSpec
 from bench.data.identity import forget
 from bench.errors import ConfigError
 from bench.evaluation.eval_results import EXTERNAL_PART, eval_scores_path, load_eval_scores
-from bench.evaluation.metrics import compute_metrics
 from bench.evaluation.rescore import rescore
+from bench.evaluation.values import compute_metrics
 from bench.runs.record import load_records, read_record
+from bench.runs.resolve import resolve
 from bench.runs.runner import run
-from bench.runs.spec import RunSpec, key_of
+from bench.runs.spec import RunSpec
 
 SPEC = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", seed=0, epochs=2)
 CPU = torch.device("cpu")
@@ -62,16 +63,16 @@ def test_an_external_set_is_scored_saved_and_rescores_to_the_record(external, tm
     record = run(dataclasses.replace(SPEC, eval_sets=(EXTERNAL,)), tmp_path / "results", CPU)
     assert record.status == "ok", record.error
     block = record.eval_sets["external:tiny_ext"]
-    assert block["removed"] == {
+    assert block.removed == {
         "checked": 176, "removed": SHARED, "exact": SHARED, "near": 0, "lesion": None, "same_lesion": 0, "unmapped": 0
     }  # fmt: skip
-    assert block["n_images"] == 176 - SHARED and block["direction"] == "identity"
+    assert block.n_images == 176 - SHARED and block.direction == "identity"
     saved = load_eval_scores(eval_scores_path(record.path))["external:tiny_ext"]
     assert not any(i in saved.ids for i in ("test/0", "test/1", "test/2"))  # the copies of tiny's images
     again = compute_metrics(saved.labels, saved.probs[EXTERNAL_PART], ["dark", "bright"], "bright").to_dict()
     stored = read_record(record.path).eval_sets["external:tiny_ext"]  # as written: NaN as null
-    assert json.loads(json.dumps(again).replace("NaN", "null")) == stored["metrics"]
-    assert again["auc"] == stored["parts"][EXTERNAL_PART]["auc"]
+    assert json.loads(json.dumps(again).replace("NaN", "null")) == stored.metrics
+    assert again["auc"] == stored.parts[EXTERNAL_PART]["auc"]
     assert rescore(record.path).changed == ()
 
 
@@ -80,7 +81,7 @@ def test_a_set_that_fails_after_training_says_why_and_the_run_stands(external, t
     (external / "data" / "tiny_ext.npz").unlink()
     record = run(dataclasses.replace(SPEC, eval_sets=(EXTERNAL,)), tmp_path / "results", CPU)
     assert record.status == "ok" and record.test
-    assert record.eval_sets["external:tiny_ext"]["error"].startswith("DataError: dataset 'tiny_ext': path")
+    assert str(record.eval_sets["external:tiny_ext"].error).startswith("DataError: dataset 'tiny_ext': path")
     assert not eval_scores_path(record.path).exists() and rescore(record.path).changed == ()
 
 
@@ -89,8 +90,8 @@ def test_a_corrupted_set_is_scored_per_corruption_and_severity_and_a_rerun_gives
     spec = dataclasses.replace(SPEC, eval_sets=(CORRUPTED,))
     first = run(spec, tmp_path / "a", CPU)
     block = first.eval_sets["corrupted"]
-    assert set(block["parts"]) == {"pixelate@1", "pixelate@3", "gaussian_noise@1", "gaussian_noise@3"}
-    assert block["library"].startswith("medmnistc ") and block["severities"] == [1, 3] and block["n_images"] == 48
+    assert set(block.parts) == {"pixelate@1", "pixelate@3", "gaussian_noise@1", "gaussian_noise@3"}
+    assert str(block.library).startswith("medmnistc ") and block.severities == [1, 3] and block.n_images == 48
     assert rescore(first.path).changed == ()
     second = run(spec, tmp_path / "b", CPU)
     a, b = (load_eval_scores(eval_scores_path(r.path))["corrupted"] for r in (first, second))
@@ -98,13 +99,13 @@ def test_a_corrupted_set_is_scored_per_corruption_and_severity_and_a_rerun_gives
 
 
 def test_eval_sets_change_no_run_key_declared_in_the_run_or_the_dataset_entry(external):
-    _, plain = key_of(SPEC)
-    _, declared = key_of(dataclasses.replace(SPEC, eval_sets=(EXTERNAL, CORRUPTED)))
+    plain = resolve(SPEC).key
+    declared = resolve(dataclasses.replace(SPEC, eval_sets=(EXTERNAL, CORRUPTED))).key
     entry = external / "datasets" / "tiny.toml"
     declaration = 'modality = "chest_xray"\neval_sets = ["corrupted"]\n[split]'
     entry.write_text(entry.read_text().replace("[split]", declaration))
     forget()
-    _, in_entry = key_of(SPEC)
+    in_entry = resolve(SPEC).key
     assert plain == declared == in_entry
 
 
@@ -121,7 +122,7 @@ def test_bench_run_with_eval_sets_then_the_leaderboard_and_export_show_them(exte
     out = run_bench(monkeypatch, capsys, "run", "--sweep", str(path), "--results-dir", str(results), "--device", "cpu")
     assert out.status == 0, out.stderr
     (record,) = load_records(results)
-    assert record.eval_sets["external:tiny_ext"]["removed"]["removed"] == SHARED
+    assert record.eval_sets["external:tiny_ext"].removed["removed"] == SHARED
     assert eval_scores_path(record.path).is_file() and rescore(record.path).changed == ()
     board = run_bench(
         monkeypatch, capsys, "leaderboard", "--results-dir", str(results), "--columns", "robustness,external",

@@ -23,11 +23,12 @@ import torch
 
 from bench.cli.commands import main
 from bench.evaluation.scores import TestScores
+from bench.files import jsonable
 from bench.runs.executors.local import LocalExecutor
 from bench.runs.executors.ray import RayExecutor
+from bench.runs.planned import plan_runs
 from bench.runs.record import RunRecord, load_records
 from bench.runs.spec import RunSpec
-from bench.runs.sweep import plan_runs
 from bench.train.events import EpochEnded
 from bench.train.history import EpochLog
 
@@ -117,7 +118,9 @@ def one_thread(monkeypatch):
 
 def _comparable(record: RunRecord) -> dict:
     out = {k: v for k, v in record.to_json().items() if k not in VOLATILE}
-    out["history"] = [{k: v for k, v in h.items() if k not in EpochLog.TIMINGS} for h in record.history]
+    out["history"] = [
+        {k: v for k, v in jsonable(h.to_dict()).items() if k not in EpochLog.TIMINGS} for h in record.history
+    ]
     return out
 
 

@@ -11,23 +11,25 @@ import json
 from pathlib import Path
 
 import pytest
-from factories import make_record
+from factories import make_record, metric_values
 
 from bench.models.registry import get_backbone
 from bench.protocol.spec import get_protocol
 from bench.runs.health import RunHealth, run_health
+from bench.runs.identity import canonical, run_key
 from bench.runs.record import load_records, read_record, save_record
-from bench.runs.spec import canonical, run_key
+from bench.train.history import EpochLog
 
 MISSION = Path(__file__).resolve().parents[2] / "results" / "mission"
-COLLAPSED = {"balanced_accuracy": 0.5, "confusion_matrix": [[49, 0], [41, 0]]}
-LEARNED = {"balanced_accuracy": 0.79, "confusion_matrix": [[40, 9], [10, 31]]}
+COLLAPSED = metric_values({"balanced_accuracy": 0.5, "confusion_matrix": [[49, 0], [41, 0]]}, ("benign", "malignant"))
+LEARNED = metric_values({"balanced_accuracy": 0.79, "confusion_matrix": [[40, 9], [10, 31]]}, ("a", "b"))
 
 
-def history(val_losses: list[float], train_losses: list[float] | None = None) -> list[dict]:
+def history(val_losses: list[float], train_losses: list[float] | None = None) -> list[EpochLog]:
     train = train_losses or [0.6] * len(val_losses)
+    val = metric_values({}, ("a", "b"))
     return [
-        {"epoch": e, "val_loss": v, "train_loss": t, "val": {}}
+        EpochLog("full", e, 1e-3, t, v, val, 1.0)
         for e, (v, t) in enumerate(zip(val_losses, train, strict=True), start=1)
     ]
 
@@ -92,8 +94,8 @@ def test_the_mission_records_keep_their_run_keys_and_identities(mission):
         assert run_key(record.identity, spec.seed, record.versions, spec.source_key) == record.key, record.label
         assert record.path.name.endswith(f"-{record.key[:12]}.json")
         protocol = get_protocol(spec.protocol).with_epochs(spec.epochs)
-        assert canonical(protocol) == record.identity["protocol"], record.label
-        assert canonical(get_backbone(spec.backbone)) == record.identity["backbone"], record.label
+        assert protocol == record.identity.protocol, record.label
+        assert canonical(get_backbone(spec.backbone)) == record.identity.backbone, record.label
         assert record.health is None  # judged on reading: the files are as committed
 
 

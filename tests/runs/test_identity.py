@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -10,30 +11,44 @@ from bench.data.entries import DatasetEntry
 from bench.errors import ConfigError, WeightsError
 from bench.models.registry import BackboneEntry
 from bench.protocol.spec import Augment, Phase, Protocol
-from bench.runs.spec import (
+from bench.runs.identity import (
     DESCRIPTIVE_FIELDS,
     SCHEMA2_FIELDS,
-    RunSpec,
+    ExperimentIdentity,
+    InitialWeights,
     canonical,
-    experiment_id,
-    experiment_identity,
+    digest,
+    initial_weights,
     run_key,
-    weights_identity,
 )
+from bench.runs.resolve import experiment_identity
+from bench.runs.spec import RunSpec
 
 SPEC = RunSpec("test_resnet", "tiny", "scratch", epochs=1)
 
 
 def test_identity_holds_the_resolved_config_and_the_data(project):
     identity = experiment_identity(SPEC)
-    assert set(identity) == {"backbone", "protocol", "resolution", "precision", "weights", "data"}
-    assert identity["protocol"]["phases"][0]["epochs"] == 1 and identity["protocol"]["augment"]["hflip"]
-    assert identity["resolution"] == {"asked": 28, "policy": "upsize", "effective": 28}
-    assert identity["weights"] == {"source": "random-init"} and identity["precision"] == "auto"
-    data = identity["data"]
-    assert data["entry"]["split"] == {"policy": "official", "seed": None, "train": None, "val": None, "test": None}
-    assert len(data["fingerprint"]) == len(data["pixels_sha256"]) == 64
-    assert "title" not in data["entry"] and "path" not in data["entry"]  # descriptive, not what a run saw
+    assert set(identity.to_dict()) == {"backbone", "protocol", "resolution", "precision", "weights", "data"}
+    assert identity.protocol.phases[0].epochs == 1 and identity.protocol.augment.hflip
+    assert identity.to_dict()["resolution"] == {"asked": 28, "policy": "upsize", "effective": 28}
+    assert identity.weights == InitialWeights("random-init") and identity.precision == "auto"
+    data = identity.data
+    assert data.entry is not None
+    assert data.entry["split"] == {"policy": "official", "seed": None, "train": None, "val": None, "test": None}
+    assert data.fingerprint is not None and data.pixels_sha256 is not None
+    assert len(data.fingerprint) == len(data.pixels_sha256) == 64
+    assert "title" not in data.entry and "path" not in data.entry  # descriptive, not what a run saw
+
+
+def test_the_stored_identity_reads_back_as_the_same_experiment(project, tmp_path):
+    """The typed identity and its one serialisation: read back from JSON it is equal, with the same id."""
+    body = '\n[[phases]]\nname = "full"\nepochs = 1\nlr = 0.01\ntrainable = 1.0\nlayer_decay = 0.5\n'
+    (tmp_path / "later.toml").write_text('name = "later"\npretrained = false\nwarmup_epochs = 1\n' + body)
+    for spec in (SPEC, dataclasses.replace(SPEC, protocol=str(tmp_path / "later.toml"), train_fraction=0.5)):
+        identity = experiment_identity(spec)
+        again = ExperimentIdentity.from_dict(json.loads(json.dumps(identity.to_dict())))
+        assert again == identity and again.id == identity.id == digest(identity.to_dict())
 
 
 @pytest.mark.parametrize(
@@ -55,7 +70,7 @@ def test_a_measured_bf16_is_the_experiment_of_an_asked_bf16_and_the_memory_forma
     measured = dataclasses.replace(SPEC, auto_precision="bf16")
     asked = dataclasses.replace(SPEC, precision="bf16")
     assert experiment_identity(measured) == experiment_identity(asked) != experiment_identity(SPEC)
-    assert experiment_identity(measured)["precision"] == "bf16" and experiment_identity(SPEC)["precision"] == "auto"
+    assert experiment_identity(measured).precision == "bf16" and experiment_identity(SPEC).precision == "auto"
     assert measured.stem("0" * 64) == asked.stem("0" * 64) == "scratch-r28-s0-bf16-000000000000"
     assert experiment_identity(dataclasses.replace(SPEC, memory_format="nhwc")) == experiment_identity(SPEC)
     assert dataclasses.replace(SPEC, memory_format="nhwc").to_dict()["memory_format"] == "nhwc"
@@ -85,22 +100,22 @@ def test_the_seed_data_root_and_versions_are_not_the_experiment(project):
     versions = {"backbone-bench": "0.1.0", "torch": "2.14.1", "timm": "1.0.31"}
     assert run_key(here, 0, versions) != run_key(here, 0, {**versions, "torch": "2.15.0"})
     assert run_key(here, 0, versions) != run_key(here, 1, versions)
-    assert experiment_id(here) == experiment_id(dict(reversed(list(here.items()))))  # key order is not content
+    assert here.id == digest(dict(reversed(list(here.to_dict().items()))))  # key order is not content
 
 
 def test_a_weights_file_is_hashed_up_front(tmp_path):
     weights = tmp_path / "w.safetensors"
     header = (2).to_bytes(8, "little") + b"{}"  # a safetensors file's first bytes: only those are read here
     weights.write_bytes(header + b"one")
-    first = weights_identity(True, str(weights))
+    first = initial_weights(True, str(weights))
     weights.write_bytes(header + b"two")
-    assert first["source"] == "file" and weights_identity(True, str(weights)) != first
-    assert weights_identity(False, str(weights)) == {"source": "random-init"}  # not loaded: not the experiment
+    assert first.source == "file" and initial_weights(True, str(weights)) != first
+    assert initial_weights(False, str(weights)) == InitialWeights("random-init")  # not loaded: not the experiment
     with pytest.raises(WeightsError, match="missing.safetensors: cannot read"):
-        weights_identity(True, str(tmp_path / "missing.safetensors"))
+        initial_weights(True, str(tmp_path / "missing.safetensors"))
     (tmp_path / "notes.safetensors").write_text("not weights\n")
     with pytest.raises(WeightsError, match="notes.safetensors: not a safetensors file or PyTorch checkpoint$"):
-        weights_identity(True, str(tmp_path / "notes.safetensors"))
+        initial_weights(True, str(tmp_path / "notes.safetensors"))
 
 
 @pytest.mark.parametrize("cls", [BackboneEntry, Protocol, Phase, Augment, DatasetEntry])
@@ -145,8 +160,9 @@ def test_a_protocol_split_is_another_experiment_of_other_data(project, tmp_path)
     (tmp_path / "resplit.toml").write_text('name = "resplit"\npretrained = false\nsplit = "70/20/10"\n' + body)
     plain = experiment_identity(dataclasses.replace(SPEC, protocol=str(tmp_path / "own.toml")))
     other = experiment_identity(dataclasses.replace(SPEC, protocol=str(tmp_path / "resplit.toml")))
-    assert other["data"]["entry"]["split"] == {"policy": "stratified", "seed": 0, "train": 0.7, "val": 0.2, "test": 0.1}
-    assert other["data"]["fingerprint"] != plain["data"]["fingerprint"] and other["protocol"]["split"] == "70/20/10"
+    assert other.data.entry is not None
+    assert other.data.entry["split"] == {"policy": "stratified", "seed": 0, "train": 0.7, "val": 0.2, "test": 0.1}
+    assert other.data.fingerprint != plain.data.fingerprint and other.protocol.split == "70/20/10"
 
 
 # (train_fraction, in the identity, in the record's file name): 1.0 (and 1 from a file) is every older run's key.
@@ -157,7 +173,7 @@ FRACTIONS = [(1.0, None, ""), (1, None, ""), (0.5, 0.5, "-f0.5"), (0.1, 0.1, "-f
 def test_a_training_fraction_enters_the_identity_and_key_only_below_one(project, fraction, entered, tag):
     spec = dataclasses.replace(SPEC, train_fraction=fraction)
     identity = experiment_identity(spec)
-    assert identity.get("train_fraction") == entered
+    assert identity.to_dict().get("train_fraction") == entered
     assert (run_key(identity, 0, {}) == run_key(experiment_identity(SPEC), 0, {})) is (entered is None)
     assert spec.stem("0" * 64) == f"scratch-r28-s0{tag}-000000000000"
     assert ("train_fraction" in spec.to_dict()) is (entered is not None)

@@ -18,9 +18,9 @@ from console import as_from_a_terminal
 from bench.cli.commands import main
 from bench.paths import WORKING_RESULTS
 from bench.runs.claims import Claims, lock_path
+from bench.runs.planned import plan_runs
 from bench.runs.record import load_records
 from bench.runs.spec import RunSpec
-from bench.runs.sweep import plan_runs
 
 ENTRY = "from bench.cli.commands import main; main()"
 ADHOC = ("run", "--backbones", "test_resnet", "--datasets", "tiny", "--epochs", "1", "--device", "cpu")
@@ -115,10 +115,10 @@ import bench.runs.runner as runner
 
 real = runner.run
 
-def run(spec, *args, **kwargs):
+def run(planned, *args, **kwargs):  # what the executor resolved
     with open(os.environ["TRAINED_LOG"], "a") as log:
-        log.write(f"{os.getpid()} {spec.seed}\\n")
-    return real(spec, *args, **kwargs)
+        log.write(f"{os.getpid()} {planned.spec.seed}\\n")
+    return real(planned, *args, **kwargs)
 
 runner.run = run
 """

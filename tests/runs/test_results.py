@@ -12,8 +12,9 @@ from factories import make_record
 from bench.errors import ConfigError, ResultsError
 from bench.files import atomic_write_bytes, write_json
 from bench.precision import PRECISIONS
+from bench.runs.identity import run_key
 from bench.runs.record import SCHEMA_VERSION, RunRecord, load_records, probs_path, read_record, record_path, save_record
-from bench.runs.spec import RunSpec, run_key
+from bench.runs.spec import RunSpec
 
 
 @pytest.mark.parametrize(
@@ -73,9 +74,12 @@ def test_record_round_trip(tmp_path):
     record = make_record(metrics={"auc": 0.9, "nan": math.nan})
     path = save_record(record, tmp_path)
     stored = json.loads(path.read_text())
-    assert stored["schema"] == SCHEMA_VERSION == 2 and stored["identity"] == record.identity
+    assert stored["schema"] == SCHEMA_VERSION == 3 and stored["identity"] == record.identity.to_dict()
+    assert "protocol" not in stored  # schema 3 stores it once, in the identity
+    assert {k: stored["test"][k] for k in ("auc", "nan")} == {"auc": 0.9, "nan": None}  # JSON has no NaN: null
     (loaded,) = load_records(tmp_path)
-    assert loaded.test == {"auc": 0.9, "nan": None}  # JSON has no NaN: null, documented
+    assert repr(loaded.test) == repr(record.test) and math.isnan(loaded.score("nan"))  # typed and back: NaN again
+    assert repr(loaded.history) == repr(record.history) and loaded.latency == record.latency
     assert loaded.path == path and loaded.spec == record.spec and loaded.experiment == record.experiment
     assert loaded.to_json() == stored
 
@@ -87,18 +91,12 @@ def test_unknown_fields_survive_a_rewrite(tmp_path):
     assert json.loads(path.read_text())["annotation"] == "checked by hand"
 
 
-def test_schema1_records_are_read_as_experiments_of_their_own(tmp_path):
-    """Tolerant reading: an old record loads, keyed as it was, its identity rebuilt without the dataset entry."""
-    new = make_record()
-    old = {k: v for k, v in new.to_json().items() if k != "identity"} | {"schema": 1, "key": "0" * 64}
+def test_a_schema_this_version_does_not_read_is_skipped_naming_it(tmp_path):
+    """Schema 1 (before the identity was stored) is no longer read: skipped with a warning naming file and schema."""
+    old = make_record().to_json() | {"schema": 1}
     write_json(tmp_path / "runs" / "d" / "resnet18" / "old.json", old)
-    with pytest.warns(UserWarning, match="1 schema-1 record.*python -m bench.runs.migrate"):
-        (loaded,) = load_records(tmp_path)
-    assert loaded.schema == 1 and loaded.key == "0" * 64
-    assert loaded.identity["data"]["entry"] is None
-    assert loaded.identity["data"]["fingerprint"] == new.identity["data"]["fingerprint"]
-    assert loaded.identity["protocol"]["phases"][0]["epochs"] == 2
-    assert loaded.experiment != new.experiment
+    with pytest.warns(UserWarning, match=r"old.json: not a run record .*record schema 1, this version reads \(2, 3\)"):
+        assert load_records(tmp_path) == []
 
 
 def test_half_written_temp_files_are_not_records(tmp_path):

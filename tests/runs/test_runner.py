@@ -15,11 +15,14 @@ import bench.train.engine
 import bench.train.loop
 from bench.data.entries import get_dataset_entry
 from bench.data.identity import DataIdentity
-from bench.evaluation.metrics import compute_metrics
 from bench.evaluation.scores import TestScores, softmax64
+from bench.evaluation.values import compute_metrics
+from bench.files import write_json
+from bench.runs.identity import digest, run_key
 from bench.runs.record import RunRecord, read_record, record_path
+from bench.runs.resolve import experiment_identity, resolve
 from bench.runs.runner import run
-from bench.runs.spec import RunSpec, experiment_identity, key_of, run_key
+from bench.runs.spec import RunSpec
 from bench.train.history import EpochLog
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,8 +57,8 @@ def test_the_selected_models_validation_scores_are_saved_beside_the_test_ones(pr
     saved = TestScores.load(record.probs_path())
     assert saved.val is not None and all(i.startswith("val/") for i in saved.val.ids)
     assert saved.val.logits.dtype == np.float32 and np.array_equal(saved.val.probs, softmax64(saved.val.logits))
-    val = compute_metrics(saved.val.labels, saved.val.probs, record.dataset.classes).values
-    assert val["balanced_accuracy"] == pytest.approx(record.val["balanced_accuracy"], abs=1e-12)
+    val = compute_metrics(saved.val.labels, saved.val.probs, record.dataset.classes)
+    assert val.score("balanced_accuracy") == pytest.approx(record.val.score("balanced_accuracy"), abs=1e-12)
 
 
 def _stable(record: RunRecord) -> str:
@@ -68,9 +71,7 @@ def test_same_seed_same_record(project, tmp_path):
     second = run(SPEC, tmp_path / "b", CPU)
     assert first.status == second.status == "ok"
     for record in (first, second):
-        for epoch in record.history:
-            for timing in EpochLog.TIMINGS:
-                del epoch[timing]
+        record.history = [dataclasses.replace(h, **dict.fromkeys(EpochLog.TIMINGS, 0.0)) for h in record.history]
     assert _stable(first) == _stable(second)  # JSON, so NaN (e.g. an undefined precision) equals NaN
 
 
@@ -87,7 +88,7 @@ def test_record_has_provenance(project, tmp_path):
         assert getattr(record, field), field
     stored = read_record(record.path)
     assert stored.to_json() == json.loads(record.path.read_text())  # typed and back, field for field
-    assert stored.key == record.key and stored.identity == record.identity and stored.history[0]["epoch"] == 1
+    assert stored.key == record.key and stored.identity == record.identity and stored.history[0].epoch == 1
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(REPO / "results")))
@@ -99,15 +100,36 @@ def test_committed_records_keep_their_keys(path, monkeypatch):
     files still give it is what planning checks), so what is checked is everything else in the identity.
     """
     record = read_record(path)
-    if record.schema == 1:
-        pytest.skip(f"schema 1: migrate with `python -m bench.runs.migrate {path.parents[3]}`")
     monkeypatch.setenv("BENCH_HOME", str(REPO))
     spec = record.spec
-    data = record.identity["data"]
-    stored = DataIdentity(get_dataset_entry(spec.dataset), data["fingerprint"], data["pixels_sha256"])
+    data = record.identity.data
+    stored = DataIdentity(get_dataset_entry(spec.dataset), data.fingerprint, data.pixels_sha256)
     assert experiment_identity(spec, stored) == record.identity
     assert run_key(record.identity, spec.seed, record.versions, spec.source_key) == record.key
     assert record_path(path.parents[3], spec, record.key) == path
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(REPO / "results")))
+def test_committed_records_re_serialise_byte_identical(path, tmp_path):
+    """Read into typed parts and written back, every committed record is its file byte for byte: the typed record
+    loses nothing, and its experiment id is still the digest of the identity the file stores."""
+    stored = path.read_bytes()
+    record = read_record(path)
+    write_json(tmp_path / "again.json", record.to_json())
+    assert (tmp_path / "again.json").read_bytes() == stored
+    assert record.experiment == digest(json.loads(stored)["identity"])
+
+
+@pytest.mark.parametrize("path", [p for p in COMMITTED if b'"schema": 2' in p.read_bytes()], ids=str)
+def test_a_schema2_records_trained_protocol_is_what_its_identity_and_search_give(path):
+    """Schema 2 stored the trained protocol twice; the one :attr:`RunRecord.protocol` derives agrees with the
+    top-level copy on every field that copy has (later fields are at their defaults)."""
+    record = read_record(path)
+    derived, stored = json.loads(json.dumps(record.protocol.to_dict())), record.extra["protocol"]
+    assert {k: derived[k] for k in stored if k not in ("phases", "augment", "search")} == {
+        k: v for k, v in stored.items() if k not in ("phases", "augment", "search")
+    }
+    assert [{k: p[k] for k in s} for p, s in zip(derived["phases"], stored["phases"], strict=True)] == stored["phases"]
 
 
 def test_committed_records_are_found():
@@ -128,12 +150,12 @@ def test_a_requested_precision_is_recorded_or_refused(precision, error, project,
     spec = RunSpec(**{**SPEC.to_dict(), "epochs": 1, "precision": precision})
     record = run(spec, tmp_path / "results", CPU)
     assert record.spec.precision == precision and record.status == ("failed" if error else "ok")
-    assert record.key != key_of(dataclasses.replace(spec, precision="auto"))[1]
+    assert record.key != resolve(dataclasses.replace(spec, precision="auto")).key
     assert record_path(tmp_path / "results", spec, record.key).name.startswith(f"scratch-r28-s0-{precision}-")
     if error:
         assert record.error.startswith(error) and "\n" not in record.error
     else:
-        assert record.engine["amp"] is None and record.test
+        assert record.engine.amp is None and record.test
 
 
 def test_a_fraction_run_trains_on_the_same_stratified_share_whatever_its_seed(project, tmp_path):

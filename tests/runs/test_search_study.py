@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from factories import metric_values
 
 import bench.runs.runner
 import bench.runs.search
@@ -70,7 +71,7 @@ def test_a_searched_run_tries_the_design_on_validation_then_trains_the_best(sear
     complete = [t for t in found.trials if t.state == "complete"]
     best = max(complete, key=lambda t: (t.value, -t.number))
     assert (found.chosen, found.best_trial, found.best_value) == (best.params, best.number, best.value)
-    assert record.protocol["phases"][0]["lr"] == pytest.approx(found.chosen["lr"])
+    assert record.protocol.phases[0].lr == pytest.approx(found.chosen["lr"])
     assert (tmp_path / "results" / found.storage).is_file() and "search" in record.timings_s
     # up to 3 trials x 2 epochs of validation, then the run's 2 epochs, its selected model, and test once, last
     assert calls.count("test") == 1 and calls[-1] == "test" and set(calls[:-1]) == {"val"}, calls
@@ -95,10 +96,11 @@ def _fake_trial(scores: dict[float, float], sleep_s: float = 0.0):
             time.sleep(sleep_s)
             if scores.get(lr) == "diverge":
                 raise DivergedError("loss became nan")
-            log = EpochLog("full", epoch, lr, 0.5, 0.5, {"balanced_accuracy": scores.get(lr, 0.5) * epoch / 4}, 0.0)
+            val = metric_values({"balanced_accuracy": scores.get(lr, 0.5) * epoch / 4}, ("a", "b"))
+            log = EpochLog("full", epoch, lr, 0.5, 0.5, val, 0.0)
             result.history.append(log)
             on_event(EpochEnded(log))
-            result.best_score, result.best_epoch = log.val["balanced_accuracy"], epoch
+            result.best_score, result.best_epoch = log.val.score("balanced_accuracy"), epoch
         return result
 
     return train

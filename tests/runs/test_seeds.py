@@ -122,7 +122,7 @@ def test_a_seeds_sweep_trains_one_epoch_on_hub_cache_weights(mission_data, tmp_p
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "tag": "timm/efficientnet_b0.ra_in1k",
     }
-    assert record.protocol["phases"][0]["layer_decay"] == 0.8
+    assert record.protocol.phases[0].layer_decay == 0.8
     proc = bench("reproduction", "--sweep", "seeds/s2-effnetb0-isic", "--results-dir", "results")
     assert proc.returncode == 2 and "lists no [[published]] results" in proc.stderr
 

@@ -12,11 +12,11 @@ import torch
 from bench.errors import ConfigError
 from bench.models.kept import load_model_file
 from bench.models.weights import head_prefixes
+from bench.runs.planned import plan_runs
 from bench.runs.record import WeightsSource, read_record
 from bench.runs.runner import run
 from bench.runs.source import model_from_source, source_record
 from bench.runs.spec import RunSpec
-from bench.runs.sweep import plan_runs
 
 CPU = torch.device("cpu")
 SOURCE = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", seed=0, epochs=1)
@@ -56,12 +56,12 @@ def test_the_source_runs_first_and_the_target_records_it(tiny3, tmp_path):
     assert [p.spec.dataset for p in planned] == ["tiny", "tiny3"]
     source_plan, target_plan = planned
     assert target_plan.spec.source_key == source_plan.key
-    assert target_plan.identity["weights"] == {
+    assert target_plan.identity.weights.to_dict() == {
         "source": "run", "run": "tiny/test_resnet/scratch", "experiment": target_plan.spec.source_experiment,
     }  # fmt: skip
 
-    source = run(source_plan.spec, results, CPU, identity=source_plan.identity)
-    target = run(target_plan.spec, results, CPU, identity=target_plan.identity)
+    source = run(source_plan.run, results, CPU)
+    target = run(target_plan.run, results, CPU)
     assert source.status == target.status == "ok", (source.error, target.error)
     assert target.key == target_plan.key
     stored = read_record(target.path)
@@ -77,7 +77,7 @@ def test_the_source_runs_first_and_the_target_records_it(tiny3, tmp_path):
     assert source_record(dataclasses.replace(TARGET, weights_file=None), results) is None
 
     # What the target started from: every tensor of the source's kept model but the head, and a new 3-class head.
-    model, _, _ = model_from_source(target_plan.spec, source_record(target_plan.spec, results), 3)
+    model, _, _ = model_from_source(target_plan.run, source_record(target_plan.spec, results), 3)
     kept = source.kept_weights
     original = load_model_file(source.path.parent / kept.file, kept.sha256, kept.arch, kept.num_classes).state_dict()
     head = head_prefixes(model)
@@ -92,7 +92,7 @@ def test_a_changed_source_is_a_new_run_key(tiny3, tmp_path):
     results = tmp_path / "results"
     one = plan_runs([SOURCE, TARGET], results)[1]
     longer = plan_runs([dataclasses.replace(SOURCE, epochs=2), TARGET], results)[1]
-    assert one.key != longer.key and one.identity["weights"] != longer.identity["weights"]
+    assert one.key != longer.key and one.identity.weights != longer.identity.weights
     fixed = dataclasses.replace(TARGET, seed=1, weights_file="run:tiny/test_resnet/scratch/s0")
     other_seed = plan_runs(
         [SOURCE, dataclasses.replace(SOURCE, seed=1), dataclasses.replace(TARGET, seed=1), fixed], results

@@ -9,10 +9,11 @@ from PIL import Image
 
 from bench.errors import ConfigError
 from bench.runs.plan import SweepRequest, sweep_specs
+from bench.runs.planned import plan_runs
 from bench.runs.record import load_records
 from bench.runs.runner import run
 from bench.runs.spec import RunSpec
-from bench.runs.sweep import Sweep, load_sweep, plan_runs
+from bench.runs.sweep import Sweep, load_sweep
 
 SPEC = RunSpec("test_resnet", "tiny", "scratch", epochs=1)
 CPU = torch.device("cpu")
@@ -27,13 +28,13 @@ def _flip_test_labels(npz_path) -> None:
 def test_a_record_whose_data_changed_is_run_again_not_skipped(project, tmp_path):
     results = tmp_path / "results"
     (before,) = plan_runs([SPEC], results)
-    first = run(SPEC, results, CPU, identity=before.identity)
+    first = run(before.run, results, CPU)
     assert first.key == before.key and plan_runs([SPEC], results)[0].status == "ok"  # finished: skipped
 
     _flip_test_labels(project / "data" / "tiny.npz")
     (after,) = plan_runs([SPEC], results)
     assert after.status is None and after.key != before.key and after.path != before.path
-    second = run(SPEC, results, CPU, identity=after.identity)
+    second = run(after.run, results, CPU)
     assert second.ok and second.dataset.fingerprint != first.dataset.fingerprint
     assert {r.key for r in load_records(results)} == {first.key, second.key}
     assert len({r.experiment for r in load_records(results)}) == 2  # two rows, never one seed twice
@@ -45,13 +46,13 @@ def test_an_edited_dataset_entry_is_a_new_run(project, tmp_path):
     entry.write_text(entry.read_text().replace('policy = "official"', 'policy = "carve_val"\nval = 0.25'))
     (after,) = plan_runs([SPEC], tmp_path)
     assert after.key != before.key
-    assert after.identity["data"]["entry"]["split"]["policy"] == "carve_val"
+    assert after.identity.data.entry["split"]["policy"] == "carve_val"
 
 
 def test_data_changed_after_planning_fails_the_run_rather_than_mislabel_it(project, tmp_path):
     (planned,) = plan_runs([SPEC], tmp_path)
     _flip_test_labels(project / "data" / "tiny.npz")
-    record = run(SPEC, tmp_path, CPU, identity=planned.identity)
+    record = run(planned.run, tmp_path, CPU)
     assert record.status == "failed" and record.key == planned.key
     assert record.error.startswith("DataError: dataset 'tiny' changed between planning and loading")
 
@@ -60,7 +61,7 @@ def test_a_failed_run_whose_data_changed_since_is_run_again_without_a_flag(proje
     """A run recorded failed is skipped (until --retry-failed) only while its data is the same: it is keyed by it."""
     (planned,) = plan_runs([SPEC], tmp_path)
     _flip_test_labels(project / "data" / "tiny.npz")  # changed between planning and loading: a DataError
-    assert run(SPEC, tmp_path, CPU, identity=planned.identity).status == "failed"
+    assert run(planned.run, tmp_path, CPU).status == "failed"
     assert plan_runs([SPEC], tmp_path)[0].key != planned.key and plan_runs([SPEC], tmp_path)[0].status is None
     _flip_test_labels(project / "data" / "tiny.npz")  # the file as it was planned: the failed record is this run's
     assert plan_runs([SPEC], tmp_path)[0].status == "failed"

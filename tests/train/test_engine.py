@@ -224,4 +224,4 @@ def test_a_run_records_the_engine_it_used(project, tmp_path, quick_latency, engi
     spec = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", epochs=1)
     record = run(spec, tmp_path / "r", CPU, engine=engine)
     assert record.status == "ok", record.error
-    assert load_records(tmp_path / "r")[0].engine == expected.to_dict()
+    assert load_records(tmp_path / "r")[0].engine == expected

@@ -29,4 +29,4 @@ def test_a_run_says_what_it_does_from_loading_to_latency_and_shows_a_loss_at_eve
     assert started.total_steps == len(steps) and started.what == "training"
     (ended,) = [e for e in events if isinstance(e, EpochEnded)]
     assert ended.log.epoch == 1 and ended.log.train_loss > 0
-    assert all(pickle.dumps(pickle.loads(pickle.dumps(e))) == pickle.dumps(e) for e in events)  # cross a queue
+    assert all(repr(pickle.loads(pickle.dumps(e))) == repr(e) for e in events)  # cross a queue intact (NaN != NaN)

@@ -285,7 +285,7 @@ def test_selection_and_early_stopping_follow_select_on():
         phases=(Phase("full", epochs=30, lr=3e-2, trainable=1.0),),
     )
     _, result = _fit(protocol)
-    scores = [h.val["balanced_accuracy"] for h in result.history]
+    scores = [h.val.score("balanced_accuracy") for h in result.history]
     assert result.stopped_early == ["full"] and len(scores) < 30
     assert result.best_score == max(scores) and scores[result.best_epoch - 1] == max(scores)
     assert scores[-1] <= max(scores[:-1])  # the last epoch did not improve: that stopped the phase

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from factories import metric_values
 
-from bench.train.selection import epoch_score, higher_is_better, selection_scores, stopping_score
+from bench.train.history import EpochLog, selection_scores
+from bench.train.selection import epoch_score, higher_is_better, stopping_score
 
-VAL = {"balanced_accuracy": 0.7, "auc": None}
+VAL = metric_values({"balanced_accuracy": 0.7, "auc": None}, ("a", "b"))
 
 
 @pytest.mark.parametrize(
@@ -26,6 +28,9 @@ def test_directions_come_from_the_metric_table():
 
 
 def test_a_records_history_gives_each_epochs_score():
-    history = [{"epoch": 1, "val_loss": 0.5, "val": {"auc": 0.8}}, {"epoch": 2, "val_loss": 0.4, "val": {}}]
+    history = [
+        EpochLog("full", 1, 1e-3, 0.6, 0.5, metric_values({"auc": 0.8}, ("a", "b")), 1.0),
+        EpochLog("full", 2, 1e-3, 0.6, 0.4, metric_values({}, ("a", "b")), 1.0),
+    ]
     assert selection_scores(history, "loss") == [0.5, 0.4]
     assert selection_scores(history, "auc")[0] == 0.8 and math.isnan(selection_scores(history, "auc")[1])

@@ -22,9 +22,9 @@ import torch
 
 from bench.errors import ConfigError, ResultsError
 from bench.runs.claims import Claims
+from bench.runs.planned import PlannedRun
 from bench.runs.record import RunRecord, Status
-from bench.runs.spec import RunSpec
-from bench.runs.sweep import PlannedRun
+from bench.runs.resolve import ResolvedRun
 from bench.runs.unfinished import reason
 from bench.train.events import Event, ProgressFn, Stepped
 
@@ -51,25 +51,26 @@ def check_retries(retries: int) -> int:
     return retries
 
 
-def execute(
-    spec: RunSpec, key: str, results_dir: Path, device: torch.device, progress, executor: dict[str, Any]
+def run_here(
+    planned: ResolvedRun, results_dir: Path, device: torch.device, progress, executor: dict[str, Any]
 ) -> RunRecord:
-    """Run ``spec`` here, its record stamped with who ran it: host, device and attempt.
+    """Run what the driver resolved here, its record stamped with who ran it: host, device and attempt.
 
-    A worker that resolves the spec to another key than the driver planned (other versions of torch, timm
-    or the harness, or other data) would write a record the driver does not expect: it refuses instead.
+    A worker whose versions of torch, timm or the harness key the run otherwise than the driver did would write a
+    record the driver does not expect: it refuses instead. (Other data is found by the runner once it has loaded
+    it: :func:`bench.runs.runner.run`.)
     """
+    from bench.environment import versions
     from bench.runs.runner import run
-    from bench.runs.spec import key_of
 
-    identity, found = key_of(spec)
-    if found != key:
+    found, spec = planned.key_with(versions()), planned.spec
+    if found != planned.key:
         raise ConfigError(
-            f"{socket.gethostname()} resolves {spec.dataset}/{spec.backbone} to run {found[:12]}, the driver to "
-            f"{key[:12]}: backbone-bench, torch or timm versions, or the data, differ between them"
+            f"{socket.gethostname()} keys {spec.dataset}/{spec.backbone} as run {found[:12]}, the driver as "
+            f"{planned.key[:12]}: backbone-bench, torch or timm versions differ between them"
         )
     here = {"hostname": socket.gethostname(), **executor}
-    return run(spec, results_dir, device, progress, identity=identity, executor=here)
+    return run(planned, results_dir, device, progress, executor=here)
 
 
 class Forward:
@@ -177,7 +178,7 @@ def outcome_record(item: PlannedRun, status: Status, why: str, executor: dict[st
     from bench.runs.runner import environment_here, new_record
 
     environment = environment_here({}, executor)  # the device is unknown: it never ran here, or it is gone
-    record = new_record(item.spec, item.key, item.identity, environment)
+    record = new_record(item.run, environment)
     record.status = status
     record.error = why
     return record

@@ -22,10 +22,10 @@ import torch
 from bench.environment.cores import usable_cores
 from bench.errors import ConfigError
 from bench.runs.claims import Claims
-from bench.runs.executors.driver import Forward, ProgressFactory, check_retries, drive, execute, outcome_record
+from bench.runs.executors.driver import Forward, ProgressFactory, check_retries, drive, outcome_record, run_here
+from bench.runs.planned import PlannedRun
 from bench.runs.record import RunRecord
-from bench.runs.spec import RunSpec
-from bench.runs.sweep import PlannedRun
+from bench.runs.resolve import ResolvedRun
 from bench.runs.unfinished import RunUnfinished
 from bench.train.events import Event
 
@@ -82,7 +82,7 @@ class LocalExecutor:
                     yield outcome_record(item, "skipped", why, executor)
                     continue
                 try:
-                    record = execute(item.spec, item.key, results_dir, device, progress(item), executor)
+                    record = run_here(item.run, results_dir, device, progress(item), executor)
                 except RunUnfinished as err:
                     record = outcome_record(item, "unfinished", str(err), executor)
                 claims.release(item)
@@ -101,10 +101,10 @@ def _start_process(events: Any, threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _process_task(spec: RunSpec, key: str, results_dir: Path, device: str, attempt: int) -> RunRecord:
-    forward = Forward(_EVENTS.put, key)
+def _process_task(planned: ResolvedRun, results_dir: Path, device: str, attempt: int) -> RunRecord:
+    forward = Forward(_EVENTS.put, planned.key)
     executor = {"name": "local", "attempt": attempt, "pid": os.getpid()}  # which worker: runs share a pool
-    record = execute(spec, key, results_dir, torch.device(device), forward, executor)
+    record = run_here(planned, results_dir, torch.device(device), forward, executor)
     forward.flush()
     return record
 
@@ -127,7 +127,7 @@ class _Processes:
 
     def submit(self, item: PlannedRun, attempt: int) -> Future:
         slot = self._free.pop(0)
-        args = (_process_task, item.spec, item.key, self.results_dir, str(self.devices[slot]), attempt)
+        args = (_process_task, item.run, self.results_dir, str(self.devices[slot]), attempt)
         try:
             future = self._pool(slot).submit(*args)
         except BrokenProcessPool:  # its idle worker died since the last run

@@ -21,10 +21,10 @@ import torch
 
 from bench.errors import ConfigError
 from bench.files import atomic_write_bytes
-from bench.runs.executors.driver import Forward, ProgressFactory, check_retries, drive, execute
+from bench.runs.executors.driver import Forward, ProgressFactory, check_retries, drive, run_here
+from bench.runs.planned import PlannedRun
 from bench.runs.record import RunRecord, record_path
-from bench.runs.spec import RunSpec
-from bench.runs.sweep import PlannedRun
+from bench.runs.resolve import ResolvedRun
 from bench.train.events import Event
 
 
@@ -127,7 +127,7 @@ def _as_driver(cwd: str, env: dict[str, str]) -> Iterator[None]:
 
 
 def _ray_task(
-    spec: RunSpec, key: str, device: str, attempt: int, sweep: str, driver: tuple[str, dict], events: Any
+    planned: ResolvedRun, device: str, attempt: int, sweep: str, driver: tuple[str, dict], events: Any
 ) -> dict:
     """One run on a Ray worker, in a scratch folder on its node; returns the files it wrote, by relative path.
 
@@ -149,10 +149,10 @@ def _ray_task(
         "node_resources": {k: v for k, v in node.get("Resources", {}).items() if k in ("CPU", "GPU")},
         "attempt": attempt,
     }
-    scratch = Path(tempfile.gettempdir()) / "backbone-bench-ray" / sweep / key
-    forward = Forward(events.put, key)
+    scratch = Path(tempfile.gettempdir()) / "backbone-bench-ray" / sweep / planned.key
+    forward = Forward(events.put, planned.key)
     with _as_driver(*driver):
-        execute(spec, key, scratch, torch.device(device), forward, executor)
+        run_here(planned, scratch, torch.device(device), forward, executor)
     forward.flush()
     files = {
         p.relative_to(scratch).as_posix(): p.read_bytes()
@@ -186,7 +186,7 @@ class _RayTasks:
         self._driver = (os.getcwd(), {k: v for k, v in os.environ.items() if k.startswith("BENCH_")})
 
     def submit(self, item: PlannedRun, attempt: int) -> Future:
-        args = (item.spec, item.key, self._device, attempt, self._sweep, self._driver, self._queue)
+        args = (item.run, self._device, attempt, self._sweep, self._driver, self._queue)
         return self._task.remote(*args).future()
 
     def release(self, future: Future) -> None:

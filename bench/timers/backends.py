@@ -1,9 +1,10 @@
-"""The device-specific part of a latency measurement: timers, synchronisation, peak memory, the OOM type.
+"""The device-specific part of timing a step: timers, synchronisation, peak memory, the OOM type.
 
 On CUDA each step is bracketed by CUDA events and the end event is synchronised: an unsynchronised wall
 clock measures how long it takes to *launch* kernels, not to run them. On the CPU ``perf_counter_ns``.
 The calls live in a small backend object, so the CUDA path is exercised by the tests on a machine without
-a GPU, and ``bench profile`` times training steps with the same timers.
+a GPU; latency's forward passes (:mod:`bench.latency.measure`) and ``bench profile``'s training steps
+(:mod:`bench.train.profile`) are timed by the same one.
 """
 
 from __future__ import annotations
