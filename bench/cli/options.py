@@ -71,6 +71,15 @@ def train_fractions(value: str | None, option: str = "--train-fractions") -> tup
     return parsed
 
 
+def fraction_budget(value: str | None, option: str = "--fraction-budget") -> str | None:
+    """``epochs`` or ``steps`` (:meth:`bench.runs.sweep.Group.epochs_at`); None keeps the sweep's."""
+    from bench.runs.sweep import FRACTION_BUDGETS
+
+    if value is not None and value not in FRACTION_BUDGETS:
+        raise ConfigError(f"{option} takes {' or '.join(FRACTION_BUDGETS)}, got {value!r}")
+    return value
+
+
 def resolutions(value: str, option: str) -> tuple[int, ...]:
     parsed = tuple(ints(value, option))
     for each in parsed:

@@ -49,6 +49,14 @@ def run(
             "overrides the sweep's)."
         ),
     ] = None,
+    fraction_budget: Annotated[
+        str | None,
+        typer.Option(
+            help="What a share below 1 keeps: epochs (each trains --epochs) or steps (a share f trains --epochs/f, "
+            "rounded up: about the whole split's optimiser steps; needs --epochs). Overrides the sweep's "
+            "(default: epochs)."
+        ),
+    ] = None,
     data_root: Annotated[Path | None, typer.Option(help="Read the dataset from this folder (full download).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[
@@ -125,7 +133,7 @@ def run(
     backbone_names = options.names(backbones, "--backbones", "backbone name")  # parsed before the slow imports
     dataset_names = options.datasets(datasets)
     seed_values, epoch_counts = options.seeds(seeds), options.epochs(epochs)
-    fractions = options.train_fractions(train_fractions)
+    fractions, budget = options.train_fractions(train_fractions), options.fraction_budget(fraction_budget)
     # Importing torch and planning (data fingerprints, the CPU engines) take seconds: say so in a terminal.
     planning = console.status("planning: loading torch, the data and the engine choices ...")
     planning.start()
@@ -148,6 +156,7 @@ def run(
         allow_overlap=allow_overlap,
         search_storage=search_storage,
         train_fractions=fractions,
+        fraction_budget=budget,
     )
     executor = ExecutorRequest(
         kind=executor_kind,

@@ -8,7 +8,8 @@ the group's notes under it:
 * **calibration** (from the rows' saved test probabilities): ECE and Brier before and after temperature scaling
   (fitted on validation; n/a with the reason where the files hold no validation scores), NLL, the temperature,
   and the reliability diagrams (:mod:`bench.reports.reliability`);
-* **subgroups** (from the dataset's metadata): each row's worst group and the largest gap between groups;
+* **subgroups** (from the dataset's metadata): each row's worst group and the largest gap between groups, and the
+  subgroup-gap plot (:mod:`bench.reports.subgroup_plot`);
 * **robustness** (a corrupted eval set): mean balanced error over corruptions, balanced accuracy under corruption,
   relative BE and rBE, and the robustness-vs-latency plot (:mod:`bench.reports.robustness_plot`);
 * **external** (external eval sets): balanced accuracy and AUC on each set, and the images removed first.
@@ -34,6 +35,7 @@ from bench.reports.leaderboard import LatencyAxis, dataset_experiments
 from bench.reports.reliability import write_reliability
 from bench.reports.render import LATENCY_COLUMN, display_frame, seeds_column
 from bench.reports.robustness_plot import SCORE, plot_robustness
+from bench.reports.subgroup_plot import WORST_CELL, left_out_line, plot_subgroups, plotted_rows
 from bench.runs.record import RunRecord
 
 TITLES = {
@@ -46,7 +48,7 @@ WHAT = {
     "calibration": "How far the predicted probabilities are from the observed frequencies, before and after "
     "temperature scaling fitted on validation: lower is better.",
     "subgroups": "Each row's worst patient group and the largest gap between the groups of one attribute, from the "
-    "dataset's metadata.",
+    "dataset's metadata; the plot sets each row's worst group (◆) against its whole test split (●), with 95% CIs.",
     "robustness": "The test split corrupted (MedMNIST-C: noise, blur, contrast, ... at several severities): the "
     "balanced error averaged over corruptions, and against latency.",
     "external": "Another dataset scored through a label map, after removing the images it shares with the training "
@@ -70,6 +72,7 @@ class Beyond:
     groups: tuple[str, ...]
     robustness: dict[str, list[Path]] = field(default_factory=dict)
     reliability: dict[str, list[Path]] = field(default_factory=dict)
+    subgroups: dict[str, list[Path]] = field(default_factory=dict)
     speed: str = "latency_ms"  # the leaderboard column of the latency axis the plots use
 
 
@@ -101,7 +104,8 @@ def beyond_accuracy(
     records: list[RunRecord], tables: dict[str, pd.DataFrame], axis: LatencyAxis, plots_dir: Path
 ) -> Beyond:
     """Every dataset's leaderboard in ``tables`` with the candidate groups added, and the figures of the held ones
-    under ``plots_dir``: ``<dataset>-reliability.png`` and ``<dataset>-robustness.png|svg``."""
+    under ``plots_dir``: ``<dataset>-reliability.png``, ``<dataset>-subgroups.png|svg`` and
+    ``<dataset>-robustness.png|svg``."""
     candidates = candidate_groups(records)
     if not candidates:
         return Beyond({}, ())
@@ -116,6 +120,8 @@ def beyond_accuracy(
         if "calibration" in groups and holds(grown_table, "calibration"):
             experiments = {e.id: e for e in dataset_experiments(records, dataset)}
             beyond.reliability[dataset] = write_reliability(grown_table, experiments, plots_dir, dataset)
+        if "subgroups" in groups and holds(grown_table, "subgroups"):
+            beyond.subgroups[dataset] = plot_subgroups(grown_table, dataset, plots_dir)
         if "robustness" in groups and holds(grown_table, "robustness"):
             beyond.robustness[dataset] = plot_robustness(grown_table, dataset, axis, plots_dir)
     return beyond
@@ -190,6 +196,14 @@ def _robustness_figure(board: pd.DataFrame, dataset: str, paths: list[Path], spe
     return shown
 
 
+def _subgroup_figure(board: pd.DataFrame, dataset: str, paths: list[Path]) -> list[str]:
+    """The subgroup-gap plot, and the rows it leaves out for want of a worst group (with the reason)."""
+    shown = [figure(p, f"{dataset}: worst-group {WORST_CELL.removeprefix('worst_group_')} against the whole test split",
+                    "subgroups") for p in paths if p.suffix == ".png"]  # fmt: skip
+    line = left_out_line(plotted_rows(board)[1]) if shown else ""
+    return [*shown, notes([line] if line else [])]
+
+
 def sections_html(beyond: Beyond) -> list[str]:
     """One ``<section>`` per held group, in the column groups' order: per dataset its table and the group's n/a
     reasons there (or one line where no row holds the group), then once what the cells mean."""
@@ -210,6 +224,8 @@ def sections_html(beyond: Beyond) -> list[str]:
             )
             if group == "robustness":
                 body += _robustness_figure(board, dataset, beyond.robustness.get(dataset, []), beyond.speed)
+            if group == "subgroups":
+                body += _subgroup_figure(board, dataset, beyond.subgroups.get(dataset, []))
             body.append(table(section_frame(board, group), f"section {group}", TEXT))
             lines = column_notes(alone)
             body.append(notes(line for line in lines if line.startswith(reason)))

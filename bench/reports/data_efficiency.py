@@ -11,7 +11,8 @@ floor at 10% says something about the backbone, and hiding the point would hide 
 
 :func:`plot_data_efficiency` draws ``<dataset>-data-efficiency.png`` and ``.svg`` per dataset whose records hold
 more than one fraction: metric against fraction on a log axis, one line per row with a band of ± one std over
-seeds, and the majority baseline as the floor; ``.csv`` beside them holds the table drawn.
+seeds, and the majority baseline as the floor; ``.csv`` beside them holds the table drawn. The HTML report shows
+each figure with :func:`efficiency_sentence`, what it shows in one sentence generated from the same table.
 """
 
 from __future__ import annotations
@@ -37,8 +38,15 @@ from bench.runs.record import RunRecord
 
 
 def without_fraction(record: RunRecord) -> RunRecord:
-    """``record`` with the training fraction taken out of its identity: its experiment is then its row's."""
-    return dataclasses.replace(record, identity=dataclasses.replace(record.identity, train_fraction=1.0))
+    """``record`` with the training fraction taken out of its identity: its experiment is then its row's. A run whose
+    sweep scaled its epochs by 1/fraction (``spec.fraction_budget = "steps"``: :meth:`bench.runs.sweep.Group.epochs_at`)
+    also gets the whole split's epochs back, ``e`` from ``ceil(e / f)``, so its row is its 100% run's."""
+    identity = dataclasses.replace(record.identity, train_fraction=1.0)
+    if record.spec.fraction_budget == "steps":
+        f, protocol = record.spec.train_fraction, identity.protocol
+        phases = tuple(dataclasses.replace(p, epochs=int(round(p.epochs * f, 6))) for p in protocol.phases)
+        identity = dataclasses.replace(identity, protocol=dataclasses.replace(protocol, phases=phases))
+    return dataclasses.replace(record, identity=identity)
 
 
 def fractions_in(records: list[RunRecord], dataset: str) -> list[float]:
@@ -179,3 +187,44 @@ def plot_data_efficiency(records: list[RunRecord], metric: str, out_dir: Path) -
         atomic_write_bytes(csv, table.to_csv(index=False, float_format="%.6g").encode())
         written[dataset] = [*paths, csv]
     return written
+
+
+def _point(line: pd.Series, metric: str) -> str:
+    """``0.812 ± 0.010``: a point's seed mean and std (the mean alone for one seed)."""
+    mean, std = line[f"{metric}_mean"], line[f"{metric}_std"]
+    return f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def _images(table: pd.DataFrame, fraction: float) -> str:
+    images = table.loc[table["fraction"] == fraction, "train_images"].median()
+    return f"{_shares(np.array([fraction]))} of the training split" + (
+        f" ({images:.0f} images)" if pd.notna(images) else ""
+    )
+
+
+def efficiency_sentence(table: pd.DataFrame) -> str:
+    """What a :func:`data_efficiency` table's figure shows, in one sentence: the best row at the smallest share, the
+    leader at the largest, and which rows reach the leader's score (its seed mean) with less, from what share."""
+    metric = table.attrs["metric"]
+    mean = f"{metric}_mean"
+    scored = table[table[mean].notna() & table["ranked"].astype(bool)]
+    if scored.empty:
+        return f"No row learned at any share of the training split: no {metric} to compare."
+    least, most = scored["fraction"].min(), scored["fraction"].max()
+    first = scored.loc[scored.loc[scored["fraction"] == least, mean].idxmax()]
+    leader = scored.loc[scored.loc[scored["fraction"] == most, mean].idxmax()]
+    if least == most:
+        return f"Only at {_images(table, most)} did a row learn: {leader['row']} leads at {_point(leader, metric)}."
+    target = leader[mean]
+    reached = scored[(scored["fraction"] < most) & (scored[mean] >= target - 1e-9)]  # equal, up to float sums
+    early = reached.groupby("row", sort=False)["fraction"].min()
+    if early.empty:
+        reach = f"no row reaches {target:.3f} with less than {_shares(np.array([most]))}"
+    else:
+        reach = f"{target:.3f} is reached with less data by " + ", ".join(
+            f"{row} from {_shares(np.array([f]))}" for row, f in early.sort_values().items()
+        )
+    return (
+        f"With {_images(table, least)}, the best row is {first['row']} at {_point(first, metric)} test {metric}; "
+        f"with {_images(table, most)}, {leader['row']} leads at {_point(leader, metric)}, and {reach}."
+    )

@@ -8,8 +8,10 @@ The page, top to bottom:
    winner only where the tests support one), with its table and critical-difference diagrams;
 2. per dataset, the trade-off plot and the whole leaderboard, its notes, failed runs, and the median seed's
    confusion matrix and training curves per row;
-3. beyond accuracy, where the records hold it (:mod:`bench.reports.beyond_accuracy`): calibration, subgroups,
-   robustness to corruptions (with robustness against latency) and external test sets;
+3. beyond accuracy, where the records hold it (:mod:`bench.reports.beyond_accuracy`): calibration, subgroups
+   (with the subgroup-gap plot), robustness to corruptions (with robustness against latency) and external test
+   sets; then data efficiency, per dataset whose records hold several training fractions: the curves of
+   :mod:`bench.reports.data_efficiency` and one sentence of what they show;
 4. provenance: the harness commit (and whether it had uncommitted changes), the commits behind the runs,
    devices, library versions, dates.
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +43,7 @@ from bench.environment import git_commit
 from bench.files import atomic_write_bytes
 from bench.reports.answer import dataset_answer, ranking_answer, rankings_or_reason
 from bench.reports.beyond_accuracy import TITLES, Beyond, beyond_accuracy, sections_html
+from bench.reports.data_efficiency import data_efficiency, efficiency_sentence, plot_data_efficiency
 from bench.reports.html_blocks import CSS, escape, figure, notes, slug, table
 from bench.reports.latency_pass import load_latency_passes
 from bench.reports.leaderboard import MAJORITY_PROTOCOL, dataset_experiments, latency_axis, latency_devices
@@ -51,6 +54,7 @@ from bench.reports.render import LATENCY_COLUMN, ci_column, display_frame, seeds
 from bench.runs.record import RunRecord, device_label
 
 REPORT = "report.html"
+EFFICIENCY = "data-efficiency"  # the data-efficiency section's id
 TEXT_COLUMNS = ("backbone", "protocol", "source", "latency device")  # a leaderboard's left-aligned columns
 
 
@@ -60,6 +64,7 @@ class Report:
     leaderboards: list[Path]
     plotted: Plotted
     beyond: Beyond
+    efficiency: dict[str, list[Path]] = field(default_factory=dict)  # by dataset: its data-efficiency files
 
 
 def build_report(
@@ -73,10 +78,11 @@ def build_report(
     tables_dir = out / "leaderboards"
     written = [p for d, t in plotted.tables.items() for p in write_leaderboard(t, tables_dir, d)]
     beyond = beyond_accuracy(records, plotted.tables, axis, out / "plots")
+    efficiency = plot_data_efficiency(records, metric, out / "plots")
     rankings = rankings_or_reason(records, metric)
     path = out / REPORT
-    atomic_write_bytes(path, render_html(records, plotted, metric, latency, beyond, rankings).encode())
-    return Report(path, written, plotted, beyond)
+    atomic_write_bytes(path, render_html(records, plotted, metric, latency, beyond, rankings, efficiency).encode())
+    return Report(path, written, plotted, beyond, efficiency)
 
 
 def render_html(
@@ -86,15 +92,20 @@ def render_html(
     latency: str,
     beyond: Beyond | None = None,
     rankings: Rankings | str | None = None,
+    efficiency: dict[str, list[Path]] | None = None,
 ) -> str:
+    """The page; ``efficiency``: by dataset, the files :func:`bench.reports.data_efficiency.plot_data_efficiency`
+    wrote (its section appears where one has a PNG)."""
     axis = latency_axis(latency)
     beyond = beyond or Beyond({}, ())
+    curves = {d: png for d, paths in (efficiency or {}).items() for png in paths if png.suffix == ".png"}
     rankings = rankings_or_reason(records, metric) if rankings is None else rankings
     datasets = list(plotted.tables)
     failed = sum(r.status == "failed" for r in records)
     backbones = len({r.spec.backbone for r in records})
     links = [("answer", "The answer"), *((f"dataset-{slug(d)}", d) for d in datasets)]
-    links += [(g, TITLES[g]) for g in beyond.groups] + [("provenance", "Provenance")]
+    links += [(g, TITLES[g]) for g in beyond.groups] + ([(EFFICIENCY, "Data efficiency")] if curves else [])
+    links += [("provenance", "Provenance")]
     body = [
         "<h1>backbone-bench report</h1>",
         f'<p class="sub">{len(records)} runs ({failed} failed) of {backbones} backbones on {len(datasets)} '
@@ -104,6 +115,7 @@ def render_html(
         _answer(plotted, axis, rankings),
         *(_dataset_section(d, t, records, plotted, metric) for d, t in plotted.tables.items()),
         *sections_html(beyond),
+        _efficiency(records, curves, metric),
         _provenance(records),
     ]
     return (
@@ -162,6 +174,25 @@ def _diagrams(rankings: Rankings) -> str:
             png = next(p for p in draw(ranking, Path(tmp) / f"cd-{ranking.name}") if p.suffix == ".png")
             shown.append(figure(png, f"critical-difference diagram: {ranking.what}", "cd"))
     return f"<details><summary>Critical-difference diagrams</summary>{''.join(shown)}</details>"
+
+
+def _efficiency(records: list[RunRecord], curves: dict[str, Path], metric: str) -> str:
+    """Per dataset with a data-efficiency figure: the figure and one sentence of what it shows, generated from the
+    table it was drawn from; nothing where no dataset has one."""
+    if not curves:
+        return ""
+    body = [
+        f'<h2 id="{EFFICIENCY}">Data efficiency</h2>',
+        f'<p class="sub">Test {escape(metric)} against the share of the training split each row trained on (subsets '
+        "stratified by class and nested, the same images for every row and seed; validation and test whole), mean "
+        "± std over seeds: how many labelled images a backbone needs.</p>",
+    ]
+    for dataset, png in curves.items():
+        sentence = efficiency_sentence(data_efficiency(records, dataset, metric))
+        body.append(f'<h3 id="{EFFICIENCY}-{slug(dataset)}">{escape(dataset)}</h3>')
+        body.append(f"<p>{escape(sentence)}</p>")
+        body.append(figure(png, f"{dataset}: test {metric} against the share of the training split", "efficiency"))
+    return f'<section class="beyond">{"".join(body)}</section>'
 
 
 def _provenance(records: list[RunRecord]) -> str:

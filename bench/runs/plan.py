@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.config import check_device_name
+from bench.config import FieldError, check_device_name
 from bench.environment.cores import usable_cores
 from bench.errors import ConfigError
 from bench.files import check_writable
@@ -45,7 +45,9 @@ class SweepRequest:
     ``search_storage`` is the database of every run's search study (:mod:`bench.runs.search`; default: an SQLite
     file per study in the results folder), checked here so a bad URL fails before anything trains.
     ``train_fractions``: train every run on each of these shares of its training split (:mod:`bench.data.fractions`),
-    one run per share; None keeps the sweep's (an ad-hoc sweep's: the whole split).
+    one run per share; None keeps the sweep's (an ad-hoc sweep's: the whole split). ``fraction_budget`` (``epochs``
+    or ``steps``: :meth:`bench.runs.sweep.Group.epochs_at`) replaces every group's; None keeps the sweep's. Both,
+    and ``epochs``, are put in the groups before they expand, so "steps" scales the command line's epochs.
     ``standing_engine``: a local CPU run trains in the CPU's standing fp32 NCHW unless it asks for another, nothing
     measured (:mod:`bench.runs.engines`); ``bench check`` reruns the reference so, as it was made, and so plans the
     reference's own keys.
@@ -66,6 +68,7 @@ class SweepRequest:
     allow_overlap: bool = False
     search_storage: str | None = None
     train_fractions: tuple[float, ...] | None = None
+    fraction_budget: str | None = None
     standing_engine: bool = False
 
 
@@ -127,12 +130,8 @@ def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
         sweep = Sweep(name="adhoc", group=(group,))
     else:
         sweep = load_sweep(request.sweep or default_sweep_path())
-        if request.train_fractions is not None:  # every group of the file, on each share
-            groups = tuple(dataclasses.replace(g, train_fractions=request.train_fractions) for g in sweep.group)
-            sweep = dataclasses.replace(sweep, group=groups)
+    sweep = _with_overrides(sweep, request)
     specs = sweep.expand(str(request.data_root) if request.data_root else None)
-    if request.epochs is not None:
-        specs = [dataclasses.replace(s, epochs=request.epochs) for s in specs]
     if request.precision is not None:
         if request.precision not in PRECISIONS:
             raise ConfigError(f"--precision takes {', '.join(PRECISIONS)}, got {request.precision!r}")
@@ -153,6 +152,36 @@ def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
         shown_url(request.search_storage)
         specs = [dataclasses.replace(s, search_storage=request.search_storage) for s in specs]
     return sweep.name, specs
+
+
+_OPTIONS = {"epochs": "--epochs", "train_fractions": "--train-fractions", "fraction_budget": "--fraction-budget"}
+
+
+def _with_overrides(sweep: Sweep, request: SweepRequest) -> Sweep:
+    """``sweep`` with the request's epochs, training fractions and fraction budget (those set) in every group.
+
+    A combination a group refuses (``--fraction-budget steps`` with no epochs to scale) is a one-line ConfigError
+    naming the options given and the group.
+    """
+    changes = {k: getattr(request, k) for k in _OPTIONS if getattr(request, k) is not None}
+    if not changes:
+        return sweep
+    groups = []
+    for i, group in enumerate(sweep.group):
+        try:
+            groups.append(dataclasses.replace(group, **changes))
+        except FieldError as err:
+            given = " ".join(f"{_OPTIONS[k]} {_shown(v)}" for k, v in changes.items())
+            where = "the ad-hoc sweep" if request.backbones else f"--sweep {request.sweep or 'default'}, group {i + 1}"
+            raise ConfigError(f"{given}: {where}: field '{err.field}' {err.problem}") from None
+    return dataclasses.replace(sweep, group=tuple(groups))
+
+
+def _shown(value: object) -> str:
+    """An option's value as typed: ``0.1,0.5,1``, ``3,2``, ``steps``."""
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
 
 
 def make_executor(request: ExecutorRequest, runs: int | None = None) -> tuple[Executor, list[torch.device]]:

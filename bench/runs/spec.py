@@ -43,6 +43,10 @@ class RunSpec:
     where the search is kept, not what it tries. ``train_fraction`` trains on that stratified, nested share of the
     training split (:mod:`bench.data.fractions`; validation and test are whole): it changes what is learnt, so it
     enters the identity and the key, but only when not 1.0, so every run made before it existed keeps its key.
+    ``fraction_budget = "steps"`` says a sweep scaled ``epochs`` by ``1 / train_fraction`` (a share below 1 of a
+    group with ``fraction_budget = "steps"``: :meth:`bench.runs.sweep.Group.epochs_at`), so a data-efficiency row
+    (:func:`bench.reports.data_efficiency.without_fraction`) joins it to the whole split's run; the epochs it
+    trains are in the identity, so it is in neither the identity nor the key.
     """
 
     backbone: str
@@ -64,6 +68,7 @@ class RunSpec:
     eval_sets: tuple[EvalSetSpec, ...] = ()  # scored after training (bench.data.eval_sets); not in the identity or key
     search_storage: str | None = None  # where a protocol's search keeps its study (bench.runs.search); not in the key
     train_fraction: float = 1.0  # the share of the training split trained on (bench.data.fractions); keyed when < 1
+    fraction_budget: Literal["epochs", "steps"] = "epochs"  # "steps": epochs scaled by 1/train_fraction; not keyed
 
     def __post_init__(self) -> None:
         # Names become folders and file names under the results folder: never a path that leaves it.
@@ -76,6 +81,8 @@ class RunSpec:
         except FieldError as err:
             raise ConfigError(f"train_fraction {err.problem.removeprefix('holds ')}") from None
         object.__setattr__(self, "train_fraction", float(self.train_fraction))  # 1 from a file is 1.0: one key
+        if self.fraction_budget not in ("epochs", "steps"):
+            raise ConfigError(f"fraction_budget {self.fraction_budget!r} is not one of epochs, steps")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.memory_format not in MEMORY_FORMATS:
@@ -94,7 +101,7 @@ class RunSpec:
             del spec["precision"]
         later = (
             "keep_weights", "source_experiment", "source_key", "allow_overlap", "memory_format", "auto_precision",
-            "search_storage", "train_fraction",
+            "search_storage", "train_fraction", "fraction_budget",
         )  # fmt: skip
         for name in later:
             if spec[name] == RunSpec.__dataclass_fields__[name].default:

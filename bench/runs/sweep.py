@@ -2,7 +2,11 @@
 
 A group is a product: every backbone x dataset x protocol x training fraction x seed in it becomes one
 :class:`RunSpec` (``train_fractions``: the shares of the training split to train on, :mod:`bench.data.fractions`;
-default the whole split).
+default the whole split). ``fraction_budget`` says what a smaller share keeps: ``"epochs"`` (the default) trains
+every share the group's epochs, so a 10% run takes a tenth of the optimiser steps; ``"steps"`` trains a share ``f``
+the group's epochs times ``1/f`` (:meth:`Group.epochs_at`), so every share takes about as many steps as the whole
+split. The run's epochs are in its identity, so a "steps" run is its own experiment, and its 100% run is the
+"epochs" one.
 Because each run's record is named by its run key (:func:`bench.runs.identity.run_key`: the experiment
 identity, data included, the seed and the versions), re-running a sweep skips what is finished and
 redoes only what is not, or what changed: an edited dataset entry or data file is a new run.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -63,6 +68,28 @@ class Published:
         return {m: float(self.figures[m]) for m in HEADLINE_METRICS if m in self.figures}
 
 
+FractionBudget = Literal["epochs", "steps"]
+FRACTION_BUDGETS: tuple[str, ...] = ("epochs", "steps")
+
+
+def _scaled(epochs: int, fraction: float) -> int:
+    return math.ceil(round(epochs / fraction, 6))
+
+
+def check_fraction_budget(
+    budget: str, epochs: int | tuple[int, ...] | None, fractions: tuple[float, ...], field: str = "fraction_budget"
+) -> None:
+    """A known budget; "steps" needs explicit epochs to scale and a share below 1 to scale them for (a FieldError)."""
+    if budget not in FRACTION_BUDGETS:
+        raise FieldError(field, f"is {budget!r}; expected one of {', '.join(map(repr, FRACTION_BUDGETS))}")
+    if budget != "steps":
+        return
+    if epochs is None:
+        raise FieldError(field, "is 'steps' but no epochs are given: it scales explicit epochs by 1/fraction")
+    if all(f == 1.0 for f in fractions):
+        raise FieldError(field, "is 'steps' but train_fractions has no share below 1: nothing to scale")
+
+
 @dataclass(frozen=True)
 class Group:
     backbones: tuple[str, ...]
@@ -79,6 +106,7 @@ class Group:
     allow_overlap: bool = False  # train from a run: source although it saw target val/test images (bench.data.leakage)
     eval_sets: tuple[EvalSetSpec | str, ...] = ()  # also scored after training (bench.data.eval_sets); not in the key
     train_fractions: tuple[float, ...] = (1.0,)  # shares of the training split, one run each (bench.data.fractions)
+    fraction_budget: FractionBudget = "epochs"  # what a share below 1 keeps: the epochs, or the steps (epochs_at)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eval_sets", declared(self.eval_sets))
@@ -88,6 +116,24 @@ class Group:
         check_resolution(self.resolution)
         check_epochs(self.epochs)
         check_train_fractions(self.train_fractions)
+        check_fraction_budget(self.fraction_budget, self.epochs, self.train_fractions)
+
+    def epochs_at(self, fraction: float) -> int | tuple[int, ...] | None:
+        """The epochs a run on ``fraction`` of the training split trains.
+
+        ``fraction_budget = "epochs"``: the group's ``epochs`` at every share. ``"steps"``: each count (one for all
+        phases, or each phase's) divided by ``fraction`` and rounded up, ``ceil(round(e / f, 6))`` (the quotient is
+        rounded to 6 decimals first, so 3 epochs at 0.1 are 30, not float noise's 31): 2 epochs give 20, 8, 4 and 2
+        at 0.1, 0.25, 0.5 and 1, so a share takes about the whole split's optimiser steps (its images are about
+        ``f`` of the split's, :mod:`bench.data.fractions` rounding per class; rounding up adds a few where ``e / f``
+        is not whole). At 1 the epochs are the group's either way. A protocol's epoch-counted settings (early
+        stopping's patience, warm-up, step milestones) are not scaled.
+        """
+        if self.fraction_budget == "epochs" or self.epochs is None or fraction == 1.0:
+            return self.epochs
+        if isinstance(self.epochs, int):
+            return _scaled(self.epochs, fraction)
+        return tuple(_scaled(e, fraction) for e in self.epochs)
 
 
 @dataclass(frozen=True)
@@ -107,7 +153,7 @@ class Sweep:
                 protocol=p,
                 seed=s,
                 resolution=g.resolution,
-                epochs=g.epochs,
+                epochs=g.epochs_at(f),
                 resolution_policy=g.resolution_policy,
                 data_root=datasets[d][1] or data_root,
                 weights_file=g.weights_file,
@@ -117,6 +163,7 @@ class Sweep:
                 allow_overlap=g.allow_overlap,
                 eval_sets=g.eval_sets,  # type: ignore[arg-type]  (read as EvalSetSpec by __post_init__)
                 train_fraction=f,
+                fraction_budget="steps" if g.fraction_budget == "steps" and f < 1 else "epochs",
             )
             for g in self.group
             for d, b, p, f, s in itertools.product(g.datasets, g.backbones, g.protocols, g.train_fractions, g.seeds)
