@@ -19,6 +19,8 @@ from bench.reports.column_groups import COLUMN_GROUPS, parse_columns
 from bench.table_columns import Keep, add_column
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from bench.runs.record import RunRecord
 
 SPLITS = ("train", "val", "test")
@@ -46,8 +48,6 @@ def print_leaderboards(
     CSV files written beside the Markdown. ``columns``: the optional column groups to add (``--columns``), whose
     tables and files are written under their own names (:func:`bench.reports.column_files.write_column_files`).
     """
-    import pandas as pd
-
     from bench.reports.column_files import write_column_files
     from bench.reports.latency_pass import passes_of
     from bench.reports.leaderboard import datasets_in, leaderboard
@@ -65,7 +65,20 @@ def print_leaderboards(
         paths += write_column_files(table, records, results_dir, dataset)
         written(", ".join(map(str, paths)))
     if numeric:
-        print_data(pd.concat(numeric, ignore_index=True), fmt)
+        print_data(stacked(numeric), fmt)
+
+
+def stacked(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """The datasets' tables as one frame for csv/json. Their ``attrs`` (a subgroup detail frame among them) are left
+    behind: pandas compares the inputs' attrs when it concatenates, and two frames in them cannot be compared."""
+    import pandas as pd
+
+    bare = []
+    for table in tables:
+        frame = table.copy()
+        frame.attrs = {}
+        bare.append(frame)
+    return pd.concat(bare, ignore_index=True)
 
 
 def leaderboard(
