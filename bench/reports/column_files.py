@@ -16,6 +16,7 @@ import pandas as pd
 from bench.files import atomic_write_bytes
 from bench.reports.leaderboard import dataset_experiments
 from bench.reports.reliability import write_reliability
+from bench.reports.subgroup_plot import plot_subgroups
 from bench.runs.record import RunRecord
 
 
@@ -59,6 +60,8 @@ def write_column_files(table: pd.DataFrame, records: list[RunRecord], results_di
         atomic_write_bytes(md, f"{subgroup_display(detail).to_markdown(index=False)}\n\n{note}\n".encode())
         atomic_write_bytes(csv, detail.to_csv(index=False).encode())
         paths += [md, csv]
+    if "subgroups" in groups:  # the gap plot, as `bench report` draws it; nothing where no row has a worst group
+        paths += plot_subgroups(table, dataset, results_dir / "plots")
     if "calibration" in groups:
         experiments = {e.id: e for e in dataset_experiments(records, dataset)}
         paths += write_reliability(table, experiments, results_dir / "plots", dataset)

@@ -114,3 +114,13 @@ def test_nothing_is_drawn_without_subgroup_columns(tmp_path):
     records = [make_record("a", s, 0.9) for s in (0, 1)]
     assert plot_subgroups(leaderboard(records, "d"), "d", tmp_path) == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_leaderboard_with_subgroup_columns_writes_the_figure_too(meta, monkeypatch, capsys):
+    from console import run_bench
+
+    root, _ = meta
+    (root / "plots" / "meta-subgroups.png").unlink()
+    out = run_bench(monkeypatch, capsys, "leaderboard", "--results-dir", str(root), "--columns", "subgroups")
+    assert out.status == 0, out.stderr
+    assert (root / "plots" / "meta-subgroups.png").is_file() and "meta-subgroups.png" in out.stderr
