@@ -18,7 +18,7 @@ import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from bench.errors import ConfigError
 
@@ -30,6 +30,9 @@ _NAME_RULE = "(letters, digits, '_', '.' and '-', starting with a letter or digi
 MIN_RESOLUTION = 8  # below this no registered backbone runs, and a record name would read "r0"
 DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 MAX_RESOLUTION = 1024  # 4x the 224-299 px these backbones were made for; 100000 px would be a 30 GB image
+ResolutionPolicy = Literal["upsize", "refuse"]
+"""What a resolution below a backbone's minimum does (:func:`bench.models.registry.resolve_resolution`): here, so
+specs and sweeps name it without importing the registry (and torch)."""
 
 
 class FieldError(ConfigError):

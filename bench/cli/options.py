@@ -73,7 +73,7 @@ def train_fractions(value: str | None, option: str = "--train-fractions") -> tup
 
 def fraction_budget(value: str | None, option: str = "--fraction-budget") -> str | None:
     """``epochs`` or ``steps`` (:meth:`bench.runs.sweep.Group.epochs_at`); None keeps the sweep's."""
-    from bench.runs.sweep import FRACTION_BUDGETS
+    from bench.runs.spec import FRACTION_BUDGETS
 
     if value is not None and value not in FRACTION_BUDGETS:
         raise ConfigError(f"{option} takes {' or '.join(FRACTION_BUDGETS)}, got {value!r}")

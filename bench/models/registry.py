@@ -12,18 +12,15 @@ import difflib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import timm
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.config import check_identifier, from_mapping, load_toml
+from bench.config import ResolutionPolicy, check_identifier, from_mapping, load_toml
 from bench.errors import ConfigError
 from bench.paths import registry_files
-
-ResolutionPolicy = Literal["upsize", "refuse"]
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench.config import FieldError, check_identifier, check_seeds, check_train_fractions
+from bench.config import FieldError, ResolutionPolicy, check_identifier, check_seeds, check_train_fractions
 from bench.data.eval_sets import EvalSetSpec
 from bench.errors import ConfigError
 from bench.precision import MEMORY_FORMATS, PRECISIONS, AmpDtype, MemoryFormat, Precision
 
-ResolutionPolicy = Literal["upsize", "refuse"]
-"""What a resolution below a backbone's minimum does (:func:`bench.models.registry.resolve_resolution`)."""
+FractionBudget = Literal["epochs", "steps"]
+FRACTION_BUDGETS: tuple[FractionBudget, ...] = ("epochs", "steps")
+"""What a share of the training split below 1 keeps (:meth:`bench.runs.sweep.Group.epochs_at`)."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class RunSpec:
     eval_sets: tuple[EvalSetSpec, ...] = ()  # scored after training (bench.data.eval_sets); not in the identity or key
     search_storage: str | None = None  # where a protocol's search keeps its study (bench.runs.search); not in the key
     train_fraction: float = 1.0  # the share of the training split trained on (bench.data.fractions); keyed when < 1
-    fraction_budget: Literal["epochs", "steps"] = "epochs"  # "steps": epochs scaled by 1/train_fraction; not keyed
+    fraction_budget: FractionBudget = "epochs"  # "steps": epochs scaled by 1/train_fraction; not keyed
 
     def __post_init__(self) -> None:
         # Names become folders and file names under the results folder: never a path that leaves it.
@@ -81,8 +82,8 @@ class RunSpec:
         except FieldError as err:
             raise ConfigError(f"train_fraction {err.problem.removeprefix('holds ')}") from None
         object.__setattr__(self, "train_fraction", float(self.train_fraction))  # 1 from a file is 1.0: one key
-        if self.fraction_budget not in ("epochs", "steps"):
-            raise ConfigError(f"fraction_budget {self.fraction_budget!r} is not one of epochs, steps")
+        if self.fraction_budget not in FRACTION_BUDGETS:
+            raise ConfigError(f"fraction_budget {self.fraction_budget!r} is not one of {', '.join(FRACTION_BUDGETS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.memory_format not in MEMORY_FORMATS:

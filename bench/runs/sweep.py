@@ -23,10 +23,10 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from bench.config import (
     FieldError,
+    ResolutionPolicy,
     check_epochs,
     check_identifier,
     check_names,
@@ -43,7 +43,7 @@ from bench.evaluation.metrics import HEADLINE_METRICS
 from bench.paths import registry_files
 from bench.precision import MemoryFormat, Precision
 from bench.runs.identity import RUN_SOURCE
-from bench.runs.spec import RunSpec
+from bench.runs.spec import FRACTION_BUDGETS, FractionBudget, RunSpec
 
 
 @dataclass(frozen=True)
@@ -68,18 +68,13 @@ class Published:
         return {m: float(self.figures[m]) for m in HEADLINE_METRICS if m in self.figures}
 
 
-FractionBudget = Literal["epochs", "steps"]
-FRACTION_BUDGETS: tuple[str, ...] = ("epochs", "steps")
-
-
 def _scaled(epochs: int, fraction: float) -> int:
     return math.ceil(round(epochs / fraction, 6))
 
 
-def check_fraction_budget(
-    budget: str, epochs: int | tuple[int, ...] | None, fractions: tuple[float, ...], field: str = "fraction_budget"
-) -> None:
+def check_fraction_budget(budget: str, epochs: int | tuple[int, ...] | None, fractions: tuple[float, ...]) -> None:
     """A known budget; "steps" needs explicit epochs to scale and a share below 1 to scale them for (a FieldError)."""
+    field = "fraction_budget"
     if budget not in FRACTION_BUDGETS:
         raise FieldError(field, f"is {budget!r}; expected one of {', '.join(map(repr, FRACTION_BUDGETS))}")
     if budget != "steps":
@@ -98,7 +93,7 @@ class Group:
     seeds: tuple[int, ...] = (0,)
     resolution: int = 28
     epochs: int | tuple[int, ...] | None = None
-    resolution_policy: Literal["upsize", "refuse"] = "upsize"  # registry.ResolutionPolicy, without importing torch
+    resolution_policy: ResolutionPolicy = "upsize"
     weights_file: str | None = None
     precision: Precision = "auto"  # of training and evaluation; see bench.train.engine.engine_for
     memory_format: MemoryFormat = "auto"  # nchw or nhwc (channels_last); auto: NHWC on CUDA, measured on a CPU

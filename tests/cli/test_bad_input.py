@@ -271,7 +271,7 @@ def test_bad_input_is_one_line_and_exit_2(case, project, filled_results, tmp_pat
 
 
 def test_resolution_policies_read_from_sweeps_are_the_registrys():
-    """Group spells the choices out (importing the registry would load torch for `bench --help`): same set."""
+    """Group names the choices without importing the registry (it would load torch for `bench --help`): same set."""
     from bench.models.registry import ResolutionPolicy
     from bench.runs.sweep import Group
 
