@@ -31,7 +31,7 @@ from bench.evaluation.metrics import HEADLINE_METRICS
 from bench.evaluation.spread import mean_std
 from bench.files import atomic_write_bytes
 from bench.reports.leaderboard import datasets_in, majority_row
-from bench.reports.plots import STYLE, save
+from bench.reports.plots import STYLE, majority_line, save
 from bench.reports.row_health import DID_NOT_LEARN_MARK, row_health
 from bench.runs.experiments import Experiment, group_experiments, labels
 from bench.runs.record import RunRecord
@@ -129,9 +129,7 @@ def data_efficiency_figure(table: pd.DataFrame) -> Figure | None:
             ax.fill_between(x, y - spread, y + spread, color=colour, alpha=0.15, linewidth=0, zorder=2)
             ax.scatter(x[learned], y[learned], color=colour, s=28, zorder=4)
             ax.scatter(x[~learned], y[~learned], facecolors="white", edgecolors=colour, s=46, linewidths=1.5, zorder=4)
-        floor = table.attrs.get("majority", np.nan)
-        if pd.notna(floor):
-            ax.axhline(floor, color="0.3", linestyle="--", linewidth=1, label=f"majority baseline ({floor:.3f})")
+        majority_line(ax, table.attrs.get("majority"))
         if not drawn["ranked"].all():
             ax.scatter([], [], facecolors="white", edgecolors="0.3", s=46, linewidths=1.5,
                        label=f"{DID_NOT_LEARN_MARK} did not learn on validation (most seeds)")  # fmt: skip

@@ -184,7 +184,7 @@ def tradeoff_figure(table: pd.DataFrame, dataset: str, metric: str, axis: Latenc
         _marker_legend_entries(ax, fragile.any(), tied.any(), "ranked" in points and not points["ranked"].all())
         if tied.any():
             ax.scatter(x[tied], y[tied], s=areas[tied] * TIE_RING, label="_tie rings", zorder=4, **TIE_STYLE)
-        baseline = _majority_line(ax, table, mean)
+        baseline = majority_line(ax, majority_value(table, mean))
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         # Within one decade matplotlib labels minor ticks, by default as "4.2x10^0": plain numbers instead.
@@ -245,13 +245,18 @@ def _size_handle(area: float) -> Line2D:
     )  # fmt: skip
 
 
-def _majority_line(ax, table: pd.DataFrame, mean: str) -> float | None:
-    """The majority baseline as a dashed line across the axes; its height (None without a baseline)."""
+def majority_value(table: pd.DataFrame, mean: str) -> float | None:
+    """The majority baseline's ``mean`` in a leaderboard; None without a baseline row."""
     base = table.loc[table["protocol"] == MAJORITY_PROTOCOL, mean].dropna()
-    if not len(base):
+    return float(base.iloc[0]) if len(base) else None
+
+
+def majority_line(ax, value: float | None, vertical: bool = False) -> float | None:
+    """The majority baseline, dashed across the axes (up them with the metric on x); None where there is none."""
+    if pd.isna(value):
         return None
-    value = float(base.iloc[0])
-    ax.axhline(value, color="0.3", linestyle="--", linewidth=1, label=f"majority baseline ({value:.3f})")
+    line = ax.axvline if vertical else ax.axhline
+    line(value, color="0.3", linestyle="--", linewidth=1, label=f"majority baseline ({value:.3f})")
     return value
 
 

@@ -32,8 +32,7 @@ from matplotlib.lines import Line2D
 from bench.evaluation.spread import format_mean_std
 from bench.evaluation.subgroups import MIN_GROUP_SIZE
 from bench.reports.answer import backbone_rows, row_names, usual_setting
-from bench.reports.leaderboard import MAJORITY_PROTOCOL
-from bench.reports.plots import STYLE, save
+from bench.reports.plots import STYLE, majority_line, majority_value, save
 from bench.reports.row_health import DID_NOT_LEARN_MARK
 from bench.reports.subgroup_columns import METRIC, NOTE
 
@@ -103,10 +102,7 @@ def subgroup_figure(table: pd.DataFrame, dataset: str) -> Figure | None:
             Line2D([], [], color="0.3", linewidth=1.2, label="95% bootstrap CI over the images"),
             Line2D([], [], color="0.75", linewidth=3, label="worst group's shortfall from the whole split"),
         ]
-        base = table.loc[table["protocol"] == MAJORITY_PROTOCOL, f"{METRIC}_mean"].dropna()
-        if len(base):
-            ax.axvline(float(base.iloc[0]), color="0.3", linestyle="--", linewidth=1,
-                       label=f"majority baseline ({float(base.iloc[0]):.3f})")  # fmt: skip
+        majority_line(ax, majority_value(table, f"{METRIC}_mean"), vertical=True)
         ax.set_yticks(y, list(drawn["name"]))
         ax.set_ylim(n - 0.5, -0.5)  # rank 1 at the top
         ax.margins(x=0.08)
