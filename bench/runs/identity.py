@@ -191,7 +191,7 @@ class ExperimentIdentity:
         """The identity a record stored; the inverse of :meth:`to_dict` (ConfigError on a malformed protocol)."""
         return cls(
             backbone=data["backbone"],
-            protocol=from_mapping(Protocol, json.loads(json.dumps(data["protocol"])), "identity"),
+            protocol=from_mapping(Protocol, data["protocol"], "identity"),
             resolution=Resolution(**data["resolution"]),
             precision=data["precision"],
             weights=InitialWeights(**data["weights"]),

@@ -373,7 +373,7 @@ def _checkpoint_payload(
         "scheduler": sched.state_dict(),
         "generator": run.gen.get_state(),
         "torch_rng": torch.get_rng_state(),
-        "state": {**dataclasses.asdict(state), "result": _result_payload(state.result)},
+        "state": _state_payload(state),
         **scaler,
     }
 
@@ -384,6 +384,9 @@ def _state_from_dict(data: dict) -> FitState:
     return FitState(**data, result=FitResult(history=history, **result))
 
 
-def _result_payload(result: FitResult) -> dict:
-    """The fit so far as plain data a weights-only checkpoint holds: the history in its stored form."""
-    return {**dataclasses.asdict(result), "history": [h.to_dict() for h in result.history]}
+def _state_payload(state: FitState) -> dict:
+    """Where training stands as plain data a weights-only checkpoint holds, the history in its stored form (each
+    part converted once: :func:`dataclasses.asdict` would also deep-copy every epoch's scores first)."""
+    result = {f.name: getattr(state.result, f.name) for f in dataclasses.fields(state.result)}
+    result["history"] = [h.to_dict() for h in state.result.history]
+    return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)} | {"result": result}
