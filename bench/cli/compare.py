@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from bench.cli.options import results_folder
 from bench.cli.output import Format, FormatOption, message, print_data, show
-from bench.cli.shared import ResultsDir
+from bench.cli.shared import ResultsDir, stored_records
 from bench.evaluation.metrics import METRIC_NAMES
 from bench.paths import WORKING_RESULTS
 from bench.table_columns import Keep, add_column
@@ -66,3 +68,77 @@ def compare(
         f"p = {p.p_value:.4g}: {verdict} at {1 - p.confidence:.2f}{skipped}",
         fmt,
     )
+
+
+def agreement(
+    baseline: Annotated[
+        Path, typer.Argument(help="Results folder of the reference runs.", metavar="BASELINE", parser=results_folder)
+    ],
+    candidate: Annotated[
+        Path,
+        typer.Argument(
+            help="Results folder of the same experiments rerun.", metavar="CANDIDATE", parser=results_folder
+        ),
+    ],
+    dataset: Annotated[str | None, typer.Option(help="Only this dataset's rows.")] = None,
+    metric: Annotated[str, typer.Option(help=f"One of {', '.join(METRIC_NAMES)}.")] = "balanced_accuracy",
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Did a rerun move the numbers? The same experiments in two results folders (another CPU engine or
+    precision, other versions, another machine), paired by seed: per row both seed means, the difference, the
+    baseline's seed spread, a paired bootstrap over the shared test images, bit-identical seeds and the training
+    time per epoch.
+
+    A row agrees when its difference is within the baseline's seed spread. Only the precision may differ between
+    the two sides of a row (bf16 is its own run key; the memory format is in no key).
+
+    Example: bench agreement results/mission results/isic-engine --dataset isic
+    """
+    from bench.reports.agreement import agreement as agree
+
+    result = agree(stored_records(baseline), stored_records(candidate), metric, dataset, n_resamples=resamples)
+    frame = result.frame()
+    table = Table(title=f"{candidate} against {baseline}: test {metric}, paired by seed")
+    add_column(table, "dataset", Keep.ANSWER, grouping=True)
+    columns = {
+        "backbone": Keep.ANSWER,
+        "protocol": Keep.DETAIL,
+        "engines": Keep.FIGURE,
+        "seeds": Keep.DETAIL,
+        "baseline": Keep.ANSWER,
+        "candidate": Keep.ANSWER,
+        "diff": Keep.ANSWER,
+        "spread": Keep.ANSWER,
+        "95% CI": Keep.FIGURE,
+        "verdict": Keep.ANSWER,
+        "epoch time": Keep.FIGURE,
+    }
+    for col, keep in columns.items():
+        add_column(
+            table, col, keep, justify="left" if col in ("backbone", "protocol", "engines", "verdict") else "right"
+        )
+    for row in frame.itertuples():
+        table.add_row(
+            row.dataset,
+            row.backbone,
+            row.protocol,
+            f"{row.engine_baseline} -> {row.engine_candidate}",
+            row.seeds,
+            f"{row.score_baseline:.3f}",
+            f"{row.score_candidate:.3f}",
+            f"{row.difference:+.3f}",
+            f"{row.spread_baseline:.3f}",
+            f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]",
+            row.verdict,
+            f"{row.epoch_ratio:.2f}x",
+        )
+    show(table, fmt, data=frame)
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in result.counts().items() if n)
+    message(
+        f"{len(result.rows)} rows: {counts}; training time per epoch {result.epoch_ratio:.2f}x the baseline's "
+        "(candidate over baseline, rows weighted by their cost)",
+        fmt,
+    )
+    if result.unmatched:
+        message(f"not in the baseline: {', '.join(result.unmatched)}", fmt)

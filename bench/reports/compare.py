@@ -100,7 +100,7 @@ def scores_of(record: RunRecord) -> TestScores:
     return TestScores.load(record.probs_path())
 
 
-def _positive(record: RunRecord) -> int:
+def positive_of(record: RunRecord) -> int:
     """The positive class's index a record was scored with (records made before it was stored: classes[1])."""
     name = None if record.test is None else record.test.positive
     return 1 if name is None or record.dataset is None else positive_index(record.dataset.classes, name)
@@ -153,7 +153,7 @@ def compare_backbones(
                 "(different split or data): a paired comparison needs the same test images"
             )
     y = reference.labels
-    positive = _positive(side_a.records[0])
+    positive = positive_of(side_a.records[0])
     paired = paired_bootstrap(
         y,
         [saved[id(r)].probs for r in side_a.records],

@@ -119,6 +119,7 @@ CASES = [
     Case("list-alone", ("list",), "Usage: bench list"),
     Case("unknown-command", ("lst",), "No such command 'lst'"),
     Case("missing-argument", ("compare", "resnet18"), "Missing argument 'b'"),
+    Case("agreement-no-records", ("agreement", "{tmp}", "{tmp}"), "no run records under {tmp}/runs"),
     Case("unknown-option", ("report", "--outdir", "X"), "No such option: --outdir"),
     Case("not-an-integer", ("list", "backbones", "--resolution", "big"), "'--resolution'"),
     # Values out of range on the command line.

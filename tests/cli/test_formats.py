@@ -1,4 +1,5 @@
-"""--format on the commands that print a comparison: compare, check (the gate table) and reproduction, piped.
+"""--format on the commands that print a comparison: compare, agreement, check (the gate table) and reproduction,
+piped.
 
 Each format is parsed as a script would (csv.reader, json.loads) and every row of the data behind the table
 must come back whole: csv and json hold the data alone on stdout, table and md every cell as printed.
@@ -18,6 +19,7 @@ from console import Output, run_bench
 from factories import make_record, write_run
 
 from bench.gates.accuracy import compare_records, report_frame
+from bench.reports.agreement import agreement
 from bench.reports.compare import compare_backbones
 from bench.reports.reproduction import display_frame, sweep_table
 from bench.runs.identity import run_key
@@ -94,9 +96,23 @@ def reproduction_case(root: Path) -> tuple[tuple[str, ...], pd.DataFrame, list[s
     return ("reproduction", "--sweep", "medmnist-v2", "--results-dir", str(root)), table, shown
 
 
+def agreement_case(root: Path) -> tuple[tuple[str, ...], pd.DataFrame, list[str]]:
+    """Two long-named backbones' two seeds in a baseline folder and again, one at bf16, in a candidate folder."""
+    for where, precision, shift in (("base", "auto", 0), ("new", "bf16", 7)):
+        for seed in (0, 1):
+            for i, (name, acc) in enumerate((("tf_efficientnet_lite0", 0.9), ("inception_resnet_v2", 0.7))):
+                record = make_record(name, seed, acc, precision=precision if i else "auto")
+                write_run(record, root / where, _probs(acc, 10 * seed + i + shift), LABELS)
+    result = agreement(load_records(root / "base"), load_records(root / "new"), n_resamples=200)
+    frame = result.frame()
+    shown = [*frame.backbone, *frame.verdict, *(f"{d:+.3f}" for d in frame.difference), "2 rows:"]
+    return ("agreement", str(root / "base"), str(root / "new"), "--resamples", "200"), frame, shown
+
+
 # command: (its case, exit status, what goes to stderr beside csv/json)
 CASES = {
     "compare": (compare_case, 0, ""),  # the verdict is in the data
+    "agreement": (agreement_case, 0, "2 rows:"),
     "check": (check_case, 1, "accuracy regression"),
     "reproduction": (reproduction_case, 0, "written:"),
 }
