@@ -27,22 +27,34 @@ def plot(
 ) -> None:
     """Accuracy-vs-latency plots per dataset and figures per run, from stored records (no training).
 
-    A dataset whose records hold several training fractions (--train-fractions) also gets its data-efficiency curve.
+    Where the records hold them, each dataset also gets one figure per further question: reliability diagrams
+    (saved test probabilities), subgroup gaps (a dataset with metadata groups), robustness against latency
+    (corrupted eval sets) and the data-efficiency curve (several training fractions, --train-fractions).
 
     Example: bench plot --metric auc --latency throughput
     """
+    from bench.reports.beyond_accuracy import beyond_accuracy
     from bench.reports.data_efficiency import plot_data_efficiency
     from bench.reports.latency_pass import load_latency_passes
+    from bench.reports.leaderboard import latency_axis
     from bench.reports.plots import plot_all
 
     started = time.perf_counter()
     passes = load_latency_passes(results_dir)
     records = stored_records(results_dir)
-    plotted = plot_all(records, metric, latency, results_dir / "plots", passes)
+    plots_dir = results_dir / "plots"
+    plotted = plot_all(records, metric, latency, plots_dir, passes)
     for dataset, paths in plotted.tradeoff.items():
         message(f"{dataset}: " + (", ".join(map(str, paths)) or "nothing to plot (no finished run with a latency)"))
-    for dataset, paths in plot_data_efficiency(records, metric, results_dir / "plots").items():  # train_fractions
-        message(f"{dataset} data efficiency: " + ", ".join(map(str, paths)))
+    beyond = beyond_accuracy(records, plotted.tables, latency_axis(latency), plots_dir)
+    for question, drawn in (
+        ("reliability", beyond.reliability),
+        ("subgroup gaps", beyond.subgroups),
+        ("robustness", beyond.robustness),
+        ("data efficiency", plot_data_efficiency(records, metric, plots_dir)),
+    ):
+        for dataset, paths in drawn.items():
+            message(f"{dataset} {question}: " + ", ".join(map(str, paths)))
     drawn = sum(f.drawn for f in plotted.runs.values())
     message(
         f"per-run figures under {results_dir / 'plots' / 'runs'}/: {drawn} drawn, "

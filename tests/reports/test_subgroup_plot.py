@@ -124,3 +124,20 @@ def test_bench_leaderboard_with_subgroup_columns_writes_the_figure_too(meta, mon
     out = run_bench(monkeypatch, capsys, "leaderboard", "--results-dir", str(root), "--columns", "subgroups")
     assert out.status == 0, out.stderr
     assert (root / "plots" / "meta-subgroups.png").is_file() and "meta-subgroups.png" in out.stderr
+
+
+def test_bench_plot_draws_each_question_the_records_answer(meta, monkeypatch, capsys):
+    """`bench plot` draws the subgroup gaps and reliability diagrams beside the trade-off plots: meta has groups and
+    saved scores, d saved scores only, so d gets a reliability diagram and no subgroup figure."""
+    from console import run_bench
+
+    root, _ = meta
+    for old in (root / "plots").glob("*.png"):
+        old.unlink()
+    out = run_bench(monkeypatch, capsys, "plot", "--results-dir", str(root))
+    assert out.status == 0, out.stderr
+    shown = out.stdout + out.stderr
+    assert "meta subgroup gaps: " in shown and (root / "plots" / "meta-subgroups.png").is_file()
+    assert not (root / "plots" / "d-subgroups.png").exists() and "d subgroup gaps" not in shown
+    assert "meta reliability: " in shown and "d reliability: " in shown
+    assert (root / "plots" / "d-reliability.png").is_file()
