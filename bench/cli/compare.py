@@ -87,8 +87,8 @@ def agreement(
 ) -> None:
     """Did a rerun move the numbers? The same experiments in two results folders (another CPU engine or
     precision, other versions, another machine), paired by seed: per row both seed means, the difference, the
-    baseline's seed spread, a paired bootstrap over the shared test images, bit-identical seeds and the training
-    time per epoch.
+    baseline's seed spread, a paired bootstrap over the shared test images, the largest change of a test probability
+    (max Δp; 0 where bit-identical) and the training time per epoch (seed median; candidate over baseline).
 
     A row agrees when its difference is within the baseline's seed spread. Only the precision may differ between
     the two sides of a row (bf16 is its own run key; the memory format is in no key).
@@ -112,6 +112,7 @@ def agreement(
         "spread": Keep.ANSWER,
         "95% CI": Keep.FIGURE,
         "verdict": Keep.ANSWER,
+        "max Δp": Keep.DETAIL,
         "epoch time": Keep.FIGURE,
     }
     for col, keep in columns.items():
@@ -131,6 +132,7 @@ def agreement(
             f"{row.spread_baseline:.3f}",
             f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]",
             row.verdict,
+            f"{row.largest_probability_change:.4f}",
             f"{row.epoch_ratio:.2f}x",
         )
     show(table, fmt, data=frame)

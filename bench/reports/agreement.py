@@ -8,10 +8,11 @@ compares the same seeds, data order and initial weights on both sides.
 
 Per row: both sides' seed means, their difference, the baseline's seed spread (sample standard deviation over the
 paired seeds), a paired bootstrap over the shared test images with both sides seed-averaged
-(:func:`bench.evaluation.significance.paired_bootstrap`), how many seeds gave bit-identical test probabilities, and
-each side's training time per epoch. A row *agrees* when its difference lies within the baseline's seed spread:
-the change moved it no more than a new seed does. A row outside it is a finding to report, not an error: with
-three seeds the spread is itself uncertain, which is why the bootstrap's interval stands beside it.
+(:func:`bench.evaluation.significance.paired_bootstrap`), how many seeds gave bit-identical test probabilities and
+the largest change of one, and each side's training time per epoch (median over seeds). A row *agrees* when its
+difference lies within the baseline's seed spread: the change moved it no more than a new seed does. A row outside
+it is a finding to report, not an error: with three seeds the spread is itself uncertain, which is why the
+bootstrap's interval stands beside it.
 """
 
 from __future__ import annotations
@@ -50,8 +51,10 @@ def epoch_seconds(record: RunRecord) -> float:
     return math.nan if train is None or not record.epochs_run else train / record.epochs_run
 
 
-def _mean_epoch(records: tuple[RunRecord, ...]) -> float:
-    return float(np.mean([epoch_seconds(r) for r in records]))
+def _epoch(records: tuple[RunRecord, ...]) -> float:
+    """A row's training seconds per epoch: the median over its seeds, so that one run slowed by a busy machine
+    (records of shared machines hold several times the usual epoch) does not decide it."""
+    return float(np.median([epoch_seconds(r) for r in records]))
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class RowAgreement:
     candidate: tuple[RunRecord, ...]
     paired: PairedComparison  # its "a" is the candidate: difference = candidate - baseline
     identical_seeds: int  # seeds whose saved test probabilities are equal bit for bit
+    largest_change: float  # the largest change of one test probability, over the paired seeds
 
     @property
     def seeds(self) -> list[int]:
@@ -92,8 +96,8 @@ class RowAgreement:
 
     @property
     def epoch_ratio(self) -> float:
-        """Candidate's training time per epoch over the baseline's (seed means): below 1 is faster."""
-        return _mean_epoch(self.candidate) / _mean_epoch(self.baseline)
+        """Candidate's training time per epoch over the baseline's (seed medians): below 1 is faster."""
+        return _epoch(self.candidate) / _epoch(self.baseline)
 
     def to_dict(self) -> dict:
         p = self.paired
@@ -113,9 +117,10 @@ class RowAgreement:
             "ci_high": p.high,
             "p_value": p.p_value,
             "identical_seeds": self.identical_seeds,
+            "largest_probability_change": self.largest_change,
             "verdict": self.verdict,
-            "epoch_s_baseline": _mean_epoch(self.baseline),
-            "epoch_s_candidate": _mean_epoch(self.candidate),
+            "epoch_s_baseline": _epoch(self.baseline),
+            "epoch_s_candidate": _epoch(self.candidate),
             "epoch_ratio": self.epoch_ratio,
         }
 
@@ -134,8 +139,8 @@ class Agreement:
     def epoch_ratio(self) -> float:
         """Training time per epoch of every row together, candidate over baseline: each row weighs by its cost,
         as a sweep's run time does."""
-        baseline = sum(_mean_epoch(row.baseline) for row in self.rows)
-        return sum(_mean_epoch(row.candidate) for row in self.rows) / baseline
+        baseline = sum(_epoch(row.baseline) for row in self.rows)
+        return sum(_epoch(row.candidate) for row in self.rows) / baseline
 
     def counts(self) -> dict[Verdict, int]:
         return {v: sum(r.verdict == v for r in self.rows) for v in get_args(Verdict)}
@@ -172,6 +177,7 @@ def _row(a: Experiment, b: Experiment, metric: str, n_resamples: int) -> RowAgre
         positive=positive_of(pairs[0][0]),
     )
     identical = sum(np.array_equal(saved[id(ra)].probs, saved[id(rb)].probs) for ra, rb in pairs)
+    change = max(float(np.abs(saved[id(ra)].probs - saved[id(rb)].probs).max()) for ra, rb in pairs)
     return RowAgreement(
         a.dataset,
         a.backbone,
@@ -181,6 +187,7 @@ def _row(a: Experiment, b: Experiment, metric: str, n_resamples: int) -> RowAgre
         tuple(rb for _, rb in pairs),
         paired,
         int(identical),
+        change,
     )
 
 

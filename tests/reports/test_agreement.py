@@ -48,7 +48,7 @@ def test_the_same_probabilities_are_identical(tmp_path, baseline):
     for seed, acc in enumerate((0.70, 0.80, 0.90)):
         _write(tmp_path / "same", seed, _probs(acc, seed), precision="fp32", engine=EngineConfig(channels_last=True))
     (row,) = _rows(baseline, tmp_path / "same").rows
-    assert row.verdict == "identical" and row.identical_seeds == 3 and row.difference == 0
+    assert row.verdict == "identical" and row.identical_seeds == 3 and row.difference == 0 and row.largest_change == 0
     assert row.seeds == [0, 1, 2] and engine_name(row.candidate[0]) == "fp32-nhwc"
 
 
@@ -68,6 +68,7 @@ def test_verdict_reads_the_baseline_seed_spread(tmp_path, baseline, accuracies, 
     want = np.mean([r.score("accuracy") for r in row.candidate]) - np.mean(scores)
     assert row.difference == pytest.approx(want, abs=1e-12)  # the bootstrap's point estimate: the seed means
     assert row.verdict == verdict and engine_name(row.candidate[0]) == "bf16-nchw"
+    assert row.largest_change == pytest.approx(0.6)  # one prediction flipped: 0.8 -> 0.2
     assert row.paired.low <= row.difference <= row.paired.high
 
 
@@ -97,9 +98,9 @@ def test_other_test_images_are_refused(tmp_path, baseline):
 
 
 def test_epoch_time_ratio_weighs_rows_by_cost(tmp_path, baseline):
-    """Training seconds over epochs run, seed means, candidate over baseline (the baseline: 10 s / 2 epochs)."""
-    for seed in (0, 1, 2):
-        _write(tmp_path / "new", seed, _probs(0.8, seed), precision="bf16", train_s=4.0)
+    """Training seconds over epochs run, seed medians, candidate over baseline (the baseline: 10 s / 2 epochs)."""
+    for seed, train_s in ((0, 4.0), (1, 4.0), (2, 40.0)):  # seed 2 beside a busy job: the median ignores it
+        _write(tmp_path / "new", seed, _probs(0.8, seed), precision="bf16", train_s=train_s)
     result = _rows(baseline, tmp_path / "new")
     assert result.rows[0].epoch_ratio == pytest.approx(0.4) and result.epoch_ratio == pytest.approx(0.4)
     frame = result.frame()
