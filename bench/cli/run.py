@@ -74,6 +74,13 @@ def run(
             "sweep's; speed only, not part of the run key."
         ),
     ] = None,
+    fused_optimizer: Annotated[
+        bool,
+        typer.Option(
+            help="CPU: train with torch's fused AdamW kernel instead of its per-tensor loop (a GPU always fuses): "
+            "faster where the optimiser step weighs, deterministic, but rounded otherwise, so part of the run key."
+        ),
+    ] = False,
     retry_failed: Annotated[bool, typer.Option(help="Re-run runs whose record says failed.")] = False,
     dry_run: Annotated[
         bool,
@@ -157,6 +164,7 @@ def run(
         search_storage=search_storage,
         train_fractions=fractions,
         fraction_budget=budget,
+        fused_optimizer=fused_optimizer,
     )
     executor = ExecutorRequest(
         kind=executor_kind,

@@ -268,6 +268,13 @@ def profile(
             "images/s and ratios, interleaved in one run.",
         ),
     ] = False,
+    fused_optimizer: Annotated[
+        bool,
+        typer.Option(
+            help="With --engines: also each setting with the fused optimiser; with --peers: harness-auto with it "
+            "(bench run --fused-optimizer)."
+        ),
+    ] = False,
     loops: Annotated[str | None, typer.Option(help="With --peers: comma-separated loops (default: all).")] = None,
     timm_script: Annotated[
         Path | None,
@@ -291,12 +298,14 @@ def profile(
             raise ConfigError(f"--engines compares the CPU's engine settings: use --device cpu, not {on}")
         from bench.train.engine_speed import EngineSpeedConfig, engine_speed_table, engine_speeds
 
-        config = EngineSpeedConfig(wanted, sides, batch_size, rounds, warmup, threads)
+        config = EngineSpeedConfig(wanted, sides, batch_size, rounds, warmup, threads, fused_optimizer)
         show(engine_speed_table(engine_speeds(config)), fmt)
         return
     if peers:
-        _peers(wanted, sides, batch_size, rounds, warmup, threads, on, loops, timm_script, fmt)
+        _peers(wanted, sides, batch_size, rounds, warmup, threads, on, loops, timm_script, fmt, fused_optimizer)
         return
+    if fused_optimizer:
+        raise ConfigError("--fused-optimizer goes with --engines or --peers, which time the CPU engine settings")
     from bench.train.profile import ProfileConfig, profile, profile_table  # torch: after the options are checked
 
     config = ProfileConfig(
@@ -324,6 +333,7 @@ def _peers(
     loops: str | None,
     timm_script: Path | None,
     fmt: Format,
+    fused: bool = False,
 ) -> None:
     """``bench profile --peers``: :mod:`bench.train.peers`' loops side by side, then issue 30's targets."""
     if on != "cpu":
@@ -333,7 +343,7 @@ def _peers(
 
     chosen = tuple(options.csv(loops)) or LOOPS
     config = PeerConfig(
-        wanted, sides, batch_size, rounds, warmup, threads=threads, loops=chosen, timm_script=timm_script
+        wanted, sides, batch_size, rounds, warmup, threads=threads, loops=chosen, timm_script=timm_script, fused=fused
     )
     rows = peer_speeds(config)
     show(peer_table(rows, timm_script), fmt, peer_frame(rows, timm_script))

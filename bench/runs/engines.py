@@ -85,4 +85,5 @@ def engine_label(spec: RunSpec, device_type: str) -> str:
     if device_type != "cpu":
         return f"{precision} {spec.memory_format}" if spec.memory_format != "auto" else precision
     precision = "fp32" if precision == "auto" else precision
-    return f"{precision}-{'nchw' if spec.memory_format == 'auto' else spec.memory_format}"
+    fused = "+fused" if spec.fused_optimizer else ""
+    return f"{precision}-{'nchw' if spec.memory_format == 'auto' else spec.memory_format}{fused}"

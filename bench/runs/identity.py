@@ -160,7 +160,8 @@ class ExperimentIdentity:
     ``backbone`` is the backbone entry's canonical form (its number-changing fields); ``protocol`` is the
     declared protocol with the run's epochs applied (a searched protocol keeps its search space: what trained is
     :attr:`bench.runs.record.RunRecord.protocol`); ``precision`` is :func:`bench.runs.spec.identity_precision`;
-    ``train_fraction`` the share of the training split trained on.
+    ``train_fraction`` the share of the training split trained on; ``fused_optimizer`` whether a fused AdamW kernel
+    was asked for (:class:`bench.runs.spec.RunSpec`).
     """
 
     backbone: dict[str, Any]
@@ -170,10 +171,12 @@ class ExperimentIdentity:
     weights: InitialWeights
     data: DataContent
     train_fraction: float = 1.0
+    fused_optimizer: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical serialisation: what records store and :attr:`id` hashes (``train_fraction`` only when
-        not 1.0, by the rule of :func:`canonical`, so an identity made before it existed is the same now)."""
+        not 1.0 and ``fused_optimizer`` only when on, by the rule of :func:`canonical`, so an identity made before
+        they existed is the same now)."""
         out = {
             "backbone": self.backbone,
             "protocol": canonical(self.protocol),
@@ -184,6 +187,8 @@ class ExperimentIdentity:
         }
         if self.train_fraction != 1.0:
             out["train_fraction"] = self.train_fraction
+        if self.fused_optimizer:
+            out["fused_optimizer"] = True
         return out
 
     @classmethod
@@ -197,6 +202,7 @@ class ExperimentIdentity:
             weights=InitialWeights(**data["weights"]),
             data=DataContent(**data["data"]),
             train_fraction=data.get("train_fraction", 1.0),
+            fused_optimizer=data.get("fused_optimizer", False),
         )
 
     @functools.cached_property

@@ -214,7 +214,7 @@ class RunRecord:
 
     @property
     def protocol_label(self) -> str:
-        return protocol_label(self.spec.protocol, identity_precision(self.spec))
+        return protocol_label(self.spec.protocol, identity_precision(self.spec), self.spec.fused_optimizer)
 
     @property
     def label(self) -> str:

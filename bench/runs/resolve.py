@@ -86,6 +86,7 @@ def resolve(spec: RunSpec, data: DataIdentity | None = None) -> ResolvedRun:
         weights=initial_weights(protocol.pretrained, spec.weights_file, spec.source_experiment),
         data=DataContent.of(data),
         train_fraction=spec.train_fraction,
+        fused_optimizer=spec.fused_optimizer,
     )
     return ResolvedRun(spec, backbone, dataset, identity, run_key(identity, spec.seed, versions(), spec.source_key))
 

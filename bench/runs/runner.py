@@ -151,7 +151,9 @@ def _train_and_evaluate(
     if subset is not None:
         record.dataset.audit = {**record.dataset.audit, "train_subset": subset}
     precision = spec.auto_precision or spec.precision  # a CPU's measured bf16 was resolved when planned
-    engine = engine or engine_for(device, _image_bytes(data), precision=precision, memory_format=spec.memory_format)
+    engine = engine or engine_for(
+        device, _image_bytes(data), precision=precision, memory_format=spec.memory_format, fused=spec.fused_optimizer
+    )
     record.engine = engine
     if engine.data_on_device:
         data = _on_device(data, device)

@@ -47,7 +47,10 @@ class RunSpec:
     ``fraction_budget = "steps"`` says a sweep scaled ``epochs`` by ``1 / train_fraction`` (a share below 1 of a
     group with ``fraction_budget = "steps"``: :meth:`bench.runs.sweep.Group.epochs_at`), so a data-efficiency row
     (:func:`bench.reports.data_efficiency.without_fraction`) joins it to the whole split's run; the epochs it
-    trains are in the identity, so it is in neither the identity nor the key.
+    trains are in the identity, so it is in neither the identity nor the key. ``fused_optimizer`` asks a CPU for
+    torch's fused AdamW kernel instead of its per-tensor loop (a GPU always fuses): faster where the optimiser step
+    is a large share of a small model's step, and deterministic, but not bit-equal to the loop, so it enters the
+    identity and key when on (and only then: every earlier run keeps its key), as a precision does.
     """
 
     backbone: str
@@ -70,6 +73,7 @@ class RunSpec:
     search_storage: str | None = None  # where a protocol's search keeps its study (bench.runs.search); not in the key
     train_fraction: float = 1.0  # the share of the training split trained on (bench.data.fractions); keyed when < 1
     fraction_budget: FractionBudget = "epochs"  # "steps": epochs scaled by 1/train_fraction; not keyed
+    fused_optimizer: bool = False  # one fused AdamW kernel on the CPU too (CUDA always fuses); keyed when on
 
     def __post_init__(self) -> None:
         # Names become folders and file names under the results folder: never a path that leaves it.
@@ -102,7 +106,7 @@ class RunSpec:
             del spec["precision"]
         later = (
             "keep_weights", "source_experiment", "source_key", "allow_overlap", "memory_format", "auto_precision",
-            "search_storage", "train_fraction", "fraction_budget",
+            "search_storage", "train_fraction", "fraction_budget", "fused_optimizer",
         )  # fmt: skip
         for name in later:
             if spec[name] == RunSpec.__dataclass_fields__[name].default:
@@ -123,8 +127,9 @@ class RunSpec:
         """File stem of the run's record: readable first, unique by the key's prefix."""
         precision = identity_precision(self)
         precision = "" if precision == "auto" else f"-{precision}"
+        fused = "-fused" if self.fused_optimizer else ""
         fraction = self.fraction_tag("-")
-        return f"{Path(self.protocol).stem}-r{self.resolution}-s{self.seed}{precision}{fraction}-{key[:12]}"
+        return f"{Path(self.protocol).stem}-r{self.resolution}-s{self.seed}{precision}{fused}{fraction}-{key[:12]}"
 
     @property
     def label(self) -> str:
@@ -145,6 +150,8 @@ def identity_precision(spec: RunSpec) -> str:
     return spec.auto_precision or spec.precision
 
 
-def protocol_label(protocol: str, precision: str) -> str:
-    """The protocol as tables name it: with the precision when one was asked for (``scratch@fp32``)."""
-    return protocol if precision == "auto" else f"{protocol}@{precision}"
+def protocol_label(protocol: str, precision: str, fused_optimizer: bool = False) -> str:
+    """The protocol as tables name it: with the precision when one was asked for (``scratch@fp32``), and the
+    fused optimiser when asked for (``scratch@bf16+fused``): each makes another experiment."""
+    label = protocol if precision == "auto" else f"{protocol}@{precision}"
+    return f"{label}+fused" if fused_optimizer else label

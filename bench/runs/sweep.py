@@ -102,6 +102,7 @@ class Group:
     eval_sets: tuple[EvalSetSpec | str, ...] = ()  # also scored after training (bench.data.eval_sets); not in the key
     train_fractions: tuple[float, ...] = (1.0,)  # shares of the training split, one run each (bench.data.fractions)
     fraction_budget: FractionBudget = "epochs"  # what a share below 1 keeps: the epochs, or the steps (epochs_at)
+    fused_optimizer: bool = False  # the fused AdamW kernel on the CPU too (RunSpec.fused_optimizer); in the key
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eval_sets", declared(self.eval_sets))
@@ -159,6 +160,7 @@ class Sweep:
                 eval_sets=g.eval_sets,  # type: ignore[arg-type]  (read as EvalSetSpec by __post_init__)
                 train_fraction=f,
                 fraction_budget="steps" if g.fraction_budget == "steps" and f < 1 else "epochs",
+                fused_optimizer=g.fused_optimizer,
             )
             for g in self.group
             for d, b, p, f, s in itertools.product(g.datasets, g.backbones, g.protocols, g.train_fractions, g.seeds)

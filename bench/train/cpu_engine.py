@@ -58,10 +58,13 @@ STEP_PROTOCOL = "scratch"
 
 @dataclass(frozen=True)
 class CpuSetting:
-    """One way to train on a CPU: the autocast precision and whether images and weights are channels-last."""
+    """One way to train on a CPU: the autocast precision, whether images and weights are channels-last, and
+    whether the optimiser is torch's fused kernel. ``auto`` chooses among the unfused settings only: fusing rounds
+    otherwise, so it is asked for (``RunSpec.fused_optimizer``), never measured into a run."""
 
     precision: Literal["fp32", "bf16"]
     channels_last: bool
+    fused: bool = False
 
     @property
     def memory_format(self) -> MemoryFormat:
@@ -69,8 +72,9 @@ class CpuSetting:
 
     @property
     def name(self) -> str:
-        """``fp32-nchw``, ``bf16-nhwc``: the spelling of tables, the cache and ``BENCH_CPU_ENGINE``."""
-        return f"{self.precision}-{self.memory_format}"
+        """``fp32-nchw``, ``bf16-nhwc``: the spelling of tables, the cache and ``BENCH_CPU_ENGINE``; ``+fused`` with
+        the fused optimiser (tables only)."""
+        return f"{self.precision}-{self.memory_format}{'+fused' if self.fused else ''}"
 
     @classmethod
     def parse(cls, text: str, what: str) -> CpuSetting:
@@ -287,7 +291,7 @@ def setting_steps(
         model.to(memory_format=torch.channels_last if setting.channels_last else torch.contiguous_format)
         names = set(apply_phase(model, phase))
         set_train_mode(model, phase)
-        opt = optimizer_for(protocol, [p for n, p in model.named_parameters() if n in names], phase.lr)
+        opt = optimizer_for(protocol, [p for n, p in model.named_parameters() if n in names], phase.lr, setting.fused)
         sched = scheduler_for(opt, protocol, phase, steps_per_epoch=1000)
         pipeline = BatchPipeline(cfg["mean"], cfg["std"], CPU, setting.channels_last)
         amp = Amp("bf16" if setting.precision == "bf16" else None, CPU)

@@ -57,6 +57,7 @@ def engine_for(
     probe: Callable[[torch.device], tuple[bool, int]] | None = None,
     precision: Precision = "auto",
     memory_format: MemoryFormat = "auto",
+    fused: bool = False,
 ) -> EngineConfig:
     """The engine settings for ``device``, a dataset of ``data_bytes`` (uint8 images, all splits), ``precision``
     and ``memory_format``.
@@ -64,12 +65,14 @@ def engine_for(
     ``auto`` is bf16 autocast on CUDA (fp16 with a GradScaler where bf16 is missing) and fp32 on the CPU (a
     CPU's measured bf16 reaches here as ``bf16``: planning resolved it); ``fp32`` turns autocast off and leaves
     the rest of the GPU settings on, which change speed, not numbers. ``memory_format`` ``auto`` is NHWC on
-    CUDA and NCHW on the CPU. A precision the device cannot run is refused (:func:`check_precision`).
+    CUDA and NCHW on the CPU. ``fused`` asks a CPU for the fused AdamW kernel (CUDA always has it): it changes
+    the numbers' rounding, so it is a run's own experiment (``RunSpec.fused_optimizer``). A precision the device
+    cannot run is refused (:func:`check_precision`).
     ``probe`` returns (bf16 supported, free device bytes); it is the only CUDA call, so tests can fake it.
     """
     if device.type != "cuda":
         amp = _amp(device, precision, bf16=precision == "bf16" and native_bf16(device))
-        return EngineConfig(amp=amp, channels_last=memory_format == "nhwc")
+        return EngineConfig(amp=amp, channels_last=memory_format == "nhwc", fused_optimizer=fused)
     bf16, free_bytes = (probe or _cuda_probe)(device)
     on_device = data_bytes <= DATA_ON_DEVICE_SHARE * free_bytes
     return EngineConfig(

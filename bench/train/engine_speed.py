@@ -13,6 +13,7 @@ share of the peak the backbone reaches. The row ``bench run`` would train in is 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ class EngineSpeedConfig:
     rounds: int = 5  # timed rounds; each runs every setting once
     warmup: int = 1  # untimed rounds first (oneDNN primitives, the allocator)
     threads: int | None = None  # torch CPU threads while measuring (None: leave as is)
+    fused: bool = False  # also each setting with the fused optimiser (RunSpec.fused_optimizer)
 
     def __post_init__(self) -> None:
         for name in ("backbones", "resolutions"):
@@ -102,6 +104,8 @@ def engine_speeds(config: EngineSpeedConfig) -> list[EngineSpeed]:
     with torch_threads(config.threads):
         threads = torch.get_num_threads()
         settings = settings_here()
+        if config.fused:
+            settings += tuple(dataclasses.replace(s, fused=True) for s in settings)
         peaks = {p: matmul_peak(DTYPES[p]) for p in dict.fromkeys(s.precision for s in settings)}
         rows = []
         for name in config.backbones:
@@ -118,7 +122,7 @@ def _backbone_speeds(
     times = measure_settings(steps, config.rounds, config.warmup, budget_s=float("inf"))
     flops = {setting: step_flops(step) for setting, step in steps.items()}
     medians = {setting: statistics.median(ms) for setting, ms in times.items()}
-    auto = auto_setting(name, side, config.batch_size, threads, times, settings)
+    auto = auto_setting(name, side, config.batch_size, threads, times, [s for s in settings if not s.fused])
     fingerprint = device_fingerprint(CPU)
     rows = []
     for setting in settings:

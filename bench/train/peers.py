@@ -24,6 +24,7 @@ carry over to another machine or another load.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -75,6 +76,7 @@ class PeerConfig:
     threads: int | None = None  # torch CPU threads of every loop (None: as they are)
     loops: tuple[str, ...] = LOOPS
     timm_script: Path | None = None  # timm's train.py (peer_timm.check_script)
+    fused: bool = False  # harness-auto with the fused optimiser (RunSpec.fused_optimizer)
 
     def __post_init__(self) -> None:
         for name in ("backbones", "resolutions", "loops"):
@@ -160,7 +162,10 @@ def build_loops(name: str, side: int, config: PeerConfig, threads: int, folder: 
         if loop == "medmnist":
             return medmnist_loop(name, side, batch, steps)
         if loop == "harness-auto":
-            return harness_loop(loop, name, side, batch, steps, *auto_engine(name, side, batch, threads))
+            setting, note = auto_engine(name, side, batch, threads)
+            if config.fused:
+                setting, note = dataclasses.replace(setting, fused=True), f"{note}, fused optimiser asked for"
+            return harness_loop(loop, name, side, batch, steps, setting, note)
         if loop == "harness-fp32":
             return harness_loop(loop, name, side, batch, steps, STANDING)
         return timm_loop(loop, get_backbone(name).arch, side, batch, threads, folder)

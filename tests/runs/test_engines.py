@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import bench.train.cpu_engine as cpu_engine
 from bench.runs.engines import engine_label, resolve_engines, with_setting
 from bench.runs.plan import ExecutorRequest, SweepRequest, plan_sweep
 from bench.runs.planned import sweep_records, sweep_runs
-from bench.runs.record import RunRecord, probs_path
+from bench.runs.record import RunRecord, probs_path, weights_path
 from bench.runs.resolve import resolve
 from bench.runs.runner import run
 from bench.runs.spec import RunSpec
@@ -116,3 +117,25 @@ def test_a_bf16_cpu_run_repeats_bit_for_bit(setting, project, tmp_path, monkeypa
     assert first.engine.amp == "bf16" and first.engine.channels_last == setting.endswith("nhwc")
     assert json.dumps(_stable(first), sort_keys=True) == json.dumps(_stable(second), sort_keys=True)
     assert Path(probs_path(first.path)).read_bytes() == Path(probs_path(second.path)).read_bytes()
+
+
+@pytest.mark.parametrize("setting", ["fp32-nchw", pytest.param("bf16-nhwc", marks=needs_bf16)])
+def test_a_fused_optimizer_run_is_its_own_experiment_and_repeats_bit_for_bit(setting, project, tmp_path, monkeypatch):
+    """Fused AdamW on the CPU rounds otherwise than the loop: a key of its own (the loop's key untouched), the engine
+    and label say so, and two runs agree to the bit."""
+    monkeypatch.setenv(PIN_ENV, setting)
+    (loop,), _ = resolve_engines([SPEC], threads=torch.get_num_threads())
+    (fused,), _ = resolve_engines([dataclasses.replace(SPEC, fused_optimizer=True)], threads=torch.get_num_threads())
+    assert resolve(fused).key != resolve(loop).key and resolve(loop).key == resolve(dataclasses.replace(loop)).key
+    assert resolve(fused).identity.to_dict()["fused_optimizer"] is True
+    assert "fused_optimizer" not in resolve(loop).identity.to_dict() and "fused_optimizer" not in loop.to_dict()
+    assert engine_label(fused, "cpu") == f"{setting}+fused"
+    first, second, unfused = (run(s, tmp_path / f, CPU) for s, f in ((fused, "a"), (fused, "b"), (loop, "c")))
+    assert first.status == second.status == unfused.status == "ok", first.error
+    assert first.engine.fused_optimizer and not unfused.engine.fused_optimizer
+    assert first.protocol_label.endswith("+fused") and "-fused-" in first.path.name
+    assert json.dumps(_stable(first), sort_keys=True) == json.dumps(_stable(second), sort_keys=True)
+    assert Path(probs_path(first.path)).read_bytes() == Path(probs_path(second.path)).read_bytes()
+    # the trained weights differ from the loop's (the probabilities of so tiny a model may round alike in bf16)
+    fused_w, loop_w = (load_file(weights_path(r.path)) for r in (first, unfused))
+    assert fused_w.keys() == loop_w.keys() and not all(torch.equal(fused_w[k], loop_w[k]) for k in fused_w)

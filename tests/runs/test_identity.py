@@ -45,7 +45,8 @@ def test_the_stored_identity_reads_back_as_the_same_experiment(project, tmp_path
     """The typed identity and its one serialisation: read back from JSON it is equal, with the same id."""
     body = '\n[[phases]]\nname = "full"\nepochs = 1\nlr = 0.01\ntrainable = 1.0\nlayer_decay = 0.5\n'
     (tmp_path / "later.toml").write_text('name = "later"\npretrained = false\nwarmup_epochs = 1\n' + body)
-    for spec in (SPEC, dataclasses.replace(SPEC, protocol=str(tmp_path / "later.toml"), train_fraction=0.5)):
+    later = dataclasses.replace(SPEC, protocol=str(tmp_path / "later.toml"), train_fraction=0.5, fused_optimizer=True)
+    for spec in (SPEC, later):
         identity = experiment_identity(spec)
         again = ExperimentIdentity.from_dict(json.loads(json.dumps(identity.to_dict())))
         assert again == identity and again.id == identity.id == digest(identity.to_dict())
@@ -56,6 +57,7 @@ def test_the_stored_identity_reads_back_as_the_same_experiment(project, tmp_path
     [
         {"epochs": 2},
         {"precision": "fp32"},
+        {"fused_optimizer": True},
         {"resolution": 32},
         {"protocol": "linear"},
     ],

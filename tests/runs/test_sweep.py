@@ -121,3 +121,12 @@ def test_train_fractions_on_the_command_line_replace_every_groups(project):
     request = SweepRequest(sweep="default", train_fractions=(0.5, 1.0))
     _, specs = sweep_specs(request)
     assert {s.train_fraction for s in specs} == {0.5, 1.0} and len(specs) == 2 * len(sweep_specs(SweepRequest())[1])
+
+
+def test_a_fused_optimizer_is_asked_by_a_group_or_the_command_line(project, tmp_path):
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('name = "s"\n[[group]]\nbackbones = ["a"]\ndatasets = ["tiny"]\nfused_optimizer = true\n')
+    assert all(s.fused_optimizer for s in load_sweep(sweep).expand())
+    _, default = sweep_specs(SweepRequest(sweep="default"))
+    _, fused = sweep_specs(SweepRequest(sweep="default", fused_optimizer=True))
+    assert not any(s.fused_optimizer for s in default) and all(s.fused_optimizer for s in fused)

@@ -40,6 +40,22 @@ def test_without_pin_or_cache_the_auto_row_is_this_measurements_fastest(monkeypa
     assert not list(tmp_path.rglob("*.json"))  # profiling writes no choice for `bench run` to find
 
 
+def test_fused_adds_each_setting_with_the_fused_optimiser_and_auto_stays_unfused(monkeypatch, tmp_path):
+    """auto never trains fused (it rounds otherwise: asked for, never measured into a run), even where fastest."""
+    monkeypatch.delenv(PIN_ENV)
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+
+    def scripted(steps, *args, **kwargs):
+        return {name: [2.0 if name.endswith("+fused") else 8.0] * 2 for name in steps}
+
+    monkeypatch.setattr(engine_speed, "measure_settings", scripted)
+    config = EngineSpeedConfig(("test_resnet",), (16,), batch_size=4, rounds=2, threads=1, fused=True)
+    rows = engine_speeds(config)
+    plain = [s.name for s in settings_here()]
+    assert [r.setting for r in rows] == plain + [f"{name}+fused" for name in plain]
+    assert [r.setting for r in rows if r.auto] == ["fp32-nchw"] and rows[len(plain)].ratio == 0.25
+
+
 def test_the_table_shows_throughput_ratio_and_share_of_peak():
     row = EngineSpeed(
         "resnet18", 32, 128, "bf16-nhwc", 500.0, 0.54, (0.5, 0.6), 28 * 10**9, 100e9, True, 5,

@@ -8,6 +8,7 @@ the subprocess plumbing everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ from rich.console import Console
 
 from bench.errors import BenchError, ConfigError
 from bench.train import peer_timm
-from bench.train.cpu_engine import PIN_ENV, STANDING, CpuSetting
+from bench.train.cpu_engine import PIN_ENV, STANDING, CpuSetting, setting_steps
 from bench.train.peer_table import peer_frame, peer_table, target_table
 from bench.train.peers import (
     LOOPS,
@@ -111,6 +112,16 @@ def test_peer_speeds_measures_every_asked_loop_in_the_same_rounds(monkeypatch):
         assert r.rounds == 2 and r.step_ms > 0 and set(r.speedup) == set(loops)
         assert r.speedup[r.loop] == 1.0 and r.speedup_ci95[r.loop] == (1.0, 1.0)
         assert r.fingerprint["torch_threads"] == 1
+
+
+def test_a_fused_harness_auto_trains_with_the_fused_optimiser(monkeypatch):
+    monkeypatch.setenv(PIN_ENV, "fp32-nhwc")
+    config = PeerConfig((TINY,), (SIDE,), BATCH, rounds=1, steps=1, threads=1, loops=("harness-auto",), fused=True)
+    (row,) = peer_speeds(config)
+    assert row.engine == "fp32-nhwc+fused" and "fused optimiser asked for" in row.note
+    steps = setting_steps(TINY, SIDE, BATCH, [STANDING, dataclasses.replace(STANDING, fused=True)])
+    optimisers = {name: step.args[1] for name, step in steps.items()}  # a partial of train_step(model, opt, ...)
+    assert optimisers["fp32-nchw+fused"].defaults["fused"] is True and not optimisers["fp32-nchw"].defaults["fused"]
 
 
 @pytest.mark.parametrize(
