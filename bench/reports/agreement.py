@@ -37,12 +37,9 @@ Verdict = Literal["identical", "within spread", "outside spread", "one seed"]
 
 
 def engine_name(record: RunRecord) -> str:
-    """What a run trained in, as the plan's table shows it: ``bf16-nhwc``, ``fp32-nchw`` (no engine stored: fp32
-    channels-first, the only engine before it was recorded)."""
-    engine = record.engine
-    if engine is None:
-        return "fp32-nchw"
-    return f"{engine.amp or 'fp32'}-{'nhwc' if engine.channels_last else 'nchw'}"
+    """What a run trained in (:attr:`bench.train.engine.EngineConfig.name`); no engine stored: fp32 channels-first,
+    the only engine before it was recorded."""
+    return "fp32-nchw" if record.engine is None else record.engine.name
 
 
 def epoch_seconds(record: RunRecord) -> float:

@@ -43,6 +43,12 @@ class EngineConfig:
     fused_optimizer: bool = False  # one fused Adam kernel; it also lets GradScaler skip its per-step sync
     eval_batch_size: int = 512  # the first try; bench.train.loop.predict halves it on out-of-memory
 
+    @property
+    def name(self) -> str:
+        """``bf16-nhwc``, ``fp32-nchw+fused``: as the plan's engine column spells a CPU setting."""
+        fused = "+fused" if self.fused_optimizer else ""
+        return f"{self.amp or 'fp32'}-{'nhwc' if self.channels_last else 'nchw'}{fused}"
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -106,3 +106,18 @@ def test_epoch_time_ratio_weighs_rows_by_cost(tmp_path, baseline):
     frame = result.frame()
     assert frame.loc[0, "epoch_s_baseline"] == pytest.approx(5.0) and frame.loc[0, "epoch_s_candidate"] == 2.0
     assert sum(result.counts().values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("engine", "name"),
+    [
+        (None, "fp32-nchw"),  # a record from before the engine was stored
+        (EngineConfig(), "fp32-nchw"),
+        (EngineConfig(amp="bf16", channels_last=True), "bf16-nhwc"),
+        (EngineConfig(channels_last=True, fused_optimizer=True), "fp32-nhwc+fused"),
+    ],
+)
+def test_engine_names_spell_the_plans_settings(engine, name):
+    record = make_record()
+    record.engine = engine
+    assert engine_name(record) == name
