@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED_SWEEPS = {
     "data-efficiency",
     "default",
+    "isic-engine",
     "medmnist-v2",
     "mission",
     "mission-cpu",
