@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.table import Table
 
@@ -99,7 +100,25 @@ def agreement(
 
     result = agree(stored_records(baseline), stored_records(candidate), metric, dataset, n_resamples=resamples)
     frame = result.frame()
-    table = Table(title=f"{candidate} against {baseline}: test {metric}, paired by seed")
+    if fmt in (Format.csv, Format.json):
+        print_data(frame, fmt)
+    else:  # a table per dataset, named in its title (piped, the grouping column names it on every line)
+        for name, rows in frame.groupby("dataset", sort=False):
+            title = f"{candidate} against {baseline} on {name}: test {metric}, paired by seed"
+            show(_agreement_table(rows, title), fmt)
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in result.counts().items() if n)
+    message(
+        f"{len(result.rows)} rows: {counts}; training time per epoch {result.epoch_ratio:.2f}x the baseline's "
+        "(candidate over baseline, rows weighted by their cost)",
+        fmt,
+    )
+    if result.unmatched:
+        message(f"not in the baseline: {', '.join(result.unmatched)}", fmt)
+
+
+def _agreement_table(frame: pd.DataFrame, title: str) -> Table:
+    """One dataset's rows of ``bench agreement``."""
+    table = Table(title=title)
     add_column(table, "dataset", Keep.ANSWER, grouping=True)
     columns = {
         "backbone": Keep.ANSWER,
@@ -135,12 +154,4 @@ def agreement(
             f"{row.largest_probability_change:.4f}",
             f"{row.epoch_ratio:.2f}x",
         )
-    show(table, fmt, data=frame)
-    counts = ", ".join(f"{n} {verdict}" for verdict, n in result.counts().items() if n)
-    message(
-        f"{len(result.rows)} rows: {counts}; training time per epoch {result.epoch_ratio:.2f}x the baseline's "
-        "(candidate over baseline, rows weighted by their cost)",
-        fmt,
-    )
-    if result.unmatched:
-        message(f"not in the baseline: {', '.join(result.unmatched)}", fmt)
+    return table

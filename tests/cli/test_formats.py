@@ -169,3 +169,17 @@ def test_one_backbone_under_two_protocols_is_told_apart_by_protocol(monkeypatch,
     out = bench(monkeypatch, capsys, *args, "--resamples", "200", "--results-dir", str(tmp_path), "--format", "md")
     assert "only resnet18 (staged) right" in out.stdout and "only resnet18 (scratch) right" in out.stdout
     assert "difference resnet18 (staged) - resnet18 (scratch) = +" in out.stdout + out.stderr
+
+
+def test_agreement_prints_a_table_per_dataset_named_in_its_title(monkeypatch, capsys, tmp_path):
+    """A terminal leaves the dataset column out (the title names it), so rows of two datasets never share a table."""
+    for where, precision in (("base", "auto"), ("new", "bf16")):
+        for dataset in ("d", "e"):
+            for seed in (0, 1):
+                record = make_record("resnet18", seed, 0.8, dataset=dataset, precision=precision)
+                write_run(record, tmp_path / where, _probs(0.8, seed + len(where)), LABELS)
+    args = ("agreement", str(tmp_path / "base"), str(tmp_path / "new"), "--resamples", "100", "--format", "table")
+    out = bench(monkeypatch, capsys, *args)
+    text = " ".join(out.stdout.split())  # a long title wraps
+    assert " on d: test balanced_accuracy" in text and " on e: test balanced_accuracy" in text
+    assert "2 rows:" in text
