@@ -15,6 +15,7 @@ from bench.runs.sweep import load_sweep
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_SWEEPS = {
     "data-efficiency",
+    "data-efficiency-steps",
     "default",
     "isic-engine",
     "medmnist-v2",
