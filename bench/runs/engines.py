@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from bench.models.registry import get_backbone, resolve_resolution
+from bench.precision import engine_name
 from bench.protocol.spec import get_protocol
 from bench.runs.spec import RunSpec, identity_precision
 from bench.train.cpu_engine import STANDING, CpuChoice, choose_cpu_setting
@@ -84,6 +85,4 @@ def engine_label(spec: RunSpec, device_type: str) -> str:
     precision = identity_precision(spec)
     if device_type != "cpu":
         return f"{precision} {spec.memory_format}" if spec.memory_format != "auto" else precision
-    precision = "fp32" if precision == "auto" else precision
-    fused = "+fused" if spec.fused_optimizer else ""
-    return f"{precision}-{'nchw' if spec.memory_format == 'auto' else spec.memory_format}{fused}"
+    return engine_name("fp32" if precision == "auto" else precision, spec.memory_format == "nhwc", spec.fused_optimizer)

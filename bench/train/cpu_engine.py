@@ -37,7 +37,7 @@ from bench.errors import ConfigError
 from bench.files import write_json
 from bench.models.registry import create_backbone
 from bench.paths import cache_dir
-from bench.precision import MemoryFormat, Precision
+from bench.precision import MemoryFormat, Precision, engine_name
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import get_protocol
 from bench.train.engine import Amp, check_precision, native_bf16, torch_threads
@@ -74,7 +74,7 @@ class CpuSetting:
     def name(self) -> str:
         """``fp32-nchw``, ``bf16-nhwc``: the spelling of tables, the cache and ``BENCH_CPU_ENGINE``; ``+fused`` with
         the fused optimiser (tables only)."""
-        return f"{self.precision}-{self.memory_format}{'+fused' if self.fused else ''}"
+        return engine_name(self.precision, self.channels_last, self.fused)
 
     @classmethod
     def parse(cls, text: str, what: str) -> CpuSetting:

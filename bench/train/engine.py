@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.errors import ConfigError
-from bench.precision import AmpDtype, MemoryFormat, Precision, autocast
+from bench.precision import AmpDtype, MemoryFormat, Precision, autocast, engine_name
 
 # A dataset moves to the GPU whole when its uint8 images take at most this share of the free memory:
 # the rest is for the model, its activations and the optimiser.
@@ -46,8 +46,7 @@ class EngineConfig:
     @property
     def name(self) -> str:
         """``bf16-nhwc``, ``fp32-nchw+fused``: as the plan's engine column spells a CPU setting."""
-        fused = "+fused" if self.fused_optimizer else ""
-        return f"{self.amp or 'fp32'}-{'nhwc' if self.channels_last else 'nchw'}{fused}"
+        return engine_name(self.amp or "fp32", self.channels_last, self.fused_optimizer)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
