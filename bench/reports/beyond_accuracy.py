@@ -6,7 +6,8 @@ report's own leaderboards (nothing ranked again) and shown per dataset as a shor
 the group's notes under it:
 
 * **calibration** (from the rows' saved test probabilities): ECE and Brier before and after temperature scaling
-  (fitted on validation; n/a with the reason where the files hold no validation scores), NLL, the temperature,
+  (fitted on validation; cross-fitted on test halves, marked, where the files hold no validation scores), NLL,
+  the temperature,
   and the reliability diagrams (:mod:`bench.reports.reliability`);
 * **subgroups** (from the dataset's metadata): each row's worst group and the largest gap between groups, and the
   subgroup-gap plot (:mod:`bench.reports.subgroup_plot`);
@@ -28,6 +29,8 @@ import pandas as pd
 
 from bench.evaluation.spread import format_mean_std
 from bench.reports.answer import backbone_rows, row_names, usual_setting
+from bench.reports.calibration_columns import NOTE as CALIBRATION_NOTE
+from bench.reports.calibration_columns import scaled_cell
 from bench.reports.column_files import subgroup_display
 from bench.reports.columns import add_columns, column_notes, display_columns
 from bench.reports.html_blocks import escape, figure, notes, slug, table
@@ -46,7 +49,8 @@ TITLES = {
 }
 WHAT = {
     "calibration": "How far the predicted probabilities are from the observed frequencies, before and after "
-    "temperature scaling fitted on validation: lower is better.",
+    "temperature scaling fitted on validation (‡: cross-fitted on test halves, for runs that saved no validation "
+    "scores): lower is better.",
     "subgroups": "Each row's worst patient group and the largest gap between the groups of one attribute, from the "
     "dataset's metadata; the plot sets each row's worst group (◆) against its whole test split (●), with 95% CIs.",
     "robustness": "The test split corrupted (MedMNIST-C: noise, blur, contrast, ... at several severities): the "
@@ -137,7 +141,7 @@ def only(board: pd.DataFrame, group: str) -> pd.DataFrame:
 def _scaled(row: pd.Series, figure_name: str, reason: str) -> str:
     if pd.isna(row[f"{figure_name}_scaled_mean"]):
         return reason
-    return format_mean_std(row[f"{figure_name}_scaled_mean"], row[f"{figure_name}_scaled_std"])
+    return scaled_cell(row[f"{figure_name}_scaled_mean"], row[f"{figure_name}_scaled_std"], row[CALIBRATION_NOTE])
 
 
 def section_frame(board: pd.DataFrame, group: str) -> pd.DataFrame:

@@ -2,10 +2,11 @@
 scaling, each the mean ± std over the row's seeds (:mod:`bench.evaluation.calibration` defines every number).
 
 Each seed's saved test scores are scored as saved; the temperature is fitted on that seed's saved validation
-scores (``val_*`` in its ``.probs.npz``) and applied to its test logits. A row whose files have no validation
-scores (every record written before they were saved, the committed mission records among them) shows its
-after-scaling cells as n/a with the reason, :data:`bench.evaluation.calibration.NO_VALIDATION`; it is never
-fitted on test instead. A row with no saved test scores at all has every cell n/a, and says so.
+scores (``val_*`` in its ``.probs.npz``) and applied to its test logits. A seed whose file has no validation
+scores (every record written before they were saved, the committed mission records among them) is cross-fitted
+on its test halves instead (:func:`bench.evaluation.calibration.cross_fitted_logits`: no image scaled by a
+temperature its own label helped fit); its row's after-scaling cells carry :data:`CROSS_FIT_MARK` and the notes
+say why. A row with no saved test scores at all has every cell n/a, and says so.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from __future__ import annotations
 import numpy as np
 
 from bench.errors import BenchError
-from bench.evaluation.calibration import NO_VALIDATION, CalibrationReport, calibrate, log_probs
+from bench.evaluation.calibration import CROSS_FITTED, NO_VALIDATION, CalibrationReport, calibrate, log_probs
 from bench.evaluation.scores import TestScores
-from bench.evaluation.spread import mean_std
+from bench.evaluation.spread import format_mean_std, mean_std
 from bench.runs.record import RunRecord
 
 FIGURES = ("ece", "ece_equal_mass", "brier", "nll")
 """Each one's before-scaling column is ``<figure>_mean``/``_std``, after it ``<figure>_scaled_mean``/``_std``."""
 NOTE = "calibration_note"
+CROSS_FIT_MARK = "‡"
+"""Beside an after-scaling cell whose temperature was cross-fitted on test halves (no validation scores)."""
 
 
 def calibration_of(saved: TestScores) -> CalibrationReport:
@@ -52,7 +55,17 @@ def calibration_cells(saved: list[TestScores] | str) -> dict:
         values = [getattr(r.scaled, figure) for r in reports]
         cells[f"{figure}_scaled_mean"], cells[f"{figure}_scaled_std"] = mean_std(values)
     cells["temperature_mean"], cells["temperature_std"] = mean_std([r.temperature for r in reports])
+    crossed = sum(r.fitted_on == CROSS_FITTED for r in reports)
+    if crossed:
+        seeds = "" if crossed == len(reports) else f" for {crossed} of {len(reports)} seeds"
+        return cells | {NOTE: f"{CROSS_FIT_MARK} temperature {CROSS_FITTED}{seeds}: {NO_VALIDATION}"}
     return cells | {NOTE: ""}
+
+
+def scaled_cell(mean: float, std: float, note: str) -> str:
+    """An after-scaling cell: ``mean ± std``, marked where its temperature was cross-fitted on test halves."""
+    cell = format_mean_std(mean, std)
+    return f"{cell} {CROSS_FIT_MARK}" if CROSS_FITTED in note else cell
 
 
 def scaled_cell_reason(note: str) -> str:
@@ -62,10 +75,11 @@ def scaled_cell_reason(note: str) -> str:
     return "n/a" if note else ""
 
 
-def run_calibration(record: RunRecord) -> dict[str, float]:
+def run_calibration(record: RunRecord) -> dict[str, float | str | None]:
     """``bench export``'s calibration columns for one run, from its saved scores: ``test_ece``,
-    ``test_ece_equal_mass``, ``test_brier``, ``test_nll``, and where its file has validation scores the same
-    after temperature scaling (``test_<figure>_scaled``) and the ``temperature``; none for a run without a
+    ``test_ece_equal_mass``, ``test_brier``, ``test_nll``, the same after temperature scaling
+    (``test_<figure>_scaled``), the ``temperature`` and where it was fitted (``temperature_fitted_on``:
+    validation, or cross-fitted on test halves for a file without validation scores); none for a run without a
     readable scores file (a failed run, a missing or damaged file: the leaderboard's notes name those)."""
     path = record.probs_path() if record.ok and record.path is not None else None
     if path is None or not path.is_file():
@@ -77,5 +91,5 @@ def run_calibration(record: RunRecord) -> dict[str, float]:
     columns = {f"test_{figure}": getattr(report.before, figure) for figure in FIGURES}
     if report.scaled is not None:
         columns |= {f"test_{figure}_scaled": getattr(report.scaled, figure) for figure in FIGURES}
-        columns["temperature"] = report.temperature
+        columns |= {"temperature": report.temperature, "temperature_fitted_on": report.fitted_on}
     return columns

@@ -29,7 +29,7 @@ from bench.evaluation.scores import TestScores
 from bench.evaluation.spread import format_mean_std
 from bench.evaluation.subgroups import MIN_GROUP_SIZE
 from bench.reports.calibration_columns import NOTE as CALIBRATION_NOTE
-from bench.reports.calibration_columns import calibration_cells, scaled_cell_reason
+from bench.reports.calibration_columns import calibration_cells, scaled_cell, scaled_cell_reason
 from bench.reports.robustness_columns import display as robustness_display
 from bench.reports.robustness_columns import external_cells, external_names, robustness_cells
 from bench.reports.robustness_columns import notes as robustness_notes
@@ -113,7 +113,7 @@ def display_columns(table: pd.DataFrame) -> dict[str, list[str]]:
         out["ECE after temp. scaling"] = _cells(
             table,
             lambda r: (
-                format_mean_std(r["ece_scaled_mean"], r["ece_scaled_std"])
+                scaled_cell(r["ece_scaled_mean"], r["ece_scaled_std"], r[CALIBRATION_NOTE])
                 if pd.notna(r["ece_scaled_mean"])
                 else scaled_cell_reason(r[CALIBRATION_NOTE]) or "n/a"
             ),
@@ -172,7 +172,9 @@ def column_notes(table: pd.DataFrame) -> list[str]:
             f"Calibration (seeds: mean ± std, from the saved test probabilities): ECE, top-label, {N_BINS} equal-width "
             f"bins as torchmetrics bins them (and {N_BINS} equal-mass bins); Brier, multi-class: mean over images of "
             "the sum over classes of (p - one-hot)², in [0, 2]; NLL in nats from the logits. Temperature scaling: one "
-            "T fitted on the validation split's saved scores (never on test), then the test ECE again."
+            "T fitted on the validation split's saved scores, then the test ECE again; where a run saved no "
+            "validation scores, ‡: cross-fitted on test, each class-stratified half scaled by the T fitted on the "
+            "other (no image by a T its own label helped fit)."
         )
         notes += [f"Calibration: {line}." for line in _reasons(table, CALIBRATION_NOTE)]
     if "subgroups" in groups:

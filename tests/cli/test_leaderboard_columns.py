@@ -31,7 +31,7 @@ def test_columns_add_calibration_and_subgroups_beside_the_default_table(monkeypa
     assert out.status == 0, out.stderr
     for header in ("ECE (15 bins)", "ECE after temp. scaling", "worst-group bal. acc.", "Brier", "NLL"):
         assert header in out.stdout
-    assert "n/a: no val" in out.stdout and "no saved validation probabilities" in out.stdout
+    assert " ‡ " in out.stdout and "cross-fitted on test halves: no saved validation probabilities" in out.stdout
     boards = results / "leaderboards"
     assert (boards / "d+calibration+subgroups.md").is_file() and not (boards / "d.md").exists()
     assert (results / "plots" / "d-reliability.png").is_file()

@@ -3,23 +3,27 @@ committed record, and temperature scaling fitted on validation only."""
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from scipy.special import softmax
+from scipy.special import log_softmax, softmax
 from sklearn.metrics import brier_score_loss, log_loss
+from sklearn.model_selection import StratifiedKFold
 from torchmetrics.functional.classification import multiclass_calibration_error
 from torchmetrics.functional.classification.calibration_error import _ce_compute
 
 from bench.errors import DataError
 from bench.evaluation.calibration import (
+    CROSS_FITTED,
     N_BINS,
     NO_VALIDATION,
     Calibration,
     brier,
     calibrate,
+    cross_fitted_logits,
     ece,
     ece_equal_mass,
     fit_temperature,
@@ -197,17 +201,55 @@ def test_scaling_is_fitted_on_validation_and_judged_on_test():
     report = calibrate(test_labels, test_probs, test_logits, val_labels, val_logits)
     t = fit_temperature(val_labels, val_logits)
     assert report.temperature == t and t != pytest.approx(fit_temperature(test_labels, test_logits), rel=0.1)
+    assert report.fitted_on == "validation" and report.not_scaled is None
     scaled_logits = test_logits.astype(np.float64) / t
     expected = Calibration.of(test_labels, softmax(scaled_logits, axis=1), scaled_logits)
     assert report.scaled == expected
     assert report.before == Calibration.of(test_labels, test_probs, test_logits)
 
 
-def test_without_validation_scores_scaling_is_n_a_not_fitted_on_test():
-    labels, probs, logits = _random_case(100, 2, seed=8)
+def test_without_validation_scores_each_test_half_is_scaled_by_the_other_halfs_temperature():
+    labels, probs, logits = _random_case(300, 3, seed=8, sharpness=0.5)
     report = calibrate(labels, probs, logits)
+    z = log_softmax(logits.astype(np.float64), axis=1)  # what calibrate scales: a row's constant is no change
+    scaled, temperatures = np.empty_like(z), []
+    for fit, apply in StratifiedKFold(2, shuffle=True, random_state=0).split(z, labels):  # the library's halves
+        temperatures.append(fit_temperature(labels[fit], z[fit]))
+        scaled[apply] = z[apply] / temperatures[-1]
+    expected = Calibration.of(labels, softmax(scaled, axis=1), scaled)
+    assert astuple(report.scaled) == pytest.approx(astuple(expected), abs=1e-9)
+    assert report.temperature == pytest.approx(np.mean(temperatures), abs=1e-9)
+    assert report.fitted_on == CROSS_FITTED and report.not_scaled == NO_VALIDATION
+    assert report.before.ece == ece(labels, probs) and report.scaled.ece < report.before.ece  # over-confident
+
+
+def test_a_cross_fitted_temperature_never_sees_the_image_it_scales():
+    """Moving one image's logits moves no other image of its half: their temperature is fitted on the other half
+    (one temperature fitted on all of test would move every image)."""
+    labels, _, logits = _random_case(200, 2, seed=12, sharpness=0.5)
+    before, _ = cross_fitted_logits(labels, logits)
+    moved = logits.astype(np.float64).copy()
+    moved[0] *= 3.0
+    after, _ = cross_fitted_logits(labels, moved)
+    halves = StratifiedKFold(2, shuffle=True, random_state=0).split(logits, labels)
+    half = next(apply for _, apply in halves if 0 in apply)
+    others = half[half != 0]
+    np.testing.assert_array_equal(after[others], before[others])
+    assert not np.allclose(np.delete(after, half, axis=0), np.delete(before, half, axis=0))  # the other half's T moved
+
+
+@pytest.mark.parametrize(
+    "labels, cross_fit",
+    [
+        pytest.param(np.array([0, 1, 1, 0, 1]), False, id="cross-fitting turned off"),
+        pytest.param(np.array([0, 1, 2, 3, 4]), True, id="one image a class: nothing to fit the other half on"),
+    ],
+)
+def test_scaling_is_n_a_with_the_reason_where_it_cannot_be_fitted(labels, cross_fit):
+    logits = np.random.default_rng(1).normal(size=(labels.size, 5))
+    report = calibrate(labels, softmax(logits, axis=1), logits, cross_fit=cross_fit)
     assert report.scaled is None and report.temperature is None and report.not_scaled == NO_VALIDATION
-    assert report.before.ece == ece(labels, probs)
+    assert report.fitted_on is None
 
 
 def test_reliability_bins_count_every_image_once():

@@ -59,9 +59,9 @@ def test_records_without_saved_scores_or_eval_sets_get_no_section(tmp_path):
     assert beyond.groups == () and sections_html(beyond) == []
 
 
-def test_saved_scores_give_calibration_and_scaling_needs_validation_scores(tmp_path):
+def test_saved_scores_give_calibration_and_scaling_without_validation_scores_is_marked(tmp_path):
     """No subgroup metadata for dataset d (no dataset entry): calibration alone; a row without validation scores
-    says why its after-scaling cells are n/a, one with them has a temperature."""
+    has its after-scaling cells cross-fitted on test and marked ‡, one with them fitted on validation."""
     for seed in (0, 1):
         write(tmp_path, "a", seed, 0.9, with_val=True)
         write(tmp_path, "b", seed, 0.8)
@@ -70,7 +70,9 @@ def test_saved_scores_give_calibration_and_scaling_needs_validation_scores(tmp_p
     assert beyond.groups == ("calibration",)
     assert headings(sections_html(beyond)) == ["calibration"]
     frame = section_frame(beyond.tables["d"], "calibration").set_index("row")
-    assert frame.loc["b", "ECE after temp. scaling"] == "n/a: no val" == frame.loc["b", "Brier after temp. scaling"]
+    for column in ("ECE after temp. scaling", "Brier after temp. scaling"):
+        assert re.fullmatch(r"\d\.\d{3} ± \d\.\d{3} ‡", frame.loc["b", column])
+        assert re.fullmatch(r"\d\.\d{3} ± \d\.\d{3}", frame.loc["a", column])
     assert re.fullmatch(r"\d\.\d{3} ± \d\.\d{3}", frame.loc["a", "temperature"])
     assert re.fullmatch(r"\d\.\d{3} ± \d\.\d{3}", frame.loc["a", "Brier after temp. scaling"])
     assert [p.name for p in beyond.reliability["d"]] == ["d-reliability.png"]

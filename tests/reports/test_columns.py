@@ -3,6 +3,7 @@ and the committed HAM10000 records against the library oracles."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,11 @@ import pandas as pd
 import pytest
 from factories import add_sex_dataset, make_record, write_run
 from fairlearn.metrics import MetricFrame
-from scipy.special import softmax
+from scipy.special import log_softmax, softmax
 from sklearn.metrics import balanced_accuracy_score
 
 from bench.errors import ConfigError
-from bench.evaluation.calibration import NO_VALIDATION, ece, fit_temperature
+from bench.evaluation.calibration import CROSS_FITTED, NO_VALIDATION, cross_fitted_logits, ece, fit_temperature
 from bench.evaluation.scores import TestScores
 from bench.reports.column_groups import COLUMN_GROUP_NAMES, parse_columns
 from bench.reports.columns import column_notes, display_columns
@@ -80,16 +81,22 @@ def test_calibration_cells_are_seed_means_of_the_saved_scores(tmp_path):
     assert table.attrs["columns"] == ["calibration"]
 
 
-def test_rows_without_validation_scores_show_scaling_as_n_a_with_the_reason(tmp_path):
-    _write(tmp_path / "r", "resnet18", with_val=False)
+def test_rows_without_validation_scores_are_cross_fitted_on_test_and_marked(tmp_path):
+    saved = _write(tmp_path / "r", "resnet18", with_val=False)
     _write(tmp_path / "r", "vgg16", with_val=True)
     table = leaderboard(load_records(tmp_path / "r"), "d", columns="calibration")
+    row = table[table["backbone"] == "resnet18"].iloc[0]
+    crossed = []
+    for s in saved:
+        z = log_softmax(s.logits.astype(np.float64), axis=1)  # what calibrate scales
+        crossed.append(ece(s.labels, softmax(cross_fitted_logits(s.labels, z)[0], axis=1)))
+    assert row["ece_scaled_mean"] == pytest.approx(np.mean(crossed), abs=1e-12)
     shown = pd.DataFrame(display_columns(table)).assign(backbone=table["backbone"]).set_index("backbone")
-    assert shown.loc["resnet18", "ECE after temp. scaling"] == "n/a: no val"
-    assert shown.loc["vgg16", "ECE after temp. scaling"].count("±") == 1
+    assert re.fullmatch(r"\d\.\d{3} ± \d\.\d{3} ‡", shown.loc["resnet18", "ECE after temp. scaling"])
+    assert re.fullmatch(r"\d\.\d{3} ± \d\.\d{3}", shown.loc["vgg16", "ECE after temp. scaling"])  # on validation
     assert shown.loc["majority", "ECE (15 bins)"] == ""  # the baseline is a reference line, not a model
     notes = column_notes(table)
-    assert f"Calibration: ECE after temperature scaling n/a: {NO_VALIDATION} (resnet18 (scratch))." in notes
+    assert f"Calibration: ‡ temperature {CROSS_FITTED}: {NO_VALIDATION} (resnet18 (scratch))." in notes
 
 
 def test_a_row_without_saved_scores_is_n_a_everywhere_and_says_so(tmp_path):
