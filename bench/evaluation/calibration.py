@@ -207,17 +207,16 @@ def calibrate(
     or with ``cross_fit=False`` not fitted at all."""
     before = Calibration.of(labels, probs, logits)
     test_logits = log_probs(probs, logits)
-    if val_labels is None or val_logits is None:
-        if not cross_fit or np.bincount(np.asarray(labels)).max() < FOLDS:
-            return CalibrationReport(before, not_scaled=NO_VALIDATION)  # nothing to cross-fit with one image a class
+    if val_labels is not None and val_logits is not None:
+        t = fit_temperature(val_labels, val_logits)
+        scaled_logits, not_scaled, fitted_on = test_logits / t, None, "validation"
+    elif cross_fit and np.bincount(np.asarray(labels)).max() >= FOLDS:  # else one image a class: nothing to fit on
         scaled_logits, temperatures = cross_fitted_logits(labels, test_logits)
-        scaled = softmax(scaled_logits, axis=1)
-        t = float(np.mean(temperatures))
-        return CalibrationReport(before, Calibration.of(labels, scaled, scaled_logits), t, NO_VALIDATION, CROSS_FITTED)
-    t = fit_temperature(val_labels, val_logits)
-    scaled_logits = test_logits / t
-    scaled = softmax(scaled_logits, axis=1)
-    return CalibrationReport(before, Calibration.of(labels, scaled, scaled_logits), t, fitted_on="validation")
+        t, not_scaled, fitted_on = float(np.mean(temperatures)), NO_VALIDATION, CROSS_FITTED
+    else:
+        return CalibrationReport(before, not_scaled=NO_VALIDATION)
+    scaled = Calibration.of(labels, softmax(scaled_logits, axis=1), scaled_logits)
+    return CalibrationReport(before, scaled, t, not_scaled, fitted_on)
 
 
 @dataclass(frozen=True)
