@@ -34,7 +34,7 @@ def test_a_run_trains_and_records_on_the_gpu(project, tmp_path):
     assert record.status == "ok", record.error
     assert record.engine.amp in ("bf16", "fp16") and record.engine.data_on_device
     assert record.environment.device["device_kind"] == "cuda"
-    assert all(h["images_per_s"] > 0 for h in record.history)
+    assert all(h.images_per_s > 0 for h in record.history)
     assert record.latency[0].fingerprint["gpu_name"]  # NVML or torch named the GPU
     assert 0.0 <= record.score("accuracy") <= 1.0
 
