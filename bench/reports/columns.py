@@ -9,7 +9,8 @@ metric cells are. A cell that cannot be computed says ``n/a`` with its reason, i
 in the notes in full.
 
 * ``calibration`` (:mod:`bench.reports.calibration_columns`): ECE (15 equal-width bins) before and after
-  temperature scaling fitted on validation, Brier, NLL, ECE with 15 equal-mass bins; the temperature.
+  temperature scaling fitted on validation (cross-fitted on test halves, ‡, where a run saved no validation
+  scores), Brier, NLL, ECE with 15 equal-mass bins; the temperature.
 * ``subgroups`` (:mod:`bench.reports.subgroup_columns`): the worst group's balanced accuracy (which group, its
   size and 95% CI) and the largest gap between groups of one attribute, from the dataset's metadata.
 * ``robustness`` and ``external`` (:mod:`bench.reports.robustness_columns`): the rows' evaluation sets, from the
@@ -138,6 +139,18 @@ def display_columns(table: pd.DataFrame) -> dict[str, list[str]]:
         out[f"ECE ({N_BINS} equal-mass bins)"] = _cells(
             table, lambda r: format_mean_std(r["ece_equal_mass_mean"], r["ece_equal_mass_std"])
         )
+    return out
+
+
+def headline_columns(table: pd.DataFrame) -> list[str]:
+    """The headers that answer each requested group's question (ECE before and after scaling, the worst group's
+    score, the corrupted split's balanced error, each external set's balanced accuracy): what a narrow terminal
+    keeps of a table asked for with ``--columns``, before the test-image CI and the latency."""
+    groups = table.attrs.get("columns", [])
+    out = [f"ECE ({N_BINS} bins)", "ECE after temp. scaling"] if "calibration" in groups else []
+    out += ["worst-group bal. acc."] if "subgroups" in groups else []
+    out += ["mean BE (corruptions)"] if "robustness" in groups else []
+    out += [f"{name} bal. acc." for name in table.attrs.get("external_sets", [])] if "external" in groups else []
     return out
 
 

@@ -16,7 +16,7 @@ from rich.table import Table
 from bench.evaluation.metrics import HEADLINE_METRICS as HEADLINE
 from bench.evaluation.spread import format_mean_std
 from bench.files import atomic_write_bytes
-from bench.reports.columns import column_notes, display_columns
+from bench.reports.columns import column_notes, display_columns, headline_columns
 from bench.reports.leaderboard import MAJORITY_PROTOCOL, latency_sources
 from bench.reports.row_health import DID_NOT_LEARN_MARK, NOT_CONVERGED_MARK, NOT_RANKED, health_summary, rank_marks
 from bench.reports.uncertainty import CI_RESAMPLES, TIE_ALPHA
@@ -127,12 +127,15 @@ def _latency_source_notes(table: pd.DataFrame) -> list[str]:
 
 def rich_table(table: pd.DataFrame, dataset: str) -> Table:
     """The terminal's table of ``dataset``'s leaderboard: the row's name and marks (★ Pareto-optimal), the sort
-    metric, its CI and the latency are what a narrow terminal keeps (:class:`bench.table_columns.Keep`); the column
-    groups asked for (``--columns``) and the other metrics go after what tells rows apart, descriptive columns
-    first. The dataset is the title's, and each row's when piped (a grouping column)."""
+    metric, its CI and the latency are what a narrow terminal keeps (:class:`bench.table_columns.Keep`), or, where
+    column groups were asked for (``--columns``), the sort metric and each group's headline columns
+    (:func:`bench.reports.columns.headline_columns`): what the user asked to see goes last. The column groups and
+    the other metrics go after what tells rows apart, descriptive columns first. The dataset is the title's, and
+    each row's when piped (a grouping column)."""
     shown = display_frame(table)
     metric = table.attrs["metric"]
-    answer = ["rank", "backbone", seeds_column(metric), ci_column(metric), LATENCY_COLUMN]
+    asked = headline_columns(table)
+    answer = ["rank", "backbone", seeds_column(metric), *(asked or [ci_column(metric), LATENCY_COLUMN])]
     described = ["res", "n", "params (M)", "GMACs", "latency device"]
     first = [c for c in shown.columns if c in ("rank", "backbone", "protocol", "source", "res", "n")]
     ranked = [seeds_column(metric), ci_column(metric), LATENCY_COLUMN, *display_columns(table)]

@@ -166,3 +166,37 @@ def test_committed_ham10000_worst_group_is_fairlearns(monkeypatch):
     assert cells["worst_group_balanced_accuracy_mean"] == pytest.approx(np.mean(per_seed), abs=1e-9)
     assert cells["worst_group_n"] == int((site == group).sum())
     assert (detail["comparable"] | (detail["note"] != "")).all()  # every group kept, each not compared says why
+
+
+@pytest.mark.parametrize(
+    "columns, headline",
+    [
+        ("calibration", ["ECE (15 bins)", "ECE after temp. scaling"]),
+        ("subgroups", ["worst-group bal. acc."]),
+        ("calibration,subgroups", ["ECE (15 bins)", "ECE after temp. scaling", "worst-group bal. acc."]),
+    ],
+)
+def test_a_narrow_terminal_keeps_the_columns_asked_for_before_the_ci_and_the_latency(tmp_path, columns, headline):
+    """At 80 columns a table asked for with --columns shows what was asked (the CI and latency give way), or, where
+    even that does not fit, prints one block per row, which holds every column."""
+    import io
+
+    from rich.console import Console
+
+    from bench.cli.output import show
+    from bench.reports.columns import headline_columns
+    from bench.reports.render import rich_table
+
+    _write(tmp_path / "r", "tf_efficientnet_lite0", with_val=False)
+    table = leaderboard(load_records(tmp_path / "r"), "d", columns=columns)
+    assert headline_columns(table) == headline
+    console = Console(file=io.StringIO(), force_terminal=True, width=80, color_system=None)
+    show(rich_table(table, "d"), out=console)
+    text = console.file.getvalue()
+    assert all(header.split(" (")[0].split(" ")[0] in text for header in headline)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    shown = pd.DataFrame(display_columns(table)).assign(backbone=table["backbone"]).set_index("backbone")
+    assert (
+        shown.loc["tf_efficientnet_lite0", "ECE after temp. scaling" if "calibration" in columns else headline[0]]
+        in text
+    )
