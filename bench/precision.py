@@ -30,10 +30,12 @@ CUDA and, on a CPU, whichever :mod:`bench.train.cpu_engine` measured faster. It 
 MEMORY_FORMATS: tuple[str, ...] = get_args(MemoryFormat)
 
 
-def engine_name(precision: str, channels_last: bool, fused_optimizer: bool = False) -> str:
-    """How a training engine is spelt everywhere (``fp32-nchw``, ``bf16-nhwc``, ``bf16-nhwc+fused``): a CPU setting
-    measured or pinned, a planned run's engine column, what a record says it trained in."""
-    return f"{precision}-{'nhwc' if channels_last else 'nchw'}{'+fused' if fused_optimizer else ''}"
+def engine_name(precision: str, channels_last: bool, fused_optimizer: bool = False, compiled: bool = False) -> str:
+    """How a training engine is spelt everywhere (``fp32-nchw``, ``bf16-nhwc``, ``bf16-nhwc+fused``,
+    ``bf16-nhwc+compile``): a CPU setting measured or pinned, a planned run's engine column, what a record says it
+    trained in."""
+    extras = ("+fused" if fused_optimizer else "") + ("+compile" if compiled else "")
+    return f"{precision}-{'nhwc' if channels_last else 'nchw'}{extras}"
 
 
 def autocast_dtype(precision: AmpDtype) -> torch.dtype:

@@ -81,6 +81,14 @@ def run(
             "faster where the optimiser step weighs, deterministic, but rounded otherwise, so part of the run key."
         ),
     ] = False,
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="Train through torch.compile (TorchInductor; its first step compiles, tens of seconds a model): "
+            "faster on most GPUs, rounded otherwise, so part of the run key. Scores come from the eager model.",
+        ),
+    ] = False,
     retry_failed: Annotated[bool, typer.Option(help="Re-run runs whose record says failed.")] = False,
     dry_run: Annotated[
         bool,
@@ -165,6 +173,7 @@ def run(
         train_fractions=fractions,
         fraction_budget=budget,
         fused_optimizer=fused_optimizer,
+        compile=compile,
     )
     executor = ExecutorRequest(
         kind=executor_kind,

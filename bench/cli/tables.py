@@ -275,6 +275,14 @@ def profile(
             "(bench run --fused-optimizer)."
         ),
     ] = False,
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="With --engines: also each setting through torch.compile (bench run --compile), its compile time "
+            "apart.",
+        ),
+    ] = False,
     loops: Annotated[str | None, typer.Option(help="With --peers: comma-separated loops (default: all).")] = None,
     timm_script: Annotated[
         Path | None,
@@ -293,12 +301,14 @@ def profile(
     wanted = options.names(backbones, "--backbones", "backbone name")
     sides = options.resolutions(resolutions, "--resolutions")
     on = str(resolve_device(device))
+    if compile and not engines:
+        raise ConfigError("--compile goes with --engines, which times the CPU engine settings")
     if engines:
         if on != "cpu":
             raise ConfigError(f"--engines compares the CPU's engine settings: use --device cpu, not {on}")
         from bench.train.engine_speed import EngineSpeedConfig, engine_speed_table, engine_speeds
 
-        config = EngineSpeedConfig(wanted, sides, batch_size, rounds, warmup, threads, fused_optimizer)
+        config = EngineSpeedConfig(wanted, sides, batch_size, rounds, warmup, threads, fused_optimizer, compile)
         show(engine_speed_table(engine_speeds(config)), fmt)
         return
     if peers:

@@ -85,4 +85,5 @@ def engine_label(spec: RunSpec, device_type: str) -> str:
     precision = identity_precision(spec)
     if device_type != "cpu":
         return f"{precision} {spec.memory_format}" if spec.memory_format != "auto" else precision
-    return engine_name("fp32" if precision == "auto" else precision, spec.memory_format == "nhwc", spec.fused_optimizer)
+    nhwc = spec.memory_format == "nhwc"
+    return engine_name("fp32" if precision == "auto" else precision, nhwc, spec.fused_optimizer, spec.compile)

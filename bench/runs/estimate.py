@@ -42,15 +42,15 @@ def _kind(record: RunRecord) -> tuple[str, int, str]:
     return record.spec.backbone, record.effective_resolution, str(record.environment.device.get("device_kind"))
 
 
-def _engine(record: RunRecord) -> tuple[bool, bool, bool]:
+def _engine(record: RunRecord) -> tuple[bool, bool, bool, bool]:
     """What a record trained in, as far as speed goes: bf16 autocast or not, channels-last or not, fused optimiser or
-    not (on a CPU; every CUDA run fuses, and CUDA records are compared with CUDA records only)."""
+    not (on a CPU; every CUDA run fuses, and CUDA records are compared with CUDA records only), compiled or not."""
     engine = record.engine or EngineConfig()
-    return engine.amp == "bf16", engine.channels_last, engine.fused_optimizer
+    return engine.amp == "bf16", engine.channels_last, engine.fused_optimizer, engine.compile
 
 
-def _planned_engine(spec: RunSpec) -> tuple[bool, bool, bool]:
-    return identity_precision(spec) == "bf16", spec.memory_format == "nhwc", spec.fused_optimizer
+def _planned_engine(spec: RunSpec) -> tuple[bool, bool, bool, bool]:
+    return identity_precision(spec) == "bf16", spec.memory_format == "nhwc", spec.fused_optimizer, spec.compile
 
 
 def _epochs(protocol: Protocol, seed: int) -> int:

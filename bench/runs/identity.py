@@ -161,7 +161,7 @@ class ExperimentIdentity:
     declared protocol with the run's epochs applied (a searched protocol keeps its search space: what trained is
     :attr:`bench.runs.record.RunRecord.protocol`); ``precision`` is :func:`bench.runs.spec.identity_precision`;
     ``train_fraction`` the share of the training split trained on; ``fused_optimizer`` whether a fused AdamW kernel
-    was asked for (:class:`bench.runs.spec.RunSpec`).
+    was asked for, ``compile`` whether training ran through ``torch.compile`` (:class:`bench.runs.spec.RunSpec`).
     """
 
     backbone: dict[str, Any]
@@ -172,11 +172,12 @@ class ExperimentIdentity:
     data: DataContent
     train_fraction: float = 1.0
     fused_optimizer: bool = False
+    compile: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical serialisation: what records store and :attr:`id` hashes (``train_fraction`` only when
-        not 1.0 and ``fused_optimizer`` only when on, by the rule of :func:`canonical`, so an identity made before
-        they existed is the same now)."""
+        not 1.0, ``fused_optimizer`` and ``compile`` only when on, by the rule of :func:`canonical`, so an identity
+        made before they existed is the same now)."""
         out = {
             "backbone": self.backbone,
             "protocol": canonical(self.protocol),
@@ -189,6 +190,8 @@ class ExperimentIdentity:
             out["train_fraction"] = self.train_fraction
         if self.fused_optimizer:
             out["fused_optimizer"] = True
+        if self.compile:
+            out["compile"] = True
         return out
 
     @classmethod
@@ -203,6 +206,7 @@ class ExperimentIdentity:
             data=DataContent(**data["data"]),
             train_fraction=data.get("train_fraction", 1.0),
             fused_optimizer=data.get("fused_optimizer", False),
+            compile=data.get("compile", False),
         )
 
     @functools.cached_property

@@ -48,7 +48,8 @@ class SweepRequest:
     one run per share; None keeps the sweep's (an ad-hoc sweep's: the whole split). ``fraction_budget`` (``epochs``
     or ``steps``: :meth:`bench.runs.sweep.Group.epochs_at`) replaces every group's; None keeps the sweep's. Both,
     and ``epochs``, are put in the groups before they expand, so "steps" scales the command line's epochs.
-    ``fused_optimizer`` puts every run on the fused AdamW kernel (a sweep's groups can also ask for it).
+    ``fused_optimizer`` puts every run on the fused AdamW kernel, ``compile`` trains every run through
+    ``torch.compile`` (a sweep's groups can also ask for either).
     ``standing_engine``: a local CPU run trains in the CPU's standing fp32 NCHW unless it asks for another, nothing
     measured (:mod:`bench.runs.engines`); ``bench check`` reruns the reference so, as it was made, and so plans the
     reference's own keys.
@@ -71,6 +72,7 @@ class SweepRequest:
     train_fractions: tuple[float, ...] | None = None
     fraction_budget: str | None = None
     fused_optimizer: bool = False
+    compile: bool = False
     standing_engine: bool = False
 
 
@@ -144,6 +146,8 @@ def sweep_specs(request: SweepRequest) -> tuple[str, list[RunSpec]]:
         specs = [dataclasses.replace(s, memory_format=request.memory_format) for s in specs]
     if request.fused_optimizer:
         specs = [dataclasses.replace(s, fused_optimizer=True) for s in specs]
+    if request.compile:
+        specs = [dataclasses.replace(s, compile=True) for s in specs]
     if not request.keep_weights:
         specs = [dataclasses.replace(s, keep_weights=False) for s in specs]
     if request.weights is not None:

@@ -214,7 +214,8 @@ class RunRecord:
 
     @property
     def protocol_label(self) -> str:
-        return protocol_label(self.spec.protocol, identity_precision(self.spec), self.spec.fused_optimizer)
+        spec = self.spec
+        return protocol_label(spec.protocol, identity_precision(spec), spec.fused_optimizer, spec.compile)
 
     @property
     def label(self) -> str:

@@ -87,6 +87,7 @@ def resolve(spec: RunSpec, data: DataIdentity | None = None) -> ResolvedRun:
         data=DataContent.of(data),
         train_fraction=spec.train_fraction,
         fused_optimizer=spec.fused_optimizer,
+        compile=spec.compile,
     )
     return ResolvedRun(spec, backbone, dataset, identity, run_key(identity, spec.seed, versions(), spec.source_key))
 

@@ -152,7 +152,12 @@ def _train_and_evaluate(
         record.dataset.audit = {**record.dataset.audit, "train_subset": subset}
     precision = spec.auto_precision or spec.precision  # a CPU's measured bf16 was resolved when planned
     engine = engine or engine_for(
-        device, _image_bytes(data), precision=precision, memory_format=spec.memory_format, fused=spec.fused_optimizer
+        device,
+        _image_bytes(data),
+        precision=precision,
+        memory_format=spec.memory_format,
+        fused=spec.fused_optimizer,
+        compiled=spec.compile,
     )
     record.engine = engine
     if engine.data_on_device:

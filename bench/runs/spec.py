@@ -50,7 +50,10 @@ class RunSpec:
     trains are in the identity, so it is in neither the identity nor the key. ``fused_optimizer`` asks a CPU for
     torch's fused AdamW kernel instead of its per-tensor loop (a GPU always fuses): faster where the optimiser step
     is a large share of a small model's step, and deterministic, but not bit-equal to the loop, so it enters the
-    identity and key when on (and only then: every earlier run keeps its key), as a precision does.
+    identity and key when on (and only then: every earlier run keeps its key), as a precision does. ``compile``
+    trains through ``torch.compile`` (:func:`bench.train.loop.fit`): TorchInductor fuses the forward and backward
+    passes into kernels of its own, which round otherwise than eager PyTorch, so it too is keyed when on. The
+    test split and the eval sets are scored by the eager model (the kept weights, as a user reloads them).
     """
 
     backbone: str
@@ -74,6 +77,7 @@ class RunSpec:
     train_fraction: float = 1.0  # the share of the training split trained on (bench.data.fractions); keyed when < 1
     fraction_budget: FractionBudget = "epochs"  # "steps": epochs scaled by 1/train_fraction; not keyed
     fused_optimizer: bool = False  # one fused AdamW kernel on the CPU too (CUDA always fuses); keyed when on
+    compile: bool = False  # train through torch.compile (TorchInductor); keyed when on
 
     def __post_init__(self) -> None:
         # Names become folders and file names under the results folder: never a path that leaves it.
@@ -107,6 +111,7 @@ class RunSpec:
         later = (
             "keep_weights", "source_experiment", "source_key", "allow_overlap", "memory_format", "auto_precision",
             "search_storage", "train_fraction", "fraction_budget", "fused_optimizer",
+            "compile",
         )  # fmt: skip
         for name in later:
             if spec[name] == RunSpec.__dataclass_fields__[name].default:
@@ -127,7 +132,7 @@ class RunSpec:
         """File stem of the run's record: readable first, unique by the key's prefix."""
         precision = identity_precision(self)
         precision = "" if precision == "auto" else f"-{precision}"
-        fused = "-fused" if self.fused_optimizer else ""
+        fused = ("-fused" if self.fused_optimizer else "") + ("-compile" if self.compile else "")
         fraction = self.fraction_tag("-")
         return f"{Path(self.protocol).stem}-r{self.resolution}-s{self.seed}{precision}{fused}{fraction}-{key[:12]}"
 
@@ -150,8 +155,9 @@ def identity_precision(spec: RunSpec) -> str:
     return spec.auto_precision or spec.precision
 
 
-def protocol_label(protocol: str, precision: str, fused_optimizer: bool = False) -> str:
-    """The protocol as tables name it: with the precision when one was asked for (``scratch@fp32``), and the
-    fused optimiser when asked for (``scratch@bf16+fused``): each makes another experiment."""
+def protocol_label(protocol: str, precision: str, fused_optimizer: bool = False, compiled: bool = False) -> str:
+    """The protocol as tables name it: with the precision when one was asked for (``scratch@fp32``), the fused
+    optimiser and ``torch.compile`` when asked for (``scratch@bf16+fused``, ``scratch+compile``): each makes
+    another experiment."""
     label = protocol if precision == "auto" else f"{protocol}@{precision}"
-    return f"{label}+fused" if fused_optimizer else label
+    return label + ("+fused" if fused_optimizer else "") + ("+compile" if compiled else "")

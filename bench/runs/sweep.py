@@ -103,6 +103,7 @@ class Group:
     train_fractions: tuple[float, ...] = (1.0,)  # shares of the training split, one run each (bench.data.fractions)
     fraction_budget: FractionBudget = "epochs"  # what a share below 1 keeps: the epochs, or the steps (epochs_at)
     fused_optimizer: bool = False  # the fused AdamW kernel on the CPU too (RunSpec.fused_optimizer); in the key
+    compile: bool = False  # train through torch.compile (RunSpec.compile); in the key
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eval_sets", declared(self.eval_sets))
@@ -161,6 +162,7 @@ class Sweep:
                 train_fraction=f,
                 fraction_budget="steps" if g.fraction_budget == "steps" and f < 1 else "epochs",
                 fused_optimizer=g.fused_optimizer,
+                compile=g.compile,
             )
             for g in self.group
             for d, b, p, f, s in itertools.product(g.datasets, g.backbones, g.protocols, g.train_fractions, g.seeds)

@@ -58,13 +58,15 @@ STEP_PROTOCOL = "scratch"
 
 @dataclass(frozen=True)
 class CpuSetting:
-    """One way to train on a CPU: the autocast precision, whether images and weights are channels-last, and
-    whether the optimiser is torch's fused kernel. ``auto`` chooses among the unfused settings only: fusing rounds
-    otherwise, so it is asked for (``RunSpec.fused_optimizer``), never measured into a run."""
+    """One way to train on a CPU: the autocast precision, whether images and weights are channels-last, whether
+    the optimiser is torch's fused kernel, and whether the step runs through ``torch.compile``. ``auto`` chooses
+    among the plain settings only: fusing and compiling round otherwise, so they are asked for
+    (``RunSpec.fused_optimizer``, ``RunSpec.compile``), never measured into a run."""
 
     precision: Literal["fp32", "bf16"]
     channels_last: bool
     fused: bool = False
+    compiled: bool = False
 
     @property
     def memory_format(self) -> MemoryFormat:
@@ -73,8 +75,13 @@ class CpuSetting:
     @property
     def name(self) -> str:
         """``fp32-nchw``, ``bf16-nhwc``: the spelling of tables, the cache and ``BENCH_CPU_ENGINE``; ``+fused`` with
-        the fused optimiser (tables only)."""
-        return engine_name(self.precision, self.channels_last, self.fused)
+        the fused optimiser, ``+compile`` compiled (tables only)."""
+        return engine_name(self.precision, self.channels_last, self.fused, self.compiled)
+
+    @property
+    def plain(self) -> bool:
+        """Neither fused nor compiled: a setting ``auto`` may choose."""
+        return not (self.fused or self.compiled)
 
     @classmethod
     def parse(cls, text: str, what: str) -> CpuSetting:
@@ -276,7 +283,8 @@ def setting_steps(
     backbone: str, resolution: int, batch_size: int, settings: Sequence[CpuSetting]
 ) -> dict[str, Callable[[], torch.Tensor]]:
     """A harness training step per setting (:func:`bench.train.loop.train_step`), each on its own copy of one
-    freshly made model with its own optimiser, on one random uint8 batch of RGB images."""
+    freshly made model with its own optimiser, on one random uint8 batch of RGB images; a compiled setting's step
+    calls ``torch.compile`` of its copy, which compiles at its first call."""
     protocol = get_protocol(STEP_PROTOCOL)
     phase = protocol.phases[0]
     torch.manual_seed(0)
@@ -295,8 +303,9 @@ def setting_steps(
         sched = scheduler_for(opt, protocol, phase, steps_per_epoch=1000)
         pipeline = BatchPipeline(cfg["mean"], cfg["std"], CPU, setting.channels_last)
         amp = Amp("bf16" if setting.precision == "bf16" else None, CPU)
+        net = torch.compile(model) if setting.compiled else model
         steps[setting.name] = partial(
-            train_step, model, opt, sched, pipeline, images, labels, protocol.augment, gen, amp=amp
+            train_step, net, opt, sched, pipeline, images, labels, protocol.augment, gen, amp=amp
         )
     return steps
 

@@ -41,12 +41,14 @@ class EngineConfig:
     data_on_device: bool = False  # the uint8 splits live on the device: no per-step host copy at all
     pin_memory: bool = False  # host batches are pinned and copied asynchronously
     fused_optimizer: bool = False  # one fused Adam kernel; it also lets GradScaler skip its per-step sync
+    compile: bool = False  # training's forward (and so backward) through torch.compile (TorchInductor)
     eval_batch_size: int = 512  # the first try; bench.train.loop.predict halves it on out-of-memory
 
     @property
     def name(self) -> str:
-        """``bf16-nhwc``, ``fp32-nchw+fused``: as the plan's engine column spells a CPU setting."""
-        return engine_name(self.amp or "fp32", self.channels_last, self.fused_optimizer)
+        """``bf16-nhwc``, ``fp32-nchw+fused``, ``bf16-nhwc+compile``: as the plan's engine column spells a CPU
+        setting."""
+        return engine_name(self.amp or "fp32", self.channels_last, self.fused_optimizer, self.compile)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -63,6 +65,7 @@ def engine_for(
     precision: Precision = "auto",
     memory_format: MemoryFormat = "auto",
     fused: bool = False,
+    compiled: bool = False,
 ) -> EngineConfig:
     """The engine settings for ``device``, a dataset of ``data_bytes`` (uint8 images, all splits), ``precision``
     and ``memory_format``.
@@ -71,13 +74,14 @@ def engine_for(
     CPU's measured bf16 reaches here as ``bf16``: planning resolved it); ``fp32`` turns autocast off and leaves
     the rest of the GPU settings on, which change speed, not numbers. ``memory_format`` ``auto`` is NHWC on
     CUDA and NCHW on the CPU. ``fused`` asks a CPU for the fused AdamW kernel (CUDA always has it): it changes
-    the numbers' rounding, so it is a run's own experiment (``RunSpec.fused_optimizer``). A precision the device
-    cannot run is refused (:func:`check_precision`).
+    the numbers' rounding, so it is a run's own experiment (``RunSpec.fused_optimizer``); so does ``compiled``,
+    training through ``torch.compile`` on either device (``RunSpec.compile``). A precision the device cannot run is
+    refused (:func:`check_precision`).
     ``probe`` returns (bf16 supported, free device bytes); it is the only CUDA call, so tests can fake it.
     """
     if device.type != "cuda":
         amp = _amp(device, precision, bf16=precision == "bf16" and native_bf16(device))
-        return EngineConfig(amp=amp, channels_last=memory_format == "nhwc", fused_optimizer=fused)
+        return EngineConfig(amp=amp, channels_last=memory_format == "nhwc", fused_optimizer=fused, compile=compiled)
     bf16, free_bytes = (probe or _cuda_probe)(device)
     on_device = data_bytes <= DATA_ON_DEVICE_SHARE * free_bytes
     return EngineConfig(
@@ -86,6 +90,7 @@ def engine_for(
         data_on_device=on_device,
         pin_memory=not on_device,
         fused_optimizer=True,
+        compile=compiled,
         eval_batch_size=1024,
     )
 

@@ -9,6 +9,8 @@ step of the same round. One more step of each, under torch's FLOP counter, gives
 matrix product's FLOP/s in the setting's dtype on the same threads (:func:`bench.train.flops.matmul_peak`) the
 share of the peak the backbone reaches. The row ``bench run`` would train in is marked ``auto``: the choice
 ``BENCH_CPU_ENGINE`` pins, else the cached measurement planning reads, else what this measurement ranks first.
+With ``compile`` each setting is also timed through ``torch.compile`` (``bench run --compile``): its first call,
+which compiles, is timed apart as the compile time, and its FLOPs are its eager twin's (the same arithmetic).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -55,6 +58,7 @@ class EngineSpeedConfig:
     warmup: int = 1  # untimed rounds first (oneDNN primitives, the allocator)
     threads: int | None = None  # torch CPU threads while measuring (None: leave as is)
     fused: bool = False  # also each setting with the fused optimiser (RunSpec.fused_optimizer)
+    compile: bool = False  # also each setting through torch.compile (RunSpec.compile)
 
     def __post_init__(self) -> None:
         for name in ("backbones", "resolutions"):
@@ -83,6 +87,7 @@ class EngineSpeed:
     auto: bool  # the setting `bench run` trains this backbone in here
     rounds: int
     fingerprint: dict = field(default_factory=dict)
+    compile_s: float | None = None  # a compiled setting's first step, which compiles (the others: None)
 
     @property
     def images_per_s(self) -> float:
@@ -106,6 +111,8 @@ def engine_speeds(config: EngineSpeedConfig) -> list[EngineSpeed]:
         settings = settings_here()
         if config.fused:
             settings += tuple(dataclasses.replace(s, fused=True) for s in settings)
+        if config.compile:
+            settings += tuple(dataclasses.replace(s, compiled=True) for s in settings)
         peaks = {p: matmul_peak(DTYPES[p]) for p in dict.fromkeys(s.precision for s in settings)}
         rows = []
         for name in config.backbones:
@@ -119,10 +126,12 @@ def _backbone_speeds(
     name: str, side: int, config: EngineSpeedConfig, threads: int, settings: Sequence[CpuSetting], peaks: dict
 ) -> list[EngineSpeed]:
     steps = setting_steps(name, side, config.batch_size, settings)
+    compile_s = {s.name: _first_call_s(steps[s.name]) for s in settings if s.compiled}
     times = measure_settings(steps, config.rounds, config.warmup, budget_s=float("inf"))
-    flops = {setting: step_flops(step) for setting, step in steps.items()}
+    flops = {s.name: step_flops(steps[s.name]) for s in settings if not s.compiled}
+    flops |= {s.name: flops[dataclasses.replace(s, compiled=False).name] for s in settings if s.compiled}
     medians = {setting: statistics.median(ms) for setting, ms in times.items()}
-    auto = auto_setting(name, side, config.batch_size, threads, times, [s for s in settings if not s.fused])
+    auto = auto_setting(name, side, config.batch_size, threads, times, [s for s in settings if s.plain])
     fingerprint = device_fingerprint(CPU)
     rows = []
     for setting in settings:
@@ -140,10 +149,17 @@ def _backbone_speeds(
                 peak_flops=peaks[setting.precision],
                 auto=setting == auto,
                 rounds=len(ratios),
+                compile_s=compile_s.get(setting.name),
                 fingerprint=fingerprint,
             )
         )
     return rows
+
+
+def _first_call_s(step: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
 
 
 def auto_setting(
@@ -169,7 +185,7 @@ def engine_speed_table(rows: Sequence[EngineSpeed]) -> Table:
     headers = (
         "backbone", "res", "batch", "setting", "auto", "ms/step", "img/s", "vs fp32-nchw", "95% CI",
         "GFLOP/step", "GFLOP/s", "peak GFLOP/s", "% of peak",
-    )  # fmt: skip
+    ) + (("compile s",) if any(r.compile_s is not None for r in rows) else ())  # fmt: skip
     for header in headers:
         table.add_column(header, justify="left" if header in ("backbone", "setting", "auto") else "right")
     for r in rows:
@@ -187,6 +203,7 @@ def engine_speed_table(rows: Sequence[EngineSpeed]) -> Table:
             f"{r.achieved_flops / 1e9:.1f}",
             f"{r.peak_flops / 1e9:.1f}",
             f"{100 * r.share_of_peak:.1f}",
+            *(() if len(headers) == 13 else ("" if r.compile_s is None else f"{r.compile_s:.0f}",)),
         )
     return table
 

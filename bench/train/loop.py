@@ -204,6 +204,7 @@ class _Fit:
     """What every epoch of one :func:`fit` shares."""
 
     model: nn.Module
+    net: nn.Module  # what training steps call: ``model``, or ``torch.compile(model)`` (the same parameters)
     protocol: Protocol
     train: Split
     val: Split
@@ -238,12 +239,15 @@ def fit(
     validated yet; a loss that explodes is named in ``loss_alarm`` and training goes on. With a
     ``checkpoint``, the state is saved after every epoch and resumed from, RNG streams included, so an
     interrupted run ends exactly as an uninterrupted one. ``engine`` (default: all off) sets precision and
-    memory format; ``train`` may already live on the device; ``positive`` is for the validation metrics."""
+    memory format; with ``engine.compile`` the training steps call ``torch.compile(model)``, while validation (and
+    the runner's test and eval sets) score the eager model, so every score a record holds is what its kept weights
+    give when reloaded. ``train`` may already live on the device; ``positive`` is for the validation metrics."""
     engine = engine or EngineConfig()
     weight = class_weights(train.labels, len(classes)).to(pipeline.device) if protocol.class_weighted_loss else None
     amp = Amp(engine.amp, pipeline.device)
     gen = torch.Generator().manual_seed(seed)
-    run = _Fit(model, protocol, train, val, classes, pipeline, engine, amp, gen, weight, progress, positive)
+    net = torch.compile(model) if engine.compile else model  # compiled at its first step, recompiled per phase
+    run = _Fit(model, net, protocol, train, val, classes, pipeline, engine, amp, gen, weight, progress, positive)
     saved = checkpoint.load() if checkpoint is not None else None
     state, best_model = _resume(run, saved) if saved is not None else (FitState(), copy.deepcopy(model.state_dict()))
     steps_per_epoch = math.ceil(len(train.labels) / protocol.batch_size)
@@ -304,7 +308,7 @@ def _epoch(
         apply_phase(run.model, phase, state.epochs_done_in_phase + 1)
     set_train_mode(run.model, phase)
     train_loss, gpu_util_pct = train_one_epoch(
-        run.model,
+        run.net,
         opt,
         sched,
         run.pipeline,

@@ -7,11 +7,15 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import bench
 import bench.train.cpu_engine as cpu_engine
+from bench.data.loading import load_dataset
+from bench.evaluation.scores import TestScores
 from bench.runs.engines import engine_label, resolve_engines, with_setting
 from bench.runs.plan import ExecutorRequest, SweepRequest, plan_sweep
 from bench.runs.planned import sweep_records, sweep_runs
@@ -22,6 +26,8 @@ from bench.runs.spec import RunSpec
 from bench.train.cpu_engine import ALL_SETTINGS, PIN_ENV, CpuChoice
 from bench.train.engine import cpu_native_bf16
 from bench.train.history import EpochLog
+from bench.train.loop import predict
+from bench.train.pipeline import BatchPipeline
 
 SPEC = RunSpec(backbone="test_resnet", dataset="tiny", protocol="scratch", seed=0, epochs=2)
 CPU = torch.device("cpu")
@@ -139,3 +145,34 @@ def test_a_fused_optimizer_run_is_its_own_experiment_and_repeats_bit_for_bit(set
     # the trained weights differ from the loop's (the probabilities of so tiny a model may round alike in bf16)
     fused_w, loop_w = (load_file(weights_path(r.path)) for r in (first, unfused))
     assert fused_w.keys() == loop_w.keys() and not all(torch.equal(fused_w[k], loop_w[k]) for k in fused_w)
+
+
+@pytest.mark.slow
+def test_a_compiled_run_is_its_own_experiment_repeats_bit_for_bit_and_scores_the_eager_model(
+    project, tmp_path, monkeypatch
+):
+    """Training through torch.compile (TorchInductor's own kernels, rounded otherwise): a key of its own, the engine
+    and label say so, Dynamo really compiled, two runs agree to the bit, and the recorded test probabilities are the
+    eager model's (its kept weights rescored eagerly give them again)."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv(PIN_ENV, "fp32-nchw")
+    (eager,), _ = resolve_engines([SPEC], threads=torch.get_num_threads())
+    compiled = dataclasses.replace(eager, compile=True)
+    assert resolve(compiled).key != resolve(eager).key and resolve(compiled).identity.to_dict()["compile"] is True
+    assert "compile" not in resolve(eager).identity.to_dict() and "compile" not in eager.to_dict()
+    assert engine_label(compiled, "cpu") == "fp32-nchw+compile"
+    counters.clear()
+    first = run(compiled, tmp_path / "a", CPU)
+    assert first.status == "ok", first.error
+    assert counters["stats"]["unique_graphs"] > 0  # Dynamo captured the training step
+    second = run(compiled, tmp_path / "b", CPU)
+    assert second.status == "ok", second.error
+    assert first.engine.compile and first.protocol_label.endswith("+compile") and "-compile-" in first.path.name
+    assert json.dumps(_stable(first), sort_keys=True) == json.dumps(_stable(second), sort_keys=True)
+    assert Path(probs_path(first.path)).read_bytes() == Path(probs_path(second.path)).read_bytes()
+    kept = first.kept_weights
+    model = bench.load_model(first)  # eager, as a user reloads it
+    data = load_dataset(SPEC.dataset, kept.input_size[-1])
+    logits = predict(model, data.test, BatchPipeline(tuple(kept.mean), tuple(kept.std), CPU))
+    assert np.array_equal(logits, TestScores.load(first.probs_path()).logits)

@@ -46,6 +46,7 @@ def test_the_stored_identity_reads_back_as_the_same_experiment(project, tmp_path
     body = '\n[[phases]]\nname = "full"\nepochs = 1\nlr = 0.01\ntrainable = 1.0\nlayer_decay = 0.5\n'
     (tmp_path / "later.toml").write_text('name = "later"\npretrained = false\nwarmup_epochs = 1\n' + body)
     later = dataclasses.replace(SPEC, protocol=str(tmp_path / "later.toml"), train_fraction=0.5, fused_optimizer=True)
+    later = dataclasses.replace(later, compile=True)
     for spec in (SPEC, later):
         identity = experiment_identity(spec)
         again = ExperimentIdentity.from_dict(json.loads(json.dumps(identity.to_dict())))
@@ -58,6 +59,7 @@ def test_the_stored_identity_reads_back_as_the_same_experiment(project, tmp_path
         {"epochs": 2},
         {"precision": "fp32"},
         {"fused_optimizer": True},
+        {"compile": True},
         {"resolution": 32},
         {"protocol": "linear"},
     ],

@@ -56,6 +56,38 @@ def test_fused_adds_each_setting_with_the_fused_optimiser_and_auto_stays_unfused
     assert [r.setting for r in rows if r.auto] == ["fp32-nchw"] and rows[len(plain)].ratio == 0.25
 
 
+def test_compile_adds_each_setting_compiled_with_its_compile_time_and_its_eager_twins_flops(monkeypatch, tmp_path):
+    """A compiled setting is timed apart at its first call (it compiles there), counted with its eager twin's FLOPs,
+    and never chosen by auto, even where fastest; the table gains a compile column."""
+    monkeypatch.delenv(PIN_ENV)
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    first_calls = []
+
+    def scripted(steps, *args, **kwargs):
+        return {name: [2.0 if name.endswith("+compile") else 8.0] * 2 for name in steps}
+
+    def first_call(step):
+        first_calls.append(step)
+        return 42.0
+
+    monkeypatch.setattr(engine_speed, "measure_settings", scripted)
+    monkeypatch.setattr(engine_speed, "_first_call_s", first_call)
+    config = EngineSpeedConfig(("test_resnet",), (16,), batch_size=4, rounds=2, threads=1, compile=True)
+    rows = engine_speeds(config)
+    plain = [s.name for s in settings_here()]
+    assert [r.setting for r in rows] == plain + [f"{name}+compile" for name in plain]
+    assert len(first_calls) == len(plain) and all(
+        step.args[0].__class__.__name__ == "OptimizedModule" for step in first_calls
+    )
+    assert [r.compile_s for r in rows] == [None] * len(plain) + [42.0] * len(plain)
+    assert [r.flops for r in rows[len(plain) :]] == [r.flops for r in rows[: len(plain)]]
+    assert [r.setting for r in rows if r.auto] == ["fp32-nchw"] and rows[len(plain)].ratio == 0.25
+    console = Console(width=300, record=True)
+    console.print(engine_speed_table(rows))
+    text = console.export_text()
+    assert "compile s" in text and " 42 " in text
+
+
 def test_the_table_shows_throughput_ratio_and_share_of_peak():
     row = EngineSpeed(
         "resnet18", 32, 128, "bf16-nhwc", 500.0, 0.54, (0.5, 0.6), 28 * 10**9, 100e9, True, 5,
