@@ -14,7 +14,10 @@ and train.py's defaults for everything else: SGD with Nesterov momentum 0.9, wei
 and norms), label-smoothing cross-entropy (0.1; mixup is off), fp32 NCHW, the prefetcher (uint8 to normalised
 float in the loader), a per-epoch cosine schedule, ``loss.item()`` every update. ``--amp --amp-dtype bfloat16``
 puts the forward pass and loss under ``torch.autocast("cpu", bfloat16)`` with no grad scaler (train.py makes one
-for float16 on CUDA only) and ``--channels-last`` turns the model and every batch channels-last.
+for float16 on CUDA only) and ``--channels-last`` turns the model and every batch channels-last. ``timm-best-adam``
+is the best flags with the harness's optimiser (``--opt adam --weight-decay 0 --lr 1e-3``, the scratch protocol's;
+torch's ``Adam`` in its default per-tensor loop on the CPU, as the harness's): the engines side by side with the
+optimiser no longer differing.
 
 With ``--log-interval 1`` train.py logs each update's ``Time`` (from the end of the previous update: loading the
 batch, forward, loss, backward, optimiser step, ``zero_grad``, ``loss.item()``) and ``Data`` (the loading part:
@@ -46,8 +49,10 @@ WARM = 2
 FLAGS: dict[str, tuple[str, ...]] = {
     "timm-default": (),
     "timm-best": ("--channels-last", "--amp", "--amp-dtype", "bfloat16"),
+    "timm-best-adam": ("--channels-last", "--amp", "--amp-dtype", "bfloat16", "--opt", "adam", "--weight-decay", "0")
+    + ("--lr", "1e-3"),
 }
-"""The command-line flags of each timm loop: its defaults, and its best CPU flags."""
+"""The command-line flags of each timm loop: its defaults, its best CPU flags, and those with the harness's Adam."""
 
 NUM_CLASSES = 2
 SCRIPT_NAME = "train.py"

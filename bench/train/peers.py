@@ -12,6 +12,8 @@ first loop one further along each round), so a busy neighbour slows them alike:
   epoch's list and the TensorBoard scalar, whose writer is left out), backward, ``Adam(lr=1e-3).step()``; fp32 NCHW;
 * ``timm-default`` and ``timm-best``: timm's real ``train.py`` with its defaults, and with ``--channels-last --amp
   --amp-dtype bfloat16``, one process per round (:mod:`bench.train.peer_timm`), its step without its loader;
+* ``timm-best-adam``: timm's best flags with the harness's optimiser (Adam, lr 1e-3, no weight decay) instead of
+  its SGD: the engines compared with the optimiser no longer differing;
 * ``harness-auto``: :func:`bench.train.loop.train_step` (uint8 batch, normalisation, the scratch protocol's batched
   augmentation, loss, Adam, scheduler) in the engine ``auto`` resolves to for ``bench run`` here (the
   ``BENCH_CPU_ENGINE`` pin, else the cached measurement, else one made now and not saved);
@@ -56,7 +58,7 @@ from bench.train.cpu_engine import (
 from bench.train.engine import torch_threads
 from bench.train.engine_speed import auto_setting
 
-LOOPS = ("bare-fp32", "medmnist", "timm-default", "timm-best", "harness-auto", "harness-fp32")
+LOOPS = ("bare-fp32", "medmnist", "timm-default", "timm-best", "timm-best-adam", "harness-auto", "harness-fp32")
 TIMM_LOOPS = tuple(peer_timm.FLAGS)
 NUM_CLASSES = peer_timm.NUM_CLASSES
 

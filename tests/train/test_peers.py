@@ -221,13 +221,21 @@ def create_model(*args, **kwargs):
     atexit.register(done)
     return model
 timm.models.create_model = create_model
+import timm.optim
+made_opt = timm.optim.create_optimizer_v2
+def create_optimizer_v2(*args, **kwargs):
+    opt = made_opt(*args, **kwargs)
+    seen["optimizer"] = type(opt).__name__
+    seen["foreach"] = [group.get("foreach") for group in opt.param_groups]
+    return opt
+timm.optim.create_optimizer_v2 = create_optimizer_v2
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
 @needs_real_script
-@pytest.mark.parametrize("loop", ["timm-default", "timm-best"])
+@pytest.mark.parametrize("loop", ["timm-default", "timm-best", "timm-best-adam"])
 def test_timms_real_train_py_trains_in_the_engine_its_flags_claim(tmp_path, loop):
     folder = tmp_path / loop
     folder.mkdir()
@@ -239,8 +247,10 @@ def test_timms_real_train_py_trains_in_the_engine_its_flags_claim(tmp_path, loop
     done = subprocess.run([sys.executable, "probe.py", *argv[1:]], cwd=folder, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     seen = json.loads((folder / "probe.json").read_text())
-    best = loop == "timm-best"
+    best = loop.startswith("timm-best")
     assert seen["changed"], "train.py's steps left every weight as it was"
+    # timm-best-adam: the harness's optimiser, in torch's default per-tensor loop as the harness runs it on the CPU
+    assert seen["optimizer"] == ("Adam" if loop == "timm-best-adam" else "SGD") and not any(seen["foreach"])
     assert seen["autocast"] is best and seen["out_dtype"] == ("torch.bfloat16" if best else "torch.float32")
     assert seen["input_channels_last"] is best and seen["weight_channels_last"] is best
     steps = peer_timm.run(folder, TINY, SIDE, BATCH, flags, threads=1)  # the timed run itself, unprobed
@@ -279,7 +289,11 @@ def _row(loop: str, speedup: dict[str, float], backbone: str = "resnet18") -> Pe
 def test_the_tables_show_the_ratios_and_which_targets_are_unmet():
     rows = [
         _row("harness-auto", {"bare-fp32": 2.5, "timm-best": 1.2, "timm-default": 1.5, "harness-fp32": 2.0}),
-        _row("harness-auto", {"timm-best": 0.9, "timm-default": 2.0, "harness-fp32": 1.1}, backbone="vgg16"),
+        _row(
+            "harness-auto",
+            {"timm-best": 0.9, "timm-best-adam": 0.7, "timm-default": 2.0, "harness-fp32": 1.1},
+            backbone="vgg16",
+        ),
     ]
     console = Console(width=250, record=True)
     console.print(peer_table(rows))
@@ -290,5 +304,6 @@ def test_the_tables_show_the_ratios_and_which_targets_are_unmet():
     lines = {line.split()[1]: line for line in text.splitlines() if line.startswith("│ ") and " px " in line}
     assert lines["resnet18"].rstrip(" │").endswith("timm-default")  # 1.5 < 1.8; 2.0 >= 1.8; 1.2 >= 1.0
     assert lines["vgg16"].rstrip(" │").endswith("timm-best")  # no fp32 target for vgg16: 1.1 is no miss
+    assert "0.70 " in lines["vgg16"] and "0.70 (>=" not in lines["vgg16"]  # same-optimiser: shown, not a target
     frame = peer_frame(rows)
     assert frame.loc[0, "x_timm-best"] == 1.2 and frame.loc[1, "x_timm-best_ci_low"] == pytest.approx(0.81)
