@@ -51,7 +51,12 @@ class EngineConfig:
         return engine_name(self.amp or "fp32", self.channels_last, self.fused_optimizer, self.compile)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings as records store them; ``compile`` only when on, so a record made before it existed
+        re-serialises byte for byte."""
+        out = dataclasses.asdict(self)
+        if not self.compile:
+            del out["compile"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> EngineConfig:
