@@ -24,20 +24,24 @@ from bench.train.cpu_engine import STANDING, CpuChoice, choose_cpu_setting
 
 @dataclass(frozen=True)
 class EngineNote:
-    """One decided setting, for the plan's output: which runs it covers and how it was decided."""
+    """One decided setting, for the plan's output: which runs it covers and how it was decided; ``fused`` and
+    ``compiled`` say what the runs asked for on top of it (``--fused-optimizer``, ``--compile``)."""
 
     backbone: str
     resolution: int  # the side the model sees
     batch_size: int
     threads: int
     choice: CpuChoice
+    fused: bool = False
+    compiled: bool = False
 
     def line(self) -> str:
         """``engine: resnet18 at 28 px, batch 128, 1 torch thread: bf16-nhwc (measured; step vs fp32-nchw ...)``."""
         c = self.choice
+        setting = dataclasses.replace(c.setting, fused=self.fused, compiled=self.compiled)
         head = (
             f"engine: {self.backbone} at {self.resolution} px, batch {self.batch_size}, {self.threads} torch "
-            f"thread{'s' if self.threads != 1 else ''}: {c.setting.name}"
+            f"thread{'s' if self.threads != 1 else ''}: {setting.name}"
         )
         if c.how == "asked":
             return f"{head} (asked for)"
@@ -62,10 +66,10 @@ def resolve_engines(specs: list[RunSpec], threads: int) -> tuple[list[RunSpec], 
         entry = get_backbone(spec.backbone)
         side = resolve_resolution(entry, spec.resolution, spec.resolution_policy)  # type: ignore[arg-type]
         batch = get_protocol(spec.protocol).batch_size
-        asked = (spec.backbone, side, batch, spec.precision, spec.memory_format)
+        asked = (spec.backbone, side, batch, spec.precision, spec.memory_format, spec.fused_optimizer, spec.compile)
         if asked not in notes:
             choice = choose_cpu_setting(spec.backbone, side, batch, threads, spec.precision, spec.memory_format)
-            notes[asked] = EngineNote(spec.backbone, side, batch, threads, choice)
+            notes[asked] = EngineNote(spec.backbone, side, batch, threads, choice, spec.fused_optimizer, spec.compile)
         resolved.append(with_setting(spec, notes[asked].choice))
     return resolved, list(notes.values())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -246,6 +247,10 @@ def fit(
     weight = class_weights(train.labels, len(classes)).to(pipeline.device) if protocol.class_weighted_loss else None
     amp = Amp(engine.amp, pipeline.device)
     gen = torch.Generator().manual_seed(seed)
+    if engine.compile:
+        # Inductor's C++ toolchain warns "No CUDA runtime is found" where a CUDA build of torch runs on a CPU-only
+        # machine (this project's install): nothing is wrong, and a user would read it as an error
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     net = torch.compile(model) if engine.compile else model  # compiled at its first step, recompiled per phase
     run = _Fit(model, net, protocol, train, val, classes, pipeline, engine, amp, gen, weight, progress, positive)
     saved = checkpoint.load() if checkpoint is not None else None

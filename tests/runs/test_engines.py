@@ -58,6 +58,9 @@ def test_fp32_nchw_leaves_the_spec_and_its_key_alone(project):
     assert resolved == SPEC and resolve(resolved).key == resolve(SPEC).key
     pinned = "engine: test_resnet at 28 px, batch 128, 1 torch thread: fp32-nchw (pinned by BENCH_CPU_ENGINE)"
     assert note.line() == pinned
+    extras = dataclasses.replace(SPEC, fused_optimizer=True, compile=True)
+    (_, (plain, both)) = resolve_engines([SPEC, extras], threads=1)  # one note each: the line says what runs
+    assert both.line() == pinned.replace("fp32-nchw", "fp32-nchw+fused+compile") and plain.line() == pinned
 
 
 def _scripted(fastest: str):
