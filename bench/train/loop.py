@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from bench.evaluation.values import MetricValues, compute_metrics
 from bench.precision import AmpDtype
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import Augment, Phase, Protocol
-from bench.train.engine import Amp, EngineConfig
+from bench.train.engine import Amp, EngineConfig, training_net
 from bench.train.events import EpochEnded, ProgressFn, Stepped
 from bench.train.history import EpochLog, check_train_loss
 from bench.train.optim import optimizer_for, param_groups, scheduler_for, top_lr
@@ -247,11 +246,7 @@ def fit(
     weight = class_weights(train.labels, len(classes)).to(pipeline.device) if protocol.class_weighted_loss else None
     amp = Amp(engine.amp, pipeline.device)
     gen = torch.Generator().manual_seed(seed)
-    if engine.compile:
-        # Inductor's C++ toolchain warns "No CUDA runtime is found" where a CUDA build of torch runs on a CPU-only
-        # machine (this project's install): nothing is wrong, and a user would read it as an error
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    net = torch.compile(model) if engine.compile else model  # compiled at its first step, recompiled per phase
+    net = training_net(model, engine)
     run = _Fit(model, net, protocol, train, val, classes, pipeline, engine, amp, gen, weight, progress, positive)
     saved = checkpoint.load() if checkpoint is not None else None
     state, best_model = _resume(run, saved) if saved is not None else (FitState(), copy.deepcopy(model.state_dict()))
