@@ -1,6 +1,6 @@
 """``bench profile --peers``: the harness's training step against its peers' loops, side by side in one run.
 
-For each backbone and resolution six loops train the same architecture on batches of the same size, on the same
+For each backbone and resolution seven loops train the same architecture on batches of the same size, on the same
 torch threads, round-robin in rounds (each round runs every loop for :attr:`PeerConfig.steps` timed steps, the
 first loop one further along each round), so a busy neighbour slows them alike:
 
