@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.evaluation.calibration import calibrate, log_probs
+from bench.evaluation.calibration import calibrate
 from bench.evaluation.scores import TestScores
+from bench.reports.calibration_columns import calibration_of
 
 
 def main(folders: list[str]) -> int:
@@ -30,8 +31,7 @@ def main(folders: list[str]) -> int:
             saved = TestScores.load(path)
             if saved.val is None:
                 continue
-            val_logits = saved.val.logits if saved.val.logits is not None else log_probs(saved.val.probs)
-            on_val = calibrate(saved.labels, saved.probs, saved.logits, saved.val.labels, val_logits)
+            on_val = calibration_of(saved)  # fitted on validation, as the leaderboard does
             crossed = calibrate(saved.labels, saved.probs, saved.logits)
             figures = (on_val.before.ece, on_val.scaled.ece, crossed.scaled.ece)
             rows[Path(folder).name, path.parts[-3], path.parts[-2]].append(figures)

@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import os
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -40,7 +39,8 @@ from bench.paths import cache_dir
 from bench.precision import MemoryFormat, Precision, engine_name
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import get_protocol
-from bench.train.engine import Amp, check_precision, native_bf16, torch_threads
+from bench.timers.backends import CpuBackend
+from bench.train.engine import Amp, check_precision, native_bf16, torch_threads, training_net
 from bench.train.loop import train_step
 from bench.train.optim import optimizer_for, scheduler_for
 from bench.train.pipeline import BatchPipeline
@@ -262,10 +262,11 @@ def measure_settings(
     """
     times: dict[str, list[float]] = {name: [] for name in steps}
     names = list(times)
+    clock = CpuBackend()
     done = 0
     for i in range(warmup + rounds):
         order = names[i % len(names) :] + names[: i % len(names)]
-        lap = {name: _time_ms(steps[name]) for name in order}
+        lap = {name: clock.time_ms(steps[name]) for name in order}
         if i < warmup:
             per_round_s = sum(lap.values()) / 1000
             if per_round_s * rounds > budget_s:
@@ -303,14 +304,9 @@ def setting_steps(
         sched = scheduler_for(opt, protocol, phase, steps_per_epoch=1000)
         pipeline = BatchPipeline(cfg["mean"], cfg["std"], CPU, setting.channels_last)
         amp = Amp("bf16" if setting.precision == "bf16" else None, CPU)
-        net = torch.compile(model) if setting.compiled else model
+        net = training_net(model, setting.compiled)
         steps[setting.name] = partial(
             train_step, net, opt, sched, pipeline, images, labels, protocol.augment, gen, amp=amp
         )
     return steps
 
-
-def _time_ms(step: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    step()
-    return (time.perf_counter() - start) * 1000

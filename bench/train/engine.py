@@ -170,10 +170,10 @@ def _cuda_probe(device: torch.device) -> tuple[bool, int]:
     return native_bf16(device), torch.cuda.mem_get_info(device)[0]
 
 
-def training_net(model: torch.nn.Module, engine: EngineConfig) -> torch.nn.Module:
-    """What training steps call: ``model`` itself, or with ``engine.compile`` ``torch.compile(model)`` (the same
-    parameters; it compiles at its first step and again where a phase changes what trains)."""
-    if not engine.compile:
+def training_net(model: torch.nn.Module, compiled: bool) -> torch.nn.Module:
+    """What training steps call: ``model`` itself, or ``compiled``, ``torch.compile(model)`` (the same parameters;
+    it compiles at its first step and again where a phase changes what trains)."""
+    if not compiled:
         return model
     # Inductor's C++ toolchain warns "No CUDA runtime is found" where a CUDA build of torch runs on a CPU-only
     # machine (this project's install): nothing is wrong, and a user would read it as an error

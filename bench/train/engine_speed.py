@@ -18,8 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +27,7 @@ from rich.table import Table
 from bench.environment.device import device_fingerprint
 from bench.errors import ConfigError
 from bench.models.registry import get_backbone, resolve_resolution
+from bench.timers.backends import CpuBackend
 from bench.timers.median import median_ci95
 from bench.train.cpu_engine import (
     CPU,
@@ -126,7 +126,7 @@ def _backbone_speeds(
     name: str, side: int, config: EngineSpeedConfig, threads: int, settings: Sequence[CpuSetting], peaks: dict
 ) -> list[EngineSpeed]:
     steps = setting_steps(name, side, config.batch_size, settings)
-    compile_s = {s.name: _first_call_s(steps[s.name]) for s in settings if s.compiled}
+    compile_s = {s.name: CpuBackend().time_ms(steps[s.name]) / 1000 for s in settings if s.compiled}
     times = measure_settings(steps, config.rounds, config.warmup, budget_s=float("inf"))
     flops = {s.name: step_flops(steps[s.name]) for s in settings if not s.compiled}
     flops |= {s.name: flops[dataclasses.replace(s, compiled=False).name] for s in settings if s.compiled}
@@ -154,12 +154,6 @@ def _backbone_speeds(
             )
         )
     return rows
-
-
-def _first_call_s(step: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    step()
-    return time.perf_counter() - start
 
 
 def auto_setting(

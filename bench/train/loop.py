@@ -246,7 +246,7 @@ def fit(
     weight = class_weights(train.labels, len(classes)).to(pipeline.device) if protocol.class_weighted_loss else None
     amp = Amp(engine.amp, pipeline.device)
     gen = torch.Generator().manual_seed(seed)
-    net = training_net(model, engine)
+    net = training_net(model, engine.compile)
     run = _Fit(model, net, protocol, train, val, classes, pipeline, engine, amp, gen, weight, progress, positive)
     saved = checkpoint.load() if checkpoint is not None else None
     state, best_model = _resume(run, saved) if saved is not None else (FitState(), copy.deepcopy(model.state_dict()))

@@ -46,11 +46,11 @@ from bench.errors import BenchError, ConfigError
 WARM = 2
 """Updates dropped at the start of each train.py process."""
 
+_BEST = ("--channels-last", "--amp", "--amp-dtype", "bfloat16")
 FLAGS: dict[str, tuple[str, ...]] = {
     "timm-default": (),
-    "timm-best": ("--channels-last", "--amp", "--amp-dtype", "bfloat16"),
-    "timm-best-adam": ("--channels-last", "--amp", "--amp-dtype", "bfloat16", "--opt", "adam", "--weight-decay", "0")
-    + ("--lr", "1e-3"),
+    "timm-best": _BEST,
+    "timm-best-adam": (*_BEST, "--opt", "adam", "--weight-decay", "0", "--lr", "1e-3"),
 }
 """The command-line flags of each timm loop: its defaults, its best CPU flags, and those with the harness's Adam."""
 

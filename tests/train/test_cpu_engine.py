@@ -10,6 +10,7 @@ import torch
 import bench.train.cpu_engine as cpu_engine
 import bench.train.engine
 from bench.errors import ConfigError
+from bench.timers.backends import CpuBackend
 from bench.train.cpu_engine import (
     ALL_SETTINGS,
     PIN_ENV,
@@ -154,8 +155,8 @@ def test_measure_settings_interleaves_drops_warmup_and_keeps_to_its_budget(monke
     times = measure_settings(steps, rounds=3, warmup=1)
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
     assert [order[i * 3] for i in range(4)] == ["a", "b", "c", "a"]  # each round starts one further along
-    clock = iter(range(0, 10**6, 1))  # every step takes 1 s on this clock
-    monkeypatch.setattr(cpu_engine.time, "perf_counter", lambda: next(clock))
+    clock = iter(range(0, 10**15, 10**9))  # every step takes 1 s on this clock (nanoseconds)
+    monkeypatch.setattr(cpu_engine, "CpuBackend", lambda: CpuBackend(clock=lambda: next(clock)))
     times = measure_settings(steps, rounds=5, warmup=1, budget_s=7.0)  # a round takes 3 s: 2 rounds fit
     assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 2, "c": 2}
 

@@ -66,12 +66,12 @@ def test_compile_adds_each_setting_compiled_with_its_compile_time_and_its_eager_
     def scripted(steps, *args, **kwargs):
         return {name: [2.0 if name.endswith("+compile") else 8.0] * 2 for name in steps}
 
-    def first_call(step):
+    def first_call(clock, step):  # CpuBackend.time_ms, in ms: nothing compiles here
         first_calls.append(step)
-        return 42.0
+        return 42_000.0
 
     monkeypatch.setattr(engine_speed, "measure_settings", scripted)
-    monkeypatch.setattr(engine_speed, "_first_call_s", first_call)
+    monkeypatch.setattr(engine_speed.CpuBackend, "time_ms", first_call)
     config = EngineSpeedConfig(("test_resnet",), (16,), batch_size=4, rounds=2, threads=1, compile=True)
     rows = engine_speeds(config)
     plain = [s.name for s in settings_here()]
