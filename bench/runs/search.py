@@ -8,7 +8,9 @@ none is left, then waits for the trials other processes are running, then reads 
 
 - **a killed search resumes** with the same study: its storage is an SQLite file in the results folder
   (``search/<study>.db``) unless ``--search-storage`` names another; a trial that was running when its process
-  died stops sending heartbeats, is failed after :data:`GRACE_S` and enqueued again with the same setting;
+  died stops sending heartbeats, is failed after :data:`GRACE_S` and enqueued again with the same setting; one that
+  its process failed on the way out (Ctrl-C, ``timeout``'s SIGTERM, an error: Optuna records those as failed, with
+  no retry) is enqueued again by the next process to open the study (:func:`_requeue_failed`);
 - **many machines share one study** through an RDB URL (``postgresql+psycopg://...``): the URL is the only
   change, as Optuna intends;
 - **pruning** (successive halving or Hyperband over epochs) reads each trial's best validation score so far
@@ -99,6 +101,7 @@ def run_search(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(handle)  # a dead process's trial goes back to the queue
+        _requeue_failed(handle)
         states = [t.state for t in handle.get_trials(deepcopy=False)]
         if optuna.trial.TrialState.WAITING in states:
             handle.optimize(objective, n_trials=1, catch=(_NotInDesign,))
@@ -107,6 +110,21 @@ def run_search(
         else:
             break
     return _summary(handle, study, shown, protocol.select_on, maximize)
+
+
+def _requeue_failed(handle: optuna.Study) -> None:
+    """Enqueue again each design setting whose every trial failed: one an interrupted process left failed.
+
+    Without it a search stopped by Ctrl-C or a deadline resumed with a setting fewer, and chose among the rest:
+    another choice than the uninterrupted search's. A diverged trial is pruned, not failed, so it is not retried.
+    """
+    live = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    live |= {optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING}
+    trials = handle.get_trials(deepcopy=False)
+    covered = {t.user_attrs["design"] for t in trials if "design" in t.user_attrs and t.state in live}
+    failed = {t.user_attrs["design"] for t in trials if "design" in t.user_attrs} - covered
+    for index in sorted(failed):
+        handle.enqueue_trial(handle.user_attrs["design"][index], user_attrs={"design": index})
 
 
 class _NotInDesign(Exception):

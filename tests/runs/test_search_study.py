@@ -139,6 +139,29 @@ def test_a_trial_whose_process_died_is_retried_with_the_same_setting(tmp_path, m
     assert sorted(finished, key=str) == sorted(SEARCH.design(), key=str)  # every setting, the dead one included
 
 
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError])
+def test_a_trial_its_process_failed_on_the_way_out_is_run_again_on_resume(tmp_path, interrupt):
+    """Ctrl-C, a deadline's SIGTERM or an error mid-trial: Optuna records the trial failed and no heartbeat retries
+    it. The resumed search runs that setting again and chooses what the uninterrupted search chose."""
+    design = SEARCH.design()
+    scores = {d["lr"]: 0.5 + 0.1 * i for i, d in enumerate(design)}  # the last setting is the best
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    uninterrupted = run_search(SEARCH, _protocol(), "u", f"sqlite:///{tmp_path / 'u.db'}", "u.db", _fake_trial(scores))
+    good = _fake_trial(scores)
+
+    def stopped_at_the_last(protocol, label, on_event):
+        if protocol.phases[0].lr == design[-1]["lr"]:
+            raise interrupt("stopped mid-trial")
+        return good(protocol, label, on_event)
+
+    with pytest.raises(interrupt):
+        run_search(SEARCH, _protocol(), "s", url, "s.db", stopped_at_the_last)
+    resumed = run_search(SEARCH, _protocol(), "s", url, "s.db", good)
+    assert [t.state for t in resumed.trials] == ["complete"] * (len(design) - 1) + ["fail", "complete"]
+    assert resumed.chosen == uninterrupted.chosen == design[-1]
+    assert resumed.best_value == pytest.approx(uninterrupted.best_value)
+
+
 # ----------------------------------------------------------------------------- a study shared through PostgreSQL
 
 
