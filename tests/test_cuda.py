@@ -14,7 +14,8 @@ from bench.latency.measure import measure_latency
 from bench.latency.timing import LatencyConfig
 from bench.runs.runner import run
 from bench.runs.spec import RunSpec
-from bench.train.engine import engine_for
+from bench.train.engine import engine_for, native_bf16
+from bench.train.engine_speed import EngineSpeedConfig, engine_speeds
 from bench.train.pipeline import BatchPipeline
 from bench.train.utilisation import GpuUtilisation
 
@@ -69,3 +70,18 @@ def test_pipeline_makes_channels_last_batches_on_the_gpu():
     batch = pipe(torch.randint(0, 255, (4, 1, 28, 28), dtype=torch.uint8))
     assert batch.device.type == "cuda" and batch.shape == (4, 3, 28, 28)
     assert batch.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_engine_settings_are_timed_on_the_gpu_compiled_too():
+    """`bench profile --engines --settings bf16-nhwc,bf16-nhwc+compile --device cuda`: the steps on the GPU, the
+    compiled one's first call timed apart, the auto row what `bench run --device cuda` trains in, real peaks."""
+    if not native_bf16(CUDA):
+        pytest.skip("a GPU run trains in fp16 before Ampere, which no engine row times")
+    names = ("bf16-nhwc", "bf16-nhwc+compile")
+    config = EngineSpeedConfig(("test_resnet",), (32,), batch_size=8, rounds=2, device="cuda", settings=names)
+    rows = engine_speeds(config)
+    assert [r.setting for r in rows] == ["fp32-nchw", *names]
+    assert [r.setting for r in rows if r.auto] == ["bf16-nhwc"]
+    assert all(r.step_ms > 0 and r.flops == rows[0].flops > 0 and r.share_of_peak > 0 for r in rows)
+    assert rows[-1].compile_s > 0 and rows[0].compile_s is None
+    assert rows[0].fingerprint["device_kind"] == "cuda" and rows[1].peak_flops > 1e12  # any GPU beats a TFLOP/s

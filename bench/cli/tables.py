@@ -255,8 +255,9 @@ def profile(
         bool,
         typer.Option(
             "--engines",
-            help="CPU: compare the engine settings instead (fp32/bf16 x NCHW/channels-last): step time, ratio to "
-            "fp32 NCHW, achieved FLOP/s and its share of the measured peak; the one `bench run` picks is marked.",
+            help="Compare the engine settings instead (fp32/bf16 x NCHW/channels-last), on the CPU or with --device "
+            "cuda a GPU: step time, ratio to fp32 NCHW, achieved FLOP/s and its share of the measured peak; the one "
+            "`bench run` picks is marked.",
         ),
     ] = False,
     peers: Annotated[
@@ -271,8 +272,8 @@ def profile(
     fused_optimizer: Annotated[
         bool,
         typer.Option(
-            help="With --engines: also each setting with the fused optimiser; with --peers: harness-auto with it "
-            "(bench run --fused-optimizer)."
+            help="With --engines: also each setting with the fused optimiser (a GPU's always is); with --peers: "
+            "harness-auto with it (bench run --fused-optimizer)."
         ),
     ] = False,
     compile: Annotated[
@@ -283,6 +284,13 @@ def profile(
             "apart.",
         ),
     ] = False,
+    settings: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engines: only these settings, comma-separated (fp32-nchw,bf16-nhwc,bf16-nhwc+compile); "
+            "fp32-nchw, the ratios' baseline, is always timed."
+        ),
+    ] = None,
     loops: Annotated[str | None, typer.Option(help="With --peers: comma-separated loops (default: all).")] = None,
     timm_script: Annotated[
         Path | None,
@@ -294,6 +302,7 @@ def profile(
 
     Example: bench profile --backbones resnet18 --resolutions 28 --threads 1
     Engines: bench profile --engines --backbones resnet18,densenet121,efficientnet_b0 --resolutions 32 --threads 1
+    GPU engines: bench profile --engines --compile --device cuda --resolutions 224
     Peers: bench profile --peers --timm-script train.py --backbones resnet18 --resolutions 32 --threads 1 --rounds 4
     """
     from bench.environment.device import resolve_device
@@ -302,13 +311,23 @@ def profile(
     sides = options.resolutions(resolutions, "--resolutions")
     on = str(resolve_device(device))
     if compile and not engines:
-        raise ConfigError("--compile goes with --engines, which times the CPU engine settings")
+        raise ConfigError("--compile goes with --engines, which times the engine settings")
+    if settings is not None and not engines:
+        raise ConfigError("--settings goes with --engines, which times the engine settings")
     if engines:
-        if on != "cpu":
-            raise ConfigError(f"--engines compares the CPU's engine settings: use --device cpu, not {on}")
-        from bench.train.engine_speed import EngineSpeedConfig, engine_speed_table, engine_speeds
+        if fused_optimizer and on != "cpu":
+            raise ConfigError(f"--fused-optimizer: on {on} every setting already trains with the fused optimiser")
+        import torch
 
-        config = EngineSpeedConfig(wanted, sides, batch_size, rounds, warmup, threads, fused_optimizer, compile)
+        from bench.train.engine_speed import EngineSpeedConfig, engine_speed_table, engine_speeds, named_settings
+
+        named = tuple(options.csv(settings))
+        if settings is not None and not named:
+            raise ConfigError("--settings is empty: name at least one setting, e.g. bf16-nhwc")
+        config = EngineSpeedConfig(
+            wanted, sides, batch_size, rounds, warmup, threads, fused_optimizer, compile, on, named
+        )
+        named_settings(named, torch.device(on))  # a misspelt setting fails before a model is built
         show(engine_speed_table(engine_speeds(config)), fmt)
         return
     if peers:

@@ -39,7 +39,7 @@ from bench.paths import cache_dir
 from bench.precision import MemoryFormat, Precision, engine_name
 from bench.protocol.finetune import apply_phase, set_train_mode
 from bench.protocol.spec import get_protocol
-from bench.timers.backends import CpuBackend
+from bench.timers.backends import Backend, CpuBackend
 from bench.train.engine import Amp, check_precision, native_bf16, torch_threads, training_net
 from bench.train.loop import train_step
 from bench.train.optim import optimizer_for, scheduler_for
@@ -96,9 +96,11 @@ STANDING = CpuSetting("fp32", False)
 ALL_SETTINGS = (STANDING, CpuSetting("fp32", True), CpuSetting("bf16", False), CpuSetting("bf16", True))
 
 
-def settings_here() -> tuple[CpuSetting, ...]:
-    """The settings this CPU can train in: bf16 only with native bf16 (emulated bf16 is slower than fp32)."""
-    return ALL_SETTINGS if native_bf16(CPU) else ALL_SETTINGS[:2]
+def settings_here(device: torch.device = CPU) -> tuple[CpuSetting, ...]:
+    """The settings ``device`` can train in: bf16 only with native bf16 (emulated bf16 is slower than fp32). A
+    GPU has the same four (``bench profile --engines --device cuda`` times them); only a CPU's are measured into
+    ``auto``."""
+    return ALL_SETTINGS if native_bf16(device) else ALL_SETTINGS[:2]
 
 
 @dataclass(frozen=True)
@@ -251,18 +253,23 @@ def cached_measurement(
 
 
 def measure_settings(
-    steps: dict[str, Callable[[], object]], rounds: int = 3, warmup: int = 1, budget_s: float = 60.0
+    steps: dict[str, Callable[[], object]],
+    rounds: int = 3,
+    warmup: int = 1,
+    budget_s: float = 60.0,
+    clock: Backend | None = None,
 ) -> dict[str, list[float]]:
     """Milliseconds of each step per round, by name (:func:`setting_steps`), the steps interleaved.
 
     Each round runs every setting once, starting one further along each time, so none always runs on
     another's warm caches. The ``warmup`` rounds (oneDNN primitives, allocator) are not kept. Timed rounds are
     cut to what fits ``budget_s`` at the warm-up round's pace, one at least: at 224 px a large backbone's step
-    takes many seconds on one thread, and the ranking it needs is coarse.
+    takes many seconds on one thread, and the ranking it needs is coarse. ``clock``: the steps' device's timer
+    (CUDA events on a GPU, :func:`bench.timers.backends.select_backend`); the CPU's by default.
     """
     times: dict[str, list[float]] = {name: [] for name in steps}
     names = list(times)
-    clock = CpuBackend()
+    clock = clock or CpuBackend()
     done = 0
     for i in range(warmup + rounds):
         order = names[i % len(names) :] + names[: i % len(names)]
@@ -281,11 +288,12 @@ def measure_settings(
 
 
 def setting_steps(
-    backbone: str, resolution: int, batch_size: int, settings: Sequence[CpuSetting]
+    backbone: str, resolution: int, batch_size: int, settings: Sequence[CpuSetting], device: torch.device = CPU
 ) -> dict[str, Callable[[], torch.Tensor]]:
     """A harness training step per setting (:func:`bench.train.loop.train_step`), each on its own copy of one
     freshly made model with its own optimiser, on one random uint8 batch of RGB images; a compiled setting's step
-    calls ``torch.compile`` of its copy, which compiles at its first call."""
+    calls ``torch.compile`` of its copy, which compiles at its first call. On a GPU the batch lives on it and the
+    optimiser is the fused one, as in ``bench run --device cuda`` (:func:`bench.train.engine.engine_for`)."""
     protocol = get_protocol(STEP_PROTOCOL)
     phase = protocol.phases[0]
     torch.manual_seed(0)
@@ -294,19 +302,21 @@ def setting_steps(
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch_size, 3, resolution, resolution), generator=gen, dtype=torch.uint8)
     labels = torch.randint(0, 2, (batch_size,), generator=gen)
+    images, labels = images.to(device), labels.to(device)
+    fused_here = device.type == "cuda"
     steps = {}
     for setting in settings:
         model = copy.deepcopy(base)
-        model.to(memory_format=torch.channels_last if setting.channels_last else torch.contiguous_format)
+        model.to(device, memory_format=torch.channels_last if setting.channels_last else torch.contiguous_format)
         names = set(apply_phase(model, phase))
         set_train_mode(model, phase)
-        opt = optimizer_for(protocol, [p for n, p in model.named_parameters() if n in names], phase.lr, setting.fused)
+        params = [p for n, p in model.named_parameters() if n in names]
+        opt = optimizer_for(protocol, params, phase.lr, setting.fused or fused_here)
         sched = scheduler_for(opt, protocol, phase, steps_per_epoch=1000)
-        pipeline = BatchPipeline(cfg["mean"], cfg["std"], CPU, setting.channels_last)
-        amp = Amp("bf16" if setting.precision == "bf16" else None, CPU)
+        pipeline = BatchPipeline(cfg["mean"], cfg["std"], device, setting.channels_last)
+        amp = Amp("bf16" if setting.precision == "bf16" else None, device)
         net = training_net(model, setting.compiled)
         steps[setting.name] = partial(
             train_step, net, opt, sched, pipeline, images, labels, protocol.augment, gen, amp=amp
         )
     return steps
-

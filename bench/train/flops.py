@@ -10,15 +10,20 @@ instructions the CPU has).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+from bench.timers.backends import select_backend
+
 PEAK_SIDE = 2048
 """Side of the square matrices of the peak: 17 GFLOP a product, large enough for oneDNN's best kernel and for
 the time to dwarf the call, small enough for a fraction of a second on one core."""
+CUDA_PEAK_SIDE = 8192
+"""A GPU's side: 1.1 TFLOP a product, about 1.4 ms on an H100 in bf16 (some 800 TFLOP/s), where 2048 would time
+the launch."""
+CPU = torch.device("cpu")
 
 
 def step_flops(step: Callable[[], object]) -> int:
@@ -48,16 +53,16 @@ def conv_backward_flops(
     return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
 
-def matmul_peak(dtype: torch.dtype, side: int = PEAK_SIDE, repeats: int = 5) -> float:
+def matmul_peak(dtype: torch.dtype, device: torch.device = CPU, side: int | None = None, repeats: int = 5) -> float:
     """FLOP/s of the fastest of ``repeats`` products of two ``side`` x ``side`` matrices of ``dtype`` (after one
-    untimed product), on the current torch threads: the machine's peak as a backbone's step could reach it."""
+    untimed product), on the current torch threads or on the GPU ``device``: the peak as a backbone's step could
+    reach it. A GPU's product is timed by CUDA events (:mod:`bench.timers.backends`) and is :data:`CUDA_PEAK_SIDE`
+    a side by default, where the time dwarfs a kernel launch."""
+    side = side or (CUDA_PEAK_SIDE if device.type == "cuda" else PEAK_SIDE)
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(side, side, generator=gen).to(dtype)
-    b = torch.randn(side, side, generator=gen).to(dtype)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * side**3 / best
+    a = torch.randn(side, side, generator=gen).to(device, dtype)
+    b = torch.randn(side, side, generator=gen).to(device, dtype)
+    clock = select_backend(device)
+    clock.time_ms(lambda: torch.mm(a, b))
+    best_ms = min(clock.time_ms(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * side**3 / (best_ms / 1000)

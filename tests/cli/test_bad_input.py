@@ -148,6 +148,9 @@ CASES = [
     Case("profile-resolution-huge", ("profile", "--resolutions", "28,100000"), "--resolutions is 100000"),
     Case("profile-compile-alone", ("profile", "--compile"), "--compile goes with --engines"),
     Case("profile-compile-peers", ("profile", "--peers", "--compile"), "--compile goes with --engines"),
+    Case("profile-settings-alone", ("profile", "--settings", "bf16-nhwc"), "--settings goes with --engines"),
+    Case("profile-settings-empty", ("profile", "--engines", "--settings", ","), "--settings is empty"),
+    Case("profile-settings-unknown", ("profile", "--engines", "--settings", "fp16-nhwc"), "--settings 'fp16-nhwc'"),
     Case(
         "sweep-compile-word",
         ("run", "--sweep", "mine.toml"),
