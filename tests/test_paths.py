@@ -22,6 +22,7 @@ SHIPPED_SWEEPS = {
     "mission",
     "mission-cpu",
     "mission-fair",
+    "mission-fair-gpu",
     "reference",
     "transfer",
 } | {
