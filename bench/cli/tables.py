@@ -315,11 +315,7 @@ def profile(
     if settings is not None and not engines:
         raise ConfigError("--settings goes with --engines, which times the engine settings")
     if engines:
-        if fused_optimizer and on != "cpu":
-            raise ConfigError(f"--fused-optimizer: on {on} every setting already trains with the fused optimiser")
-        import torch
-
-        from bench.train.engine_speed import EngineSpeedConfig, engine_speed_table, engine_speeds, named_settings
+        from bench.train.engine_speed import EngineSpeedConfig, engine_speed_table, engine_speeds
 
         named = tuple(options.csv(settings))
         if settings is not None and not named:
@@ -327,7 +323,6 @@ def profile(
         config = EngineSpeedConfig(
             wanted, sides, batch_size, rounds, warmup, threads, fused_optimizer, compile, on, named
         )
-        named_settings(named, torch.device(on))  # a misspelt setting fails before a model is built
         show(engine_speed_table(engine_speeds(config)), fmt)
         return
     if peers:

@@ -33,7 +33,6 @@ from bench.models.registry import get_backbone, resolve_resolution
 from bench.timers.backends import select_backend
 from bench.timers.median import median_ci95
 from bench.train.cpu_engine import (
-    CPU,
     PIN_ENV,
     STANDING,
     CpuMeasurement,
@@ -74,6 +73,11 @@ class EngineSpeedConfig:
                 raise ConfigError(f"profile --engines: {name} must be at least 1, got {getattr(self, name)}")
         if self.warmup < 0 or (self.threads is not None and self.threads < 1):
             raise ConfigError("profile --engines: warmup must be >= 0 and threads >= 1")
+        device = torch.device(self.device)
+        if self.fused and device.type == "cuda":
+            raise ConfigError(f"--fused-optimizer: on {device} every setting already trains with the fused optimiser")
+        if self.settings:
+            named_settings(self.settings, device)  # a misspelt setting fails before a model is built
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ def engine_speeds(config: EngineSpeedConfig) -> list[EngineSpeed]:
         threads = torch.get_num_threads()
         settings = named_settings(config.settings, device) if config.settings else settings_here(device)
         plain = tuple(s for s in settings if s.plain)
-        if config.fused and device.type != "cuda":  # a GPU's optimiser is always the fused one
+        if config.fused:
             settings += tuple(dataclasses.replace(s, fused=True) for s in plain)
         if config.compile:
             settings += tuple(dataclasses.replace(s, compiled=True) for s in plain)
@@ -137,7 +141,7 @@ def _backbone_speeds(
     threads: int,
     settings: Sequence[CpuSetting],
     peaks: dict,
-    device: torch.device = CPU,
+    device: torch.device,
 ) -> list[EngineSpeed]:
     steps = setting_steps(name, side, config.batch_size, settings, device)
     clock = select_backend(device)

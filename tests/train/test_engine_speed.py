@@ -175,3 +175,8 @@ def test_a_gpu_table_says_gpu_and_names_the_card():
 def test_config_refuses_nonsense(field, value):
     with pytest.raises(ConfigError, match="profile --engines"):
         EngineSpeedConfig(**{field: value})
+
+
+def test_config_refuses_a_fused_optimiser_on_a_gpu_where_every_setting_has_it():
+    with pytest.raises(ConfigError, match="--fused-optimizer: on cuda every setting already trains with the fused"):
+        EngineSpeedConfig(fused=True, device="cuda")
