@@ -102,6 +102,7 @@ def leaderboard(
     """Print and write the leaderboards from stored records (no training).
 
     Example: bench leaderboard --metric auc --format csv > leaderboard.csv
+
     Calibration and subgroups: bench leaderboard --columns calibration,subgroups
     """
     groups = parse_columns(columns)  # an unknown group is one line naming it, before any record is read
@@ -301,8 +302,11 @@ def profile(
     """Harness training step vs the bare model step: the overhead ratio and what each harness part costs.
 
     Example: bench profile --backbones resnet18 --resolutions 28 --threads 1
+
     Engines: bench profile --engines --backbones resnet18,densenet121,efficientnet_b0 --resolutions 32 --threads 1
+
     GPU engines: bench profile --engines --compile --device cuda --resolutions 224
+
     Peers: bench profile --peers --timm-script train.py --backbones resnet18 --resolutions 32 --threads 1 --rounds 4
     """
     from bench.environment.device import resolve_device

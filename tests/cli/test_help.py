@@ -4,7 +4,9 @@ The commands are found by walking the click tree typer builds from the app, so a
 covered without touching this file. Help texts are plain text (``rich_markup_mode=None``): a bracket such as
 ``PROTOCOL[/sSEED]`` once made ``bench run --help`` a rich ``MarkupError`` traceback. Every command runs
 in-process through the console entry point (seconds faster); ``bench --help`` and ``bench run --help`` also run
-as the installed ``bench`` script, with stdout a pipe.
+as the installed ``bench`` script, with stdout a pipe. Each example line of a help text ("Peers: bench profile
+...") starts its own line in the output: click re-wraps a paragraph, so two example lines in one paragraph once ran
+together ("--threads 1 GPU" / "engines: bench profile ...").
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ def _first_sentence(command) -> str:
     return " ".join(re.split(r"(?<=[.?!])\s", " ".join(first.split()))[0].split())
 
 
+EXAMPLE = re.compile(r"^([A-Z][\w ]*: bench)\b")  # "Example: bench run ...", "GPU engines: bench profile ..."
+
+
+def _examples_start_lines(command, out: str) -> list[str]:
+    """The example lines of ``command``'s help whose label does not start a line of the rendered ``out``."""
+    starts = {line.strip() for line in out.splitlines()}
+    labels = [m.group(1) for line in (command.help or "").splitlines() if (m := EXAMPLE.match(line.strip()))]
+    return [label for label in labels if not any(s.startswith(label) for s in starts)]
+
+
 def _check(path: tuple[str, ...], command, status: int, out: str, err: str) -> None:
     shown = " ".join(["bench", *path])
     assert status == 0, f"`{shown} --help` exited {status}:\n{out}\n{err}"
@@ -51,6 +63,8 @@ def _check(path: tuple[str, ...], command, status: int, out: str, err: str) -> N
     assert f"Usage: {shown} " in out
     sentence = _first_sentence(command)
     assert sentence and sentence in " ".join(out.split()), f"`{shown} --help` lacks its first sentence {sentence!r}"
+    run_together = _examples_start_lines(command, out)
+    assert not run_together, f"`{shown} --help`: examples run into the line before: {run_together}"
 
 
 def test_the_walk_finds_the_nested_commands():
