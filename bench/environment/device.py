@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from bench.config import check_device_name
+from bench.environment import allocator
 from bench.errors import ConfigError
 
 
@@ -71,6 +72,7 @@ def _host_fingerprint() -> dict[str, Any]:
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "load_avg_1m": _guard(lambda: os.getloadavg()[0]),
+        "allocator": allocator.state(),
     }
 
 

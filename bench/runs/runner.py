@@ -23,6 +23,7 @@ from bench.data.fractions import take_train_fraction
 from bench.data.identity import DataIdentity
 from bench.data.loading import LoadedDataset, Split, load_dataset
 from bench.environment import git_commit, versions
+from bench.environment.allocator import hold_freed_memory
 from bench.environment.device import device_fingerprint
 from bench.errors import BenchError, DataError, ResultsError
 from bench.evaluation.scores import TestScores
@@ -107,6 +108,8 @@ def run(
     planning resolved (``spec.auto_precision``, ``spec.memory_format``) and what ran (``engine``).
     """
     planned = planned if isinstance(planned, ResolvedRun) else resolve(planned)
+    if device.type == "cpu":
+        hold_freed_memory()  # before the fingerprint, which says so
     environment = environment_here(device_fingerprint(device), executor, platform.platform())
     record = new_record(planned, environment)
     try:

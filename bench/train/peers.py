@@ -16,8 +16,11 @@ first loop one further along each round), so a busy neighbour slows them alike:
   its SGD: the engines compared with the optimiser no longer differing;
 * ``harness-auto``: :func:`bench.train.loop.train_step` (uint8 batch, normalisation, the scratch protocol's batched
   augmentation, loss, Adam, scheduler) in the engine ``auto`` resolves to for ``bench run`` here (the
-  ``BENCH_CPU_ENGINE`` pin, else the cached measurement, else one made now and not saved);
-* ``harness-fp32``: the same step in fp32 NCHW, the engine of every published CPU record.
+  ``BENCH_CPU_ENGINE`` pin, else the cached measurement, else one made now and not saved), in a process of its own
+  each round set up as a CPU run is, glibc keeping freed memory (:mod:`bench.train.peer_child`,
+  :mod:`bench.environment.allocator`), its first steps dropped as train.py's are;
+* ``harness-fp32``: the same step in fp32 NCHW, the engine of every published CPU record, in this process, whose
+  allocator is left as it is (as it was for those records, and for the bare and MedMNIST loops).
 
 A loop's figure in a round is the median of its steps there; its ratio to another loop is the median over rounds
 of the other's step over its own (images/s over images/s), with a distribution-free 95% interval. Only the ratios
@@ -26,9 +29,11 @@ carry over to another machine or another load.
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.environment.device import device_fingerprint
-from bench.errors import ConfigError
+from bench.errors import BenchError, ConfigError
 from bench.models.registry import create_backbone, get_backbone, resolve_resolution
 from bench.timers.median import median_ci95
 from bench.train import peer_timm
@@ -164,10 +169,7 @@ def build_loops(name: str, side: int, config: PeerConfig, threads: int, folder: 
         if loop == "medmnist":
             return medmnist_loop(name, side, batch, steps)
         if loop == "harness-auto":
-            setting, note = auto_engine(name, side, batch, threads)
-            if config.fused:
-                setting, note = dataclasses.replace(setting, fused=True), f"{note}, fused optimiser asked for"
-            return harness_loop(loop, name, side, batch, steps, setting, note)
+            return process_loop(name, side, batch, steps, threads, config.fused)
         if loop == "harness-fp32":
             return harness_loop(loop, name, side, batch, steps, STANDING)
         return timm_loop(loop, get_backbone(name).arch, side, batch, threads, folder)
@@ -230,7 +232,40 @@ def auto_engine(name: str, side: int, batch_size: int, threads: int) -> tuple[Cp
     return auto_setting(name, side, batch_size, threads, times, settings_here()), "auto: measured now"
 
 
-def _timed(steps: int, step: Callable[[], float | None]) -> list[Step]:
+def process_loop(name: str, side: int, batch_size: int, steps: int, threads: int, fused: bool = False) -> Loop:
+    """``harness-auto`` in a fresh process each round (:mod:`bench.train.peer_child`), set up as a CPU run is
+    (freed memory held, which this process is not); ``auto`` is resolved there in the first round."""
+    loop = Loop("harness-auto", "auto", lambda: [])
+    asked = "auto"
+
+    def run() -> list[Step]:
+        nonlocal asked
+        argv = [name, side, batch_size, steps, threads, asked, *(["--fused"] if fused else [])]
+        reply = _child([sys.executable, "-m", "bench.train.peer_child", *map(str, argv)], threads)
+        if asked == "auto":
+            held = "glibc holding freed memory" if reply["held"] else "the allocator as it is"
+            fused_note = ", fused optimiser asked for" if fused else ""
+            loop.note = f"{reply['note']}{fused_note}; a process of its own each round, {held}, as bench run trains"
+        asked, loop.engine = reply["setting"], reply["engine"]
+        return [tuple(s) for s in reply["steps"]]
+
+    loop.run = run
+    return loop
+
+
+def _child(argv: list[str], threads: int, timeout_s: float = 1800) -> dict:
+    """Run ``argv`` with ``threads`` OpenMP threads and this checkout importable; its last stdout line, parsed."""
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding the bench package
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONPATH": path}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
+        raise BenchError(f"the harness's own process failed ({done.returncode}): {' '.join(argv[2:])}\n{tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def timed(steps: int, step: Callable[[], float | None]) -> list[Step]:
     """``steps`` calls of ``step`` (which may return its loading part's milliseconds), each timed."""
     out = []
     for _ in range(steps):
@@ -259,7 +294,7 @@ def bare_loop(name: str, side: int, batch_size: int, steps: int) -> Loop:
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
-    return Loop("bare-fp32", STANDING.name, lambda: _timed(steps, step), model)
+    return Loop("bare-fp32", STANDING.name, lambda: timed(steps, step), model)
 
 
 class MedMNISTLike(torch.utils.data.Dataset):
@@ -312,7 +347,7 @@ def medmnist_loop(name: str, side: int, batch_size: int, steps: int, pool: int =
         optimizer.step()
         return data_ms
 
-    return Loop("medmnist", STANDING.name, lambda: _timed(steps, step), model)
+    return Loop("medmnist", STANDING.name, lambda: timed(steps, step), model)
 
 
 def harness_loop(
@@ -325,7 +360,7 @@ def harness_loop(
     def run_step() -> None:  # its loading (uint8 to float, augmentation) is inside the step: not told apart
         step()
 
-    return Loop(loop, setting.name, lambda: _timed(steps, run_step), model, note)
+    return Loop(loop, setting.name, lambda: timed(steps, run_step), model, note)
 
 
 def timm_loop(loop: str, arch: str, side: int, batch_size: int, threads: int, folder: Path) -> Loop:

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from bench.errors import BenchError, ConfigError
 from bench.train import peer_timm
-from bench.train.cpu_engine import PIN_ENV, STANDING, CpuSetting, setting_steps
+from bench.train.cpu_engine import PIN_ENV, STANDING, CpuSetting, setting_steps, settings_here
 from bench.train.peer_table import peer_frame, peer_table, target_table
 from bench.train.peers import (
     LOOPS,
@@ -112,6 +112,20 @@ def test_peer_speeds_measures_every_asked_loop_in_the_same_rounds(monkeypatch):
         assert r.rounds == 2 and r.step_ms > 0 and set(r.speedup) == set(loops)
         assert r.speedup[r.loop] == 1.0 and r.speedup_ci95[r.loop] == (1.0, 1.0)
         assert r.fingerprint["torch_threads"] == 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator")
+def test_harness_auto_runs_in_a_process_of_its_own_set_up_as_a_cpu_run(monkeypatch):
+    def refuse() -> bool:
+        raise AssertionError("this process was told to hold freed memory: its in-process loops would time with it")
+
+    monkeypatch.setattr("bench.train.cpu_engine.hold_freed_memory", refuse)  # the child process is not patched
+    monkeypatch.delenv(PIN_ENV, raising=False)
+    config = PeerConfig((TINY,), (SIDE,), BATCH, rounds=2, steps=2, threads=1, loops=("harness-auto", "harness-fp32"))
+    auto, fp32 = peer_speeds(config)
+    assert auto.note.startswith("auto: ") and auto.engine in {s.name for s in settings_here()}
+    assert "a process of its own each round, glibc holding freed memory, as bench run trains" in auto.note
+    assert auto.rounds == 2 and auto.step_ms > 0 and fp32.note == ""
 
 
 def test_a_fused_harness_auto_trains_with_the_fused_optimiser(monkeypatch):
@@ -307,3 +321,22 @@ def test_the_tables_show_the_ratios_and_which_targets_are_unmet():
     assert "0.70 " in lines["vgg16"] and "0.70 (>=" not in lines["vgg16"]  # same-optimiser: shown, not a target
     frame = peer_frame(rows)
     assert frame.loc[0, "x_timm-best"] == 1.2 and frame.loc[1, "x_timm-best_ci_low"] == pytest.approx(0.81)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator")
+def test_allocator_gain_times_the_step_with_glibc_as_it_is_and_holding_memory():
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    argv = [sys.executable, "-m", "bench.train.peer_child", TINY, str(SIDE), str(BATCH), "2", "1", "fp32-nhwc"]
+    replies = [
+        json.loads(subprocess.run(a, env=env, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        for a in (argv, [*argv, "--default-allocator"])
+    ]
+    assert [r["held"] for r in replies] == [True, False]
+    assert all(r["engine"] == "fp32-nhwc" and len(r["steps"]) == 2 and r["faults"] >= 0 for r in replies)
+    assert all(r["peak_mib"] > 100 for r in replies)  # torch alone is more than that: KiB were read as KiB
+    script = [sys.executable, str(root / "scripts" / "allocator_gain.py"), "--backbones", TINY, "--resolution"]
+    done = subprocess.run([*script, str(SIDE), "--batch-size", str(BATCH), "--rounds", "2"], env=env,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith(f"| {TINY} |")]
+    assert len(row.split("|")) == 11, row  # backbone, engine, two times, two fault counts, two peaks, the ratio
