@@ -266,14 +266,14 @@ def measure_settings(
     another's warm caches. The ``warmup`` rounds (oneDNN primitives, allocator) are not kept. Timed rounds are
     cut to what fits ``budget_s`` at the warm-up round's pace, one at least: at 224 px a large backbone's step
     takes many seconds on one thread, and the ranking it needs is coarse. ``clock``: the steps' device's timer
-    (CUDA events on a GPU, :func:`bench.timers.backends.select_backend`); the CPU's by default, and then glibc keeps
-    freed memory first (:func:`bench.environment.allocator.hold_freed_memory`), as in a CPU run.
+    (CUDA events on a GPU, :func:`bench.timers.backends.select_backend`); the CPU's by default. With the CPU's,
+    glibc keeps freed memory first (:func:`bench.environment.allocator.hold_freed_memory`), as in a CPU run.
     """
-    if clock is None:
+    clock = clock or CpuBackend()
+    if isinstance(clock, CpuBackend):
         hold_freed_memory()  # the CPU settings timed under the allocator that bench run trains with
     times: dict[str, list[float]] = {name: [] for name in steps}
     names = list(times)
-    clock = clock or CpuBackend()
     done = 0
     for i in range(warmup + rounds):
         order = names[i % len(names) :] + names[: i % len(names)]

@@ -72,3 +72,21 @@ print(json.dumps({"before": before, "after": record.environment.device["allocato
         "after": "glibc, freed memory held (mmap threshold 32 MiB, trim 1024 MiB)",
         "status": "ok",
     }
+
+
+@GLIBC
+@pytest.mark.parametrize("clock", ["CpuBackend()", "None"], ids=["profile --engines", "auto"])
+def test_the_cpu_engine_is_measured_holding_freed_memory(clock):
+    """``bench profile --engines`` passes the CPU's clock, planning's ``auto`` measurement none: both hold."""
+    code = f"""
+from bench.environment import allocator
+from bench.timers.backends import CpuBackend
+from bench.train.cpu_engine import measure_settings
+before = allocator.state()
+measure_settings({{"step": lambda: None}}, rounds=1, warmup=0, clock={clock})
+print(before, "->", allocator.state())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == (
+        "glibc default -> glibc, freed memory held (mmap threshold 32 MiB, trim 1024 MiB)"
+    )
