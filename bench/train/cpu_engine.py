@@ -270,7 +270,7 @@ def measure_settings(
     glibc keeps freed memory first (:func:`bench.environment.allocator.hold_freed_memory`), as in a CPU run.
     """
     clock = clock or CpuBackend()
-    if isinstance(clock, CpuBackend):
+    if clock.device.type == "cpu":
         hold_freed_memory()  # the CPU settings timed under the allocator that bench run trains with
     times: dict[str, list[float]] = {name: [] for name in steps}
     names = list(times)
