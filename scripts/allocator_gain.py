@@ -9,22 +9,13 @@ process's peak resident memory and the speed-up (median of the per-round ratios)
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.train.peers import run_child
 
 
 def child(name: str, side: int, batch: int, steps: int, setting: str, default: bool) -> dict:
-    argv = [sys.executable, "-m", "bench.train.peer_child", name, str(side), str(batch), str(steps), "1", setting]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([*argv, *(["--default-allocator"] if default else [])], env=env, capture_output=True,
-                          text=True, check=True)  # fmt: skip
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child([name, side, batch, steps, 1, setting, *(["--default-allocator"] if default else [])], threads=1)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import platform
 
 _M_TRIM_THRESHOLD = -1  # mallopt parameters, <malloc.h>
@@ -31,6 +32,7 @@ TRIM_THRESHOLD = 2**30
 _held = False
 
 
+@functools.cache  # every record's fingerprint asks (state())
 def _glibc() -> ctypes.CDLL | None:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None  # musl, macOS, Windows: their allocators have no such knobs, and are left as they are

@@ -240,8 +240,7 @@ def process_loop(name: str, side: int, batch_size: int, steps: int, threads: int
 
     def run() -> list[Step]:
         nonlocal asked
-        argv = [name, side, batch_size, steps, threads, asked, *(["--fused"] if fused else [])]
-        reply = _child([sys.executable, "-m", "bench.train.peer_child", *map(str, argv)], threads)
+        reply = run_child([name, side, batch_size, steps, threads, asked, *(["--fused"] if fused else [])], threads)
         if asked == "auto":
             held = "glibc holding freed memory" if reply["held"] else "the allocator as it is"
             fused_note = ", fused optimiser asked for" if fused else ""
@@ -253,15 +252,17 @@ def process_loop(name: str, side: int, batch_size: int, steps: int, threads: int
     return loop
 
 
-def _child(argv: list[str], threads: int, timeout_s: float = 1800) -> dict:
-    """Run ``argv`` with ``threads`` OpenMP threads and this checkout importable; its last stdout line, parsed."""
+def run_child(args: list[object], threads: int, timeout_s: float = 1800) -> dict:
+    """Run :mod:`bench.train.peer_child` with ``args`` and ``threads`` OpenMP threads, this checkout importable;
+    its reply (the last stdout line, parsed)."""
+    argv = [sys.executable, "-m", "bench.train.peer_child", *map(str, args)]
     root = str(Path(__file__).resolve().parents[2])  # the folder holding the bench package
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONPATH": path}
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
-        raise BenchError(f"the harness's own process failed ({done.returncode}): {' '.join(argv[2:])}\n{tail}")
+        raise BenchError(f"the harness's own process failed ({done.returncode}): {' '.join(argv[3:])}\n{tail}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
